@@ -1,0 +1,300 @@
+/*
+ * cellar.h - an embedded, read-optimized key-value store.
+ *
+ * cellar keeps key-value pairs in a directory: records are appended to
+ * segment files, and an index of 64-byte buckets, grown by linear hashing,
+ * maps each key to its newest record.  Lookups read the index through memory
+ * and touch one bucket cache line plus the record itself.
+ *
+ * Example
+ * -------
+ *     cellar_db *db;
+ *     cellar_options o = CELLAR_OPTIONS_INIT;
+ *     o.flags = CELLAR_CREATE;
+ *     if (cellar_open(&db, "/tmp/store", &o) != CELLAR_OK)
+ *         return fprintf(stderr, "%s\n", cellar_errmsg()), 1;
+ *     cellar_put(db, "apple", 5, "red", 3);
+ *     char buf[64]; size_t n;
+ *     if (cellar_get(db, "apple", 5, buf, sizeof buf, &n) == CELLAR_OK)
+ *         printf("%.*s\n", (int)n, buf);
+ *     cellar_iter *it; const void *k, *v; size_t kn, vn;
+ *     cellar_iter_new(db, &it);
+ *     while (cellar_iter_next(it, &k, &kn, &v, &vn) == CELLAR_OK)
+ *         printf("%.*s=%.*s\n", (int)kn, (const char *)k, (int)vn, (const char *)v);
+ *     cellar_iter_free(it);
+ *     cellar_close(db);
+ *
+ * Threads
+ * -------
+ * - cellar_db: safe to share.  Any number of threads may call cellar_get,
+ *   cellar_get_alloc, cellar_has, cellar_count and iterate while other threads
+ *   write; writes (put, delete, sync) are serialized by an internal mutex.
+ *   Readers wait for a writer only while it changes the in-memory index
+ *   (microseconds), never while it writes or syncs files.  cellar_close must
+ *   not race with any other call on the handle.
+ * - cellar_iter: belongs to one thread at a time.
+ * - cellar_errmsg() is per thread.
+ *
+ * Caveats
+ * -------
+ * - One writer per store.  A handle opened for writing holds an OS lock on
+ *   <dir>/LOCK; a second writer (another process, or another handle in this
+ *   one) gets CELLAR_ELOCKED.  Read-only handles take no lock and see the
+ *   store as it was when they opened it.
+ * - Durability depends on cellar_options.sync_mode; the README states what
+ *   survives a crash for each mode.  In short: everything written before a
+ *   successful cellar_sync() or cellar_close() survives a power cut;
+ *   CELLAR_SYNC_ALWAYS makes each write durable before it returns.
+ * - Pointers returned by cellar_iter_next() stay valid only until the next
+ *   call on that iterator or cellar_iter_free().
+ * - Limits: keys are 1 to CELLAR_MAX_KEY_LEN (65,535) bytes, values 0 to
+ *   CELLAR_MAX_VALUE_LEN (1 GiB) bytes; at most 65,535 segment files are live
+ *   at once.  Counts and sizes are 64-bit.
+ */
+#ifndef CELLAR_H
+#define CELLAR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cellar_fs.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Library version. */
+#define CELLAR_VERSION_MAJOR 0
+#define CELLAR_VERSION_MINOR 1
+#define CELLAR_VERSION_PATCH 0
+
+/** Longest key, in bytes.  Keys are at least one byte long. */
+#define CELLAR_MAX_KEY_LEN 65535u
+/** Longest value, in bytes (1 GiB). */
+#define CELLAR_MAX_VALUE_LEN (1u << 30)
+
+/**
+ * Error codes.  Every fallible function returns CELLAR_OK or one of these.
+ * The numbers are stable and never reused.
+ */
+typedef enum cellar_error {
+	CELLAR_OK = 0,
+	CELLAR_ENOTFOUND = -1, /**< the key is not in the store */
+	CELLAR_EDONE = -2,     /**< the iterator has returned every item */
+	CELLAR_EBUFS = -3,     /**< the caller's buffer is too small */
+	CELLAR_ELOCKED = -4,   /**< another writer holds the store */
+	CELLAR_EINVAL = -5,    /**< an argument is invalid (NULL, bad option) */
+	CELLAR_ENOMEM = -6,    /**< out of memory */
+	CELLAR_EIO = -7,       /**< the operating system reported an I/O error */
+	CELLAR_ENOSPC = -8,    /**< no space left on the device */
+	CELLAR_ECORRUPT = -9,  /**< a file is damaged or is not a cellar file */
+	CELLAR_EVERSION = -10, /**< a file was written by a newer format version */
+	CELLAR_EREADONLY = -11, /**< a write on a read-only handle */
+	CELLAR_EKEYLEN = -12,  /**< key empty or longer than CELLAR_MAX_KEY_LEN */
+	CELLAR_EVALLEN = -13,  /**< value longer than CELLAR_MAX_VALUE_LEN */
+	CELLAR_ENOENT = -14,   /**< no store (or file) at that path */
+	CELLAR_EEXIST = -15,   /**< the file or directory already exists */
+	CELLAR_ELIMIT = -16,   /**< a store-wide limit was reached (see Caveats) */
+	CELLAR_EFAILED = -17   /**< an earlier write failed; reopen the store */
+} cellar_error;
+
+/** Opaque database handle. */
+typedef struct cellar_db cellar_db;
+/** Opaque iterator over the items of a store. */
+typedef struct cellar_iter cellar_iter;
+
+/** cellar_options.flags */
+#define CELLAR_CREATE 0x1   /**< create the store if it does not exist */
+#define CELLAR_READONLY 0x2 /**< open read-only; writes fail with EREADONLY */
+
+/** cellar_options.sync_mode */
+typedef enum cellar_sync_mode {
+	/** Never sync by itself; only cellar_sync() and cellar_close() do. */
+	CELLAR_SYNC_NONE = 0,
+	/** A background thread syncs every sync_interval_ms. */
+	CELLAR_SYNC_PERIODIC = 1,
+	/** Every put and delete is durable before it returns (slow). */
+	CELLAR_SYNC_ALWAYS = 2
+} cellar_sync_mode;
+
+/** Version of cellar_options described by this header. */
+#define CELLAR_OPTIONS_VERSION 1
+
+/**
+ * Options for cellar_open().  Start from CELLAR_OPTIONS_INIT: a zero field
+ * means "the default".  New fields are only ever added at the end.
+ */
+typedef struct cellar_options {
+	/** Must be CELLAR_OPTIONS_VERSION. */
+	unsigned version;
+	/** CELLAR_CREATE, CELLAR_READONLY. */
+	unsigned flags;
+	/** File system; NULL means a private mmap file system. Not owned. */
+	cellar_fs *fs;
+	/** A cellar_sync_mode; default CELLAR_SYNC_NONE. */
+	int sync_mode;
+	/** Period of CELLAR_SYNC_PERIODIC in milliseconds; default 1000. */
+	unsigned sync_interval_ms;
+	/**
+	 * Size at which a segment file is closed and a new one started, in
+	 * bytes; default 256 MiB, minimum 64 KiB, maximum 2 GiB.  A record
+	 * larger than this gets a segment of its own.
+	 */
+	uint64_t max_segment_size;
+	/** Seed of the key hash, used when the store is created; 0 = random. */
+	uint64_t hash_seed;
+} cellar_options;
+
+/** Initializer giving every option its default. */
+#define CELLAR_OPTIONS_INIT { CELLAR_OPTIONS_VERSION, 0, NULL, 0, 0, 0, 0 }
+
+/**
+ * Open (and with CELLAR_CREATE create) the store in directory dir.
+ *
+ * A store opened for writing that was not closed cleanly is recovered: the
+ * index is brought up to date from the segments, and a record torn by the
+ * crash at the end of the newest segment is cut off.  A read-only handle
+ * recovers in memory and changes no file.
+ *
+ * @param[out] out  the new handle; NULL on failure.
+ * @param dir       the store's directory; created with CELLAR_CREATE.
+ * @param opts      options, or NULL for all defaults.
+ * @return CELLAR_OK, or
+ *   - CELLAR_EINVAL: out or dir NULL, or an option out of range;
+ *   - CELLAR_ENOENT: no store in dir and CELLAR_CREATE not given;
+ *   - CELLAR_ELOCKED: another writer has the store open;
+ *   - CELLAR_ECORRUPT: a file is damaged beyond repair, or is not cellar's;
+ *   - CELLAR_EVERSION: the store was written by a newer cellar;
+ *   - CELLAR_EIO, CELLAR_ENOSPC, CELLAR_ENOMEM.
+ */
+CELLAR_API int cellar_open(cellar_db **out, const char *dir,
+                           const cellar_options *opts);
+
+/**
+ * Close the handle: sync (unless read-only), write the index, stop the
+ * background thread, release the lock and free everything.  Accepts NULL.
+ * The handle is freed even when an error is returned.
+ * @return CELLAR_OK, or the error of the final sync (CELLAR_EIO,
+ *   CELLAR_ENOSPC): writes since the last successful sync may then be lost.
+ */
+CELLAR_API int cellar_close(cellar_db *db);
+
+/**
+ * Store value under key, replacing any value the key had.
+ * @return CELLAR_OK, or
+ *   - CELLAR_EINVAL: db NULL, key NULL, or value NULL with val_len > 0;
+ *   - CELLAR_EKEYLEN, CELLAR_EVALLEN: see the limits;
+ *   - CELLAR_EREADONLY: the handle is read-only;
+ *   - CELLAR_ELIMIT: the store has too many segment files;
+ *   - CELLAR_EIO, CELLAR_ENOSPC, CELLAR_ENOMEM: the write failed and the
+ *     store is unchanged;
+ *   - CELLAR_EFAILED: an earlier write failed in a way that left the
+ *     handle unable to write; close and reopen.
+ */
+CELLAR_API int cellar_put(cellar_db *db, const void *key, size_t key_len,
+                          const void *val, size_t val_len);
+
+/**
+ * Copy the value of key into buf.
+ * @param buf      where the value goes; may be NULL when cap is 0.
+ * @param cap      capacity of buf in bytes.
+ * @param[out] val_len  the value's length (also on CELLAR_EBUFS); may be NULL.
+ * @return CELLAR_OK, or
+ *   - CELLAR_ENOTFOUND: no such key;
+ *   - CELLAR_EBUFS: cap < value length; *val_len tells the length needed;
+ *   - CELLAR_EINVAL, CELLAR_EKEYLEN: bad arguments;
+ *   - CELLAR_ECORRUPT: the record failed its checksum (no bytes are given);
+ *   - CELLAR_EIO: a read failed (file systems without mappings).
+ */
+CELLAR_API int cellar_get(cellar_db *db, const void *key, size_t key_len,
+                          void *buf, size_t cap, size_t *val_len);
+
+/**
+ * Like cellar_get(), but into a buffer allocated for the value, which the
+ * caller releases with cellar_free().  A zero-length value gives a non-NULL
+ * buffer.  On failure *out is NULL.
+ * @return as cellar_get(), plus CELLAR_ENOMEM; never CELLAR_EBUFS.
+ */
+CELLAR_API int cellar_get_alloc(cellar_db *db, const void *key,
+                                size_t key_len, void **out, size_t *val_len);
+
+/** Free a buffer returned by cellar_get_alloc().  Accepts NULL. */
+CELLAR_API void cellar_free(void *p);
+
+/**
+ * Tell whether key is present.
+ * @return CELLAR_OK if it is, CELLAR_ENOTFOUND if not, or an error as for
+ *   cellar_get().
+ */
+CELLAR_API int cellar_has(cellar_db *db, const void *key, size_t key_len);
+
+/**
+ * Delete key.  A tombstone record is appended so the delete survives
+ * recovery.
+ * @return CELLAR_OK, CELLAR_ENOTFOUND if the key was absent (nothing is
+ *   written), or an error as for cellar_put().
+ */
+CELLAR_API int cellar_delete(cellar_db *db, const void *key, size_t key_len);
+
+/**
+ * Number of keys in the store.
+ * @param[out] out  the count.
+ * @return CELLAR_OK or CELLAR_EINVAL.
+ */
+CELLAR_API int cellar_count(cellar_db *db, uint64_t *out);
+
+/**
+ * Make every write that returned before this call durable: flush the write
+ * buffer and fsync the segment files; from time to time (when the log has
+ * grown by about the index's size since) also write a new index checkpoint,
+ * which bounds the work of recovery after a crash.  Readers are not blocked.
+ * @return CELLAR_OK, CELLAR_EREADONLY, CELLAR_EIO, CELLAR_ENOSPC, or
+ *   CELLAR_EFAILED.
+ */
+CELLAR_API int cellar_sync(cellar_db *db);
+
+/**
+ * Create an iterator over every key and its value, in the order the records
+ * were written.  Keys that are neither written nor deleted while the
+ * iteration runs are returned exactly once; a key written during the
+ * iteration may be missed, or returned with its old and its new value.
+ * @param[out] out  the new iterator; NULL on failure.
+ * @return CELLAR_OK, CELLAR_EINVAL, CELLAR_ENOMEM.
+ */
+CELLAR_API int cellar_iter_new(cellar_db *db, cellar_iter **out);
+
+/**
+ * Advance to the next item.  The pointers stay valid until the next call on
+ * it or cellar_iter_free().  Any output pointer may be NULL.
+ * @return CELLAR_OK, CELLAR_EDONE when there are no more items, or
+ *   CELLAR_ECORRUPT (a record failed its checksum; it is skipped and the
+ *   next call goes on after it when its length is intact) or CELLAR_EIO.
+ */
+CELLAR_API int cellar_iter_next(cellar_iter *it, const void **key,
+                                size_t *key_len, const void **val,
+                                size_t *val_len);
+
+/** Free an iterator.  Accepts NULL.  Must happen before cellar_close(). */
+CELLAR_API void cellar_iter_free(cellar_iter *it);
+
+/**
+ * A static, human-readable message for an error code; never NULL (unknown
+ * codes give "unknown error").
+ */
+CELLAR_API const char *cellar_strerror(int err);
+
+/**
+ * Details of the last error on this thread ("segment 3: bad checksum at
+ * offset 1234"), or "" if there are none.  Never NULL.  Valid until the next
+ * cellar call on this thread.
+ */
+CELLAR_API const char *cellar_errmsg(void);
+
+/** The library version as "MAJOR.MINOR.PATCH". */
+CELLAR_API const char *cellar_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CELLAR_H */

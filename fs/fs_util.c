@@ -1,0 +1,62 @@
+/* fs_util.c - errno mapping and path helpers for fs/ (see fs_util.h). */
+#include <errno.h>
+#include <string.h>
+
+#include "cellar_fs.h"
+#include "error.h"
+#include "fs_util.h"
+
+int fs__errno(int err, const char *op, const char *path)
+{
+	int code;
+
+	switch (err) {
+	case ENOENT:
+		code = CELLAR_ENOENT;
+		break;
+	case EEXIST:
+		code = CELLAR_EEXIST;
+		break;
+	case ENOSPC:
+#ifdef EDQUOT
+	case EDQUOT:
+#endif
+		code = CELLAR_ENOSPC;
+		break;
+	case ENOMEM:
+		code = CELLAR_ENOMEM;
+		break;
+	default:
+		code = CELLAR_EIO;
+		break;
+	}
+	return cellar__error(code, "%s %s: %s", op, path ? path : "(file)",
+	                     strerror(err));
+}
+
+int fs__lock_errno(int err, const char *path)
+{
+	if (err == EWOULDBLOCK || err == EAGAIN)
+		return cellar__error(CELLAR_ELOCKED,
+		                     "lock %s: held by another owner", path);
+	return fs__errno(err, "lock", path);
+}
+
+size_t fs__parent_len(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash ? (size_t)(slash - path) : 0;
+}
+
+int fs__is_root(const char *dir)
+{
+	return strcmp(dir, "") == 0 || strcmp(dir, "/") == 0 ||
+	       strcmp(dir, ".") == 0;
+}
+
+void cellar_fs_free(cellar_fs *fs)
+{
+	if (fs && fs->destroy)
+		fs->destroy(fs);
+}

@@ -1,0 +1,86 @@
+/*
+ * bucket.h - the bucket codec: one 64-byte, cache-line-aligned bucket of the
+ * index holds six slots.
+ *
+ *   off  size
+ *    0    24   u32 tag[6]   high 32 bits of the key hash (0 in empty slots)
+ *   24     4   u32 next     overflow bucket number of the next bucket, 0 = end
+ *   28    12   u16 seg[6]   segment id of the record
+ *   40    24   u32 off[6]   offset of the record in that segment; 0 = empty
+ *
+ * The tags are packed at the front so a lookup compares them in one pass and
+ * reads seg/off only on a match.  The tag doubles as the split key of linear
+ * hashing (its low bits address the bucket), so splits never read records.
+ * All fields are little-endian; the accessors compile to plain moves on
+ * little-endian hosts.
+ */
+#ifndef CELLAR_BUCKET_H
+#define CELLAR_BUCKET_H
+
+#include <stdint.h>
+
+#include "endian.h"
+
+#define BUCKET_SIZE 64
+#define BUCKET_SLOTS 6
+
+static inline uint32_t bucket_tag(const uint8_t *b, int i)
+{
+	return le32_load(b + 4 * i);
+}
+
+static inline uint32_t bucket_next(const uint8_t *b)
+{
+	return le32_load(b + 24);
+}
+
+static inline uint16_t bucket_seg(const uint8_t *b, int i)
+{
+	return le16_load(b + 28 + 2 * i);
+}
+
+static inline uint32_t bucket_off(const uint8_t *b, int i)
+{
+	return le32_load(b + 40 + 4 * i);
+}
+
+static inline void bucket_set_next(uint8_t *b, uint32_t next)
+{
+	le32_store(b + 24, next);
+}
+
+static inline void bucket_set(uint8_t *b, int i, uint32_t tag, uint16_t seg,
+                              uint32_t off)
+{
+	le32_store(b + 4 * i, tag);
+	le16_store(b + 28 + 2 * i, seg);
+	le32_store(b + 40 + 4 * i, off);
+}
+
+static inline void bucket_clear_slot(uint8_t *b, int i)
+{
+	bucket_set(b, i, 0, 0, 0);
+}
+
+static inline int bucket_slot_used(const uint8_t *b, int i)
+{
+	return bucket_off(b, i) != 0;
+}
+
+/** Bitmask of the used slots whose tag equals tag. */
+static inline unsigned bucket_match(const uint8_t *b, uint32_t tag)
+{
+	unsigned m = 0;
+
+	for (int i = 0; i < BUCKET_SLOTS; i++)
+		m |= (unsigned)(bucket_tag(b, i) == tag) << i;
+	return m;
+}
+
+/** Index of the first empty slot, or -1 if the bucket is full. */
+int bucket_free_slot(const uint8_t *b);
+
+/** Number of used slots. */
+int bucket_used(const uint8_t *b);
+
+#endif

@@ -1,0 +1,613 @@
+/*
+ * db.c - the public API: opening and closing a store, the read path, the
+ * write path, sync and checkpoints, and the background sync thread.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "db.h"
+#include "error.h"
+#include "files.h"
+#include "meta.h"
+
+#define DEFAULT_SEGMENT_SIZE (256ull << 20)
+#define MIN_SEGMENT_SIZE (64ull << 10)
+#define MAX_SEGMENT_SIZE (2ull << 30)
+#define DEFAULT_SYNC_MS 1000
+/* Write a checkpoint at sync once this much log is past the last one... */
+#define CKPT_MIN_LOG (8ull << 20)
+
+/* ---- test hooks -------------------------------------------------------- */
+
+static cellar__hash_fn test_hash;
+static uint64_t test_max_buckets;
+
+void cellar__test_set_hash(cellar__hash_fn fn)
+{
+	test_hash = fn;
+}
+
+void cellar__test_set_max_buckets(uint64_t n)
+{
+	test_max_buckets = n;
+}
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static int check_key(const void *key, size_t key_len)
+{
+	if (!key)
+		return cellar__error(CELLAR_EINVAL, "key is NULL");
+	if (key_len == 0 || key_len > CELLAR_MAX_KEY_LEN)
+		return cellar__error(CELLAR_EKEYLEN, "key length %zu not in 1..%u",
+		                     key_len, CELLAR_MAX_KEY_LEN);
+	return CELLAR_OK;
+}
+
+static uint64_t random_seed(const void *salt)
+{
+	struct timespec ts = { 0, 0 };
+	uint64_t mix[4];
+
+	timespec_get(&ts, TIME_UTC);
+	mix[0] = (uint64_t)ts.tv_sec;
+	mix[1] = (uint64_t)ts.tv_nsec;
+	mix[2] = (uint64_t)(uintptr_t)salt;
+	mix[3] = (uint64_t)(uintptr_t)&ts;
+	uint64_t s = hash_checksum(mix, sizeof mix);
+	return s ? s : 1;
+}
+
+/* ---- checkpoints and sync (writer mutex held) -------------------------- */
+
+static int checkpoint(cellar_db *db)
+{
+	segset *s = &db->segs;
+	index_ckpt ck = { 0 };
+	segment *last = segset_last(s);
+	int rc;
+
+	if (s->n && !(ck.segs = calloc(s->n, sizeof *ck.segs)))
+		return cellar__error(CELLAR_ENOMEM, "out of memory");
+	ck.nsegs = s->n;
+	for (size_t i = 0; i < s->n; i++) {
+		segment *g = s->list[i];
+		ck.segs[i].id = g->id;
+		ck.segs[i].seq = g->seq;
+		ck.segs[i].size = g->wend;
+		ck.segs[i].live = g->live;
+		ck.segs[i].dead = g->dead;
+	}
+	ck.seq = last ? last->seq : 0;
+	ck.off = last ? last->wend : 0;
+	rc = index_write(db->ix, db->fs, db->dir, &ck);
+	free(ck.segs);
+	if (rc == CELLAR_OK) {
+		db->log_since_ckpt = 0;
+		db->have_ckpt = 1;
+	}
+	return rc;
+}
+
+/* Make everything written so far durable; checkpoint when due or forced. */
+static int sync_locked(cellar_db *db, int force_ckpt)
+{
+	int rc;
+
+	if (db->failed)
+		return cellar__error(CELLAR_EFAILED, "an earlier write failed (%s)",
+		                     cellar_strerror(db->failed));
+	if ((rc = segset_sync(&db->segs)) < 0) {
+		/* After a failed fsync the kernel may have dropped the data:
+		 * refuse further writes rather than pretend. */
+		db->failed = rc;
+		return rc;
+	}
+	uint64_t due = index_file_size(db->ix, db->segs.n) / 2;
+	if (due < CKPT_MIN_LOG)
+		due = CKPT_MIN_LOG;
+	if (force_ckpt ? (db->log_since_ckpt > 0 || !db->have_ckpt)
+	               : db->log_since_ckpt >= due)
+		rc = checkpoint(db);
+	return rc;
+}
+
+/* ---- the write path (writer mutex held) -------------------------------- */
+
+static int write_record(cellar_db *db, unsigned kind, const void *key,
+                        size_t key_len, const void *val, size_t val_len)
+{
+	uint64_t h = db_hash(db, key, key_len), off, total;
+	seg_key k = { &db->segs, key, key_len, 0 };
+	index_ref ref;
+	segment *g;
+	int rc;
+
+	if ((rc = index_find(db->ix, h, segset_match_key, &k, &ref)) < 0)
+		return rc;
+	if (kind == RECORD_DELETE && !ref.found)
+		return CELLAR_ENOTFOUND;
+	latch_write_lock(&db->latch);
+	rc = index_reserve(db->ix, &ref);
+	latch_write_unlock(&db->latch);
+	if (rc < 0)
+		return rc;
+	if ((rc = segset_append(&db->segs, kind, key, key_len, val, val_len, &g,
+	                        &off, &total)) < 0)
+		goto unreserve;
+	if (db->opts.sync_mode == CELLAR_SYNC_ALWAYS &&
+	    (rc = segset_sync(&db->segs)) < 0) {
+		db->failed = rc;
+		goto unreserve;
+	}
+	latch_write_lock(&db->latch);
+	segset_publish(&db->segs, g, off + total);
+	if (kind == RECORD_PUT) {
+		index_set(db->ix, &ref, h, g->id, (uint32_t)off);
+		index_grow(db->ix);
+	} else {
+		index_remove(db->ix, &ref);
+	}
+	latch_write_unlock(&db->latch);
+	if (kind == RECORD_PUT)
+		g->live += total;
+	else
+		g->dead += total;
+	if (ref.found) {
+		segment *old = db->segs.by_id[ref.old_seg];
+		old->live = old->live > k.found_total ? old->live - k.found_total : 0;
+		old->dead += k.found_total;
+	}
+	db->log_since_ckpt += total;
+	return CELLAR_OK;
+unreserve:
+	/* index_reserve may have taken an overflow bucket: give it back. */
+	if (!ref.found && ref.slot < 0) {
+		latch_write_lock(&db->latch);
+		index_unreserve(db->ix, &ref);
+		latch_write_unlock(&db->latch);
+	}
+	return rc;
+}
+
+static int begin_write(cellar_db *db)
+{
+	if (!db)
+		return cellar__error(CELLAR_EINVAL, "db is NULL");
+	if (db->readonly)
+		return cellar__error(CELLAR_EREADONLY, "store is open read-only");
+	return CELLAR_OK;
+}
+
+int cellar_put(cellar_db *db, const void *key, size_t key_len,
+               const void *val, size_t val_len)
+{
+	int rc;
+
+	cellar__error_clear();
+	if ((rc = begin_write(db)) < 0 || (rc = check_key(key, key_len)) < 0)
+		return rc;
+	if (val_len > CELLAR_MAX_VALUE_LEN)
+		return cellar__error(CELLAR_EVALLEN, "value length %zu > %u",
+		                     val_len, CELLAR_MAX_VALUE_LEN);
+	if (!val && val_len)
+		return cellar__error(CELLAR_EINVAL, "value is NULL");
+	pthread_mutex_lock(&db->wmutex);
+	if (db->failed)
+		rc = cellar__error(CELLAR_EFAILED, "an earlier write failed (%s)",
+		                   cellar_strerror(db->failed));
+	else
+		rc = write_record(db, RECORD_PUT, key, key_len, val ? val : "",
+		                  val_len);
+	pthread_mutex_unlock(&db->wmutex);
+	return rc;
+}
+
+int cellar_delete(cellar_db *db, const void *key, size_t key_len)
+{
+	int rc;
+
+	cellar__error_clear();
+	if ((rc = begin_write(db)) < 0 || (rc = check_key(key, key_len)) < 0)
+		return rc;
+	pthread_mutex_lock(&db->wmutex);
+	if (db->failed)
+		rc = cellar__error(CELLAR_EFAILED, "an earlier write failed (%s)",
+		                   cellar_strerror(db->failed));
+	else
+		rc = write_record(db, RECORD_DELETE, key, key_len, NULL, 0);
+	pthread_mutex_unlock(&db->wmutex);
+	return rc;
+}
+
+int cellar_sync(cellar_db *db)
+{
+	int rc;
+
+	cellar__error_clear();
+	if ((rc = begin_write(db)) < 0)
+		return rc;
+	pthread_mutex_lock(&db->wmutex);
+	rc = sync_locked(db, 0);
+	pthread_mutex_unlock(&db->wmutex);
+	return rc;
+}
+
+/* ---- the read path ----------------------------------------------------- */
+
+enum { GET_COPY, GET_ALLOC, GET_HAS };
+
+typedef struct get_ctx {
+	cellar_db *db;
+	const void *key;
+	size_t key_len;
+	int mode;
+	void *buf;
+	size_t cap;
+	void **out;
+	size_t len;
+} get_ctx;
+
+static int match_get(void *ctx, uint16_t seg, uint32_t off)
+{
+	get_ctx *c = ctx;
+	rec_view v;
+	int rc = segset_record(&c->db->segs, seg, off, &v);
+
+	if (rc < 0)
+		return rc;
+	if (v.h.key_len != c->key_len ||
+	    memcmp(rec_key(&v), c->key, c->key_len) != 0) {
+		rec_release(&v);
+		return 0;
+	}
+	if ((rc = rec_verify(&v, seg, off)) < 0)
+		goto done;
+	if (v.h.kind != RECORD_PUT) {
+		rc = cellar__error(CELLAR_ECORRUPT, "index points at a tombstone");
+		goto done;
+	}
+	c->len = v.h.val_len;
+	rc = 1;
+	if (c->mode == GET_COPY) {
+		if (c->len > c->cap)
+			rc = CELLAR_EBUFS;
+		else if (c->len)
+			memcpy(c->buf, rec_val(&v), c->len);
+	} else if (c->mode == GET_ALLOC) {
+		if (!(*c->out = malloc(c->len ? c->len : 1)))
+			rc = cellar__error(CELLAR_ENOMEM, "out of memory");
+		else if (c->len)
+			memcpy(*c->out, rec_val(&v), c->len);
+	}
+done:
+	rec_release(&v);
+	return rc;
+}
+
+static int lookup(cellar_db *db, get_ctx *c)
+{
+	uint64_t h = db_hash(db, c->key, c->key_len);
+	unsigned slot = db_read_lock(db);
+	int rc = index_lookup(db->ix, h, match_get, c);
+
+	db_read_unlock(db, slot);
+	return rc;
+}
+
+int cellar_get(cellar_db *db, const void *key, size_t key_len, void *buf,
+               size_t cap, size_t *val_len)
+{
+	get_ctx c = { db, key, key_len, GET_COPY, buf, cap, NULL, 0 };
+	int rc;
+
+	cellar__error_clear();
+	if (!db)
+		return cellar__error(CELLAR_EINVAL, "db is NULL");
+	if ((rc = check_key(key, key_len)) < 0)
+		return rc;
+	if (!buf && cap)
+		return cellar__error(CELLAR_EINVAL, "buffer is NULL");
+	rc = lookup(db, &c);
+	if (val_len && (rc == CELLAR_OK || rc == CELLAR_EBUFS))
+		*val_len = c.len;
+	return rc;
+}
+
+int cellar_get_alloc(cellar_db *db, const void *key, size_t key_len,
+                     void **out, size_t *val_len)
+{
+	get_ctx c = { db, key, key_len, GET_ALLOC, NULL, 0, out, 0 };
+	int rc;
+
+	cellar__error_clear();
+	if (!out)
+		return cellar__error(CELLAR_EINVAL, "out is NULL");
+	*out = NULL;
+	if (!db)
+		return cellar__error(CELLAR_EINVAL, "db is NULL");
+	if ((rc = check_key(key, key_len)) < 0)
+		return rc;
+	rc = lookup(db, &c);
+	if (rc < 0) {
+		free(*out);
+		*out = NULL;
+	} else if (val_len) {
+		*val_len = c.len;
+	}
+	return rc;
+}
+
+void cellar_free(void *p)
+{
+	free(p);
+}
+
+int cellar_has(cellar_db *db, const void *key, size_t key_len)
+{
+	get_ctx c = { db, key, key_len, GET_HAS, NULL, 0, NULL, 0 };
+	int rc;
+
+	cellar__error_clear();
+	if (!db)
+		return cellar__error(CELLAR_EINVAL, "db is NULL");
+	if ((rc = check_key(key, key_len)) < 0)
+		return rc;
+	return lookup(db, &c);
+}
+
+int cellar_count(cellar_db *db, uint64_t *out)
+{
+	cellar__error_clear();
+	if (!db || !out)
+		return cellar__error(CELLAR_EINVAL, "db or out is NULL");
+	unsigned slot = db_read_lock(db);
+	*out = db->ix->count;
+	db_read_unlock(db, slot);
+	return CELLAR_OK;
+}
+
+/* ---- background sync --------------------------------------------------- */
+
+static void *bg_main(void *arg)
+{
+	cellar_db *db = arg;
+
+	pthread_mutex_lock(&db->bg_mutex);
+	while (!db->bg_stop) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		uint64_t ns = (uint64_t)until.tv_nsec +
+		              (uint64_t)db->opts.sync_interval_ms * 1000000ull;
+		until.tv_sec += (time_t)(ns / 1000000000ull);
+		until.tv_nsec = (long)(ns % 1000000000ull);
+		pthread_cond_timedwait(&db->bg_cond, &db->bg_mutex, &until);
+		if (db->bg_stop)
+			break;
+		pthread_mutex_unlock(&db->bg_mutex);
+		pthread_mutex_lock(&db->wmutex);
+		if (!db->failed)
+			sync_locked(db, 0); /* a failure poisons writes: not silent */
+		pthread_mutex_unlock(&db->wmutex);
+		pthread_mutex_lock(&db->bg_mutex);
+	}
+	pthread_mutex_unlock(&db->bg_mutex);
+	return NULL;
+}
+
+static void bg_stop(cellar_db *db)
+{
+	if (!db->bg_running)
+		return;
+	pthread_mutex_lock(&db->bg_mutex);
+	db->bg_stop = 1;
+	pthread_cond_signal(&db->bg_cond);
+	pthread_mutex_unlock(&db->bg_mutex);
+	pthread_join(db->bg, NULL);
+	db->bg_running = 0;
+}
+
+/* ---- open and close ---------------------------------------------------- */
+
+static int check_options(const cellar_options *o)
+{
+	if (o->version == 0 || o->version > CELLAR_OPTIONS_VERSION)
+		return cellar__error(CELLAR_EINVAL, "options version %u unknown",
+		                     o->version);
+	if (o->flags & ~(unsigned)(CELLAR_CREATE | CELLAR_READONLY))
+		return cellar__error(CELLAR_EINVAL, "unknown option flags 0x%x",
+		                     o->flags);
+	if (o->sync_mode < CELLAR_SYNC_NONE || o->sync_mode > CELLAR_SYNC_ALWAYS)
+		return cellar__error(CELLAR_EINVAL, "unknown sync mode %d",
+		                     o->sync_mode);
+	if (o->max_segment_size && (o->max_segment_size < MIN_SEGMENT_SIZE ||
+	                            o->max_segment_size > MAX_SEGMENT_SIZE))
+		return cellar__error(CELLAR_EINVAL,
+		                     "max_segment_size must be 64 KiB..2 GiB");
+	return CELLAR_OK;
+}
+
+/* Create the store's directory and meta file (LOCK already held). */
+static int create_store(cellar_db *db, meta *m)
+{
+	m->version = FORMAT_VERSION;
+	m->seed = db->opts.hash_seed ? db->opts.hash_seed : random_seed(db);
+	m->created = (uint64_t)time(NULL);
+	return meta_write(db->fs, db->dir, m);
+}
+
+static void db_free(cellar_db *db)
+{
+	bg_stop(db);
+	index_free(db->ix);
+	if (db->segs.by_id)
+		segset_close(&db->segs);
+	if (db->lock)
+		db->fs->unlock(db->fs, db->lock);
+	if (db->own_fs)
+		cellar_fs_free(db->fs);
+	pthread_mutex_destroy(&db->wmutex);
+	pthread_mutex_destroy(&db->bg_mutex);
+	pthread_cond_destroy(&db->bg_cond);
+	free(db->dir);
+	free(db);
+}
+
+int cellar_open(cellar_db **out, const char *dir, const cellar_options *opts)
+{
+	cellar_options defaults = CELLAR_OPTIONS_INIT;
+	cellar_db *db = NULL;
+	char path[4096];
+	meta m;
+	int rc;
+
+	cellar__error_clear();
+	if (!out)
+		return cellar__error(CELLAR_EINVAL, "out is NULL");
+	*out = NULL;
+	if (!dir || !*dir)
+		return cellar__error(CELLAR_EINVAL, "dir is NULL or empty");
+	if (!opts)
+		opts = &defaults;
+	if ((rc = check_options(opts)) < 0)
+		return rc;
+	if (!(db = aligned_alloc(64, (sizeof *db + 63) & ~(size_t)63)))
+		return cellar__error(CELLAR_ENOMEM, "out of memory");
+	memset(db, 0, sizeof *db);
+	latch_init(&db->latch);
+	pthread_mutex_init(&db->wmutex, NULL);
+	pthread_mutex_init(&db->bg_mutex, NULL);
+	pthread_cond_init(&db->bg_cond, NULL);
+	db->opts = *opts;
+	if (!db->opts.max_segment_size)
+		db->opts.max_segment_size = DEFAULT_SEGMENT_SIZE;
+	if (!db->opts.sync_interval_ms)
+		db->opts.sync_interval_ms = DEFAULT_SYNC_MS;
+	db->readonly = !!(opts->flags & CELLAR_READONLY);
+	db->hash_fn = test_hash;
+	if (!(db->dir = strdup(dir))) {
+		rc = cellar__error(CELLAR_ENOMEM, "out of memory");
+		goto fail;
+	}
+	if (opts->fs) {
+		db->fs = opts->fs;
+	} else {
+		if ((rc = cellar_fs_mmap_new(&db->fs)) < 0)
+			goto fail;
+		db->own_fs = 1;
+	}
+	if (db->fs->version != CELLAR_FS_VERSION) {
+		rc = cellar__error(CELLAR_EINVAL, "file system version %u unknown",
+		                   db->fs->version);
+		goto fail;
+	}
+
+	rc = meta_read(db->fs, db->dir, &m);
+	if (rc == CELLAR_ENOENT && (opts->flags & CELLAR_CREATE) && !db->readonly) {
+		rc = db->fs->mkdir(db->fs, db->dir);
+		if (rc < 0 && rc != CELLAR_EEXIST)
+			goto fail;
+		rc = CELLAR_OK;
+	} else if (rc == CELLAR_ENOENT) {
+		rc = cellar__error(CELLAR_ENOENT, "no cellar store in %s", dir);
+		goto fail;
+	} else if (rc < 0) {
+		goto fail;
+	}
+	if (!db->readonly) {
+		if ((rc = path_join(path, sizeof path, db->dir, FILE_LOCK)) < 0)
+			goto fail;
+		if ((rc = db->fs->lock(db->fs, path, &db->lock)) < 0) {
+			if (rc == CELLAR_ELOCKED)
+				cellar__error(rc, "%s is open for writing elsewhere", dir);
+			goto fail;
+		}
+		/* Someone may have created it while we waited for the lock. */
+		rc = meta_read(db->fs, db->dir, &m);
+		if (rc == CELLAR_ENOENT)
+			rc = create_store(db, &m);
+		if (rc < 0)
+			goto fail;
+	}
+	db->seed = m.seed;
+	if ((rc = segset_open(&db->segs, db->fs, db->dir,
+	                      db->opts.max_segment_size, db->readonly,
+	                      &db->latch)) < 0)
+		goto fail;
+	if ((rc = recovery_run(&db->ix, &db->segs, db->fs, db->dir, db->seed,
+	                       db->hash_fn ? db->hash_fn : hash_key, db->readonly,
+	                       &db->recovery)) < 0)
+		goto fail;
+	db->ix->max_buckets = test_max_buckets;
+	db->have_ckpt = !db->recovery.rebuilt;
+	if (!db->readonly && (db->recovery.rebuilt || db->recovery.replayed ||
+	                      db->recovery.cut_bytes)) {
+		/* Save the repaired index so the next open is quick. */
+		db->log_since_ckpt = db->recovery.replayed_bytes + 1;
+		if ((rc = sync_locked(db, 1)) < 0)
+			goto fail;
+	}
+	if (!db->readonly && db->opts.sync_mode == CELLAR_SYNC_PERIODIC) {
+		if (pthread_create(&db->bg, NULL, bg_main, db) != 0) {
+			rc = cellar__error(CELLAR_ENOMEM, "cannot start the sync thread");
+			goto fail;
+		}
+		db->bg_running = 1;
+	}
+	cellar__error_clear(); /* ignored errors (a stale index.tmp) are no news */
+	*out = db;
+	return CELLAR_OK;
+fail:
+	db_free(db);
+	return rc;
+}
+
+int cellar_close(cellar_db *db)
+{
+	int rc = CELLAR_OK;
+
+	cellar__error_clear();
+	if (!db)
+		return CELLAR_OK;
+	bg_stop(db);
+	if (!db->readonly && !db->failed) {
+		pthread_mutex_lock(&db->wmutex);
+		rc = sync_locked(db, 1);
+		pthread_mutex_unlock(&db->wmutex);
+	} else if (db->failed) {
+		rc = cellar__error(CELLAR_EFAILED, "an earlier write failed (%s)",
+		                   cellar_strerror(db->failed));
+	}
+	db_free(db);
+	return rc;
+}
+
+const char *cellar_version(void)
+{
+	return "0.1.0";
+}
+
+/* ---- probes for the tests ---------------------------------------------- */
+
+int cellar__debug(cellar_db *db, cellar__debug_info *out)
+{
+	index_shape sh;
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	unsigned slot = db_read_lock(db);
+	rc = index_shape_of(db->ix, &sh);
+	out->keys = db->ix->count;
+	out->segments = db->segs.n;
+	db_read_unlock(db, slot);
+	out->buckets = sh.buckets;
+	out->overflow_buckets = sh.overflow_buckets;
+	out->longest_chain = sh.longest_chain;
+	out->ckpt_seq = db->recovery.ckpt_seq;
+	out->ckpt_off = db->recovery.ckpt_off;
+	out->replayed_records = db->recovery.replayed;
+	out->rebuilt = db->recovery.rebuilt;
+	return rc;
+}

@@ -1,0 +1,104 @@
+/* meta.c - the meta file codec and its atomic write (see meta.h). */
+#include <stdio.h>
+#include <string.h>
+
+#include "endian.h"
+#include "error.h"
+#include "files.h"
+#include "hash.h"
+#include "meta.h"
+
+static const char meta_magic[8] = { 'C', 'E', 'L', 'L', 'A', 'R', 'M', 'T' };
+
+int path_join(char *out, size_t cap, const char *dir, const char *name)
+{
+	int n = snprintf(out, cap, "%s/%s", dir, name);
+
+	if (n < 0 || (size_t)n >= cap)
+		return cellar__error(CELLAR_EINVAL, "path too long: %s/%s", dir, name);
+	return CELLAR_OK;
+}
+
+void meta_encode(const meta *m, uint8_t out[META_SIZE])
+{
+	memset(out, 0, META_SIZE);
+	memcpy(out, meta_magic, 8);
+	le32_store(out + 8, m->version);
+	le64_store(out + 16, m->seed);
+	le64_store(out + 24, m->created);
+	le64_store(out + 56, hash_checksum(out, 56));
+}
+
+int meta_decode(const uint8_t *p, uint64_t len, meta *m)
+{
+	if (len < META_SIZE || memcmp(p, meta_magic, 8) != 0)
+		return cellar__error(CELLAR_ECORRUPT, "meta: not a cellar store");
+	if (le64_load(p + 56) != hash_checksum(p, 56))
+		return cellar__error(CELLAR_ECORRUPT, "meta: bad checksum");
+	m->version = le32_load(p + 8);
+	if (m->version > FORMAT_VERSION)
+		return cellar__error(CELLAR_EVERSION,
+		                     "meta: format version %u, this build reads %u",
+		                     (unsigned)m->version, FORMAT_VERSION);
+	if (m->version == 0)
+		return cellar__error(CELLAR_ECORRUPT, "meta: format version 0");
+	m->seed = le64_load(p + 16);
+	m->created = le64_load(p + 24);
+	return CELLAR_OK;
+}
+
+int meta_read(cellar_fs *fs, const char *dir, meta *m)
+{
+	char path[4096];
+	uint8_t buf[META_SIZE];
+	cellar_file *f = NULL;
+	uint64_t size;
+	size_t got = 0;
+	int rc;
+
+	if ((rc = path_join(path, sizeof path, dir, FILE_META)) < 0)
+		return rc;
+	if ((rc = fs->open(fs, path, CELLAR_FS_READ, &f)) < 0)
+		return rc;
+	if ((rc = fs->size(fs, f, &size)) < 0)
+		goto done;
+	if (size != META_SIZE) {
+		rc = cellar__error(CELLAR_ECORRUPT,
+		                   "meta: size %llu, expected %d",
+		                   (unsigned long long)size, META_SIZE);
+		goto done;
+	}
+	if ((rc = fs->read_at(fs, f, 0, buf, META_SIZE, &got)) < 0)
+		goto done;
+	rc = meta_decode(buf, got, m);
+done:
+	fs->close(fs, f);
+	return rc;
+}
+
+int meta_write(cellar_fs *fs, const char *dir, const meta *m)
+{
+	char tmp[4096], path[4096];
+	uint8_t buf[META_SIZE];
+	cellar_file *f = NULL;
+	int rc;
+
+	if ((rc = path_join(tmp, sizeof tmp, dir, FILE_META_TMP)) < 0 ||
+	    (rc = path_join(path, sizeof path, dir, FILE_META)) < 0)
+		return rc;
+	meta_encode(m, buf);
+	if ((rc = fs->open(fs, tmp, CELLAR_FS_WRITE | CELLAR_FS_CREATE, &f)) < 0)
+		return rc;
+	if ((rc = fs->truncate(fs, f, 0)) < 0 ||
+	    (rc = fs->write_at(fs, f, 0, buf, META_SIZE)) < 0 ||
+	    (rc = fs->sync(fs, f)) < 0)
+		goto fail;
+	rc = fs->close(fs, f);
+	f = NULL;
+	if (rc < 0 || (rc = fs->rename(fs, tmp, path)) < 0)
+		goto fail;
+	return fs->sync_dir(fs, dir);
+fail:
+	fs->close(fs, f);
+	return rc;
+}

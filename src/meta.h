@@ -1,0 +1,42 @@
+/*
+ * meta.h - the meta file: the store's identity (magic, format version, hash
+ * seed, creation time).  Written once when the store is created, atomically
+ * (temporary file, sync, rename, directory sync); only read afterwards.
+ *
+ * Layout (64 bytes, little-endian):
+ *    0  8  magic "CELLARMT"
+ *    8  4  format version
+ *   12  4  flags (0)
+ *   16  8  hash seed
+ *   24  8  creation time (seconds since the epoch)
+ *   32 24  reserved (0)
+ *   56  8  XXH3-64 of bytes 0..55
+ */
+#ifndef CELLAR_META_H
+#define CELLAR_META_H
+
+#include <stdint.h>
+
+#include "cellar_fs.h"
+
+#define META_SIZE 64
+
+typedef struct meta {
+	uint32_t version;
+	uint64_t seed;
+	uint64_t created;
+} meta;
+
+void meta_encode(const meta *m, uint8_t out[META_SIZE]);
+/** CELLAR_OK, CELLAR_ECORRUPT (not a meta file, damaged) or CELLAR_EVERSION. */
+int meta_decode(const uint8_t *p, uint64_t len, meta *m);
+
+/** Read and decode <dir>/meta; CELLAR_ENOENT if there is none. */
+int meta_read(cellar_fs *fs, const char *dir, meta *m);
+/** Write <dir>/meta atomically and durably. */
+int meta_write(cellar_fs *fs, const char *dir, const meta *m);
+
+/** Build "<dir>/<name>" into out (size cap); CELLAR_EINVAL if too long. */
+int path_join(char *out, size_t cap, const char *dir, const char *name);
+
+#endif

@@ -1,0 +1,116 @@
+/* record.c - encoding and decoding of segment records (see record.h). */
+#include <string.h>
+
+#include "cellar.h"
+#include "endian.h"
+#include "hash.h"
+#include "record.h"
+
+static size_t varint_len(uint64_t v)
+{
+	size_t n = 1;
+
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+static size_t varint_put(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+/* Decode at most max bytes; returns the length used, or 0 if malformed. */
+static size_t varint_get(const uint8_t *p, size_t avail, size_t max,
+                         uint64_t *out)
+{
+	uint64_t v = 0;
+
+	for (size_t i = 0; i < max && i < avail; i++) {
+		v |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+		if (!(p[i] & 0x80)) {
+			*out = v;
+			return i + 1;
+		}
+	}
+	return 0;
+}
+
+uint64_t record_size(size_t key_len, size_t val_len)
+{
+	return 5 + varint_len(key_len) + varint_len(val_len) + (uint64_t)key_len +
+	       val_len;
+}
+
+size_t record_encode_header(uint8_t *out, unsigned kind, size_t key_len,
+                            size_t val_len)
+{
+	size_t n = 4;
+
+	memset(out, 0, 4);
+	out[n++] = (uint8_t)kind;
+	n += varint_put(out + n, key_len);
+	n += varint_put(out + n, val_len);
+	return n;
+}
+
+uint32_t record_checksum(const uint8_t *rec, uint64_t total)
+{
+	return (uint32_t)hash_checksum(rec + 4, (size_t)(total - 4));
+}
+
+void record_seal(uint8_t *rec, uint64_t total)
+{
+	le32_store(rec, record_checksum(rec, total));
+}
+
+int record_decode_header(const uint8_t *p, size_t avail, uint64_t limit,
+                         record_header *h)
+{
+	uint64_t klen, vlen, ext = 0;
+	size_t n = 5, used;
+
+	if (avail < 7)
+		return CELLAR_ECORRUPT;
+	h->checksum = le32_load(p);
+	h->kind = p[4] & RECORD_KIND_MASK;
+	if (p[4] & ~(RECORD_KIND_MASK | RECORD_FLAG_EXT))
+		return CELLAR_ECORRUPT;
+	if (!(used = varint_get(p + n, avail - n, 3, &klen)))
+		return CELLAR_ECORRUPT;
+	n += used;
+	if (!(used = varint_get(p + n, avail - n, 5, &vlen)))
+		return CELLAR_ECORRUPT;
+	n += used;
+	if (p[4] & RECORD_FLAG_EXT) {
+		if (!(used = varint_get(p + n, avail - n, 2, &ext)) ||
+		    ext > RECORD_MAX_EXT)
+			return CELLAR_ECORRUPT;
+		n += used + (size_t)ext;
+	}
+	if (klen == 0 || klen > CELLAR_MAX_KEY_LEN ||
+	    vlen > CELLAR_MAX_VALUE_LEN)
+		return CELLAR_ECORRUPT;
+	h->header_len = n;
+	h->key_len = (size_t)klen;
+	h->val_len = (size_t)vlen;
+	h->total = n + klen + vlen;
+	if (h->total > limit)
+		return CELLAR_ECORRUPT;
+	if (h->kind == 0)
+		return CELLAR_ECORRUPT;
+	if (h->kind == RECORD_DELETE && vlen != 0)
+		return CELLAR_ECORRUPT;
+	if (h->kind != RECORD_PUT && h->kind != RECORD_DELETE)
+		return CELLAR_EVERSION;
+	return 0;
+}

@@ -1,0 +1,203 @@
+/* recovery.c - checkpoint load, log replay and index rebuild (see recovery.h). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "files.h"
+#include "meta.h"
+#include "recovery.h"
+
+/* Move the byte counts of a replaced or deleted record to dead. */
+static void account_old(segset *segs, const index_ref *ref, uint64_t total)
+{
+	segment *old = segs->by_id[ref->old_seg];
+
+	if (!old)
+		return;
+	old->live = old->live > total ? old->live - total : 0;
+	old->dead += total;
+}
+
+int recovery_apply(cellar_index *ix, segset *segs, uint64_t hash,
+                   const rec_view *v, segment *g, uint64_t off)
+{
+	seg_key k = { segs, rec_key(v), v->h.key_len, 0 };
+	index_ref ref;
+	int rc;
+
+	if ((rc = index_find(ix, hash, segset_match_key, &k, &ref)) < 0)
+		return rc;
+	if (v->h.kind == RECORD_DELETE) {
+		g->dead += v->h.total;
+		if (!ref.found)
+			return CELLAR_OK;
+		if ((rc = index_reserve(ix, &ref)) < 0)
+			return rc;
+		index_remove(ix, &ref);
+	} else {
+		if ((rc = index_reserve(ix, &ref)) < 0)
+			return rc;
+		index_set(ix, &ref, hash, g->id, (uint32_t)off);
+		index_grow(ix);
+		g->live += v->h.total;
+	}
+	if (ref.found)
+		account_old(segs, &ref, k.found_total);
+	return CELLAR_OK;
+}
+
+/* Replay segment g from off; sets g's sizes to the valid end. */
+static int replay_segment(cellar_index *ix, segset *segs, segment *g,
+                          uint64_t off, uint64_t seed, recovery_hash_fn hash,
+                          int newest, int readonly, recovery_result *res)
+{
+	uint64_t end = g->size;
+	rec_view v;
+	int rc;
+
+	if (end > UINT32_MAX)
+		return cellar__error(CELLAR_ECORRUPT,
+		                     "segment %016llx: larger than 4 GiB",
+		                     (unsigned long long)g->seq);
+	while (off < end) {
+		rc = segment_record(segs, g, off, end, &v);
+		if (rc == CELLAR_OK)
+			rc = rec_verify(&v, g->id, off);
+		if (rc == CELLAR_EVERSION || rc == CELLAR_ENOMEM || rc == CELLAR_EIO) {
+			rec_release(&v);
+			return rc;
+		}
+		if (rc < 0) {
+			uint64_t next;
+			rec_release(&v);
+			if ((rc = segment_resync(segs, g, off, end, &next)) < 0)
+				return rc;
+			if (next == end && newest) {
+				/* A write torn by the crash: cut it off. */
+				res->cut_bytes += end - off;
+				if (!readonly &&
+				    (rc = segset_truncate(segs, g, off)) < 0)
+					return rc;
+				end = off;
+				break;
+			}
+			res->damaged_bytes += next - off;
+			g->dead += next - off;
+			off = next;
+			continue;
+		}
+		rc = recovery_apply(ix, segs, hash(rec_key(&v), v.h.key_len, seed),
+		                    &v, g, off);
+		off += v.h.total;
+		res->replayed++;
+		res->replayed_bytes += v.h.total;
+		rec_release(&v);
+		if (rc < 0)
+			return rc;
+	}
+	g->size = g->flushed = g->wend = end;
+	if (g->synced > end)
+		g->synced = end;
+	return CELLAR_OK;
+}
+
+/* Can checkpoint ck be used with the segments on disk? */
+static int ckpt_usable(const segset *segs, const index_ckpt *ck,
+                       const cellar_index *ix, uint64_t seed)
+{
+	if (ix->seed != seed)
+		return 0;
+	for (size_t i = 0; i < ck->nsegs; i++) {
+		const segment *g = segs->by_id[ck->segs[i].id];
+		if (!g || g->seq != ck->segs[i].seq || g->size < ck->segs[i].size)
+			return 0;
+	}
+	/* Every segment the checkpoint covers must be one it lists. */
+	for (size_t i = 0; i < segs->n; i++) {
+		const segment *g = segs->list[i];
+		int listed = 0;
+		if (g->seq > ck->seq)
+			continue;
+		for (size_t j = 0; j < ck->nsegs && !listed; j++)
+			listed = ck->segs[j].seq == g->seq;
+		if (!listed)
+			return 0;
+		if (g->seq == ck->seq && g->size < ck->off)
+			return 0;
+	}
+	return 1;
+}
+
+static int replay_from(cellar_index *ix, segset *segs, uint64_t seq,
+                       uint64_t off, uint64_t seed, recovery_hash_fn hash,
+                       int readonly, recovery_result *res)
+{
+	for (size_t i = 0; i < segs->n; i++) {
+		segment *g = segs->list[i];
+		uint64_t start;
+		int rc;
+		if (g->seq < seq)
+			continue;
+		start = g->seq == seq ? off : SEG_HEADER_SIZE;
+		if (start < SEG_HEADER_SIZE)
+			start = SEG_HEADER_SIZE;
+		rc = replay_segment(ix, segs, g, start, seed, hash,
+		                    i + 1 == segs->n, readonly, res);
+		if (rc < 0)
+			return rc;
+	}
+	return CELLAR_OK;
+}
+
+int recovery_run(cellar_index **out, segset *segs, cellar_fs *fs,
+                 const char *dir, uint64_t seed, recovery_hash_fn hash,
+                 int readonly, recovery_result *res)
+{
+	cellar_index *ix = NULL;
+	index_ckpt ck;
+	char path[4096];
+	int rc;
+
+	*out = NULL;
+	memset(res, 0, sizeof *res);
+	if (!readonly && path_join(path, sizeof path, dir, FILE_INDEX_TMP) == 0)
+		fs->remove(fs, path); /* a checkpoint a crash interrupted */
+	rc = index_load(&ix, fs, dir, &ck);
+	if (rc == CELLAR_EVERSION || rc == CELLAR_ENOMEM || rc == CELLAR_EIO)
+		return rc;
+	if (rc == CELLAR_OK && ckpt_usable(segs, &ck, ix, seed)) {
+		for (size_t i = 0; i < ck.nsegs; i++) {
+			segment *g = segs->by_id[ck.segs[i].id];
+			g->live = ck.segs[i].live;
+			g->dead = ck.segs[i].dead;
+		}
+		res->ckpt_seq = ck.seq;
+		res->ckpt_off = ck.off;
+		rc = replay_from(ix, segs, ck.seq, ck.off, seed, hash, readonly, res);
+		free(ck.segs);
+		if (rc == CELLAR_OK) {
+			*out = ix;
+			return CELLAR_OK;
+		}
+		if (rc != CELLAR_ECORRUPT)
+			goto fail;
+		/* The checkpoint itself is damaged: rebuild from the log. */
+		memset(res, 0, sizeof *res);
+	} else {
+		free(ck.segs);
+	}
+	index_free(ix);
+	ix = NULL;
+	res->rebuilt = 1;
+	for (size_t i = 0; i < segs->n; i++)
+		segs->list[i]->live = segs->list[i]->dead = 0;
+	if ((rc = index_new(&ix, seed)) < 0)
+		return rc;
+	if ((rc = replay_from(ix, segs, 0, 0, seed, hash, readonly, res)) < 0)
+		goto fail;
+	*out = ix;
+	return CELLAR_OK;
+fail:
+	index_free(ix);
+	return rc;
+}

@@ -1,0 +1,48 @@
+/*
+ * recovery.h - bringing the index up to date with the log on open.
+ *
+ * The log (segments) is the truth; the index file is a checkpoint of the
+ * table as of a log position.  On open, recovery loads the checkpoint,
+ * checks it against the segments, and replays every record written after
+ * its position.  When there is no usable checkpoint it rebuilds the table
+ * from all segments.  A damaged record is skipped (its bytes are counted
+ * dead) and replay resumes at the next valid record; garbage at the end of
+ * the newest segment (a write torn by a crash) is cut off, unless the store
+ * is opened read-only, in which case it is only ignored.
+ */
+#ifndef CELLAR_RECOVERY_H
+#define CELLAR_RECOVERY_H
+
+#include <stdint.h>
+
+#include "index.h"
+#include "segment.h"
+
+typedef uint64_t (*recovery_hash_fn)(const void *key, size_t len,
+                                     uint64_t seed);
+
+typedef struct recovery_result {
+	uint64_t replayed;      /* records applied */
+	uint64_t replayed_bytes;
+	uint64_t damaged_bytes; /* bytes skipped as damaged */
+	uint64_t cut_bytes;     /* torn tail removed from the newest segment */
+	int rebuilt;            /* no usable checkpoint: rebuilt from scratch */
+	uint64_t ckpt_seq, ckpt_off; /* position of the loaded checkpoint */
+} recovery_result;
+
+/**
+ * Produce the index for segs (already open).  seed is the store's hash
+ * seed; hash hashes keys with it.
+ */
+int recovery_run(cellar_index **out, segset *segs, cellar_fs *fs,
+                 const char *dir, uint64_t seed, recovery_hash_fn hash,
+                 int readonly, recovery_result *res);
+
+/**
+ * Apply one valid record at (g, off) to the index (replay, and the writer's
+ * own path shares it through db.c).  Updates live/dead byte counts.
+ */
+int recovery_apply(cellar_index *ix, segset *segs, uint64_t hash,
+                   const rec_view *v, segment *g, uint64_t off);
+
+#endif

@@ -1,0 +1,585 @@
+/* segment.c - segment files, the append buffer and record access (see segment.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "endian.h"
+#include "error.h"
+#include "files.h"
+#include "hash.h"
+#include "meta.h"
+#include "segment.h"
+
+static const char seg_magic[8] = { 'C', 'E', 'L', 'L', 'A', 'R', 'S', 'G' };
+
+void segment_name(char *out, uint64_t seq)
+{
+	snprintf(out, FILE_SEG_NAME_LEN + 1, "%016llx%s", (unsigned long long)seq,
+	         FILE_SEG_SUFFIX);
+}
+
+static int segment_path(const segset *s, uint64_t seq, char *out, size_t cap)
+{
+	char name[FILE_SEG_NAME_LEN + 1];
+
+	segment_name(name, seq);
+	return path_join(out, cap, s->dir, name);
+}
+
+static void header_encode(uint8_t out[SEG_HEADER_SIZE], uint16_t id,
+                          uint64_t seq)
+{
+	memset(out, 0, SEG_HEADER_SIZE);
+	memcpy(out, seg_magic, 8);
+	le32_store(out + 8, FORMAT_VERSION);
+	le16_store(out + 12, id);
+	le64_store(out + 16, seq);
+	le32_store(out + 28, (uint32_t)hash_checksum(out, 28));
+}
+
+static int header_decode(const uint8_t *p, uint64_t seq, uint16_t *id)
+{
+	if (memcmp(p, seg_magic, 8) != 0)
+		return cellar__error(CELLAR_ECORRUPT, "segment %016llx: not a segment",
+		                     (unsigned long long)seq);
+	if (le32_load(p + 28) != (uint32_t)hash_checksum(p, 28))
+		return cellar__error(CELLAR_ECORRUPT,
+		                     "segment %016llx: header checksum",
+		                     (unsigned long long)seq);
+	if (le32_load(p + 8) > FORMAT_VERSION)
+		return cellar__error(CELLAR_EVERSION,
+		                     "segment %016llx: format version %u",
+		                     (unsigned long long)seq, (unsigned)le32_load(p + 8));
+	if (le32_load(p + 8) == 0 || le64_load(p + 16) != seq)
+		return cellar__error(CELLAR_ECORRUPT,
+		                     "segment %016llx: header does not match its name",
+		                     (unsigned long long)seq);
+	*id = le16_load(p + 12);
+	return CELLAR_OK;
+}
+
+static void segment_free(segset *s, segment *g)
+{
+	if (!g)
+		return;
+	if (g->map)
+		s->fs->unmap(s->fs, g->file, g->map, g->map_len);
+	s->fs->close(s->fs, g->file);
+	free(g);
+}
+
+/* Map g for at least len bytes (exclusive latch or no readers yet). */
+static void segment_map(segset *s, segment *g, uint64_t len)
+{
+	const void *p;
+
+	if (!s->fs->map || (g->map && g->map_len >= len))
+		return;
+	if (g->map)
+		s->fs->unmap(s->fs, g->file, g->map, g->map_len);
+	g->map = NULL;
+	g->map_len = 0;
+	/* Without a mapping the segment is read with read_at: slower, correct. */
+	if (s->fs->map(s->fs, g->file, len, CELLAR_FS_MAP_RANDOM, &p) == CELLAR_OK) {
+		g->map = p;
+		g->map_len = len;
+	}
+}
+
+static int list_add(segset *s, segment *g)
+{
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? 2 * s->cap : 16;
+		segment **l = realloc(s->list, cap * sizeof *l);
+		if (!l)
+			return cellar__error(CELLAR_ENOMEM, "segments: out of memory");
+		s->list = l;
+		s->cap = cap;
+	}
+	s->list[s->n++] = g;
+	s->by_id[g->id] = g;
+	return CELLAR_OK;
+}
+
+struct seq_list {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+static int collect_seq(const char *name, void *ctx)
+{
+	struct seq_list *l = ctx;
+	uint64_t seq = 0;
+
+	if (strlen(name) != FILE_SEG_NAME_LEN ||
+	    strcmp(name + 16, FILE_SEG_SUFFIX) != 0)
+		return 0;
+	for (int i = 0; i < 16; i++) {
+		char c = name[i];
+		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+		if (d < 0)
+			return 0;
+		seq = seq << 4 | (uint64_t)d;
+	}
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		uint64_t *v = realloc(l->v, cap * sizeof *v);
+		if (!v)
+			return CELLAR_ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = seq;
+	return 0;
+}
+
+static int cmp_seq(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int segset_open(segset *s, cellar_fs *fs, const char *dir, uint64_t max_size,
+                int readonly, latch *l)
+{
+	struct seq_list seqs = { 0 };
+	segment *g = NULL;
+	char path[4096];
+	int rc;
+
+	memset(s, 0, sizeof *s);
+	s->fs = fs;
+	s->dir = dir;
+	s->latch = l;
+	s->max_size = max_size;
+	s->readonly = readonly;
+	if (!(s->by_id = calloc(SEG_MAX_SEGMENTS, sizeof *s->by_id)) ||
+	    (!readonly && !(s->buf = malloc(SEG_BUFFER_SIZE)))) {
+		rc = cellar__error(CELLAR_ENOMEM, "segments: out of memory");
+		goto fail;
+	}
+	if ((rc = fs->list(fs, dir, collect_seq, &seqs)) < 0) {
+		if (rc == CELLAR_ENOMEM)
+			cellar__error(rc, "segments: out of memory");
+		goto fail;
+	}
+	if (seqs.n > 1)
+		qsort(seqs.v, seqs.n, sizeof *seqs.v, cmp_seq);
+	for (size_t i = 0; i < seqs.n; i++) {
+		int last = i + 1 == seqs.n;
+		uint8_t hdr[SEG_HEADER_SIZE];
+		size_t got;
+
+		if ((rc = segment_path(s, seqs.v[i], path, sizeof path)) < 0)
+			goto fail;
+		if (!(g = calloc(1, sizeof *g))) {
+			rc = cellar__error(CELLAR_ENOMEM, "segments: out of memory");
+			goto fail;
+		}
+		g->seq = seqs.v[i];
+		rc = fs->open(fs, path,
+		              last && !readonly ? CELLAR_FS_WRITE : CELLAR_FS_READ,
+		              &g->file);
+		if (rc < 0 || (rc = fs->size(fs, g->file, &g->size)) < 0)
+			goto fail;
+		if (g->size < SEG_HEADER_SIZE) {
+			if (!last) {
+				rc = cellar__error(CELLAR_ECORRUPT,
+				                   "segment %016llx: shorter than its header",
+				                   (unsigned long long)g->seq);
+				goto fail;
+			}
+			/* Created just before a crash, before any record: drop it. */
+			segment_free(s, g);
+			g = NULL;
+			if (!readonly && ((rc = fs->remove(fs, path)) < 0 ||
+			                  (rc = fs->sync_dir(fs, dir)) < 0))
+				goto fail;
+			break;
+		}
+		if ((rc = fs->read_at(fs, g->file, 0, hdr, sizeof hdr, &got)) < 0)
+			goto fail;
+		if ((rc = header_decode(hdr, g->seq, &g->id)) < 0)
+			goto fail;
+		if (s->by_id[g->id]) {
+			rc = cellar__error(CELLAR_ECORRUPT,
+			                   "segments %016llx and %016llx share id %u",
+			                   (unsigned long long)s->by_id[g->id]->seq,
+			                   (unsigned long long)g->seq, (unsigned)g->id);
+			goto fail;
+		}
+		g->flushed = g->wend = g->synced = g->size;
+		segment_map(s, g, last && !readonly && g->size < max_size ? max_size
+		                                                          : g->size);
+		if ((rc = list_add(s, g)) < 0)
+			goto fail;
+		g = NULL;
+	}
+	free(seqs.v);
+	return CELLAR_OK;
+fail:
+	free(seqs.v);
+	segment_free(s, g);
+	segset_close(s);
+	return rc;
+}
+
+void segset_close(segset *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		segment_free(s, s->list[i]);
+	free(s->list);
+	free(s->by_id);
+	free(s->buf);
+	s->list = NULL;
+	s->by_id = NULL;
+	s->buf = NULL;
+	s->n = s->cap = 0;
+}
+
+/* ---- reading ----------------------------------------------------------- */
+
+int segment_record(const segset *s, const segment *g, uint64_t off,
+                   uint64_t end, rec_view *v)
+{
+	uint8_t hdr[RECORD_MAX_HEADER_EXT];
+	const uint8_t *base;
+	uint64_t region_end;
+	size_t got;
+	int rc;
+
+	v->owned = NULL;
+	if (off < g->flushed) {
+		region_end = g->flushed < end ? g->flushed : end;
+		base = g->map ? g->map + off : NULL;
+	} else {
+		region_end = g->size < end ? g->size : end;
+		base = s->buf + (off - g->flushed);
+	}
+	if (off >= region_end)
+		return cellar__error(CELLAR_ECORRUPT,
+		                     "segment %016llx: offset %llu out of range",
+		                     (unsigned long long)g->seq,
+		                     (unsigned long long)off);
+	uint64_t avail = region_end - off;
+	if (base) {
+		rc = record_decode_header(base, avail < SIZE_MAX ? (size_t)avail : SIZE_MAX,
+		                          avail, &v->h);
+		v->p = base;
+	} else {
+		size_t want = avail < sizeof hdr ? (size_t)avail : sizeof hdr;
+		if ((rc = s->fs->read_at(s->fs, g->file, off, hdr, want, &got)) < 0)
+			return rc;
+		rc = record_decode_header(hdr, got, avail, &v->h);
+		if (rc == CELLAR_OK || rc == CELLAR_EVERSION) {
+			int rc2;
+			if (!(v->owned = malloc((size_t)v->h.total)))
+				return cellar__error(CELLAR_ENOMEM, "out of memory");
+			rc2 = s->fs->read_at(s->fs, g->file, off, v->owned,
+			                     (size_t)v->h.total, &got);
+			if (rc2 == CELLAR_OK && got != v->h.total)
+				rc2 = cellar__error(CELLAR_ECORRUPT, "segment %016llx: short read",
+				                    (unsigned long long)g->seq);
+			if (rc2 < 0) {
+				rec_release(v);
+				return rc2;
+			}
+			v->p = v->owned;
+		}
+	}
+	if (rc == CELLAR_EVERSION &&
+	    record_checksum(v->p, v->h.total) != v->h.checksum)
+		rc = CELLAR_ECORRUPT;
+	if (rc < 0) {
+		rec_release(v);
+		return rc == CELLAR_EVERSION
+		           ? cellar__error(rc, "segment %016llx: record of unknown "
+		                           "kind at offset %llu",
+		                           (unsigned long long)g->seq,
+		                           (unsigned long long)off)
+		           : cellar__error(rc, "segment %016llx: damaged record at "
+		                           "offset %llu", (unsigned long long)g->seq,
+		                           (unsigned long long)off);
+	}
+	return CELLAR_OK;
+}
+
+int segset_record(const segset *s, uint16_t id, uint32_t off, rec_view *v)
+{
+	const segment *g = s->by_id[id];
+
+	if (!g) {
+		v->owned = NULL;
+		return cellar__error(CELLAR_ECORRUPT,
+		                     "index names segment id %u, which does not exist",
+		                     (unsigned)id);
+	}
+	if (off < SEG_HEADER_SIZE || off >= g->size) {
+		v->owned = NULL;
+		return cellar__error(CELLAR_ECORRUPT,
+		                     "index points past the end of segment %016llx",
+		                     (unsigned long long)g->seq);
+	}
+	return segment_record(s, g, off, g->size, v);
+}
+
+int rec_verify(const rec_view *v, uint16_t id, uint64_t off)
+{
+	if (record_checksum(v->p, v->h.total) != v->h.checksum)
+		return cellar__error(CELLAR_ECORRUPT,
+		                     "segment id %u: bad checksum at offset %llu",
+		                     (unsigned)id, (unsigned long long)off);
+	return CELLAR_OK;
+}
+
+void rec_release(rec_view *v)
+{
+	free(v->owned);
+	v->owned = NULL;
+}
+
+int segset_match_key(void *ctx, uint16_t seg, uint32_t off)
+{
+	seg_key *k = ctx;
+	rec_view v;
+	int rc = segset_record(k->s, seg, off, &v);
+
+	if (rc < 0)
+		return rc;
+	rc = v.h.key_len == k->key_len &&
+	     memcmp(rec_key(&v), k->key, k->key_len) == 0;
+	if (rc)
+		k->found_total = v.h.total;
+	rec_release(&v);
+	return rc;
+}
+
+/* Is there a valid record at p (avail bytes)? */
+static int valid_at(const uint8_t *p, uint64_t avail)
+{
+	record_header h;
+
+	return record_decode_header(p, (size_t)avail, avail, &h) == CELLAR_OK &&
+	       record_checksum(p, h.total) == h.checksum;
+}
+
+int segment_resync(const segset *s, const segment *g, uint64_t from,
+                   uint64_t end, uint64_t *next)
+{
+	const uint8_t *base = NULL;
+	uint8_t *copy = NULL;
+	size_t got;
+	int rc;
+
+	/* Records never straddle the file/buffer boundary: scan one side. */
+	if (from < g->flushed && end > g->flushed)
+		end = g->flushed;
+	*next = end;
+	if (from + 1 >= end)
+		return CELLAR_OK;
+	if (end <= g->flushed && g->map) {
+		base = g->map + from;
+	} else if (from >= g->flushed) {
+		base = s->buf + (from - g->flushed);
+	} else {
+		/* No mapping: scan a copy of the rest of the segment. */
+		if (!(copy = malloc((size_t)(end - from))))
+			return cellar__error(CELLAR_ENOMEM, "out of memory");
+		if ((rc = s->fs->read_at(s->fs, g->file, from, copy,
+		                         (size_t)(end - from), &got)) < 0) {
+			free(copy);
+			return rc;
+		}
+		end = from + got;
+		base = copy;
+	}
+	for (uint64_t at = from + 1; at + 7 <= end; at++) {
+		if (valid_at(base + (at - from), end - at)) {
+			*next = at;
+			break;
+		}
+	}
+	free(copy);
+	return CELLAR_OK;
+}
+
+/* ---- writing ----------------------------------------------------------- */
+
+int segset_flush(segset *s)
+{
+	segment *g = segset_last(s);
+	int rc;
+
+	if (!g || s->buf_len == 0)
+		return CELLAR_OK;
+	if ((rc = s->fs->write_at(s->fs, g->file, g->wend, s->buf, s->buf_len)) < 0)
+		return rc;
+	g->wend += s->buf_len;
+	latch_write_lock(s->latch);
+	g->flushed = g->wend;
+	s->buf_len = 0;
+	latch_write_unlock(s->latch);
+	return CELLAR_OK;
+}
+
+int segset_sync(segset *s)
+{
+	int rc;
+
+	if ((rc = segset_flush(s)) < 0)
+		return rc;
+	for (size_t i = 0; i < s->n; i++) {
+		segment *g = s->list[i];
+		if (g->synced < g->wend) {
+			if ((rc = s->fs->sync(s->fs, g->file)) < 0)
+				return rc;
+			g->synced = g->wend;
+		}
+	}
+	if (s->dir_dirty) {
+		if ((rc = s->fs->sync_dir(s->fs, s->dir)) < 0)
+			return rc;
+		s->dir_dirty = 0;
+	}
+	return CELLAR_OK;
+}
+
+/* Start a new segment able to hold a first record of first bytes. */
+static int roll(segset *s, uint64_t first)
+{
+	segment *old = segset_last(s), *g = NULL;
+	uint8_t hdr[SEG_HEADER_SIZE];
+	char path[4096];
+	int created = 0, rc, id = -1;
+
+	/* A full segment is durable before the next one is used. */
+	if (old && (rc = segset_sync(s)) < 0)
+		return rc;
+	for (int i = 0; i < SEG_MAX_SEGMENTS; i++)
+		if (!s->by_id[i]) {
+			id = i;
+			break;
+		}
+	if (id < 0)
+		return cellar__error(CELLAR_ELIMIT, "65536 segment files are live");
+	if (!(g = calloc(1, sizeof *g)))
+		return cellar__error(CELLAR_ENOMEM, "segments: out of memory");
+	g->seq = old ? old->seq + 1 : 1;
+	g->id = (uint16_t)id;
+	if ((rc = segment_path(s, g->seq, path, sizeof path)) < 0)
+		goto fail;
+	if ((rc = s->fs->open(s->fs, path,
+	                      CELLAR_FS_WRITE | CELLAR_FS_CREATE | CELLAR_FS_EXCL,
+	                      &g->file)) < 0)
+		goto fail;
+	created = 1;
+	s->dir_dirty = 1;
+	header_encode(hdr, g->id, g->seq);
+	if ((rc = s->fs->write_at(s->fs, g->file, 0, hdr, sizeof hdr)) < 0)
+		goto fail;
+	g->size = g->flushed = g->wend = SEG_HEADER_SIZE;
+	segment_map(s, g, s->max_size > SEG_HEADER_SIZE + first
+	                      ? s->max_size : SEG_HEADER_SIZE + first);
+	latch_write_lock(s->latch);
+	rc = list_add(s, g);
+	latch_write_unlock(s->latch);
+	if (rc < 0)
+		goto fail;
+	return CELLAR_OK;
+fail:
+	segment_free(s, g);
+	if (created)
+		s->fs->remove(s->fs, path);
+	return rc;
+}
+
+int segset_roll(segset *s)
+{
+	return roll(s, 0);
+}
+
+int segset_append(segset *s, unsigned kind, const void *key, size_t key_len,
+                  const void *val, size_t val_len, segment **seg,
+                  uint64_t *off, uint64_t *total)
+{
+	uint64_t t = record_size(key_len, val_len);
+	segment *g = segset_last(s);
+	uint8_t hdr[RECORD_MAX_HEADER];
+	int rc;
+
+	if (!g || (g->wend + s->buf_len + t > s->max_size &&
+	           g->wend + s->buf_len > SEG_HEADER_SIZE) ||
+	    g->wend + s->buf_len + t > UINT32_MAX) {
+		if ((rc = roll(s, t)) < 0)
+			return rc;
+		g = segset_last(s);
+	}
+	if (s->buf_len + t > SEG_BUFFER_SIZE && (rc = segset_flush(s)) < 0)
+		return rc;
+	*seg = g;
+	*total = t;
+	if (t <= SEG_BUFFER_SIZE) {
+		uint8_t *p = s->buf + s->buf_len;
+		size_t h = record_encode_header(p, kind, key_len, val_len);
+		memcpy(p + h, key, key_len);
+		if (val_len)
+			memcpy(p + h + key_len, val, val_len);
+		record_seal(p, t);
+		*off = g->wend + s->buf_len;
+		s->buf_len += (size_t)t;
+		return CELLAR_OK;
+	}
+	/* Larger than the buffer: checksum as a stream, write in place. */
+	if (g->map && g->map_len < g->wend + t) {
+		latch_write_lock(s->latch);
+		segment_map(s, g, g->wend + t);
+		latch_write_unlock(s->latch);
+	}
+	size_t h = record_encode_header(hdr, kind, key_len, val_len);
+	XXH3_state_t st;
+	XXH3_64bits_reset(&st);
+	XXH3_64bits_update(&st, hdr + 4, h - 4);
+	XXH3_64bits_update(&st, key, key_len);
+	XXH3_64bits_update(&st, val, val_len);
+	le32_store(hdr, (uint32_t)XXH3_64bits_digest(&st));
+	if ((rc = s->fs->write_at(s->fs, g->file, g->wend, hdr, h)) < 0 ||
+	    (rc = s->fs->write_at(s->fs, g->file, g->wend + h, key, key_len)) < 0 ||
+	    (rc = s->fs->write_at(s->fs, g->file, g->wend + h + key_len, val,
+	                          val_len)) < 0)
+		return rc;
+	*off = g->wend;
+	g->wend += t;
+	return CELLAR_OK;
+}
+
+void segset_publish(segset *s, segment *g, uint64_t end)
+{
+	(void)s;
+	g->size = end;
+	g->flushed = g->wend;
+}
+
+int segset_truncate(segset *s, segment *g, uint64_t size)
+{
+	int rc;
+
+	if ((rc = s->fs->truncate(s->fs, g->file, size)) < 0 ||
+	    (rc = s->fs->sync(s->fs, g->file)) < 0)
+		return rc;
+	g->size = g->flushed = g->wend = g->synced = size;
+	return CELLAR_OK;
+}
+
+void segset_forget(segset *s, segment *g)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->list[i] == g) {
+			memmove(s->list + i, s->list + i + 1,
+			        (s->n - i - 1) * sizeof *s->list);
+			s->n--;
+			break;
+		}
+	s->by_id[g->id] = NULL;
+	segment_free(s, g);
+}

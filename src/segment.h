@@ -1,0 +1,161 @@
+/*
+ * segment.h - the log: append-only segment files holding the records, the
+ * writer's append buffer, roll-over, and reading records back.
+ *
+ * A segment file is a 32-byte header followed by records (record.h):
+ *    0  8  magic "CELLARSG"
+ *    8  4  format version
+ *   12  2  segment id: the small number index slots use to name it
+ *   14  2  reserved (0)
+ *   16  8  sequence number; the file is named "%016llx.seg" after it
+ *   24  4  reserved (0)
+ *   28  4  low 32 bits of XXH3-64 of bytes 0..27
+ *
+ * Segments are ordered by sequence number; ids are reused once a segment is
+ * gone, so at most 65,536 segments are live at once.
+ *
+ * Concurrency: readers (shared latch) use by_id, each segment's map, size and
+ * flushed, and the append buffer below size.  The writer appends past size
+ * without the latch and publishes (segset_publish, segset_flush, roll-over)
+ * under the exclusive latch.
+ */
+#ifndef CELLAR_SEGMENT_H
+#define CELLAR_SEGMENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cellar_fs.h"
+#include "latch.h"
+#include "record.h"
+
+#define SEG_HEADER_SIZE 32
+#define SEG_MAX_SEGMENTS 65536
+#define SEG_BUFFER_SIZE (1u << 20)
+
+typedef struct segment {
+	uint64_t seq;
+	uint16_t id;
+	cellar_file *file;
+	const uint8_t *map; /* NULL when the fs can't map */
+	uint64_t map_len;
+	uint64_t size;      /* readers may read [0, size) */
+	uint64_t flushed;   /* [0, flushed) is in the file; the rest in buf */
+	uint64_t wend;      /* writer: bytes written to the file */
+	uint64_t synced;    /* writer: bytes known durable */
+	uint64_t live, dead; /* bytes of live / dead records */
+} segment;
+
+typedef struct segset {
+	cellar_fs *fs;
+	const char *dir;
+	latch *latch;
+	uint64_t max_size;
+	int readonly;
+	segment **by_id;    /* SEG_MAX_SEGMENTS entries */
+	segment **list;     /* live segments by sequence */
+	size_t n, cap;
+	uint8_t *buf;       /* append buffer of the newest segment */
+	size_t buf_len;
+	int dir_dirty;      /* segment files created since the last dir sync */
+} segset;
+
+/** A record located and decoded. */
+typedef struct rec_view {
+	const uint8_t *p;  /* the whole record */
+	record_header h;
+	uint8_t *owned;    /* heap copy when the fs can't map; free it */
+} rec_view;
+
+/**
+ * Open every segment of dir, in sequence order, validating their headers.
+ * Segment sizes are the file sizes; recovery decides the valid end.
+ */
+int segset_open(segset *s, cellar_fs *fs, const char *dir, uint64_t max_size,
+                int readonly, latch *l);
+void segset_close(segset *s);
+
+/** The newest segment, or NULL. */
+static inline segment *segset_last(const segset *s)
+{
+	return s->n ? s->list[s->n - 1] : NULL;
+}
+
+/**
+ * Locate and decode the record at (id, off) (shared latch or writer).
+ * CELLAR_ECORRUPT if the location or header is impossible.  The checksum is
+ * not checked: see rec_verify.
+ */
+int segset_record(const segset *s, uint16_t id, uint32_t off, rec_view *v);
+
+/** Decode the record at off in segment g, reading at most limit. */
+int segment_record(const segset *s, const segment *g, uint64_t off,
+                   uint64_t limit, rec_view *v);
+
+static inline const uint8_t *rec_key(const rec_view *v)
+{
+	return v->p + v->h.header_len;
+}
+
+static inline const uint8_t *rec_val(const rec_view *v)
+{
+	return v->p + v->h.header_len + v->h.key_len;
+}
+
+/** CELLAR_OK if the checksum matches, else CELLAR_ECORRUPT. */
+int rec_verify(const rec_view *v, uint16_t id, uint64_t off);
+
+void rec_release(rec_view *v);
+
+/**
+ * Writer: append one record.  Rolls over to a new segment when the newest
+ * is full.  The record is not visible to readers until segset_publish.
+ */
+int segset_append(segset *s, unsigned kind, const void *key, size_t key_len,
+                  const void *val, size_t val_len, segment **seg,
+                  uint64_t *off, uint64_t *total);
+
+/** Exclusive latch: make the record ending at end visible. */
+void segset_publish(segset *s, segment *g, uint64_t end);
+
+/** Writer: write the append buffer to the file. */
+int segset_flush(segset *s);
+
+/**
+ * Writer: flush and fsync every segment with unsynced bytes, and the
+ * directory if segments were created.  Does not hold the writer up beyond
+ * the flush when called with the files to sync collected first: see db.c.
+ */
+int segset_sync(segset *s);
+
+/** Writer: start a new empty segment (used when the newest is unusable). */
+int segset_roll(segset *s);
+
+/** Writer, recovery: cut segment g at size (the torn tail). */
+int segset_truncate(segset *s, segment *g, uint64_t size);
+
+/** Exclusive latch / open: remove g from the set (file stays). */
+void segset_forget(segset *s, segment *g);
+
+/** Context of segset_match_key: the key looked for, and what was found. */
+typedef struct seg_key {
+	const segset *s;
+	const void *key;
+	size_t key_len;
+	uint64_t found_total; /* size of the matching record */
+} seg_key;
+
+/** index_match_fn comparing a record's key with ctx (a seg_key). */
+int segset_match_key(void *ctx, uint16_t seg, uint32_t off);
+
+/**
+ * After a damaged record at from: find the next offset in [from + 1, end)
+ * where a whole, valid record starts.  *next = end if there is none.
+ */
+int segment_resync(const segset *s, const segment *g, uint64_t from,
+                   uint64_t end, uint64_t *next);
+
+/** The file name of sequence seq into out (FILE_SEG_NAME_LEN + 1 bytes). */
+void segment_name(char *out, uint64_t seq);
+
+#endif

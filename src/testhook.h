@@ -1,0 +1,42 @@
+/*
+ * testhook.h - knobs and probes for the test suite only.
+ *
+ * Not part of the public API and not exported from the shared library; the
+ * tests reach them by linking the internal static library.  The knobs are
+ * process-wide and read by cellar_open(): set them before opening a store
+ * and reset them (to NULL / 0) afterwards.
+ */
+#ifndef CELLAR_TESTHOOK_H
+#define CELLAR_TESTHOOK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cellar.h"
+
+/** Key hash used instead of xxhash when non-NULL (to force collisions). */
+typedef uint64_t (*cellar__hash_fn)(const void *key, size_t len, uint64_t seed);
+void cellar__test_set_hash(cellar__hash_fn fn);
+
+/**
+ * Stop the linear-hash table from growing beyond this many primary buckets
+ * (0 = no limit), so that overflow chains form.
+ */
+void cellar__test_set_max_buckets(uint64_t n);
+
+/** What the index and the segment set look like right now. */
+typedef struct cellar__debug_info {
+	uint64_t keys;             /* same as cellar_count() */
+	uint64_t buckets;          /* primary buckets */
+	uint64_t overflow_buckets; /* overflow buckets in use */
+	uint64_t longest_chain;    /* buckets in the longest chain */
+	uint64_t segments;         /* live segment files */
+	uint64_t ckpt_seq;         /* log position the index file covers */
+	uint64_t ckpt_off;
+	uint64_t replayed_records; /* records replayed by the last open */
+	int rebuilt;               /* 1 if the last open rebuilt the index */
+} cellar__debug_info;
+
+int cellar__debug(cellar_db *db, cellar__debug_info *out);
+
+#endif

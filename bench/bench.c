@@ -1,0 +1,1135 @@
+/*
+ * bench.c - cellar-bench: cellar against its peers, phase by phase.
+ *
+ * For each engine (a table of functions, see engine.h) the driver forks a
+ * child that builds a fresh store of n records and runs the phases on it:
+ *
+ *   load    create, put n records in random key order, one sync at the end
+ *   reopen  close the loading handle and open a read-only one (ops = 1)
+ *   get     n gets of present keys in a shuffled order, values verified
+ *   miss    n gets of keys never written; each must be reported absent
+ *   iter    one full iteration, reading the first and last byte of every
+ *           key and value; the count must be n
+ *   mixed   n ops on a read-write handle: 90% verified gets, 10% overwrites
+ *           with new values, then one sync (single thread)
+ *   zipf    n gets, key popularity Zipf-distributed (s = 0.99)
+ *
+ * Keys and values are functions of (seed, index[, version]) so every value
+ * a get returns is checked byte for byte; any mismatch, missing key or
+ * engine error stops the run with exit status 1.  Results come back to the
+ * parent through a pipe; running each engine in its own process keeps peak
+ * RSS (a per-process high-water mark) and the heap separate per engine.
+ *
+ * Output: one parseable "bench engine=... phase=..." line per phase, then
+ * a table of ops/s with the ratio to cellar, and optionally an SVG chart.
+ */
+#include <errno.h>
+#include <ftw.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "svg.h"
+
+/* ---------------------------------------------------------------- engines */
+
+static const struct engine *const all_engines[] = {
+	&engine_cellar,
+#ifdef HAVE_LMDB
+	&engine_lmdb,
+#endif
+#ifdef HAVE_CDB
+	&engine_cdb,
+#endif
+#ifdef HAVE_TKRZW
+	&engine_tkrzw,
+#endif
+};
+#define N_ENGINES (sizeof all_engines / sizeof all_engines[0])
+
+static _Thread_local char err_buf[512];
+
+void bench_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err_buf, sizeof err_buf, fmt, ap);
+	va_end(ap);
+}
+
+/* ----------------------------------------------------------------- phases */
+
+enum phase {
+	P_LOAD, P_REOPEN, P_GET, P_MISS, P_ITER, P_MIXED, P_ZIPF, N_PHASES
+};
+static const char *const phase_names[N_PHASES] = {
+	"load", "reopen", "get", "miss", "iter", "mixed", "zipf",
+};
+
+/* What a child reports for one phase, through the pipe. */
+struct result {
+	int phase;
+	int done; /* 0: does not apply to this engine (cdb mixed) */
+	uint64_t ops;
+	double seconds;
+	uint64_t bytes;
+	long rss_kb;
+};
+
+/* ----------------------------------------------------------------- config */
+
+#define MIN_KEY 8     /* the first 8 bytes make keys unique */
+#define MAX_KEY 511   /* LMDB's default key limit */
+#define MAX_VALUE (16u << 20)
+
+static struct config {
+	uint64_t n;
+	size_t key_size, val_min, val_max;
+	unsigned threads;
+	unsigned phases; /* bit per enum phase */
+	uint64_t seed;
+	const char *dir;
+	int keep;
+	const char *svg;
+	const struct engine *engines[N_ENGINES];
+	size_t n_engines;
+} cfg = {
+	.n = 1000000,
+	.key_size = 16,
+	.val_min = 100,
+	.val_max = 100,
+	.threads = 1,
+	.phases = (1u << N_PHASES) - 1,
+	.seed = 42,
+};
+
+static int want(enum phase p)
+{
+	return (cfg.phases >> p) & 1;
+}
+
+/* ------------------------------------------------------- keys and values */
+
+static uint64_t mix64(uint64_t x)
+{
+	/* splitmix64's output function: a bijection on 64-bit words. */
+	x += 0x9e3779b97f4a7c15ull;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+/* Fill len bytes from a splitmix64 stream started at state. */
+static void fill(unsigned char *p, size_t len, uint64_t state)
+{
+	uint64_t w;
+	for (; len >= 8; p += 8, len -= 8) {
+		w = mix64(state++);
+		memcpy(p, &w, 8);
+	}
+	if (len > 0) {
+		w = mix64(state);
+		memcpy(p, &w, len);
+	}
+}
+
+/*
+ * Key number i: 8 bytes of mix64(i ^ key seed), which differ for every i,
+ * then pseudo-random bytes.  Present keys are i < n, absent ones i >= n.
+ */
+static void make_key(uint64_t i, unsigned char *key)
+{
+	uint64_t head = mix64(i ^ mix64(cfg.seed));
+	memcpy(key, &head, 8);
+	fill(key + 8, cfg.key_size - 8, head);
+}
+
+/* Value of key i after `version` overwrites; returns its length. */
+static size_t make_value(uint64_t i, uint32_t version, unsigned char *val)
+{
+	uint64_t h = mix64(mix64(i + mix64(~cfg.seed)) ^ version);
+	size_t len = cfg.val_min;
+	if (cfg.val_max > cfg.val_min)
+		len += h % (cfg.val_max - cfg.val_min + 1);
+	fill(val, len, h);
+	return len;
+}
+
+/* A small, fast generator for choices made inside timed loops. */
+static uint64_t rng_next(uint64_t *s)
+{
+	return mix64((*s)++);
+}
+
+static double rng_unit(uint64_t *s)
+{
+	return (double)(rng_next(s) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* -------------------------------------------------------------- helpers */
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static long peak_rss_kb(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_maxrss; /* kilobytes on Linux */
+}
+
+static uint64_t tree_bytes;
+
+static int add_bytes(const char *path, const struct stat *st, int type,
+                     struct FTW *ftw)
+{
+	(void)path, (void)ftw;
+	if (type == FTW_F)
+		tree_bytes += (uint64_t)st->st_blocks * 512;
+	return 0;
+}
+
+/* Bytes allocated on disk to the files under dir (sparse holes excluded). */
+static uint64_t dir_bytes(const char *dir)
+{
+	tree_bytes = 0;
+	nftw(dir, add_bytes, 16, FTW_PHYS);
+	return tree_bytes;
+}
+
+static int remove_one(const char *path, const struct stat *st, int type,
+                      struct FTW *ftw)
+{
+	(void)st, (void)type, (void)ftw;
+	if (remove(path) != 0)
+		fprintf(stderr, "cellar-bench: remove %s: %s\n", path,
+		        strerror(errno));
+	return 0;
+}
+
+static void remove_tree(const char *dir)
+{
+	nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (p == NULL) {
+		fprintf(stderr, "cellar-bench: out of memory\n");
+		exit(1);
+	}
+	return p;
+}
+
+/* ------------------------------------------------------ workload arrays */
+
+/* A shuffled permutation of 0..n-1 (Fisher-Yates). */
+static uint32_t *make_permutation(uint64_t n, uint64_t seed)
+{
+	uint32_t *p = xmalloc(n * sizeof *p);
+	uint64_t i, s = seed;
+	for (i = 0; i < n; i++)
+		p[i] = (uint32_t)i;
+	for (i = n - 1; i > 0; i--) {
+		uint64_t j = rng_next(&s) % (i + 1);
+		uint32_t t = p[i];
+		p[i] = p[j];
+		p[j] = t;
+	}
+	return p;
+}
+
+/*
+ * n key indexes with Zipf-distributed popularity, s = 0.99 (the generator
+ * of Gray et al., as in YCSB).  Rank r is key perm[r], so the hot keys are
+ * scattered over the store rather than being the first ones loaded.
+ */
+static uint32_t *make_zipf(uint64_t n, const uint32_t *perm, uint64_t seed)
+{
+	const double theta = 0.99;
+	uint32_t *z = xmalloc(n * sizeof *z);
+	double zetan = 0, zeta2 = 1 + pow(0.5, theta), alpha, eta;
+	uint64_t i, s = seed;
+
+	for (i = n; i >= 1; i--) /* smallest terms first, for accuracy */
+		zetan += pow((double)i, -theta);
+	alpha = 1 / (1 - theta);
+	eta = (1 - pow(2.0 / (double)n, 1 - theta)) / (1 - zeta2 / zetan);
+	for (i = 0; i < n; i++) {
+		double u = rng_unit(&s), uz = u * zetan;
+		uint64_t r;
+		if (uz < 1)
+			r = 0;
+		else if (uz < zeta2)
+			r = 1;
+		else
+			r = (uint64_t)((double)n * pow(eta * u - eta + 1, alpha));
+		if (r >= n)
+			r = n - 1;
+		z[i] = perm[r];
+	}
+	return z;
+}
+
+/* Filled in the parent before forking; shared copy-on-write. */
+static uint32_t *perm, *zipf;
+
+/* --------------------------------------------------------- one engine */
+
+/* Per-child state. */
+static const struct engine *eng;
+static const char *phase_now = "load";
+static uint32_t *versions; /* overwrites per key, for the mixed phase */
+static int out_fd;
+
+static void die(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2), noreturn));
+
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "cellar-bench: %s: %s: ", eng->name, phase_now);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+static void emit(enum phase p, int done, uint64_t ops, double sec,
+                 uint64_t bytes)
+{
+	struct result r = { p, done, ops, sec, bytes, peak_rss_kb() };
+	if (write(out_fd, &r, sizeof r) != (ssize_t)sizeof r)
+		die("writing to the parent: %s", strerror(errno));
+}
+
+/* Check one get's outcome against the key's expected value. */
+static int verify(uint64_t idx, int present, int rc, const unsigned char *got,
+                  size_t got_len, unsigned char *expect, char *msg,
+                  size_t msg_cap)
+{
+	size_t len;
+
+	if (rc < 0) {
+		snprintf(msg, msg_cap, "key #%" PRIu64 ": %s", idx, err_buf);
+		return -1;
+	}
+	if (!present) {
+		if (rc == 0) {
+			snprintf(msg, msg_cap, "absent key #%" PRIu64
+			         " was found (%zu bytes)", idx, got_len);
+			return -1;
+		}
+		return 0;
+	}
+	if (rc == 1) {
+		snprintf(msg, msg_cap, "key #%" PRIu64 " is missing", idx);
+		return -1;
+	}
+	len = make_value(idx, versions[idx], expect);
+	if (got_len != len || memcmp(got, expect, len) != 0) {
+		snprintf(msg, msg_cap, "key #%" PRIu64 " (version %" PRIu32
+		         "): wrong value: got %zu bytes, expected %zu%s", idx,
+		         versions[idx], got_len, len,
+		         got_len == len ? " (contents differ)" : "");
+		return -1;
+	}
+	return 0;
+}
+
+struct worker {
+	pthread_t tid;
+	pthread_barrier_t *start;
+	void *h;
+	const uint32_t *list; /* key indexes, plus offset */
+	uint64_t offset, count;
+	int present;
+	int failed;
+	char msg[600];
+};
+
+static void *get_worker(void *arg)
+{
+	struct worker *w = arg;
+	unsigned char key[MAX_KEY];
+	unsigned char *buf = xmalloc(cfg.val_max + 8);
+	unsigned char *expect = xmalloc(cfg.val_max + 8);
+	void *r = NULL;
+	uint64_t j;
+	size_t len = 0;
+	int have_reader = eng->reader_new(w->h, &r) == 0;
+
+	if (!have_reader) {
+		snprintf(w->msg, sizeof w->msg, "%s", err_buf);
+		w->failed = 1;
+	}
+	pthread_barrier_wait(w->start);
+	for (j = 0; j < w->count && !w->failed; j++) {
+		uint64_t idx = w->list[j] + w->offset;
+		int rc;
+		make_key(idx, key);
+		rc = eng->get(w->h, r, key, cfg.key_size, buf, cfg.val_max, &len);
+		if (verify(idx, w->present, rc, buf, len, expect, w->msg,
+		           sizeof w->msg) != 0)
+			w->failed = 1;
+	}
+	if (have_reader)
+		eng->reader_free(w->h, r);
+	free(buf);
+	free(expect);
+	return NULL;
+}
+
+/* n gets spread over cfg.threads threads; returns the wall time. */
+static double run_gets(void *h, const uint32_t *list, uint64_t offset,
+                       int present)
+{
+	unsigned t, nt = cfg.threads;
+	struct worker *w = calloc(nt, sizeof *w);
+	pthread_barrier_t start;
+	uint64_t done = 0;
+	double t0, t1;
+
+	if (w == NULL)
+		die("out of memory");
+	pthread_barrier_init(&start, NULL, nt + 1);
+	for (t = 0; t < nt; t++) {
+		uint64_t share = cfg.n / nt + (t < cfg.n % nt);
+		w[t].start = &start;
+		w[t].h = h;
+		w[t].list = list + done;
+		w[t].offset = offset;
+		w[t].count = share;
+		w[t].present = present;
+		done += share;
+		if (pthread_create(&w[t].tid, NULL, get_worker, &w[t]) != 0)
+			die("pthread_create failed");
+	}
+	pthread_barrier_wait(&start);
+	t0 = now();
+	for (t = 0; t < nt; t++)
+		pthread_join(w[t].tid, NULL);
+	t1 = now();
+	pthread_barrier_destroy(&start);
+	for (t = 0; t < nt; t++)
+		if (w[t].failed)
+			die("%s", w[t].msg);
+	free(w);
+	return t1 - t0;
+}
+
+/* 90% verified gets, 10% overwrites, uniform over present keys; one sync. */
+static double run_mixed(void *h)
+{
+	unsigned char key[MAX_KEY];
+	unsigned char *buf = xmalloc(cfg.val_max + 8);
+	unsigned char *expect = xmalloc(cfg.val_max + 8);
+	char msg[600];
+	uint64_t s = mix64(cfg.seed ^ 0x6d69786564ull), j;
+	void *r;
+	size_t len = 0;
+	double t0, t1;
+
+	if (eng->reader_new(h, &r) != 0)
+		die("%s", err_buf);
+	t0 = now();
+	for (j = 0; j < cfg.n; j++) {
+		uint64_t x = rng_next(&s), idx = (x >> 16) % cfg.n;
+		make_key(idx, key);
+		if ((x & 0xffff) < 6554) { /* 10% */
+			versions[idx]++;
+			len = make_value(idx, versions[idx], expect);
+			if (eng->put(h, key, cfg.key_size, expect, len) != 0)
+				die("put key #%" PRIu64 ": %s", idx, err_buf);
+		} else {
+			int rc = eng->get(h, r, key, cfg.key_size, buf,
+			                  cfg.val_max, &len);
+			if (verify(idx, 1, rc, buf, len, expect, msg,
+			           sizeof msg) != 0)
+				die("%s", msg);
+		}
+	}
+	if (eng->sync(h) != 0)
+		die("%s", err_buf);
+	t1 = now();
+	eng->reader_free(h, r);
+	free(buf);
+	free(expect);
+	return t1 - t0;
+}
+
+/* Everything for one engine, in the child process. */
+static void run_engine(const char *dir)
+{
+	unsigned char key[MAX_KEY];
+	unsigned char *val = xmalloc(cfg.val_max + 8);
+	void *h = NULL;
+	uint64_t i, count, touch, load_bytes;
+	double t0, load_sec, sec;
+	long load_rss;
+	int reads = cfg.phases & ~((1u << P_LOAD) | (1u << P_REOPEN));
+
+	versions = calloc(cfg.n, sizeof *versions);
+	if (versions == NULL)
+		die("out of memory");
+
+	phase_now = "load";
+	t0 = now();
+	if (eng->load_open(&h, dir, cfg.n, cfg.key_size, cfg.val_max) != 0)
+		die("%s", err_buf);
+	for (i = 0; i < cfg.n; i++) {
+		size_t len = make_value(i, 0, val);
+		make_key(i, key);
+		if (eng->put(h, key, cfg.key_size, val, len) != 0)
+			die("put key #%" PRIu64 ": %s", i, err_buf);
+	}
+	if (eng->sync(h) != 0)
+		die("%s", err_buf);
+	load_sec = now() - t0;
+	load_rss = peak_rss_kb();
+
+	/* reopen = close the loader + open read-only; the size of the
+	 * finished store is taken in between, outside the timing. */
+	phase_now = "reopen";
+	t0 = now();
+	if (eng->close(h) != 0)
+		die("%s", err_buf);
+	h = NULL;
+	sec = now() - t0;
+	load_bytes = dir_bytes(dir);
+	if (want(P_LOAD)) {
+		struct result r = { P_LOAD, 1, cfg.n, load_sec, load_bytes,
+		                    load_rss };
+		if (write(out_fd, &r, sizeof r) != (ssize_t)sizeof r)
+			die("writing to the parent: %s", strerror(errno));
+	}
+	if (!reads && !want(P_REOPEN))
+		return;
+	t0 = now();
+	if (eng->open(&h, dir, 0, cfg.n, cfg.key_size, cfg.val_max) != 0)
+		die("%s", err_buf);
+	sec += now() - t0;
+	if (want(P_REOPEN))
+		emit(P_REOPEN, 1, 1, sec, dir_bytes(dir));
+
+	if (want(P_GET)) {
+		phase_now = "get";
+		sec = run_gets(h, perm, 0, 1);
+		emit(P_GET, 1, cfg.n, sec, dir_bytes(dir));
+	}
+	if (want(P_MISS)) {
+		phase_now = "miss";
+		sec = run_gets(h, perm, cfg.n, 0);
+		emit(P_MISS, 1, cfg.n, sec, dir_bytes(dir));
+	}
+	if (want(P_ITER)) {
+		phase_now = "iter";
+		t0 = now();
+		if (eng->iterate(h, &count, &touch) != 0)
+			die("%s", err_buf);
+		sec = now() - t0;
+		if (count != cfg.n)
+			die("iterated %" PRIu64 " items, expected %" PRIu64,
+			    count, cfg.n);
+		emit(P_ITER, 1, count, sec, dir_bytes(dir));
+	}
+	if (want(P_MIXED)) {
+		phase_now = "mixed";
+		if (!eng->can_update) {
+			emit(P_MIXED, 0, 0, 0, 0);
+		} else {
+			/* Untimed: swap the read-only handle for a writer. */
+			if (eng->close(h) != 0)
+				die("%s", err_buf);
+			h = NULL;
+			if (eng->open(&h, dir, 1, cfg.n, cfg.key_size,
+			              cfg.val_max) != 0)
+				die("%s", err_buf);
+			sec = run_mixed(h);
+			emit(P_MIXED, 1, cfg.n, sec, dir_bytes(dir));
+			if (eng->close(h) != 0)
+				die("%s", err_buf);
+			h = NULL;
+			if (eng->open(&h, dir, 0, cfg.n, cfg.key_size,
+			              cfg.val_max) != 0)
+				die("%s", err_buf);
+		}
+	}
+	if (want(P_ZIPF)) {
+		phase_now = "zipf";
+		sec = run_gets(h, zipf, 0, 1);
+		emit(P_ZIPF, 1, cfg.n, sec, dir_bytes(dir));
+	}
+	phase_now = "close";
+	if (eng->close(h) != 0)
+		die("%s", err_buf);
+	free(val);
+	free(versions);
+}
+
+/* --------------------------------------------------------------- output */
+
+static struct result results[N_ENGINES][N_PHASES]; /* .done = -1: none */
+
+static double rate(const struct result *r)
+{
+	return r->done == 1 && r->seconds > 0 ? (double)r->ops / r->seconds : 0;
+}
+
+static void print_line(const char *name, const struct result *r)
+{
+	printf("bench engine=%s phase=%s ops=%" PRIu64 " seconds=%.6f "
+	       "ops_per_sec=%.1f bytes_on_disk=%" PRIu64 " peak_rss_kb=%ld\n",
+	       name, phase_names[r->phase], r->ops, r->seconds, rate(r),
+	       r->bytes, r->rss_kb);
+	fflush(stdout);
+}
+
+static void fmt_rate(char *buf, size_t cap, double v)
+{
+	if (v >= 1e6)
+		snprintf(buf, cap, "%.2fM", v / 1e6);
+	else if (v >= 1e3)
+		snprintf(buf, cap, "%.1fk", v / 1e3);
+	else
+		snprintf(buf, cap, "%.1f", v);
+}
+
+/* Index of the engine ratios are taken against: cellar, else the first. */
+static size_t base_engine(void)
+{
+	size_t e;
+	for (e = 0; e < cfg.n_engines; e++)
+		if (cfg.engines[e] == &engine_cellar)
+			return e;
+	return 0;
+}
+
+/* One row of the summary under the table: a number per engine, or "-". */
+enum extra { X_MIB, X_PER_RECORD, X_MS };
+
+static void print_extra(const char *label, enum phase p, enum extra x)
+{
+	size_t e;
+	char cell[32];
+
+	printf("%-14s", label);
+	for (e = 0; e < cfg.n_engines; e++) {
+		const struct result *r = &results[e][p];
+		if (r->done != 1)
+			snprintf(cell, sizeof cell, "-");
+		else if (x == X_MIB)
+			snprintf(cell, sizeof cell, "%.1f",
+			         (double)r->bytes / 1048576.0);
+		else if (x == X_PER_RECORD)
+			snprintf(cell, sizeof cell, "%.1f",
+			         (double)r->bytes / (double)cfg.n);
+		else
+			snprintf(cell, sizeof cell, "%.3f", r->seconds * 1e3);
+		printf(" %18s", cell);
+	}
+	printf("\n");
+}
+
+static void print_table(void)
+{
+	size_t e, b = base_engine();
+	int p;
+	char cell[64], num[32];
+
+	printf("\nn=%" PRIu64 " key=%zu value=", cfg.n, cfg.key_size);
+	if (cfg.val_min == cfg.val_max)
+		printf("%zu", cfg.val_min);
+	else
+		printf("%zu-%zu", cfg.val_min, cfg.val_max);
+	printf(" threads=%u seed=%" PRIu64 "\nops/s per phase; (x) = "
+	       "relative to %s, >1 is faster\n\n%-14s", cfg.threads,
+	       cfg.seed, cfg.engines[b]->name, "phase");
+	for (e = 0; e < cfg.n_engines; e++)
+		printf(" %18s", cfg.engines[e]->name);
+	printf("\n");
+	for (p = 0; p < N_PHASES; p++) {
+		if (!want((enum phase)p))
+			continue;
+		printf("%-14s", phase_names[p]);
+		for (e = 0; e < cfg.n_engines; e++) {
+			const struct result *r = &results[e][p];
+			double v = rate(r), base = rate(&results[b][p]);
+			if (r->done != 1) {
+				snprintf(cell, sizeof cell, "%s",
+				         r->done == 0 ? "n/a" : "-");
+			} else {
+				fmt_rate(num, sizeof num, v);
+				if (base > 0)
+					snprintf(cell, sizeof cell, "%s (%.2fx)",
+					         num, v / base);
+				else
+					snprintf(cell, sizeof cell, "%s", num);
+			}
+			printf(" %18s", cell);
+		}
+		printf("\n");
+	}
+	printf("\n");
+	if (want(P_LOAD)) {
+		/* The finished store, measured after the loader closed. */
+		print_extra("disk MiB", P_LOAD, X_MIB);
+		print_extra("bytes/record", P_LOAD, X_PER_RECORD);
+	}
+	if (want(P_REOPEN))
+		print_extra("reopen ms", P_REOPEN, X_MS);
+}
+
+static int write_svg(void)
+{
+	double values[N_PHASES * N_ENGINES];
+	const char *groups[N_PHASES], *series[N_ENGINES];
+	char subtitle[200], vsize[48];
+	int p, g = 0;
+	size_t e;
+	struct svg_chart c;
+
+	for (e = 0; e < cfg.n_engines; e++)
+		series[e] = cfg.engines[e]->name;
+	for (p = 0; p < N_PHASES; p++) {
+		if (!want((enum phase)p))
+			continue;
+		groups[g] = phase_names[p];
+		for (e = 0; e < cfg.n_engines; e++)
+			values[g * (int)cfg.n_engines + (int)e] =
+				rate(&results[e][p]);
+		g++;
+	}
+	if (cfg.val_min == cfg.val_max)
+		snprintf(vsize, sizeof vsize, "%zu", cfg.val_min);
+	else
+		snprintf(vsize, sizeof vsize, "%zu-%zu", cfg.val_min,
+		         cfg.val_max);
+	snprintf(subtitle, sizeof subtitle,
+	         "n=%" PRIu64 ", key %zu B, value %s B, %u thread(s), "
+	         "seed %" PRIu64 "; higher is better", cfg.n, cfg.key_size,
+	         vsize, cfg.threads, cfg.seed);
+	c.title = "cellar-bench: operations per second by phase";
+	c.subtitle = subtitle;
+	c.ngroups = g;
+	c.groups = groups;
+	c.nseries = (int)cfg.n_engines;
+	c.series = series;
+	c.values = values;
+	c.unit = "ops/s";
+	if (svg_write(cfg.svg, &c) != 0) {
+		fprintf(stderr, "cellar-bench: %s: %s\n", cfg.svg,
+		        strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ the parent */
+
+/*
+ * Fork a child for engine e; collect and print its results.  0 = success,
+ * -1 = failure, -2 = dir could not be made (so it is not ours to remove).
+ */
+static int bench_engine(size_t e, const char *dir)
+{
+	const struct engine *en = cfg.engines[e];
+	int fds[2], status;
+	struct result r;
+	size_t got = 0;
+	ssize_t k;
+	pid_t pid;
+
+	if (mkdir(dir, 0755) != 0) {
+		fprintf(stderr, "cellar-bench: mkdir %s: %s%s\n", dir,
+		        strerror(errno), errno == EEXIST ?
+		        " (remove it or choose another --dir)" : "");
+		return -2;
+	}
+	if (pipe(fds) != 0) {
+		perror("cellar-bench: pipe");
+		return -1;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		perror("cellar-bench: fork");
+		return -1;
+	}
+	if (pid == 0) {
+		close(fds[0]);
+		out_fd = fds[1];
+		eng = en;
+		run_engine(dir);
+		exit(0);
+	}
+	close(fds[1]);
+	for (;;) {
+		k = read(fds[0], (char *)&r + got, sizeof r - got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		got += (size_t)k;
+		if (got < sizeof r)
+			continue;
+		got = 0;
+		if (r.phase < 0 || r.phase >= N_PHASES)
+			break;
+		results[e][r.phase] = r;
+		if (r.done == 1)
+			print_line(en->name, &r);
+	}
+	close(fds[0]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (WIFSIGNALED(status)) {
+		fprintf(stderr, "cellar-bench: %s: killed by signal %d\n",
+		        en->name, WTERMSIG(status));
+		return -1;
+	}
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+/* --------------------------------------------------------- command line */
+
+/* "  name    text" with text wrapped at 76 columns under itself. */
+static void print_wrapped(FILE *f, const char *name, const char *text)
+{
+	int col = fprintf(f, "  %-7s ", name), indent = col;
+	const char *w = text;
+
+	while (*w != '\0') {
+		size_t len = strcspn(w, " ");
+		if (col > indent && col + 1 + (int)len > 76) {
+			fprintf(f, "\n%*s", indent, "");
+			col = indent;
+		} else if (col > indent) {
+			fputc(' ', f);
+			col++;
+		}
+		col += fprintf(f, "%.*s", (int)len, w);
+		w += len;
+		while (*w == ' ')
+			w++;
+	}
+	fputc('\n', f);
+}
+
+static void usage(FILE *f)
+{
+	size_t e;
+	fprintf(f,
+"usage: cellar-bench [options]\n"
+"\n"
+"Compare cellar with other embedded key-value stores, phase by phase, on\n"
+"the same deterministic data.  Each engine runs in its own child process\n"
+"on a fresh store in DIR/<engine>.\n"
+"\n"
+"Options:\n"
+"  --engines A,B,..    engines to run (default: all compiled in; see --list)\n"
+"  -n N                records (default 1000000; suffixes k, M: 100k, 1M)\n"
+"  --key-size B        key length in bytes, %d-%d (default 16)\n"
+"  --value-size B      value length (default 100), or MIN-MAX for lengths\n"
+"                      spread uniformly (up to %u)\n"
+"  --threads T         reader threads in get, miss and zipf (default 1)\n"
+"  --phases P,Q,..     among load,reopen,get,miss,iter,mixed,zipf (default\n"
+"                      all; load and the reopen always happen, unreported\n"
+"                      unless chosen)\n"
+"  --seed S            seed of keys, values and orders (default 42)\n"
+"  --dir DIR           where stores go (default: a new /tmp/cellar-bench-*,\n"
+"                      removed at the end); DIR/<engine> must not exist\n"
+"  --keep              keep the stores\n"
+"  --svg FILE          also write the results as an SVG bar chart\n"
+"  --list              print the engines compiled in and their settings\n"
+"  -h, --help          this text\n"
+"\n"
+"Phases (in this order):\n"
+"  load    create the store, put N records in random key order, one\n"
+"          sync/commit at the end (each engine defers durability to it)\n"
+"  reopen  close the loading handle + open read-only (ops=1)\n"
+"  get     N gets of present keys in a shuffled order, T threads sharing\n"
+"          one handle; every value is compared byte for byte\n"
+"  miss    N gets of keys never written; each must be reported absent\n"
+"  iter    iterate everything once, reading the first and last byte of\n"
+"          each key and value; the count must be N\n"
+"  mixed   on a read-write handle, N ops: 90%% gets (verified), 10%%\n"
+"          overwrites with new values, then one sync; one thread\n"
+"  zipf    N gets with Zipf popularity (s=0.99) over present keys\n"
+"\n"
+"Output: per engine and phase one line\n"
+"  bench engine=E phase=P ops=N seconds=S ops_per_sec=X bytes_on_disk=B"
+" peak_rss_kb=K\n"
+"then a table of ops/s with the ratio to cellar, the store size after the\n"
+"load (blocks allocated to its files, once closed) and the reopen time.\n"
+"Throughput with T threads is total ops / wall time.  peak_rss_kb is the\n"
+"child's high-water mark so far (getrusage), so it only grows from phase\n"
+"to phase; it includes pages of mapped files the engine touched, and the\n"
+"driver's own arrays (about 12 bytes per record).  The stores are fresh,\n"
+"so reads run against a warm page cache.  Quote numbers from a release\n"
+"build (meson setup --buildtype=release).\n"
+"\n"
+"Engine settings:\n", MIN_KEY, MAX_KEY, MAX_VALUE);
+	for (e = 0; e < N_ENGINES; e++)
+		print_wrapped(f, all_engines[e]->name, all_engines[e]->settings);
+	fprintf(f,
+"\n"
+"Exit status: 0 on success, 1 if an engine failed or returned a wrong\n"
+"value (the run stops there), 2 on a usage error.\n");
+}
+
+static void usage_error(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2), noreturn));
+
+static void usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "cellar-bench: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'cellar-bench --help'.\n");
+	exit(2);
+}
+
+/* A count with an optional k/M/G suffix (powers of 1000). */
+static uint64_t parse_count(const char *s, const char *what)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (end == s || errno != 0 || *s == '-')
+		usage_error("%s: not a number: '%s'", what, s);
+	switch (*end) {
+	case 'k': case 'K': v *= 1000ull; end++; break;
+	case 'm': case 'M': v *= 1000000ull; end++; break;
+	case 'g': case 'G': v *= 1000000000ull; end++; break;
+	default: break;
+	}
+	if (*end != '\0')
+		usage_error("%s: not a number: '%s'", what, s);
+	return v;
+}
+
+static void parse_engines(const char *arg)
+{
+	char *list = strdup(arg), *save = NULL, *name;
+	size_t e, k;
+
+	if (list == NULL)
+		usage_error("out of memory");
+	cfg.n_engines = 0;
+	for (name = strtok_r(list, ",", &save); name != NULL;
+	     name = strtok_r(NULL, ",", &save)) {
+		for (e = 0; e < N_ENGINES; e++)
+			if (strcmp(all_engines[e]->name, name) == 0)
+				break;
+		if (e == N_ENGINES)
+			usage_error("unknown engine '%s' (compiled in: see "
+			            "--list)", name);
+		for (k = 0; k < cfg.n_engines; k++)
+			if (cfg.engines[k] == all_engines[e])
+				usage_error("engine '%s' given twice", name);
+		cfg.engines[cfg.n_engines++] = all_engines[e];
+	}
+	free(list);
+	if (cfg.n_engines == 0)
+		usage_error("--engines: no engine given");
+}
+
+static void parse_phases(const char *arg)
+{
+	char *list = strdup(arg), *save = NULL, *name;
+	int p;
+
+	if (list == NULL)
+		usage_error("out of memory");
+	cfg.phases = 0;
+	for (name = strtok_r(list, ",", &save); name != NULL;
+	     name = strtok_r(NULL, ",", &save)) {
+		for (p = 0; p < N_PHASES; p++)
+			if (strcmp(phase_names[p], name) == 0)
+				break;
+		if (p == N_PHASES)
+			usage_error("unknown phase '%s'", name);
+		cfg.phases |= 1u << p;
+	}
+	free(list);
+	if (cfg.phases == 0)
+		usage_error("--phases: no phase given");
+}
+
+static void parse_args(int argc, char **argv)
+{
+	enum { O_ENGINES = 256, O_KEY, O_VALUE, O_THREADS, O_PHASES, O_SEED,
+	       O_DIR, O_KEEP, O_SVG, O_LIST };
+	static const struct option opts[] = {
+		{ "engines", required_argument, NULL, O_ENGINES },
+		{ "key-size", required_argument, NULL, O_KEY },
+		{ "value-size", required_argument, NULL, O_VALUE },
+		{ "threads", required_argument, NULL, O_THREADS },
+		{ "phases", required_argument, NULL, O_PHASES },
+		{ "seed", required_argument, NULL, O_SEED },
+		{ "dir", required_argument, NULL, O_DIR },
+		{ "keep", no_argument, NULL, O_KEEP },
+		{ "svg", required_argument, NULL, O_SVG },
+		{ "list", no_argument, NULL, O_LIST },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	uint64_t v;
+	size_t e;
+	char *dash;
+	int c;
+
+	for (e = 0; e < N_ENGINES; e++)
+		cfg.engines[e] = all_engines[e];
+	cfg.n_engines = N_ENGINES;
+
+	while ((c = getopt_long(argc, argv, "n:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'n':
+			cfg.n = parse_count(optarg, "-n");
+			if (cfg.n < 1 || cfg.n > UINT32_MAX)
+				usage_error("-n: must be 1 to %" PRIu32,
+				            UINT32_MAX);
+			break;
+		case O_ENGINES:
+			parse_engines(optarg);
+			break;
+		case O_KEY:
+			v = parse_count(optarg, "--key-size");
+			if (v < MIN_KEY || v > MAX_KEY)
+				usage_error("--key-size: must be %d to %d",
+				            MIN_KEY, MAX_KEY);
+			cfg.key_size = (size_t)v;
+			break;
+		case O_VALUE:
+			dash = strchr(optarg, '-');
+			if (dash != NULL) {
+				*dash = '\0';
+				cfg.val_min = (size_t)parse_count(optarg,
+				                                  "--value-size");
+				cfg.val_max = (size_t)parse_count(dash + 1,
+				                                  "--value-size");
+				*dash = '-';
+			} else {
+				cfg.val_min = cfg.val_max = (size_t)parse_count(
+					optarg, "--value-size");
+			}
+			if (cfg.val_min > cfg.val_max || cfg.val_max > MAX_VALUE)
+				usage_error("--value-size: need MIN <= MAX <= %u",
+				            MAX_VALUE);
+			break;
+		case O_THREADS:
+			v = parse_count(optarg, "--threads");
+			if (v < 1 || v > 1024)
+				usage_error("--threads: must be 1 to 1024");
+			cfg.threads = (unsigned)v;
+			break;
+		case O_PHASES:
+			parse_phases(optarg);
+			break;
+		case O_SEED:
+			cfg.seed = parse_count(optarg, "--seed");
+			break;
+		case O_DIR:
+			cfg.dir = optarg;
+			break;
+		case O_KEEP:
+			cfg.keep = 1;
+			break;
+		case O_SVG:
+			cfg.svg = optarg;
+			break;
+		case O_LIST:
+			for (e = 0; e < N_ENGINES; e++)
+				print_wrapped(stdout, all_engines[e]->name,
+				              all_engines[e]->settings);
+			exit(0);
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			fprintf(stderr, "Try 'cellar-bench --help'.\n");
+			exit(2);
+		}
+	}
+	if (optind < argc)
+		usage_error("unexpected argument '%s'", argv[optind]);
+}
+
+int main(int argc, char **argv)
+{
+	char tmp[] = "/tmp/cellar-bench-XXXXXX", path[4096];
+	const char *base;
+	size_t e, p;
+	int failed = 0;
+
+	parse_args(argc, argv);
+	for (e = 0; e < N_ENGINES; e++)
+		for (p = 0; p < N_PHASES; p++)
+			results[e][p].done = -1;
+
+	if (cfg.dir != NULL) {
+		base = cfg.dir;
+		if (mkdir(base, 0755) != 0 && errno != EEXIST) {
+			fprintf(stderr, "cellar-bench: mkdir %s: %s\n", base,
+			        strerror(errno));
+			return 1;
+		}
+	} else if ((base = mkdtemp(tmp)) == NULL) {
+		perror("cellar-bench: mkdtemp");
+		return 1;
+	}
+
+	if (cfg.phases & ((1u << P_GET) | (1u << P_MISS) | (1u << P_ZIPF)))
+		perm = make_permutation(cfg.n, mix64(cfg.seed ^ 0x7065726dull));
+	if (want(P_ZIPF))
+		zipf = make_zipf(cfg.n, perm, mix64(cfg.seed ^ 0x7a697066ull));
+
+	for (e = 0; e < cfg.n_engines && !failed; e++) {
+		snprintf(path, sizeof path, "%s/%s", base,
+		         cfg.engines[e]->name);
+		int rc = bench_engine(e, path);
+		if (rc != 0) {
+			fprintf(stderr, "cellar-bench: %s failed; stopping\n",
+			        cfg.engines[e]->name);
+			failed = 1;
+		}
+		if (!cfg.keep && rc != -2)
+			remove_tree(path);
+	}
+	if (cfg.keep)
+		fprintf(stderr, "cellar-bench: stores kept in %s\n", base);
+	else if (cfg.dir == NULL)
+		rmdir(base);
+
+	if (!failed) {
+		print_table();
+		if (cfg.svg != NULL && write_svg() != 0)
+			failed = 1;
+	}
+	free(perm);
+	free(zipf);
+	return failed ? 1 : 0;
+}

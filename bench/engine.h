@@ -1,0 +1,103 @@
+/*
+ * engine.h - what cellar-bench needs from a key-value store.
+ *
+ * Each store the benchmark drives (cellar and its peers) is an adapter: a
+ * table of functions in engine_<name>.c.  The driver (bench.c) owns keys,
+ * values, timing and verification; an adapter only translates calls.
+ *
+ * Life of a store in one run:
+ *
+ *   load_open(dir, n)   create a fresh, empty store in the empty directory dir
+ *   put() x n           insert; durability is deferred ...
+ *   sync()              ... to this one sync/commit at the end of the load
+ *   close()             the loading handle
+ *   open(dir, writable) reopen: read-only for the read phases, read-write
+ *                       for the mixed phase
+ *   reader_new()        one per thread doing gets; reader_free() after
+ *   get() / put()       point reads and (mixed phase) overwrites
+ *   iterate()           visit every item once, count them, and read the
+ *                       first and last byte of each key and value
+ *
+ * Every function returns 0 on success and -1 on failure, after saying why
+ * with bench_error().  get() returns 1 when the key is absent.  Everything a
+ * store writes lives under its directory, so the driver measures bytes on
+ * disk itself (allocated blocks of every file under dir).
+ */
+#ifndef BENCH_ENGINE_H
+#define BENCH_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct engine {
+	/** Short name used on the command line and in the output. */
+	const char *name;
+	/** The settings the adapter uses, one line, for --help. */
+	const char *settings;
+	/** Nonzero if the store can update after the load (mixed phase). */
+	int can_update;
+
+	/**
+	 * Create an empty store in dir (which exists and is empty), ready for
+	 * n puts of keys up to key_max and values up to val_max bytes.
+	 */
+	int (*load_open)(void **h, const char *dir, uint64_t n, size_t key_max,
+	                 size_t val_max);
+	/** Insert or overwrite key. */
+	int (*put)(void *h, const void *key, size_t key_len, const void *val,
+	           size_t val_len);
+	/** Make everything put so far durable (one fsync/commit). */
+	int (*sync)(void *h);
+	/** Close any handle; must accept NULL. */
+	int (*close)(void *h);
+
+	/** Open the store in dir read-only (writable == 0) or read-write. */
+	int (*open)(void **h, const char *dir, int writable, uint64_t n,
+	            size_t key_max, size_t val_max);
+	/**
+	 * Per-thread read state (a read transaction, a private cursor, ...),
+	 * or NULL where the handle itself is enough.  *r is set either way.
+	 */
+	int (*reader_new)(void *h, void **r);
+	void (*reader_free)(void *h, void *r);
+	/**
+	 * Copy the value of key into buf (capacity cap); *val_len = its length.
+	 * @return 0 found, 1 absent, -1 error (including a value > cap).
+	 */
+	int (*get)(void *h, void *r, const void *key, size_t key_len, void *buf,
+	           size_t cap, size_t *val_len);
+	/**
+	 * Visit every item; *count = how many, *touch = the sum of
+	 * bench_touch() over them (so lazily mapped data is really read).
+	 */
+	int (*iterate)(void *h, uint64_t *count, uint64_t *touch);
+};
+
+/* First and last byte of key and value: cheap, but faults in their pages. */
+static inline uint64_t bench_touch(const void *key, size_t key_len,
+                                   const void *val, size_t val_len)
+{
+	const unsigned char *k = key, *v = val;
+	uint64_t t = key_len ? (uint64_t)k[0] + k[key_len - 1] : 0;
+	return t + (val_len ? (uint64_t)v[0] + v[val_len - 1] : 0);
+}
+
+/** Record why the current call failed (per thread; printf-style). */
+void bench_error(const char *fmt, ...)
+#if defined(__GNUC__)
+	__attribute__((format(printf, 1, 2)))
+#endif
+	;
+
+extern const struct engine engine_cellar;
+#ifdef HAVE_LMDB
+extern const struct engine engine_lmdb;
+#endif
+#ifdef HAVE_CDB
+extern const struct engine engine_cdb;
+#endif
+#ifdef HAVE_TKRZW
+extern const struct engine engine_tkrzw;
+#endif
+
+#endif /* BENCH_ENGINE_H */

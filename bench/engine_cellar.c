@@ -1,0 +1,130 @@
+/*
+ * engine_cellar.c - cellar adapter for cellar-bench.
+ *
+ * Settings (cellar's defaults throughout):
+ * - Load: cellar_open(CELLAR_CREATE) with CELLAR_OPTIONS_INIT, i.e. the mmap
+ *   file system, CELLAR_SYNC_NONE, 256 MiB segments; one cellar_put per key
+ *   and one cellar_sync at the end.
+ * - Read phases: cellar_close, then cellar_open(CELLAR_READONLY): a read-only
+ *   serving handle, shared by every reader thread (cellar_db is thread-safe;
+ *   there is no per-thread state).  The mixed phase opens read-write.
+ * - get: cellar_get into the caller's buffer; iterate: cellar_iter_next.
+ */
+#include <cellar.h>
+
+#include "engine.h"
+
+static int fail(const char *what, int rc)
+{
+	bench_error("%s: %s: %s", what, cellar_strerror(rc),
+	            cellar_errmsg());
+	return -1;
+}
+
+static int open_db(void **out, const char *dir, unsigned flags)
+{
+	cellar_options o = CELLAR_OPTIONS_INIT;
+	cellar_db *db;
+	int rc;
+
+	o.flags = flags;
+	rc = cellar_open(&db, dir, &o);
+	*out = rc == CELLAR_OK ? db : NULL;
+	return rc == CELLAR_OK ? 0 : fail("cellar_open", rc);
+}
+
+static int ce_load_open(void **out, const char *dir, uint64_t n,
+                        size_t key_max, size_t val_max)
+{
+	(void)n, (void)key_max, (void)val_max;
+	return open_db(out, dir, CELLAR_CREATE);
+}
+
+static int ce_open(void **out, const char *dir, int writable, uint64_t n,
+                   size_t key_max, size_t val_max)
+{
+	(void)n, (void)key_max, (void)val_max;
+	return open_db(out, dir, writable ? 0 : CELLAR_READONLY);
+}
+
+static int ce_put(void *h, const void *key, size_t key_len, const void *val,
+                  size_t val_len)
+{
+	int rc = cellar_put(h, key, key_len, val, val_len);
+	return rc == CELLAR_OK ? 0 : fail("cellar_put", rc);
+}
+
+static int ce_sync(void *h)
+{
+	int rc = cellar_sync(h);
+	return rc == CELLAR_OK ? 0 : fail("cellar_sync", rc);
+}
+
+static int ce_close(void *h)
+{
+	int rc = cellar_close(h);
+	return rc == CELLAR_OK ? 0 : fail("cellar_close", rc);
+}
+
+static int ce_reader_new(void *h, void **out)
+{
+	(void)h;
+	*out = NULL;
+	return 0;
+}
+
+static void ce_reader_free(void *h, void *r)
+{
+	(void)h, (void)r;
+}
+
+static int ce_get(void *h, void *r, const void *key, size_t key_len,
+                  void *buf, size_t cap, size_t *val_len)
+{
+	int rc = cellar_get(h, key, key_len, buf, cap, val_len);
+
+	(void)r;
+	if (rc == CELLAR_OK)
+		return 0;
+	if (rc == CELLAR_ENOTFOUND)
+		return 1;
+	return fail("cellar_get", rc);
+}
+
+static int ce_iterate(void *h, uint64_t *count, uint64_t *touch)
+{
+	cellar_iter *it;
+	const void *k, *v;
+	size_t kn, vn;
+	uint64_t n = 0, t = 0;
+	int rc;
+
+	if ((rc = cellar_iter_new(h, &it)) != CELLAR_OK)
+		return fail("cellar_iter_new", rc);
+	while ((rc = cellar_iter_next(it, &k, &kn, &v, &vn)) == CELLAR_OK) {
+		t += bench_touch(k, kn, v, vn);
+		n++;
+	}
+	cellar_iter_free(it);
+	if (rc != CELLAR_EDONE)
+		return fail("cellar_iter_next", rc);
+	*count = n;
+	*touch = t;
+	return 0;
+}
+
+const struct engine engine_cellar = {
+	.name = "cellar",
+	.settings = "defaults (mmap fs, SYNC_NONE), cellar_sync at end; reads "
+	            "on a shared CELLAR_READONLY handle",
+	.can_update = 1,
+	.load_open = ce_load_open,
+	.put = ce_put,
+	.sync = ce_sync,
+	.close = ce_close,
+	.open = ce_open,
+	.reader_new = ce_reader_new,
+	.reader_free = ce_reader_free,
+	.get = ce_get,
+	.iterate = ce_iterate,
+};

@@ -120,6 +120,34 @@ typedef enum cellar_sync_mode {
 /** Version of cellar_options described by this header. */
 #define CELLAR_OPTIONS_VERSION 1
 
+/** Kinds of cellar_event. */
+typedef enum cellar_event_kind {
+	CELLAR_EVENT_SYNC = 1,    /**< the background thread synced the store */
+	CELLAR_EVENT_COMPACT = 2, /**< a compaction pass finished (any thread) */
+	CELLAR_EVENT_ERROR = 3    /**< a background sync or compaction failed */
+} cellar_event_kind;
+
+/** Counts of one compaction pass, from cellar_compact() or an event. */
+typedef struct cellar_compact_result {
+	uint64_t segments_compacted; /**< segments rewritten and removed */
+	uint64_t records_copied;     /**< live records copied forward */
+	uint64_t bytes_copied;
+	uint64_t tombstones_dropped; /**< deletes nothing older can undo */
+	uint64_t bytes_reclaimed;    /**< segment bytes removed minus copied */
+	double seconds;              /**< wall time of the pass */
+	double longest_pause_ms;     /**< longest time writers were held up */
+	int complete;                /**< 0 if the pass was cut short by close */
+} cellar_compact_result;
+
+/** What the event callback is told.  Valid only during the call. */
+typedef struct cellar_event {
+	cellar_event_kind kind;
+	int error;           /**< ERROR: the cellar_error */
+	const char *message; /**< ERROR: the detail message; else "" */
+	double seconds;      /**< how long the sync or pass took */
+	const cellar_compact_result *compact; /**< COMPACT: the counts */
+} cellar_event;
+
 /**
  * Options for cellar_open().  Start from CELLAR_OPTIONS_INIT: a zero field
  * means "the default".  New fields are only ever added at the end.
@@ -143,10 +171,33 @@ typedef struct cellar_options {
 	uint64_t max_segment_size;
 	/** Seed of the key hash, used when the store is created; 0 = random. */
 	uint64_t hash_seed;
+	/**
+	 * cellar_compact() rewrites a segment once dead records make up at
+	 * least this percentage of it; default 20, range 1..100.  After a
+	 * pass, segments hold at most 1 / (1 - pct/100) times the live bytes
+	 * (1.25 times by default).
+	 */
+	unsigned compact_dead_pct;
+	/**
+	 * Background compaction: when dead records make up at least this
+	 * percentage of all segment bytes, the background thread (woken every
+	 * sync_interval_ms) runs a compaction pass.  0 (default) = off.
+	 */
+	unsigned auto_compact_pct;
+	/**
+	 * Called after each background sync and each compaction pass, and for
+	 * every error in a background thread (a background failure is never
+	 * silent).  May run on the background thread; must not call into the
+	 * same handle.  NULL = no events.
+	 */
+	void (*on_event)(const cellar_event *ev, void *ctx);
+	/** Passed to on_event. */
+	void *event_ctx;
 } cellar_options;
 
 /** Initializer giving every option its default. */
-#define CELLAR_OPTIONS_INIT { CELLAR_OPTIONS_VERSION, 0, NULL, 0, 0, 0, 0 }
+#define CELLAR_OPTIONS_INIT \
+	{ CELLAR_OPTIONS_VERSION, 0, NULL, 0, 0, 0, 0, 0, 0, NULL, NULL }
 
 /**
  * Open (and with CELLAR_CREATE create) the store in directory dir.
@@ -252,6 +303,63 @@ CELLAR_API int cellar_count(cellar_db *db, uint64_t *out);
  *   CELLAR_EFAILED.
  */
 CELLAR_API int cellar_sync(cellar_db *db);
+
+/** Statistics of an open store, from cellar_stats(). */
+typedef struct cellar_db_stats {
+	uint64_t keys;             /**< same as cellar_count() */
+	uint64_t live_bytes;       /**< bytes of the records holding values */
+	uint64_t dead_bytes;       /**< overwritten, deleted, tombstones, damage */
+	uint64_t segments;         /**< segment files */
+	uint64_t segment_bytes;    /**< their total size */
+	uint64_t index_bytes;      /**< size of the index file of the table */
+	uint64_t bytes_on_disk;    /**< segments + index + meta */
+	uint64_t buckets;          /**< primary buckets of the hash table */
+	uint64_t overflow_buckets; /**< overflow buckets in chains */
+	double load_factor;        /**< keys / slots of the primary buckets */
+	double avg_probe;          /**< buckets read per lookup since open */
+	uint64_t puts, deletes;    /**< successful writes since open */
+	uint64_t gets, hits, misses; /**< lookups since open (get, get_alloc, has) */
+	uint64_t syncs;            /**< syncs since open (all threads) */
+	uint64_t compactions;      /**< compaction passes since open */
+} cellar_db_stats;
+
+/**
+ * Fill *out with statistics.  Cheap (no scan); safe to call often and from
+ * any thread.  Counters of reads kept per thread may be approximate while
+ * more than 64 threads read at once.
+ * @return CELLAR_OK or CELLAR_EINVAL.
+ */
+CELLAR_API int cellar_stats(cellar_db *db, cellar_db_stats *out);
+
+/** One segment file, from cellar_segments(). */
+typedef struct cellar_segment_info {
+	uint64_t seq;        /**< sequence number: the file is %016llx.seg */
+	uint64_t bytes;      /**< size */
+	uint64_t live_bytes; /**< bytes of live records */
+	uint64_t dead_bytes; /**< bytes of dead records and tombstones */
+} cellar_segment_info;
+
+/**
+ * Describe the segments, oldest first: up to cap of them into out, and the
+ * total number into *count (so a call with cap 0 asks how many there are).
+ * @return CELLAR_OK or CELLAR_EINVAL.
+ */
+CELLAR_API int cellar_segments(cellar_db *db, cellar_segment_info *out,
+                               size_t cap, size_t *count);
+
+/**
+ * Reclaim space: rewrite every segment whose dead share is at least
+ * compact_dead_pct, copying its live records to the end of the log,
+ * repointing the index, dropping tombstones that nothing older can undo, and
+ * removing the old segment once a checkpoint no longer needs it.  Segments
+ * below the threshold are never touched.  Readers are never blocked; writers
+ * wait only between batches of at most 1,024 records.  A crash at any point
+ * loses nothing.
+ * @param[out] result  counts of the pass; may be NULL.
+ * @return CELLAR_OK, CELLAR_EREADONLY, CELLAR_EINVAL, or an I/O error
+ *   (CELLAR_EIO, CELLAR_ENOSPC), after which the store is consistent.
+ */
+CELLAR_API int cellar_compact(cellar_db *db, cellar_compact_result *result);
 
 /**
  * Create an iterator over every key and its value, in the order the records

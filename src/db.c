@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bucket.h"
 #include "db.h"
 #include "error.h"
 #include "files.h"
@@ -16,6 +17,7 @@
 #define MIN_SEGMENT_SIZE (64ull << 10)
 #define MAX_SEGMENT_SIZE (2ull << 30)
 #define DEFAULT_SYNC_MS 1000
+#define DEFAULT_COMPACT_PCT 20
 /* Write a checkpoint at sync once this much log is past the last one... */
 #define CKPT_MIN_LOG (8ull << 20)
 
@@ -92,10 +94,11 @@ static int checkpoint(cellar_db *db)
 }
 
 /* Make everything written so far durable; checkpoint when due or forced. */
-static int sync_locked(cellar_db *db, int force_ckpt)
+int db_sync_locked(cellar_db *db, int force_ckpt)
 {
 	int rc;
 
+	atomic_fetch_add_explicit(&db->syncs, 1, memory_order_relaxed);
 	if (db->failed)
 		return cellar__error(CELLAR_EFAILED, "an earlier write failed (%s)",
 		                     cellar_strerror(db->failed));
@@ -116,24 +119,33 @@ static int sync_locked(cellar_db *db, int force_ckpt)
 
 /* ---- the write path (writer mutex held) -------------------------------- */
 
-static int write_record(cellar_db *db, unsigned kind, const void *key,
-                        size_t key_len, const void *val, size_t val_len)
+int db_write(cellar_db *db, unsigned kind, const void *key, size_t key_len,
+             const void *val, size_t val_len, int mode, const db_loc *at)
 {
 	uint64_t h = db_hash(db, key, key_len), off, total;
 	seg_key k = { &db->segs, key, key_len, 0 };
+	int touch_index;
 	index_ref ref;
 	segment *g;
 	int rc;
 
 	if ((rc = index_find(db->ix, h, segset_match_key, &k, &ref)) < 0)
 		return rc;
-	if (kind == RECORD_DELETE && !ref.found)
+	if (mode == WRITE_IF_AT &&
+	    (!ref.found || ref.old_seg != at->seg || ref.old_off != at->off))
+		return 1;
+	if (mode == WRITE_TOMBSTONE && ref.found)
+		return 1;
+	if (mode == WRITE_NORMAL && kind == RECORD_DELETE && !ref.found)
 		return CELLAR_ENOTFOUND;
-	latch_write_lock(&db->latch);
-	rc = index_reserve(db->ix, &ref);
-	latch_write_unlock(&db->latch);
-	if (rc < 0)
-		return rc;
+	touch_index = mode != WRITE_TOMBSTONE;
+	if (touch_index) {
+		latch_write_lock(&db->latch);
+		rc = index_reserve(db->ix, &ref);
+		latch_write_unlock(&db->latch);
+		if (rc < 0)
+			return rc;
+	}
 	if ((rc = segset_append(&db->segs, kind, key, key_len, val, val_len, &g,
 	                        &off, &total)) < 0)
 		goto unreserve;
@@ -144,32 +156,45 @@ static int write_record(cellar_db *db, unsigned kind, const void *key,
 	}
 	latch_write_lock(&db->latch);
 	segset_publish(&db->segs, g, off + total);
-	if (kind == RECORD_PUT) {
+	if (!touch_index) {
+		g->dead += total;
+	} else if (kind == RECORD_PUT) {
 		index_set(db->ix, &ref, h, g->id, (uint32_t)off);
 		index_grow(db->ix);
+		g->live += total;
 	} else {
 		index_remove(db->ix, &ref);
-	}
-	latch_write_unlock(&db->latch);
-	if (kind == RECORD_PUT)
-		g->live += total;
-	else
 		g->dead += total;
-	if (ref.found) {
+	}
+	if (touch_index && ref.found) {
 		segment *old = db->segs.by_id[ref.old_seg];
 		old->live = old->live > k.found_total ? old->live - k.found_total : 0;
 		old->dead += k.found_total;
 	}
+	latch_write_unlock(&db->latch);
 	db->log_since_ckpt += total;
 	return CELLAR_OK;
 unreserve:
 	/* index_reserve may have taken an overflow bucket: give it back. */
-	if (!ref.found && ref.slot < 0) {
+	if (touch_index && !ref.found && ref.slot < 0) {
 		latch_write_lock(&db->latch);
 		index_unreserve(db->ix, &ref);
 		latch_write_unlock(&db->latch);
 	}
 	return rc;
+}
+
+/* Why writes are refused, if they are. */
+static int write_refused(cellar_db *db)
+{
+	if (db->failed)
+		return cellar__error(CELLAR_EFAILED, "an earlier write failed (%s)",
+		                     cellar_strerror(db->failed));
+	if (db->bg_error)
+		return cellar__error(db->bg_error, "background compaction failed "
+		                     "(%s); cellar_compact() retries it",
+		                     cellar_strerror(db->bg_error));
+	return CELLAR_OK;
 }
 
 static int begin_write(cellar_db *db)
@@ -195,12 +220,10 @@ int cellar_put(cellar_db *db, const void *key, size_t key_len,
 	if (!val && val_len)
 		return cellar__error(CELLAR_EINVAL, "value is NULL");
 	pthread_mutex_lock(&db->wmutex);
-	if (db->failed)
-		rc = cellar__error(CELLAR_EFAILED, "an earlier write failed (%s)",
-		                   cellar_strerror(db->failed));
-	else
-		rc = write_record(db, RECORD_PUT, key, key_len, val ? val : "",
-		                  val_len);
+	if ((rc = write_refused(db)) == CELLAR_OK &&
+	    (rc = db_write(db, RECORD_PUT, key, key_len, val ? val : "", val_len,
+	                   WRITE_NORMAL, NULL)) == CELLAR_OK)
+		atomic_fetch_add_explicit(&db->puts, 1, memory_order_relaxed);
 	pthread_mutex_unlock(&db->wmutex);
 	return rc;
 }
@@ -213,11 +236,10 @@ int cellar_delete(cellar_db *db, const void *key, size_t key_len)
 	if ((rc = begin_write(db)) < 0 || (rc = check_key(key, key_len)) < 0)
 		return rc;
 	pthread_mutex_lock(&db->wmutex);
-	if (db->failed)
-		rc = cellar__error(CELLAR_EFAILED, "an earlier write failed (%s)",
-		                   cellar_strerror(db->failed));
-	else
-		rc = write_record(db, RECORD_DELETE, key, key_len, NULL, 0);
+	if ((rc = write_refused(db)) == CELLAR_OK &&
+	    (rc = db_write(db, RECORD_DELETE, key, key_len, NULL, 0, WRITE_NORMAL,
+	                   NULL)) == CELLAR_OK)
+		atomic_fetch_add_explicit(&db->deletes, 1, memory_order_relaxed);
 	pthread_mutex_unlock(&db->wmutex);
 	return rc;
 }
@@ -230,7 +252,7 @@ int cellar_sync(cellar_db *db)
 	if ((rc = begin_write(db)) < 0)
 		return rc;
 	pthread_mutex_lock(&db->wmutex);
-	rc = sync_locked(db, 0);
+	rc = db_sync_locked(db, 0);
 	pthread_mutex_unlock(&db->wmutex);
 	return rc;
 }
@@ -287,13 +309,25 @@ done:
 	return rc;
 }
 
+/* Bump a per-thread counter: plain loads and stores, no locked RMW. */
+static inline void bump(atomic_uint_fast64_t *c, uint64_t by)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + by,
+	                      memory_order_relaxed);
+}
+
 static int lookup(cellar_db *db, get_ctx *c)
 {
 	uint64_t h = db_hash(db, c->key, c->key_len);
-	unsigned slot = db_read_lock(db);
-	int rc = index_lookup(db->ix, h, match_get, c);
+	unsigned slot = db_read_lock(db), probes;
+	int rc = index_lookup(db->ix, h, match_get, c, &probes);
+	read_counters *rc_ = &db->reads[slot];
 
 	db_read_unlock(db, slot);
+	bump(&rc_->gets, 1);
+	bump(&rc_->probes, probes);
+	if (rc == CELLAR_OK || rc == CELLAR_EBUFS)
+		bump(&rc_->hits, 1);
 	return rc;
 }
 
@@ -369,14 +403,78 @@ int cellar_count(cellar_db *db, uint64_t *out)
 	return CELLAR_OK;
 }
 
-/* ---- background sync --------------------------------------------------- */
+/* ---- events and the background thread ------------------------------- */
+
+static double now_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void db_event(cellar_db *db, const cellar_event *ev)
+{
+	if (db->opts.on_event)
+		db->opts.on_event(ev, db->opts.event_ctx);
+}
+
+static void event_error(cellar_db *db, int rc)
+{
+	cellar_event ev = { CELLAR_EVENT_ERROR, rc, cellar_errmsg(), 0, NULL };
+
+	db_event(db, &ev);
+}
+
+/* Dead share of all segment bytes, in percent. */
+static unsigned dead_pct(cellar_db *db)
+{
+	uint64_t live = 0, dead = 0;
+
+	pthread_mutex_lock(&db->wmutex);
+	for (size_t i = 0; i < db->segs.n; i++) {
+		live += db->segs.list[i]->live;
+		dead += db->segs.list[i]->dead;
+	}
+	pthread_mutex_unlock(&db->wmutex);
+	return live + dead ? (unsigned)(dead * 100 / (live + dead)) : 0;
+}
+
+static void bg_sync(cellar_db *db)
+{
+	double t0 = now_seconds();
+	int rc;
+
+	pthread_mutex_lock(&db->wmutex);
+	rc = db->failed ? CELLAR_EFAILED : db_sync_locked(db, 0);
+	pthread_mutex_unlock(&db->wmutex);
+	if (rc < 0) {
+		event_error(db, rc); /* writes now fail with CELLAR_EFAILED */
+	} else {
+		cellar_event ev = { CELLAR_EVENT_SYNC, 0, "", now_seconds() - t0, NULL };
+		db_event(db, &ev);
+	}
+}
+
+static void bg_compact(cellar_db *db)
+{
+	cellar_compact_result res;
+	int rc = compact_run(db, &res, &db->bg_stop);
+
+	if (rc < 0) {
+		pthread_mutex_lock(&db->wmutex);
+		db->bg_error = rc; /* later writes return it until compacted */
+		pthread_mutex_unlock(&db->wmutex);
+		event_error(db, rc);
+	}
+}
 
 static void *bg_main(void *arg)
 {
 	cellar_db *db = arg;
 
 	pthread_mutex_lock(&db->bg_mutex);
-	while (!db->bg_stop) {
+	while (!atomic_load(&db->bg_stop)) {
 		struct timespec until;
 		clock_gettime(CLOCK_REALTIME, &until);
 		uint64_t ns = (uint64_t)until.tv_nsec +
@@ -384,13 +482,14 @@ static void *bg_main(void *arg)
 		until.tv_sec += (time_t)(ns / 1000000000ull);
 		until.tv_nsec = (long)(ns % 1000000000ull);
 		pthread_cond_timedwait(&db->bg_cond, &db->bg_mutex, &until);
-		if (db->bg_stop)
+		if (atomic_load(&db->bg_stop))
 			break;
 		pthread_mutex_unlock(&db->bg_mutex);
-		pthread_mutex_lock(&db->wmutex);
-		if (!db->failed)
-			sync_locked(db, 0); /* a failure poisons writes: not silent */
-		pthread_mutex_unlock(&db->wmutex);
+		if (db->opts.sync_mode == CELLAR_SYNC_PERIODIC)
+			bg_sync(db);
+		if (db->opts.auto_compact_pct && !atomic_load(&db->bg_stop) &&
+		    dead_pct(db) >= db->opts.auto_compact_pct)
+			bg_compact(db);
 		pthread_mutex_lock(&db->bg_mutex);
 	}
 	pthread_mutex_unlock(&db->bg_mutex);
@@ -402,11 +501,92 @@ static void bg_stop(cellar_db *db)
 	if (!db->bg_running)
 		return;
 	pthread_mutex_lock(&db->bg_mutex);
-	db->bg_stop = 1;
+	atomic_store(&db->bg_stop, 1);
 	pthread_cond_signal(&db->bg_cond);
 	pthread_mutex_unlock(&db->bg_mutex);
 	pthread_join(db->bg, NULL);
 	db->bg_running = 0;
+}
+
+/* ---- compaction and statistics ---------------------------------------- */
+
+int cellar_compact(cellar_db *db, cellar_compact_result *result)
+{
+	cellar_compact_result res;
+	int rc;
+
+	cellar__error_clear();
+	if ((rc = begin_write(db)) < 0)
+		return rc;
+	rc = compact_run(db, &res, NULL);
+	if (rc == CELLAR_OK) {
+		pthread_mutex_lock(&db->wmutex);
+		db->bg_error = 0; /* the pass that failed in the background is done */
+		pthread_mutex_unlock(&db->wmutex);
+	}
+	if (result)
+		*result = res;
+	return rc;
+}
+
+int cellar_stats(cellar_db *db, cellar_db_stats *out)
+{
+	cellar__error_clear();
+	if (!db || !out)
+		return cellar__error(CELLAR_EINVAL, "db or out is NULL");
+	memset(out, 0, sizeof *out);
+	unsigned slot = db_read_lock(db);
+	cellar_index *ix = db->ix;
+	out->keys = ix->count;
+	for (size_t i = 0; i < db->segs.n; i++) {
+		const segment *g = db->segs.list[i];
+		out->live_bytes += g->live;
+		out->dead_bytes += g->dead;
+		out->segment_bytes += g->size;
+	}
+	out->segments = db->segs.n;
+	out->index_bytes = index_file_size(ix, db->segs.n);
+	out->buckets = ix->prim.n;
+	out->overflow_buckets = ix->ovf_used;
+	out->load_factor = (double)ix->count / ((double)ix->prim.n * BUCKET_SLOTS);
+	db_read_unlock(db, slot);
+	out->bytes_on_disk = out->segment_bytes + out->index_bytes + META_SIZE;
+	uint64_t probes = 0;
+	for (int i = 0; i < LATCH_SLOTS; i++) {
+		out->gets += atomic_load_explicit(&db->reads[i].gets,
+		                                  memory_order_relaxed);
+		out->hits += atomic_load_explicit(&db->reads[i].hits,
+		                                  memory_order_relaxed);
+		probes += atomic_load_explicit(&db->reads[i].probes,
+		                               memory_order_relaxed);
+	}
+	out->misses = out->gets - out->hits;
+	out->avg_probe = out->gets ? (double)probes / (double)out->gets : 0;
+	out->puts = atomic_load_explicit(&db->puts, memory_order_relaxed);
+	out->deletes = atomic_load_explicit(&db->deletes, memory_order_relaxed);
+	out->syncs = atomic_load_explicit(&db->syncs, memory_order_relaxed);
+	out->compactions = atomic_load_explicit(&db->compactions,
+	                                        memory_order_relaxed);
+	return CELLAR_OK;
+}
+
+int cellar_segments(cellar_db *db, cellar_segment_info *out, size_t cap,
+                    size_t *count)
+{
+	cellar__error_clear();
+	if (!db || !count || (!out && cap))
+		return cellar__error(CELLAR_EINVAL, "db, count or out is NULL");
+	unsigned slot = db_read_lock(db);
+	*count = db->segs.n;
+	for (size_t i = 0; i < db->segs.n && i < cap; i++) {
+		const segment *g = db->segs.list[i];
+		out[i].seq = g->seq;
+		out[i].bytes = g->size;
+		out[i].live_bytes = g->live;
+		out[i].dead_bytes = g->dead;
+	}
+	db_read_unlock(db, slot);
+	return CELLAR_OK;
 }
 
 /* ---- open and close ---------------------------------------------------- */
@@ -422,6 +602,8 @@ static int check_options(const cellar_options *o)
 	if (o->sync_mode < CELLAR_SYNC_NONE || o->sync_mode > CELLAR_SYNC_ALWAYS)
 		return cellar__error(CELLAR_EINVAL, "unknown sync mode %d",
 		                     o->sync_mode);
+	if (o->compact_dead_pct > 100 || o->auto_compact_pct > 100)
+		return cellar__error(CELLAR_EINVAL, "percentages must be 0..100");
 	if (o->max_segment_size && (o->max_segment_size < MIN_SEGMENT_SIZE ||
 	                            o->max_segment_size > MAX_SEGMENT_SIZE))
 		return cellar__error(CELLAR_EINVAL,
@@ -485,6 +667,8 @@ int cellar_open(cellar_db **out, const char *dir, const cellar_options *opts)
 		db->opts.max_segment_size = DEFAULT_SEGMENT_SIZE;
 	if (!db->opts.sync_interval_ms)
 		db->opts.sync_interval_ms = DEFAULT_SYNC_MS;
+	if (!db->opts.compact_dead_pct)
+		db->opts.compact_dead_pct = DEFAULT_COMPACT_PCT;
 	db->readonly = !!(opts->flags & CELLAR_READONLY);
 	db->hash_fn = test_hash;
 	if (!(db->dir = strdup(dir))) {
@@ -546,10 +730,11 @@ int cellar_open(cellar_db **out, const char *dir, const cellar_options *opts)
 	                      db->recovery.cut_bytes)) {
 		/* Save the repaired index so the next open is quick. */
 		db->log_since_ckpt = db->recovery.replayed_bytes + 1;
-		if ((rc = sync_locked(db, 1)) < 0)
+		if ((rc = db_sync_locked(db, 1)) < 0)
 			goto fail;
 	}
-	if (!db->readonly && db->opts.sync_mode == CELLAR_SYNC_PERIODIC) {
+	if (!db->readonly && (db->opts.sync_mode == CELLAR_SYNC_PERIODIC ||
+	                      db->opts.auto_compact_pct)) {
 		if (pthread_create(&db->bg, NULL, bg_main, db) != 0) {
 			rc = cellar__error(CELLAR_ENOMEM, "cannot start the sync thread");
 			goto fail;
@@ -571,10 +756,10 @@ int cellar_close(cellar_db *db)
 	cellar__error_clear();
 	if (!db)
 		return CELLAR_OK;
-	bg_stop(db);
+	bg_stop(db); /* stops a background compaction between two batches */
 	if (!db->readonly && !db->failed) {
 		pthread_mutex_lock(&db->wmutex);
-		rc = sync_locked(db, 1);
+		rc = db_sync_locked(db, 1);
 		pthread_mutex_unlock(&db->wmutex);
 	} else if (db->failed) {
 		rc = cellar__error(CELLAR_EFAILED, "an earlier write failed (%s)",

@@ -30,6 +30,7 @@ enum { CHUNK_UNCHECKED = 0, CHUNK_OK = 1, CHUNK_BAD = 2 };
 #define H_CKPT_OFF 88
 #define H_NSEGS 96
 #define H_CHUNK_SHIFT 104
+#define H_TAIL_SUM 112
 #define H_SUM (INDEX_HEADER_SIZE - 8)
 
 static const char index_magic[8] = { 'C', 'E', 'L', 'L', 'A', 'R', 'I', 'X' };
@@ -235,15 +236,16 @@ static int chain_next(cellar_index *ix, const uint8_t *b, uint64_t *steps,
 }
 
 int index_lookup(cellar_index *ix, uint64_t hash, index_match_fn match,
-                 void *ctx)
+                 void *ctx, unsigned *probes)
 {
 	uint32_t tag = index_tag(hash), next;
 	uint64_t steps = 0;
+	unsigned n = 1;
 	uint8_t *b;
 	int rc;
 
 	if ((rc = bucket_at(&ix->prim, index_addr(ix, tag), &b)) < 0)
-		return rc;
+		goto done;
 	for (;;) {
 		unsigned m = bucket_match(b, tag);
 		while (m) {
@@ -252,16 +254,25 @@ int index_lookup(cellar_index *ix, uint64_t hash, index_match_fn match,
 			if (!bucket_slot_used(b, i))
 				continue;
 			rc = match(ctx, bucket_seg(b, i), bucket_off(b, i));
-			if (rc)
-				return rc > 0 ? CELLAR_OK : rc;
+			if (rc) {
+				rc = rc > 0 ? CELLAR_OK : rc;
+				goto done;
+			}
 		}
 		if ((rc = chain_next(ix, b, &steps, &next)) < 0)
-			return rc;
-		if (!next)
-			return CELLAR_ENOTFOUND;
+			goto done;
+		if (!next) {
+			rc = CELLAR_ENOTFOUND;
+			goto done;
+		}
+		n++;
 		if ((rc = bucket_at(&ix->ovf, next, &b)) < 0)
-			return rc;
+			goto done;
 	}
+done:
+	if (probes)
+		*probes = n;
+	return rc;
 }
 
 struct loc_ctx {
@@ -279,7 +290,7 @@ static int match_loc(void *ctx, uint16_t seg, uint32_t off)
 int index_has_loc(cellar_index *ix, uint64_t hash, uint16_t seg, uint32_t off)
 {
 	struct loc_ctx l = { seg, off };
-	int rc = index_lookup(ix, hash, match_loc, &l);
+	int rc = index_lookup(ix, hash, match_loc, &l, NULL);
 
 	if (rc == CELLAR_OK)
 		return 1;
@@ -625,6 +636,7 @@ int index_write(cellar_index *ix, cellar_fs *fs, const char *dir,
 	le64_store(hdr + H_CKPT_OFF, ck->off);
 	le64_store(hdr + H_NSEGS, ck->nsegs);
 	le64_store(hdr + H_CHUNK_SHIFT, INDEX_CHUNK_SHIFT);
+	le64_store(hdr + H_TAIL_SUM, hash_checksum(tail, tail_len));
 	le64_store(hdr + H_SUM, hash_checksum(hdr, H_SUM));
 	if ((rc = fs->write_at(fs, f, 0, hdr, INDEX_HEADER_SIZE)) < 0 ||
 	    (rc = fs->sync(fs, f)) < 0)
@@ -759,6 +771,12 @@ int index_load(cellar_index **out, cellar_fs *fs, const char *dir,
 		data = ix->loaded;
 	}
 	const uint8_t *sums = data + INDEX_HEADER_SIZE + (n + m) * BUCKET_SIZE;
+	if (hash_checksum(sums, (size_t)(data + size - sums)) !=
+	    le64_load(hdr + H_TAIL_SUM)) {
+		rc = cellar__error(CELLAR_ECORRUPT, "index: checksum of the chunk "
+		                   "sums and segment table");
+		goto fail;
+	}
 	if ((rc = load_array(&ix->prim, data, INDEX_HEADER_SIZE, n, sums)) < 0 ||
 	    (rc = load_array(&ix->ovf, data, INDEX_HEADER_SIZE + n * BUCKET_SIZE,
 	                     m, sums + 8 * chunks_for(n))) < 0)

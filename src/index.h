@@ -136,11 +136,12 @@ static inline uint32_t index_tag(uint64_t hash)
 
 /**
  * Look hash up (shared latch).  Calls match for each candidate until it
- * returns non-zero.  Returns CELLAR_OK if a match returned 1,
+ * returns non-zero; *probes (if not NULL) receives the number of buckets
+ * read.  Returns CELLAR_OK if a match returned 1,
  * CELLAR_ENOTFOUND, or an error (CELLAR_ECORRUPT for a damaged chunk).
  */
 int index_lookup(cellar_index *ix, uint64_t hash, index_match_fn match,
-                 void *ctx);
+                 void *ctx, unsigned *probes);
 
 /** Is (seg, off) the location stored for hash?  1, 0, or an error. */
 int index_has_loc(cellar_index *ix, uint64_t hash, uint16_t seg, uint32_t off);

@@ -46,21 +46,6 @@ void cellar_iter_free(cellar_iter *it)
 	free(it);
 }
 
-/* The first live segment with sequence >= seq, or NULL. */
-static segment *segment_from(const segset *s, uint64_t seq)
-{
-	size_t lo = 0, hi = s->n;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (s->list[mid]->seq < seq)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < s->n ? s->list[lo] : NULL;
-}
-
 static int keep(cellar_iter *it, const rec_view *v)
 {
 	size_t need = v->h.key_len + v->h.val_len;
@@ -86,7 +71,7 @@ static int step(cellar_iter *it)
 {
 	cellar_db *db = it->db;
 	segset *s = &db->segs;
-	segment *g = segment_from(s, it->seq);
+	segment *g = segset_from(s, it->seq);
 	rec_view v;
 	int rc, live;
 

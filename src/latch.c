@@ -27,12 +27,16 @@ void latch_init(latch *l)
 		atomic_init(&l->slot[i].readers, 0);
 }
 
+unsigned latch_thread_slot(void)
+{
+	if (thread_slot == ~0u)
+		thread_slot = atomic_fetch_add(&next_thread_slot, 1) % LATCH_SLOTS;
+	return thread_slot;
+}
+
 unsigned latch_read_lock(latch *l)
 {
-	unsigned s = thread_slot, spins = 0;
-
-	if (s == ~0u)
-		s = thread_slot = atomic_fetch_add(&next_thread_slot, 1) % LATCH_SLOTS;
+	unsigned s = latch_thread_slot(), spins = 0;
 	uint_fast64_t bit = (uint_fast64_t)1 << s;
 	if (!(atomic_load_explicit(&l->used, memory_order_relaxed) & bit))
 		atomic_fetch_or(&l->used, bit);

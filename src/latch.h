@@ -29,6 +29,9 @@ typedef struct latch {
 
 void latch_init(latch *l);
 
+/** This thread's slot (also used for per-thread counters). */
+unsigned latch_thread_slot(void);
+
 /** Take the latch shared; returns the slot to pass to latch_read_unlock. */
 unsigned latch_read_lock(latch *l);
 void latch_read_unlock(latch *l, unsigned slot);

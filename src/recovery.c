@@ -101,6 +101,38 @@ static int replay_segment(cellar_index *ix, segset *segs, segment *g,
 	return CELLAR_OK;
 }
 
+/*
+ * Segments older than the checkpoint that it does not list were compacted
+ * away: the checkpoint was written, their removal had not finished.
+ */
+static int drop_compacted(segset *segs, const index_ckpt *ck, cellar_fs *fs,
+                          const char *dir, int readonly)
+{
+	char name[FILE_SEG_NAME_LEN + 1], path[4096];
+	int removed = 0, rc;
+
+	for (size_t i = 0; i < segs->n;) {
+		segment *g = segs->list[i];
+		int listed = 0;
+		for (size_t j = 0; j < ck->nsegs && !listed; j++)
+			listed = ck->segs[j].seq == g->seq;
+		if (listed || g->seq >= ck->seq) {
+			i++;
+			continue;
+		}
+		uint64_t seq = g->seq;
+		segset_forget(segs, g);
+		if (readonly)
+			continue;
+		segment_name(name, seq);
+		if ((rc = path_join(path, sizeof path, dir, name)) < 0 ||
+		    (rc = fs->remove(fs, path)) < 0)
+			return rc;
+		removed = 1;
+	}
+	return removed ? fs->sync_dir(fs, dir) : CELLAR_OK;
+}
+
 /* Can checkpoint ck be used with the segments on disk? */
 static int ckpt_usable(const segset *segs, const index_ckpt *ck,
                        const cellar_index *ix, uint64_t seed)
@@ -165,6 +197,11 @@ int recovery_run(cellar_index **out, segset *segs, cellar_fs *fs,
 	rc = index_load(&ix, fs, dir, &ck);
 	if (rc == CELLAR_EVERSION || rc == CELLAR_ENOMEM || rc == CELLAR_EIO)
 		return rc;
+	if (rc == CELLAR_OK && ix->seed == seed &&
+	    (rc = drop_compacted(segs, &ck, fs, dir, readonly)) < 0) {
+		free(ck.segs);
+		goto fail;
+	}
 	if (rc == CELLAR_OK && ckpt_usable(segs, &ck, ix, seed)) {
 		for (size_t i = 0; i < ck.nsegs; i++) {
 			segment *g = segs->by_id[ck.segs[i].id];

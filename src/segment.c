@@ -243,7 +243,7 @@ void segset_close(segset *s)
 int segment_record(const segset *s, const segment *g, uint64_t off,
                    uint64_t end, rec_view *v)
 {
-	uint8_t hdr[RECORD_MAX_HEADER_EXT];
+	uint8_t hdr[512];
 	const uint8_t *base;
 	uint64_t region_end;
 	size_t got;
@@ -268,19 +268,27 @@ int segment_record(const segset *s, const segment *g, uint64_t off,
 		                          avail, &v->h);
 		v->p = base;
 	} else {
+		/* One read usually brings the whole record along with its header. */
 		size_t want = avail < sizeof hdr ? (size_t)avail : sizeof hdr;
 		if ((rc = s->fs->read_at(s->fs, g->file, off, hdr, want, &got)) < 0)
 			return rc;
 		rc = record_decode_header(hdr, got, avail, &v->h);
 		if (rc == CELLAR_OK || rc == CELLAR_EVERSION) {
-			int rc2;
+			int rc2 = CELLAR_OK;
 			if (!(v->owned = malloc((size_t)v->h.total)))
 				return cellar__error(CELLAR_ENOMEM, "out of memory");
-			rc2 = s->fs->read_at(s->fs, g->file, off, v->owned,
-			                     (size_t)v->h.total, &got);
-			if (rc2 == CELLAR_OK && got != v->h.total)
-				rc2 = cellar__error(CELLAR_ECORRUPT, "segment %016llx: short read",
-				                    (unsigned long long)g->seq);
+			if (v->h.total <= got) {
+				memcpy(v->owned, hdr, (size_t)v->h.total);
+			} else {
+				memcpy(v->owned, hdr, got);
+				size_t more;
+				rc2 = s->fs->read_at(s->fs, g->file, off + got, v->owned + got,
+				                     (size_t)v->h.total - got, &more);
+				if (rc2 == CELLAR_OK && got + more != v->h.total)
+					rc2 = cellar__error(CELLAR_ECORRUPT,
+					                    "segment %016llx: short read",
+					                    (unsigned long long)g->seq);
+			}
 			if (rc2 < 0) {
 				rec_release(v);
 				return rc2;
@@ -569,6 +577,20 @@ int segset_truncate(segset *s, segment *g, uint64_t size)
 		return rc;
 	g->size = g->flushed = g->wend = g->synced = size;
 	return CELLAR_OK;
+}
+
+segment *segset_from(const segset *s, uint64_t seq)
+{
+	size_t lo = 0, hi = s->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (s->list[mid]->seq < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < s->n ? s->list[lo] : NULL;
 }
 
 void segset_forget(segset *s, segment *g)

@@ -134,8 +134,11 @@ int segset_roll(segset *s);
 /** Writer, recovery: cut segment g at size (the torn tail). */
 int segset_truncate(segset *s, segment *g, uint64_t size);
 
-/** Exclusive latch / open: remove g from the set (file stays). */
+/** Exclusive latch / open: remove g from the set and free it (file stays). */
 void segset_forget(segset *s, segment *g);
+
+/** The first segment with sequence >= seq, or NULL. */
+segment *segset_from(const segset *s, uint64_t seq);
 
 /** Context of segset_match_key: the key looked for, and what was found. */
 typedef struct seg_key {

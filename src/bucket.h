@@ -21,6 +21,10 @@
 
 #include "endian.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #define BUCKET_SIZE 64
 #define BUCKET_SLOTS 6
 
@@ -67,14 +71,25 @@ static inline int bucket_slot_used(const uint8_t *b, int i)
 	return bucket_off(b, i) != 0;
 }
 
-/** Bitmask of the used slots whose tag equals tag. */
+/** Bitmask of the slots whose tag equals tag (empty slots may match 0). */
 static inline unsigned bucket_match(const uint8_t *b, uint32_t tag)
 {
+#if defined(__SSE2__) && defined(__BYTE_ORDER__) && \
+    __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	/* Two 16-byte compares cover tags 0-3 and 4-5 (plus next, masked). */
+	__m128i t = _mm_set1_epi32((int)tag);
+	__m128i lo = _mm_loadu_si128((const __m128i *)(const void *)b);
+	__m128i hi = _mm_loadu_si128((const __m128i *)(const void *)(b + 16));
+	unsigned m = (unsigned)_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(lo, t))) |
+	             (unsigned)_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(hi, t))) << 4;
+	return m & 0x3f;
+#else
 	unsigned m = 0;
 
 	for (int i = 0; i < BUCKET_SLOTS; i++)
 		m |= (unsigned)(bucket_tag(b, i) == tag) << i;
 	return m;
+#endif
 }
 
 /** Index of the first empty slot, or -1 if the bucket is full. */

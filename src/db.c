@@ -9,6 +9,7 @@
 
 #include "bucket.h"
 #include "db.h"
+#include "endian.h"
 #include "error.h"
 #include "files.h"
 #include "meta.h"
@@ -93,6 +94,18 @@ static int checkpoint(cellar_db *db)
 	return rc;
 }
 
+/*
+ * Log bytes past the last checkpoint at which sync writes a new one: half
+ * the index's size, so checkpoints cost O(1) per byte logged and recovery
+ * replays at most that much.
+ */
+static uint64_t ckpt_due(cellar_db *db)
+{
+	uint64_t due = index_file_size(db->ix, db->segs.n) / 2;
+
+	return due < CKPT_MIN_LOG ? CKPT_MIN_LOG : due;
+}
+
 /* Make everything written so far durable; checkpoint when due or forced. */
 int db_sync_locked(cellar_db *db, int force_ckpt)
 {
@@ -108,11 +121,8 @@ int db_sync_locked(cellar_db *db, int force_ckpt)
 		db->failed = rc;
 		return rc;
 	}
-	uint64_t due = index_file_size(db->ix, db->segs.n) / 2;
-	if (due < CKPT_MIN_LOG)
-		due = CKPT_MIN_LOG;
 	if (force_ckpt ? (db->log_since_ckpt > 0 || !db->have_ckpt)
-	               : db->log_since_ckpt >= due)
+	               : db->log_since_ckpt >= ckpt_due(db))
 		rc = checkpoint(db);
 	return rc;
 }
@@ -272,9 +282,27 @@ typedef struct get_ctx {
 	size_t len;
 } get_ctx;
 
-static int match_get(void *ctx, uint16_t seg, uint32_t off)
+/* Hand the value of a matching, verified record to the caller. */
+static int deliver(get_ctx *c, const uint8_t *val, size_t len)
 {
-	get_ctx *c = ctx;
+	c->len = len;
+	if (c->mode == GET_COPY) {
+		if (len > c->cap)
+			return CELLAR_EBUFS;
+		if (len)
+			memcpy(c->buf, val, len);
+	} else if (c->mode == GET_ALLOC) {
+		if (!(*c->out = malloc(len ? len : 1)))
+			return cellar__error(CELLAR_ENOMEM, "out of memory");
+		if (len)
+			memcpy(*c->out, val, len);
+	}
+	return 1;
+}
+
+/* Any record: the general decoder, and read_at when there is no mapping. */
+static int match_get_slow(get_ctx *c, uint16_t seg, uint32_t off)
+{
 	rec_view v;
 	int rc = segset_record(&c->db->segs, seg, off, &v);
 
@@ -285,28 +313,56 @@ static int match_get(void *ctx, uint16_t seg, uint32_t off)
 		rec_release(&v);
 		return 0;
 	}
-	if ((rc = rec_verify(&v, seg, off)) < 0)
-		goto done;
-	if (v.h.kind != RECORD_PUT) {
-		rc = cellar__error(CELLAR_ECORRUPT, "index points at a tombstone");
-		goto done;
+	if ((rc = rec_verify(&v, seg, off)) == CELLAR_OK) {
+		rc = v.h.kind == RECORD_PUT
+		         ? deliver(c, rec_val(&v), v.h.val_len)
+		         : cellar__error(CELLAR_ECORRUPT, "index points at a tombstone");
 	}
-	c->len = v.h.val_len;
-	rc = 1;
-	if (c->mode == GET_COPY) {
-		if (c->len > c->cap)
-			rc = CELLAR_EBUFS;
-		else if (c->len)
-			memcpy(c->buf, rec_val(&v), c->len);
-	} else if (c->mode == GET_ALLOC) {
-		if (!(*c->out = malloc(c->len ? c->len : 1)))
-			rc = cellar__error(CELLAR_ENOMEM, "out of memory");
-		else if (c->len)
-			memcpy(*c->out, rec_val(&v), c->len);
-	}
-done:
 	rec_release(&v);
 	return rc;
+}
+
+/*
+ * The common case inline: a put with one-byte lengths, in memory (mapped
+ * or in the append buffer).  Anything else goes the general way.
+ */
+static inline int match_get(void *ctx, uint16_t seg, uint32_t off)
+{
+	get_ctx *c = ctx;
+	const segset *s = &c->db->segs;
+	const segment *g = s->by_id[seg];
+	const uint8_t *p;
+	uint64_t avail;
+
+	if (__builtin_expect(!g || off < SEG_HEADER_SIZE || off >= g->size, 0))
+		return match_get_slow(c, seg, off);
+	if (off < g->flushed) {
+		if (__builtin_expect(!g->map, 0))
+			return match_get_slow(c, seg, off);
+		p = g->map + off;
+		avail = g->flushed - off;
+	} else {
+		p = s->buf + (off - g->flushed);
+		avail = g->size - off;
+	}
+	/* A record usually spans two cache lines: fetch both at once. */
+	if (avail > 64)
+		__builtin_prefetch(p + 64);
+	if (__builtin_expect(avail < 7 || p[4] != RECORD_PUT || (p[5] | p[6]) & 0x80, 0))
+		return match_get_slow(c, seg, off);
+	size_t klen = p[5], vlen = p[6];
+	uint64_t total = 7 + (uint64_t)klen + vlen;
+	if (klen != c->key_len)
+		return 0;
+	if (__builtin_expect(total > avail, 0))
+		return match_get_slow(c, seg, off);
+	if (memcmp(p + 7, c->key, klen) != 0)
+		return 0;
+	if ((uint32_t)hash_checksum(p + 4, (size_t)total - 4) != le32_load(p))
+		return cellar__error(CELLAR_ECORRUPT,
+		                     "segment id %u: bad checksum at offset %u",
+		                     (unsigned)seg, (unsigned)off);
+	return deliver(c, p + 7 + klen, vlen);
 }
 
 /* Bump a per-thread counter: plain loads and stores, no locked RMW. */
@@ -320,7 +376,7 @@ static int lookup(cellar_db *db, get_ctx *c)
 {
 	uint64_t h = db_hash(db, c->key, c->key_len);
 	unsigned slot = db_read_lock(db), probes;
-	int rc = index_lookup(db->ix, h, match_get, c, &probes);
+	int rc = index_lookup_inline(db->ix, h, match_get, c, &probes);
 	read_counters *rc_ = &db->reads[slot];
 
 	db_read_unlock(db, slot);
@@ -726,10 +782,11 @@ int cellar_open(cellar_db **out, const char *dir, const cellar_options *opts)
 		goto fail;
 	db->ix->max_buckets = test_max_buckets;
 	db->have_ckpt = !db->recovery.rebuilt;
-	if (!db->readonly && (db->recovery.rebuilt || db->recovery.replayed ||
-	                      db->recovery.cut_bytes)) {
-		/* Save the repaired index so the next open is quick. */
-		db->log_since_ckpt = db->recovery.replayed_bytes + 1;
+	db->log_since_ckpt = db->recovery.replayed_bytes;
+	if (!db->readonly && (db->recovery.rebuilt ||
+	                      db->log_since_ckpt >= ckpt_due(db))) {
+		/* Save the rebuilt index so the next open is quick; a short
+		 * replay is cheaper than rewriting the whole index. */
 		if ((rc = db_sync_locked(db, 1)) < 0)
 			goto fail;
 	}

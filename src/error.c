@@ -4,26 +4,21 @@
 
 #include "error.h"
 
-static _Thread_local char errmsg[256];
+_Thread_local char cellar__errmsg[256];
 
 int cellar__error(int code, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(errmsg, sizeof errmsg, fmt, ap);
+	vsnprintf(cellar__errmsg, sizeof cellar__errmsg, fmt, ap);
 	va_end(ap);
 	return code;
 }
 
-void cellar__error_clear(void)
-{
-	errmsg[0] = '\0';
-}
-
 const char *cellar_errmsg(void)
 {
-	return errmsg;
+	return cellar__errmsg;
 }
 
 const char *cellar_strerror(int err)

@@ -19,7 +19,12 @@
 /** Record a detail message for this thread and return code. */
 int cellar__error(int code, const char *fmt, ...) CELLAR_PRINTF(2, 3);
 
+extern _Thread_local char cellar__errmsg[256];
+
 /** Forget this thread's detail message (public calls do this on entry). */
-void cellar__error_clear(void);
+static inline void cellar__error_clear(void)
+{
+	cellar__errmsg[0] = '\0';
+}
 
 #endif

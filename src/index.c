@@ -10,7 +10,6 @@
 #include "index.h"
 #include "meta.h"
 
-enum { CHUNK_UNCHECKED = 0, CHUNK_OK = 1, CHUNK_BAD = 2 };
 
 #define CHUNK_MASK (INDEX_CHUNK_BUCKETS - 1)
 #define CHUNK_BYTES ((size_t)INDEX_CHUNK_BUCKETS * BUCKET_SIZE)
@@ -37,7 +36,12 @@ static const char index_magic[8] = { 'C', 'E', 'L', 'L', 'A', 'R', 'I', 'X' };
 
 /* ---- chunks ------------------------------------------------------------ */
 
-static int chunk_check(index_chunk *c)
+int index__bad_chain(void)
+{
+	return cellar__error(CELLAR_ECORRUPT, "index: broken overflow chain");
+}
+
+int index__chunk_check(index_chunk *c)
 {
 	unsigned char st = atomic_load_explicit(&c->state, memory_order_acquire);
 
@@ -55,15 +59,7 @@ static int chunk_check(index_chunk *c)
 
 static inline int bucket_at(index_array *a, uint64_t i, uint8_t **out)
 {
-	index_chunk *c = &a->chunks[i >> INDEX_CHUNK_SHIFT];
-
-	if (atomic_load_explicit(&c->state, memory_order_relaxed) != CHUNK_OK) {
-		int rc = chunk_check(c);
-		if (rc < 0)
-			return rc;
-	}
-	*out = c->base + ((i & CHUNK_MASK) * BUCKET_SIZE);
-	return CELLAR_OK;
+	return index__bucket_at(a, i, out);
 }
 
 static uint8_t *chunk_alloc(void)
@@ -84,7 +80,7 @@ static int chunk_own(index_array *a, size_t ci)
 
 	if (c->owned)
 		return CELLAR_OK;
-	if ((rc = chunk_check(c)) < 0)
+	if ((rc = index__chunk_check(c)) < 0)
 		return rc;
 	if (!(p = aligned_alloc(64, CHUNK_BYTES)))
 		return cellar__error(CELLAR_ENOMEM, "index: out of memory");
@@ -238,38 +234,9 @@ static int chain_next(cellar_index *ix, const uint8_t *b, uint64_t *steps,
 int index_lookup(cellar_index *ix, uint64_t hash, index_match_fn match,
                  void *ctx, unsigned *probes)
 {
-	uint32_t tag = index_tag(hash), next;
-	uint64_t steps = 0;
-	unsigned n = 1;
-	uint8_t *b;
-	int rc;
+	unsigned n;
+	int rc = index_lookup_inline(ix, hash, match, ctx, &n);
 
-	if ((rc = bucket_at(&ix->prim, index_addr(ix, tag), &b)) < 0)
-		goto done;
-	for (;;) {
-		unsigned m = bucket_match(b, tag);
-		while (m) {
-			int i = __builtin_ctz(m);
-			m &= m - 1;
-			if (!bucket_slot_used(b, i))
-				continue;
-			rc = match(ctx, bucket_seg(b, i), bucket_off(b, i));
-			if (rc) {
-				rc = rc > 0 ? CELLAR_OK : rc;
-				goto done;
-			}
-		}
-		if ((rc = chain_next(ix, b, &steps, &next)) < 0)
-			goto done;
-		if (!next) {
-			rc = CELLAR_ENOTFOUND;
-			goto done;
-		}
-		n++;
-		if ((rc = bucket_at(&ix->ovf, next, &b)) < 0)
-			goto done;
-	}
-done:
 	if (probes)
 		*probes = n;
 	return rc;
@@ -576,7 +543,7 @@ static int write_array(cellar_fs *fs, cellar_file *f, index_array *a,
 		                           ? a->n - first
 		                           : INDEX_CHUNK_BUCKETS) *
 		                      BUCKET_SIZE);
-		int rc = chunk_check(&a->chunks[c]);
+		int rc = index__chunk_check(&a->chunks[c]);
 		if (rc < 0)
 			return rc;
 		le64_store(sums + 8 * c, hash_checksum(a->chunks[c].base, len));

@@ -24,14 +24,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bucket.h"
+#include "cellar.h"
 #include "cellar_fs.h"
 
 #define INDEX_CHUNK_SHIFT 10
 #define INDEX_CHUNK_BUCKETS (1u << INDEX_CHUNK_SHIFT)
 #define INDEX_HEADER_SIZE 4096
 /* Split when keys > slots * LOAD_NUM / LOAD_DEN. */
-#define INDEX_LOAD_NUM 4
-#define INDEX_LOAD_DEN 5
+#define INDEX_LOAD_NUM 17
+#define INDEX_LOAD_DEN 20
 /* Linear hashing addresses buckets with the 32-bit tag: at most 2^32. */
 #define INDEX_MAX_LEVEL 32
 
@@ -132,6 +134,66 @@ static inline uint64_t index_addr(const cellar_index *ix, uint32_t tag)
 static inline uint32_t index_tag(uint64_t hash)
 {
 	return (uint32_t)(hash >> 32);
+}
+
+enum { CHUNK_UNCHECKED = 0, CHUNK_OK = 1, CHUNK_BAD = 2 };
+
+/** Verify a chunk against its checksum (first touch); CELLAR_ECORRUPT if bad. */
+int index__chunk_check(index_chunk *c);
+
+static inline int index__bucket_at(index_array *a, uint64_t i, uint8_t **out)
+{
+	index_chunk *c = &a->chunks[i >> INDEX_CHUNK_SHIFT];
+
+	if (__builtin_expect(atomic_load_explicit(&c->state, memory_order_relaxed)
+	                     != CHUNK_OK, 0)) {
+		int rc = index__chunk_check(c);
+		if (rc < 0)
+			return rc;
+	}
+	*out = c->base + ((i & (INDEX_CHUNK_BUCKETS - 1)) * BUCKET_SIZE);
+	return CELLAR_OK;
+}
+
+/** CELLAR_ECORRUPT for a broken chain link (out of line: rare). */
+int index__bad_chain(void);
+
+/**
+ * index_lookup for the hot path: inline, so that a constant match function
+ * is inlined into the probe loop.
+ */
+static inline int index_lookup_inline(cellar_index *ix, uint64_t hash,
+                                      index_match_fn match, void *ctx,
+                                      unsigned *probes)
+{
+	uint32_t tag = index_tag(hash), next;
+	uint64_t steps = 0;
+	uint8_t *b;
+	int rc;
+
+	*probes = 1;
+	if ((rc = index__bucket_at(&ix->prim, index_addr(ix, tag), &b)) < 0)
+		return rc;
+	for (;;) {
+		unsigned m = bucket_match(b, tag);
+		while (m) {
+			int i = __builtin_ctz(m);
+			m &= m - 1;
+			if (!bucket_slot_used(b, i))
+				continue;
+			rc = match(ctx, bucket_seg(b, i), bucket_off(b, i));
+			if (rc)
+				return rc > 0 ? CELLAR_OK : rc;
+		}
+		next = bucket_next(b);
+		if (!next)
+			return CELLAR_ENOTFOUND;
+		if (next >= ix->ovf.n || ++steps > ix->ovf.n)
+			return index__bad_chain();
+		++*probes;
+		if ((rc = index__bucket_at(&ix->ovf, next, &b)) < 0)
+			return rc;
+	}
 }
 
 /**

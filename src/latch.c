@@ -4,7 +4,7 @@
 #include "latch.h"
 
 static atomic_uint next_thread_slot;
-static _Thread_local unsigned thread_slot = ~0u;
+_Thread_local unsigned latch__thread_slot = ~0u;
 
 static void relax(unsigned *spins)
 {
@@ -27,11 +27,10 @@ void latch_init(latch *l)
 		atomic_init(&l->slot[i].readers, 0);
 }
 
-unsigned latch_thread_slot(void)
+unsigned latch__assign_slot(void)
 {
-	if (thread_slot == ~0u)
-		thread_slot = atomic_fetch_add(&next_thread_slot, 1) % LATCH_SLOTS;
-	return thread_slot;
+	latch__thread_slot = atomic_fetch_add(&next_thread_slot, 1) % LATCH_SLOTS;
+	return latch__thread_slot;
 }
 
 unsigned latch_read_lock(latch *l)

@@ -29,8 +29,16 @@ typedef struct latch {
 
 void latch_init(latch *l);
 
+extern _Thread_local unsigned latch__thread_slot;
+unsigned latch__assign_slot(void);
+
 /** This thread's slot (also used for per-thread counters). */
-unsigned latch_thread_slot(void);
+static inline unsigned latch_thread_slot(void)
+{
+	unsigned s = latch__thread_slot;
+
+	return __builtin_expect(s != ~0u, 1) ? s : latch__assign_slot();
+}
 
 /** Take the latch shared; returns the slot to pass to latch_read_unlock. */
 unsigned latch_read_lock(latch *l);

@@ -95,7 +95,8 @@ typedef enum cellar_error {
 	CELLAR_ENOENT = -14,   /**< no store (or file) at that path */
 	CELLAR_EEXIST = -15,   /**< the file or directory already exists */
 	CELLAR_ELIMIT = -16,   /**< a store-wide limit was reached (see Caveats) */
-	CELLAR_EFAILED = -17   /**< an earlier write failed; reopen the store */
+	CELLAR_EFAILED = -17,  /**< an earlier write failed; reopen the store */
+	CELLAR_EBUSY = -18     /**< compaction waits: an iterator is open */
 } cellar_error;
 
 /** Opaque database handle. */
@@ -355,9 +356,15 @@ CELLAR_API int cellar_segments(cellar_db *db, cellar_segment_info *out,
  * below the threshold are never touched.  Readers are never blocked; writers
  * wait only between batches of at most 1,024 records.  A crash at any point
  * loses nothing.
+ *
+ * Compaction moves records, which would make an iteration in progress
+ * return some keys twice, so it never runs while an iterator of this handle
+ * is open: it then returns CELLAR_EBUSY, and a pass that meets a new
+ * iterator stops between two batches (result->complete is 0).
  * @param[out] result  counts of the pass; may be NULL.
- * @return CELLAR_OK, CELLAR_EREADONLY, CELLAR_EINVAL, or an I/O error
- *   (CELLAR_EIO, CELLAR_ENOSPC), after which the store is consistent.
+ * @return CELLAR_OK, CELLAR_EBUSY, CELLAR_EREADONLY, CELLAR_EINVAL, or an
+ *   I/O error (CELLAR_EIO, CELLAR_ENOSPC), after which the store is
+ *   consistent.
  */
 CELLAR_API int cellar_compact(cellar_db *db, cellar_compact_result *result);
 
@@ -366,6 +373,8 @@ CELLAR_API int cellar_compact(cellar_db *db, cellar_compact_result *result);
  * were written.  Keys that are neither written nor deleted while the
  * iteration runs are returned exactly once; a key written during the
  * iteration may be missed, or returned with its old and its new value.
+ * While an iterator is open, compaction waits (see cellar_compact()); if a
+ * compaction batch is running, this call waits for it to end.
  * @param[out] out  the new iterator; NULL on failure.
  * @return CELLAR_OK, CELLAR_EINVAL, CELLAR_ENOMEM.
  */

@@ -71,7 +71,10 @@ static inline int bucket_slot_used(const uint8_t *b, int i)
 	return bucket_off(b, i) != 0;
 }
 
-/** Bitmask of the slots whose tag equals tag (empty slots may match 0). */
+/**
+ * Bitmask of the slots whose tag equals tag.  Empty slots have tag 0 and
+ * match a zero tag: callers check bucket_slot_used.
+ */
 static inline unsigned bucket_match(const uint8_t *b, uint32_t tag)
 {
 #if defined(__SSE2__) && defined(__BYTE_ORDER__) && \

@@ -46,11 +46,14 @@ static int worth_compacting(const segment *g, unsigned pct)
 }
 
 /*
- * Walk one batch of segment seq from *off (writer mutex held).  Sets *done
- * when the segment is finished, *damaged when a record could not be read.
+ * Walk one batch of segment seq from *off (writer mutex held).  oldest: no
+ * segment older than it survives this pass, so its tombstones can go.  Sets
+ * *done when the segment is finished, *damaged when a record could not be
+ * read.
  */
 static int copy_batch(cellar_db *db, uint64_t seq, uint64_t *off,
-                      cellar_compact_result *res, int *done, int *damaged)
+                      int oldest, cellar_compact_result *res, int *done,
+                      int *damaged)
 {
 	segset *s = &db->segs;
 	segment *g = segset_from(s, seq);
@@ -86,7 +89,7 @@ static int copy_batch(cellar_db *db, uint64_t seq, uint64_t *off,
 				res->records_copied++;
 				res->bytes_copied += total;
 			}
-		} else if (s->list[0] == g) {
+		} else if (oldest) {
 			res->tombstones_dropped++;
 			rc = CELLAR_OK;
 		} else {
@@ -127,8 +130,10 @@ static int finish(cellar_db *db, const uint64_t *seqs, size_t n,
 	}
 	for (size_t i = 0; i < n; i++) {
 		segment *g = segset_from(s, seqs[i]);
-		/* The newest segment receives the copies; never drop it. */
-		if (!g || g->seq != seqs[i] || g->live || g == segset_last(s))
+		/* Walked without damage, every record the index pointed at was
+		 * moved under the writer mutex: nothing refers to it any more.
+		 * The newest segment receives the copies; never drop it. */
+		if (!g || g->seq != seqs[i] || g == segset_last(s))
 			continue;
 		res->bytes_reclaimed += g->size;
 		latch_write_lock(&db->latch);
@@ -146,7 +151,8 @@ static int finish(cellar_db *db, const uint64_t *seqs, size_t n,
 		    (rc = db->fs->remove(db->fs, path)) < 0)
 			goto done; /* recovery removes what is left */
 	}
-	rc = db->fs->sync_dir(db->fs, db->dir);
+	if ((rc = db->fs->sync_dir(db->fs, db->dir)) == CELLAR_OK)
+		segset_release_ids(s);
 	res->segments_compacted += ngone;
 done:
 	res->bytes_reclaimed = res->bytes_reclaimed > res->bytes_copied
@@ -191,22 +197,52 @@ int compact_run(cellar_db *db, cellar_compact_result *res,
 	for (; walked < n; walked++) {
 		uint64_t off = SEG_HEADER_SIZE;
 		int done = 0, damaged = 0;
+		/* Segments this pass walked cleanly are removed with it: the
+		 * oldest segment that stays decides whether tombstones may go. */
+		pthread_mutex_lock(&db->wmutex);
+		int oldest = 1;
+		for (size_t i = 0; i < db->segs.n && oldest; i++) {
+			uint64_t q = db->segs.list[i]->seq;
+			if (q >= seqs[walked])
+				break;
+			int gone = 0;
+			for (size_t j = 0; j < walked && !gone; j++)
+				gone = seqs[j] == q;
+			oldest = gone;
+		}
+		pthread_mutex_unlock(&db->wmutex);
 		while (!done) {
 			if (stop && atomic_load(stop)) {
 				res->complete = 0;
 				break;
 			}
+			/* No batch while an iterator is open: it would see moved
+			 * records twice. */
+			pthread_mutex_lock(&db->iter_mutex);
+			int busy = db->iters_open > 0;
+			db->batch_running = !busy;
+			pthread_mutex_unlock(&db->iter_mutex);
+			if (busy) {
+				res->complete = 0;
+				rc = cellar__error(CELLAR_EBUSY, "an iterator is open");
+				break;
+			}
 			pthread_mutex_lock(&db->wmutex);
 			double b0 = now_seconds();
-			rc = copy_batch(db, seqs[walked], &off, res, &done, &damaged);
+			rc = copy_batch(db, seqs[walked], &off, oldest, res, &done,
+			                &damaged);
 			double pause = (now_seconds() - b0) * 1e3;
 			pthread_mutex_unlock(&db->wmutex);
+			pthread_mutex_lock(&db->iter_mutex);
+			db->batch_running = 0;
+			pthread_cond_broadcast(&db->iter_cond);
+			pthread_mutex_unlock(&db->iter_mutex);
 			if (pause > res->longest_pause_ms)
 				res->longest_pause_ms = pause;
 			if (rc < 0)
 				goto out;
 		}
-		if (!done)
+		if (!done || rc < 0)
 			break;
 		if (damaged)
 			seqs[walked] = 0; /* keep it: its damage is still referenced */

@@ -167,7 +167,7 @@ int db_write(cellar_db *db, unsigned kind, const void *key, size_t key_len,
 	latch_write_lock(&db->latch);
 	segset_publish(&db->segs, g, off + total);
 	if (!touch_index) {
-		g->dead += total;
+		g->live += total; /* a copied tombstone still hides older puts */
 	} else if (kind == RECORD_PUT) {
 		index_set(db->ix, &ref, h, g->id, (uint32_t)off);
 		index_grow(db->ix);
@@ -517,6 +517,8 @@ static void bg_compact(cellar_db *db)
 	cellar_compact_result res;
 	int rc = compact_run(db, &res, &db->bg_stop);
 
+	if (rc == CELLAR_EBUSY)
+		return; /* an iterator is open: try again next time */
 	if (rc < 0) {
 		pthread_mutex_lock(&db->wmutex);
 		db->bg_error = rc; /* later writes return it until compacted */
@@ -689,6 +691,8 @@ static void db_free(cellar_db *db)
 	pthread_mutex_destroy(&db->wmutex);
 	pthread_mutex_destroy(&db->bg_mutex);
 	pthread_cond_destroy(&db->bg_cond);
+	pthread_mutex_destroy(&db->iter_mutex);
+	pthread_cond_destroy(&db->iter_cond);
 	free(db->dir);
 	free(db);
 }
@@ -718,6 +722,8 @@ int cellar_open(cellar_db **out, const char *dir, const cellar_options *opts)
 	pthread_mutex_init(&db->wmutex, NULL);
 	pthread_mutex_init(&db->bg_mutex, NULL);
 	pthread_cond_init(&db->bg_cond, NULL);
+	pthread_mutex_init(&db->iter_mutex, NULL);
+	pthread_cond_init(&db->iter_cond, NULL);
 	db->opts = *opts;
 	if (!db->opts.max_segment_size)
 		db->opts.max_segment_size = DEFAULT_SEGMENT_SIZE;
@@ -781,6 +787,15 @@ int cellar_open(cellar_db **out, const char *dir, const cellar_options *opts)
 	                       &db->recovery)) < 0)
 		goto fail;
 	db->ix->max_buckets = test_max_buckets;
+	if (!db->readonly) {
+		/* What the last handle wrote after its checkpoint may never have
+		 * been fsynced (it may have died first): the next sync must. */
+		for (size_t i = 0; i < db->segs.n; i++)
+			if (db->recovery.rebuilt ||
+			    db->segs.list[i]->seq >= db->recovery.ckpt_seq)
+				db->segs.list[i]->synced = 0;
+		db->segs.dir_dirty = 1;
+	}
 	db->have_ckpt = !db->recovery.rebuilt;
 	db->log_since_ckpt = db->recovery.replayed_bytes;
 	if (!db->readonly && (db->recovery.rebuilt ||

@@ -51,6 +51,12 @@ struct cellar_db {
 	uint64_t log_since_ckpt;  /* bytes appended since the last checkpoint */
 	int have_ckpt;            /* an index file matches the log start */
 
+	/* iterators vs compaction: no batch runs while an iterator is open */
+	pthread_mutex_t iter_mutex;
+	pthread_cond_t iter_cond;
+	unsigned iters_open;
+	int batch_running;
+
 	/* background sync */
 	pthread_t bg;
 	int bg_running;

@@ -32,6 +32,11 @@ int cellar_iter_new(cellar_db *db, cellar_iter **out)
 		return cellar__error(CELLAR_EINVAL, "db is NULL");
 	if (!(it = calloc(1, sizeof *it)))
 		return cellar__error(CELLAR_ENOMEM, "out of memory");
+	pthread_mutex_lock(&db->iter_mutex);
+	while (db->batch_running)
+		pthread_cond_wait(&db->iter_cond, &db->iter_mutex);
+	db->iters_open++;
+	pthread_mutex_unlock(&db->iter_mutex);
 	it->db = db;
 	it->off = SEG_HEADER_SIZE;
 	*out = it;
@@ -42,6 +47,9 @@ void cellar_iter_free(cellar_iter *it)
 {
 	if (!it)
 		return;
+	pthread_mutex_lock(&it->db->iter_mutex);
+	it->db->iters_open--;
+	pthread_mutex_unlock(&it->db->iter_mutex);
 	free(it->buf);
 	free(it);
 }

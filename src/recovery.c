@@ -130,7 +130,11 @@ static int drop_compacted(segset *segs, const index_ckpt *ck, cellar_fs *fs,
 			return rc;
 		removed = 1;
 	}
-	return removed ? fs->sync_dir(fs, dir) : CELLAR_OK;
+	if (removed && (rc = fs->sync_dir(fs, dir)) < 0)
+		return rc;
+	if (!readonly)
+		segset_release_ids(segs);
+	return CELLAR_OK;
 }
 
 /* Can checkpoint ck be used with the segments on disk? */
@@ -144,20 +148,17 @@ static int ckpt_usable(const segset *segs, const index_ckpt *ck,
 		if (!g || g->seq != ck->segs[i].seq || g->size < ck->segs[i].size)
 			return 0;
 	}
-	/* Every segment the checkpoint covers must be one it lists. */
+	/* The segment the checkpoint ends in must reach its position. */
 	for (size_t i = 0; i < segs->n; i++) {
 		const segment *g = segs->list[i];
-		int listed = 0;
-		if (g->seq > ck->seq)
-			continue;
-		for (size_t j = 0; j < ck->nsegs && !listed; j++)
-			listed = ck->segs[j].seq == g->seq;
-		if (!listed)
-			return 0;
 		if (g->seq == ck->seq && g->size < ck->off)
 			return 0;
 	}
-	return 1;
+	/* ...and must be one it lists. */
+	int listed = ck->seq == 0;
+	for (size_t j = 0; j < ck->nsegs && !listed; j++)
+		listed = ck->segs[j].seq == ck->seq;
+	return listed;
 }
 
 static int replay_from(cellar_index *ix, segset *segs, uint64_t seq,
@@ -197,12 +198,13 @@ int recovery_run(cellar_index **out, segset *segs, cellar_fs *fs,
 	rc = index_load(&ix, fs, dir, &ck);
 	if (rc == CELLAR_EVERSION || rc == CELLAR_ENOMEM || rc == CELLAR_EIO)
 		return rc;
-	if (rc == CELLAR_OK && ix->seed == seed &&
-	    (rc = drop_compacted(segs, &ck, fs, dir, readonly)) < 0) {
-		free(ck.segs);
-		goto fail;
-	}
 	if (rc == CELLAR_OK && ckpt_usable(segs, &ck, ix, seed)) {
+		/* Only a checkpoint that matches the store may say which older
+		 * segments are compaction leftovers. */
+		if ((rc = drop_compacted(segs, &ck, fs, dir, readonly)) < 0) {
+			free(ck.segs);
+			goto fail;
+		}
 		for (size_t i = 0; i < ck.nsegs; i++) {
 			segment *g = segs->by_id[ck.segs[i].id];
 			g->live = ck.segs[i].live;

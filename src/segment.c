@@ -155,6 +155,7 @@ int segset_open(segset *s, cellar_fs *fs, const char *dir, uint64_t max_size,
 	s->max_size = max_size;
 	s->readonly = readonly;
 	if (!(s->by_id = calloc(SEG_MAX_SEGMENTS, sizeof *s->by_id)) ||
+	    !(s->retired = calloc(SEG_MAX_SEGMENTS, 1)) ||
 	    (!readonly && !(s->buf = malloc(SEG_BUFFER_SIZE)))) {
 		rc = cellar__error(CELLAR_ENOMEM, "segments: out of memory");
 		goto fail;
@@ -166,6 +167,28 @@ int segset_open(segset *s, cellar_fs *fs, const char *dir, uint64_t max_size,
 	}
 	if (seqs.n > 1)
 		qsort(seqs.v, seqs.n, sizeof *seqs.v, cmp_seq);
+	/*
+	 * A newest file too short for its header was created just before a
+	 * crash, before any record: drop it first, so that the segment before
+	 * it is the newest and is opened for writing.
+	 */
+	while (seqs.n) {
+		uint64_t size;
+		cellar_file *f = NULL;
+		if ((rc = segment_path(s, seqs.v[seqs.n - 1], path, sizeof path)) < 0 ||
+		    (rc = fs->open(fs, path, CELLAR_FS_READ, &f)) < 0)
+			goto fail;
+		rc = fs->size(fs, f, &size);
+		fs->close(fs, f);
+		if (rc < 0)
+			goto fail;
+		if (size >= SEG_HEADER_SIZE)
+			break;
+		seqs.n--;
+		if (!readonly && ((rc = fs->remove(fs, path)) < 0 ||
+		                  (rc = fs->sync_dir(fs, dir)) < 0))
+			goto fail;
+	}
 	for (size_t i = 0; i < seqs.n; i++) {
 		int last = i + 1 == seqs.n;
 		uint8_t hdr[SEG_HEADER_SIZE];
@@ -184,19 +207,10 @@ int segset_open(segset *s, cellar_fs *fs, const char *dir, uint64_t max_size,
 		if (rc < 0 || (rc = fs->size(fs, g->file, &g->size)) < 0)
 			goto fail;
 		if (g->size < SEG_HEADER_SIZE) {
-			if (!last) {
-				rc = cellar__error(CELLAR_ECORRUPT,
-				                   "segment %016llx: shorter than its header",
-				                   (unsigned long long)g->seq);
-				goto fail;
-			}
-			/* Created just before a crash, before any record: drop it. */
-			segment_free(s, g);
-			g = NULL;
-			if (!readonly && ((rc = fs->remove(fs, path)) < 0 ||
-			                  (rc = fs->sync_dir(fs, dir)) < 0))
-				goto fail;
-			break;
+			rc = cellar__error(CELLAR_ECORRUPT,
+			                   "segment %016llx: shorter than its header",
+			                   (unsigned long long)g->seq);
+			goto fail;
 		}
 		if ((rc = fs->read_at(fs, g->file, 0, hdr, sizeof hdr, &got)) < 0)
 			goto fail;
@@ -231,9 +245,11 @@ void segset_close(segset *s)
 		segment_free(s, s->list[i]);
 	free(s->list);
 	free(s->by_id);
+	free(s->retired);
 	free(s->buf);
 	s->list = NULL;
 	s->by_id = NULL;
+	s->retired = NULL;
 	s->buf = NULL;
 	s->n = s->cap = 0;
 }
@@ -465,7 +481,7 @@ static int roll(segset *s, uint64_t first)
 	if (old && (rc = segset_sync(s)) < 0)
 		return rc;
 	for (int i = 0; i < SEG_MAX_SEGMENTS; i++)
-		if (!s->by_id[i]) {
+		if (!s->by_id[i] && !s->retired[i]) {
 			id = i;
 			break;
 		}
@@ -603,5 +619,11 @@ void segset_forget(segset *s, segment *g)
 			break;
 		}
 	s->by_id[g->id] = NULL;
+	s->retired[g->id] = 1;
 	segment_free(s, g);
+}
+
+void segset_release_ids(segset *s)
+{
+	memset(s->retired, 0, SEG_MAX_SEGMENTS);
 }

@@ -53,6 +53,7 @@ typedef struct segset {
 	uint64_t max_size;
 	int readonly;
 	segment **by_id;    /* SEG_MAX_SEGMENTS entries */
+	uint8_t *retired;   /* ids of dropped segments whose file may remain */
 	segment **list;     /* live segments by sequence */
 	size_t n, cap;
 	uint8_t *buf;       /* append buffer of the newest segment */
@@ -134,8 +135,14 @@ int segset_roll(segset *s);
 /** Writer, recovery: cut segment g at size (the torn tail). */
 int segset_truncate(segset *s, segment *g, uint64_t size);
 
-/** Exclusive latch / open: remove g from the set and free it (file stays). */
+/**
+ * Exclusive latch / open: remove g from the set and free it.  Its file may
+ * still exist, so its id is not reused until segset_release_ids.
+ */
 void segset_forget(segset *s, segment *g);
+
+/** The files of every forgotten segment are gone: their ids may be reused. */
+void segset_release_ids(segset *s);
 
 /** The first segment with sequence >= seq, or NULL. */
 segment *segset_from(const segset *s, uint64_t seq);

@@ -1,0 +1,401 @@
+/*
+ * test_model.c - a seeded random walk of puts, deletes, gets, counts,
+ * iterations and reopens, checked after every step against a plain array
+ * that holds what the store should contain.  A failure names the seed and
+ * the step, so it replays exactly.
+ */
+#include <criterion/criterion.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cellar.h"
+#include "common.h"
+#include "testhook.h"
+
+#define MAX_KEY 400
+#define SMALL_VAL 300
+#define LARGE_VAL 70000 /* larger than a 64 KiB segment */
+
+/* What the store should hold for key i. */
+typedef struct entry {
+	bool live;
+	unsigned char *val;
+	size_t len;
+} entry;
+
+typedef struct model {
+	unsigned nkeys;
+	entry *e;
+	uint64_t live;
+} model;
+
+typedef struct config {
+	uint64_t seed;
+	unsigned steps;
+	unsigned nkeys;
+	uint64_t max_segment_size;
+	uint64_t max_buckets;
+	cellar__hash_fn hash;
+} config;
+
+/* Where we are, for every failure message: "seed 3 step 1234 (put k17)". */
+static char where[160];
+
+#define CHECK(cond, ...)                                                     \
+	cr_assert((cond), "%s: %s", where, check_msg(__VA_ARGS__))
+
+#define CHECK_RC(rc, want)                                                   \
+	cr_assert_eq((rc), (want), "%s: want %s, got %s (%s)", where,        \
+	             cellar_strerror(want), cellar_strerror(rc), cellar_errmsg())
+
+static char msgbuf[256];
+
+static const char *check_msg(const char *fmt, ...) CR_FORMAT(printf, 1, 2);
+static const char *check_msg(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msgbuf, sizeof msgbuf, fmt, ap);
+	va_end(ap);
+	return msgbuf;
+}
+
+/*
+ * Key i: its decimal number, then i % 23 dots; every 97th key is long.
+ * The dots keep keys distinct ("1." is key 1 with one dot, never key 1x).
+ */
+static size_t key_of(unsigned i, unsigned char k[MAX_KEY])
+{
+	size_t n = (size_t)snprintf((char *)k, MAX_KEY, "%u", i);
+	size_t dots = i % 97 == 5 ? 300 : i % 23;
+
+	memset(k + n, '.', dots);
+	return n + dots;
+}
+
+static void model_init(model *m, unsigned nkeys)
+{
+	m->nkeys = nkeys;
+	m->e = calloc(nkeys, sizeof *m->e);
+	m->live = 0;
+	cr_assert_not_null(m->e);
+}
+
+static void model_free(model *m)
+{
+	for (unsigned i = 0; i < m->nkeys; i++)
+		free(m->e[i].val);
+	free(m->e);
+}
+
+static void model_put(model *m, unsigned i, const unsigned char *v, size_t n)
+{
+	entry *e = &m->e[i];
+
+	free(e->val);
+	e->val = malloc(n ? n : 1);
+	cr_assert_not_null(e->val);
+	memcpy(e->val, v, n);
+	e->len = n;
+	if (!e->live)
+		m->live++;
+	e->live = true;
+}
+
+static void model_delete(model *m, unsigned i)
+{
+	entry *e = &m->e[i];
+
+	free(e->val);
+	e->val = NULL;
+	e->len = 0;
+	if (e->live)
+		m->live--;
+	e->live = false;
+}
+
+static void check_count(const model *m, cellar_db *db)
+{
+	uint64_t n = UINT64_MAX;
+
+	CHECK_RC(cellar_count(db, &n), CELLAR_OK);
+	CHECK(n == m->live, "count %llu, model %llu", (unsigned long long)n,
+	      (unsigned long long)m->live);
+}
+
+static void check_key(const model *m, cellar_db *db, unsigned i)
+{
+	static unsigned char buf[LARGE_VAL];
+	unsigned char k[MAX_KEY];
+	size_t kn = key_of(i, k), n = SIZE_MAX;
+	const entry *e = &m->e[i];
+	int rc = cellar_get(db, k, kn, buf, sizeof buf, &n);
+
+	if (!e->live) {
+		CHECK_RC(rc, CELLAR_ENOTFOUND);
+		CHECK_RC(cellar_has(db, k, kn), CELLAR_ENOTFOUND);
+		return;
+	}
+	CHECK_RC(rc, CELLAR_OK);
+	CHECK(n == e->len, "key %u: length %zu, model %zu", i, n, e->len);
+	CHECK(memcmp(buf, e->val, n) == 0, "key %u: value differs", i);
+	CHECK_RC(cellar_has(db, k, kn), CELLAR_OK);
+}
+
+/* Every key by lookup, then the whole store by iteration. */
+static void check_all(const model *m, cellar_db *db)
+{
+	bool *seen = calloc(m->nkeys, sizeof *seen);
+	cellar_iter *it = NULL;
+	const void *k, *v;
+	size_t kn, vn;
+	uint64_t items = 0;
+	int rc;
+
+	cr_assert_not_null(seen);
+	for (unsigned i = 0; i < m->nkeys; i++)
+		check_key(m, db, i);
+	check_count(m, db);
+	CHECK_RC(cellar_iter_new(db, &it), CELLAR_OK);
+	while ((rc = cellar_iter_next(it, &k, &kn, &v, &vn)) == CELLAR_OK) {
+		char num[16];
+		size_t d = 0;
+		while (d < kn && d < sizeof num - 1 && ((const char *)k)[d] != '.') {
+			num[d] = ((const char *)k)[d];
+			d++;
+		}
+		num[d] = '\0';
+		unsigned i = (unsigned)strtoul(num, NULL, 10);
+		unsigned char want[MAX_KEY];
+		CHECK(i < m->nkeys, "iteration gave foreign key '%s'", num);
+		CHECK(key_of(i, want) == kn && memcmp(want, k, kn) == 0,
+		      "iteration gave foreign key '%s'", num);
+		CHECK(m->e[i].live, "iteration gave deleted key %u", i);
+		CHECK(!seen[i], "iteration gave key %u twice", i);
+		seen[i] = true;
+		CHECK(vn == m->e[i].len && memcmp(v, m->e[i].val, vn) == 0,
+		      "iteration gave key %u a wrong value (%zu bytes, model %zu)", i,
+		      vn, m->e[i].len);
+		items++;
+	}
+	CHECK_RC(rc, CELLAR_EDONE);
+	cellar_iter_free(it);
+	CHECK(items == m->live, "iteration gave %llu items, model has %llu",
+	      (unsigned long long)items, (unsigned long long)m->live);
+	free(seen);
+}
+
+static void open_db(cellar_db **db, const char *dir, const cellar_options *o)
+{
+	*db = NULL;
+	CHECK_RC(cellar_open(db, dir, o), CELLAR_OK);
+}
+
+static void run_model(const config *c)
+{
+	cellar_fs *fs = tc_fs_new();
+	char *dir = tc_dir_new();
+	cellar_options o = CELLAR_OPTIONS_INIT;
+	cellar_db *db = NULL;
+	model m;
+	uint64_t rng = c->seed;
+	unsigned char *val = malloc(LARGE_VAL);
+	unsigned char *buf = malloc(LARGE_VAL);
+	unsigned reopens = 0, large = 0;
+	/* CELLAR_MODEL_TRACE=1 prints every step, to turn a failure into a
+	 * reproducer. */
+	bool trace = getenv("CELLAR_MODEL_TRACE") != NULL;
+
+	cr_assert(val && buf);
+	cellar__test_set_hash(c->hash);
+	cellar__test_set_max_buckets(c->max_buckets);
+	o.fs = fs;
+	o.flags = CELLAR_CREATE;
+	o.max_segment_size = c->max_segment_size;
+	o.hash_seed = c->seed * 0x9e3779b97f4a7c15ull | 1; /* replayable */
+	model_init(&m, c->nkeys);
+	snprintf(where, sizeof where, "seed %llu open", (unsigned long long)c->seed);
+	open_db(&db, dir, &o);
+
+	for (unsigned step = 0; step < c->steps; step++) {
+		uint64_t r = tc_rand(&rng);
+		unsigned i = (unsigned)((r >> 8) % c->nkeys);
+		unsigned op = (unsigned)(r % 100);
+		unsigned char k[MAX_KEY];
+		size_t kn = key_of(i, k), n;
+		const entry *e = &m.e[i];
+		int rc;
+
+#define WHERE(name)                                                          \
+	snprintf(where, sizeof where, "seed %llu step %u (%s key %u)",        \
+	         (unsigned long long)c->seed, step, (name), i)
+
+		if (op < 45) {
+			uint64_t r2 = tc_rand(&rng);
+			n = r2 % 50 == 0 ? 1000 + (size_t)(r2 >> 16) % (LARGE_VAL - 1000)
+			                 : (size_t)(r2 >> 16) % (SMALL_VAL + 1);
+			large += n > SMALL_VAL;
+			for (size_t j = 0; j < n; j += 8) {
+				uint64_t x = tc_rand(&rng);
+				memcpy(val + j, &x, n - j < 8 ? n - j : 8);
+			}
+			WHERE("put");
+			CHECK_RC(cellar_put(db, k, kn, val, n), CELLAR_OK);
+			model_put(&m, i, val, n);
+			check_key(&m, db, i);
+		} else if (op < 60) {
+			WHERE("delete");
+			rc = cellar_delete(db, k, kn);
+			CHECK_RC(rc, e->live ? CELLAR_OK : CELLAR_ENOTFOUND);
+			model_delete(&m, i);
+			check_key(&m, db, i);
+		} else if (op < 72) {
+			WHERE("get");
+			check_key(&m, db, i);
+		} else if (op < 78) {
+			/* A buffer half the value's size. */
+			WHERE("get-small");
+			size_t cap = e->live ? e->len / 2 : 0;
+			n = SIZE_MAX;
+			rc = cellar_get(db, k, kn, cap ? buf : NULL, cap, &n);
+			if (!e->live)
+				CHECK_RC(rc, CELLAR_ENOTFOUND);
+			else if (e->len == 0)
+				CHECK_RC(rc, CELLAR_OK);
+			else
+				CHECK_RC(rc, CELLAR_EBUFS);
+			if (e->live)
+				CHECK(n == e->len, "length %zu, model %zu", n, e->len);
+		} else if (op < 84) {
+			WHERE("get_alloc");
+			void *p = (void *)buf;
+			n = SIZE_MAX;
+			rc = cellar_get_alloc(db, k, kn, &p, &n);
+			if (!e->live) {
+				CHECK_RC(rc, CELLAR_ENOTFOUND);
+				CHECK(p == NULL, "*out not NULL on failure");
+			} else {
+				CHECK_RC(rc, CELLAR_OK);
+				CHECK(p != NULL, "NULL buffer");
+				CHECK(n == e->len && memcmp(p, e->val, n) == 0,
+				      "get_alloc: %zu bytes, model %zu", n, e->len);
+			}
+			cellar_free(p);
+		} else if (op < 94) {
+			WHERE("has");
+			CHECK_RC(cellar_has(db, k, kn), e->live ? CELLAR_OK : CELLAR_ENOTFOUND);
+		} else if (op < 98) {
+			WHERE("count");
+			check_count(&m, db);
+		} else if (op < 99) {
+			WHERE("iterate");
+			check_all(&m, db);
+		} else {
+			WHERE("reopen");
+			reopens++;
+			CHECK_RC(cellar_close(db), CELLAR_OK);
+			if (r % 5 == 0) {
+				/* Look at it read-only first. */
+				cellar_options ro = o;
+				ro.flags = CELLAR_READONLY;
+				open_db(&db, dir, &ro);
+				check_all(&m, db);
+				CHECK_RC(cellar_put(db, "x", 1, "y", 1), CELLAR_EREADONLY);
+				CHECK_RC(cellar_close(db), CELLAR_OK);
+			}
+			open_db(&db, dir, &o);
+			check_all(&m, db);
+		}
+		check_count(&m, db);
+		if (trace)
+			fprintf(stderr, "%s: %s, %zu bytes\n", where,
+			        m.e[i].live ? "live" : "absent", m.e[i].len);
+#undef WHERE
+	}
+
+	snprintf(where, sizeof where, "seed %llu end", (unsigned long long)c->seed);
+	check_all(&m, db);
+	CHECK_RC(cellar_close(db), CELLAR_OK);
+	snprintf(where, sizeof where, "seed %llu final reopen", (unsigned long long)c->seed);
+	open_db(&db, dir, &o);
+	check_all(&m, db);
+	cellar__debug_info d;
+	CHECK_RC(cellar__debug(db, &d), CELLAR_OK);
+	if (c->max_segment_size)
+		CHECK(d.segments > 1, "a tiny segment size rolls over: %llu segments",
+		      (unsigned long long)d.segments);
+	if (c->max_buckets || c->hash)
+		CHECK(d.overflow_buckets > 0 || d.longest_chain > 1,
+		      "the hooks formed overflow chains");
+	CHECK_RC(cellar_close(db), CELLAR_OK);
+
+	cr_assert_gt(reopens, 0, "the walk reopened the store");
+	cr_assert_gt(large, 0, "the walk wrote large values");
+	model_free(&m);
+	free(val);
+	free(buf);
+	cellar_fs_free(fs);
+	tc_dir_free(dir);
+	cellar__test_set_hash(NULL);
+	cellar__test_set_max_buckets(0);
+}
+
+/*
+ * Only 61 distinct hashes, each a well-mixed 64-bit value so that it does not
+ * matter which bits the index takes its address and tag from: ~8 keys share
+ * every hash, and lookups must compare keys.
+ */
+static uint64_t hash_weak(const void *key, size_t len, uint64_t seed)
+{
+	const unsigned char *p = key;
+	uint64_t h = seed;
+
+	for (size_t j = 0; j < len; j++)
+		h = h * 31 + p[j];
+	h %= 61;
+	return tc_rand(&h);
+}
+
+Test(model, random_walk_seed_1)
+{
+	config c = { .seed = 1, .steps = 20000, .nkeys = 500 };
+	run_model(&c);
+}
+
+Test(model, random_walk_seed_2)
+{
+	config c = { .seed = 2, .steps = 20000, .nkeys = 2000 };
+	run_model(&c);
+}
+
+Test(model, random_walk_seed_3)
+{
+	config c = { .seed = 0xdeadbeef, .steps = 20000, .nkeys = 64 };
+	run_model(&c);
+}
+
+Test(model, random_walk_tiny_segments_capped_buckets)
+{
+	config c = { .seed = 4, .steps = 20000, .nkeys = 800,
+	             .max_segment_size = 64u << 10, .max_buckets = 4 };
+	run_model(&c);
+}
+
+Test(model, random_walk_tiny_segments_one_bucket)
+{
+	config c = { .seed = 5, .steps = 20000, .nkeys = 300,
+	             .max_segment_size = 64u << 10, .max_buckets = 1 };
+	run_model(&c);
+}
+
+Test(model, random_walk_weak_hash)
+{
+	config c = { .seed = 6, .steps = 20000, .nkeys = 500,
+	             .max_segment_size = 64u << 10, .hash = hash_weak };
+	run_model(&c);
+}

@@ -300,8 +300,8 @@ CELLAR_API int cellar_count(cellar_db *db, uint64_t *out);
  * buffer and fsync the segment files; from time to time (when the log has
  * grown by about the index's size since) also write a new index checkpoint,
  * which bounds the work of recovery after a crash.  Readers are not blocked.
- * @return CELLAR_OK, CELLAR_EREADONLY, CELLAR_EIO, CELLAR_ENOSPC, or
- *   CELLAR_EFAILED.
+ * @return CELLAR_OK, CELLAR_EINVAL (db NULL), CELLAR_EREADONLY, CELLAR_EIO,
+ *   CELLAR_ENOSPC, or CELLAR_EFAILED.
  */
 CELLAR_API int cellar_sync(cellar_db *db);
 

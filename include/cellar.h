@@ -354,7 +354,8 @@ CELLAR_API int cellar_segments(cellar_db *db, cellar_segment_info *out,
  * repointing the index, dropping tombstones that nothing older can undo, and
  * removing the old segment once a checkpoint no longer needs it.  Segments
  * below the threshold are never touched.  Readers are never blocked; writers
- * wait only between batches of at most 1,024 records.  A crash at any point
+ * wait at most one batch of 256 records at a time, and for the final sync
+ * and checkpoint.  A crash at any point
  * loses nothing.
  *
  * Compaction moves records, which would make an iteration in progress

@@ -27,7 +27,7 @@
 #include "files.h"
 #include "meta.h"
 
-#define BATCH_RECORDS 1024
+#define BATCH_RECORDS 256
 #define BATCH_BYTES (4u << 20)
 
 static double now_seconds(void)
@@ -38,11 +38,13 @@ static double now_seconds(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Dead enough to rewrite?  Carried tombstones would only be carried again. */
 static int worth_compacting(const segment *g, unsigned pct)
 {
 	uint64_t total = g->live + g->dead;
+	uint64_t dead = g->dead > g->kept ? g->dead - g->kept : 0;
 
-	return g->dead > 0 && g->dead * 100 >= (uint64_t)pct * total;
+	return dead > 0 && dead * 100 >= (uint64_t)pct * total;
 }
 
 /*

@@ -82,6 +82,7 @@ static int checkpoint(cellar_db *db)
 		ck.segs[i].size = g->wend;
 		ck.segs[i].live = g->live;
 		ck.segs[i].dead = g->dead;
+		ck.segs[i].kept = g->kept > UINT32_MAX ? UINT32_MAX : (uint32_t)g->kept;
 	}
 	ck.seq = last ? last->seq : 0;
 	ck.off = last ? last->wend : 0;
@@ -167,7 +168,10 @@ int db_write(cellar_db *db, unsigned kind, const void *key, size_t key_len,
 	latch_write_lock(&db->latch);
 	segset_publish(&db->segs, g, off + total);
 	if (!touch_index) {
-		g->live += total; /* a copied tombstone still hides older puts */
+		/* A carried tombstone is dead weight that must stay for now:
+		 * counted dead, but not as a reason to compact again. */
+		g->dead += total;
+		g->kept += total;
 	} else if (kind == RECORD_PUT) {
 		index_set(db->ix, &ref, h, g->id, (uint32_t)off);
 		index_grow(db->ix);

@@ -581,6 +581,7 @@ int index_write(cellar_index *ix, cellar_fs *fs, const char *dir,
 	uint8_t *se = tail + 8 * (cp + co);
 	for (size_t i = 0; i < ck->nsegs; i++, se += SEG_ENTRY_SIZE) {
 		le16_store(se, ck->segs[i].id);
+		le32_store(se + 4, ck->segs[i].kept);
 		le64_store(se + 8, ck->segs[i].seq);
 		le64_store(se + 16, ck->segs[i].size);
 		le64_store(se + 24, ck->segs[i].live);
@@ -758,6 +759,7 @@ int index_load(cellar_index **out, cellar_fs *fs, const char *dir,
 	}
 	for (size_t i = 0; i < nsegs; i++, se += SEG_ENTRY_SIZE) {
 		ck->segs[i].id = le16_load(se);
+		ck->segs[i].kept = le32_load(se + 4);
 		ck->segs[i].seq = le64_load(se + 8);
 		ck->segs[i].size = le64_load(se + 16);
 		ck->segs[i].live = le64_load(se + 24);

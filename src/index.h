@@ -65,6 +65,7 @@ typedef struct index_seg {
 	uint64_t size; /* bytes the checkpoint covers */
 	uint64_t live; /* bytes of live records */
 	uint64_t dead; /* bytes of dead records and damage */
+	uint32_t kept; /* of dead: carried tombstones (see segment.h) */
 } index_seg;
 
 /** What a checkpoint records besides the table. */

@@ -209,6 +209,7 @@ int recovery_run(cellar_index **out, segset *segs, cellar_fs *fs,
 			segment *g = segs->by_id[ck.segs[i].id];
 			g->live = ck.segs[i].live;
 			g->dead = ck.segs[i].dead;
+			g->kept = ck.segs[i].kept;
 		}
 		res->ckpt_seq = ck.seq;
 		res->ckpt_off = ck.off;
@@ -229,7 +230,7 @@ int recovery_run(cellar_index **out, segset *segs, cellar_fs *fs,
 	ix = NULL;
 	res->rebuilt = 1;
 	for (size_t i = 0; i < segs->n; i++)
-		segs->list[i]->live = segs->list[i]->dead = 0;
+		segs->list[i]->live = segs->list[i]->dead = segs->list[i]->kept = 0;
 	if ((rc = index_new(&ix, seed)) < 0)
 		return rc;
 	if ((rc = replay_from(ix, segs, 0, 0, seed, hash, readonly, res)) < 0)

@@ -44,6 +44,8 @@ typedef struct segment {
 	uint64_t wend;      /* writer: bytes written to the file */
 	uint64_t synced;    /* writer: bytes known durable */
 	uint64_t live, dead; /* bytes of live / dead records */
+	uint64_t kept;       /* of dead: tombstones compaction carried forward
+	                      * because they still hide older puts */
 } segment;
 
 typedef struct segset {

@@ -13,6 +13,14 @@
  *   mixed   n ops on a read-write handle: 90% verified gets, 10% overwrites
  *           with new values, then one sync (single thread)
  *   zipf    n gets, key popularity Zipf-distributed (s = 0.99)
+ *   space   (only when asked for) on a read-write handle: overwrite every
+ *           key 10 times, delete 10% of the keys, sync, one compaction
+ *           pass where the store has one; then the size on disk against
+ *           the live data, and every key verified (deleted ones absent)
+ *   compact (only when asked for; stores with a compaction) overwrite
+ *           every live key once, then one compaction pass while a writer
+ *           thread keeps putting; records copied per second, the pass's
+ *           longest writer pause and the writer's slowest put
  *
  * Keys and values are functions of (seed, index[, version]) so every value
  * a get returns is checked byte for byte; any mismatch, missing key or
@@ -30,6 +38,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,11 +80,16 @@ void bench_error(const char *fmt, ...)
 /* ----------------------------------------------------------------- phases */
 
 enum phase {
-	P_LOAD, P_REOPEN, P_GET, P_MISS, P_ITER, P_MIXED, P_ZIPF, N_PHASES
+	P_LOAD, P_REOPEN, P_GET, P_MISS, P_ITER, P_MIXED, P_ZIPF, P_SPACE,
+	P_COMPACT, N_PHASES
 };
 static const char *const phase_names[N_PHASES] = {
-	"load", "reopen", "get", "miss", "iter", "mixed", "zipf",
+	"load", "reopen", "get", "miss", "iter", "mixed", "zipf", "space",
+	"compact",
 };
+/* space and compact write ~11 n records: they run only when named. */
+#define DEFAULT_PHASES ((1u << P_SPACE) - 1)
+#define SPACE_ROUNDS 10 /* overwrites of every key in the space phase */
 
 /* What a child reports for one phase, through the pipe. */
 struct result {
@@ -85,6 +99,13 @@ struct result {
 	double seconds;
 	uint64_t bytes;
 	long rss_kb;
+	/* space */
+	uint64_t writes, deletes, live_keys, index_bytes;
+	double record_bytes, compact_seconds;
+	/* compact */
+	struct bench_compact pass;
+	uint64_t writer_puts;
+	double writer_max_ms;
 };
 
 /* ----------------------------------------------------------------- config */
@@ -110,7 +131,7 @@ static struct config {
 	.val_min = 100,
 	.val_max = 100,
 	.threads = 1,
-	.phases = (1u << N_PHASES) - 1,
+	.phases = DEFAULT_PHASES,
 	.seed = 42,
 };
 
@@ -295,7 +316,8 @@ static uint32_t *perm, *zipf;
 /* Per-child state. */
 static const struct engine *eng;
 static const char *phase_now = "load";
-static uint32_t *versions; /* overwrites per key, for the mixed phase */
+static uint32_t *versions; /* overwrites per key (mixed, space, compact) */
+static unsigned char *deleted; /* keys the space phase deleted */
 static int out_fd;
 
 static void die(const char *fmt, ...)
@@ -312,12 +334,24 @@ static void die(const char *fmt, ...)
 	exit(1);
 }
 
+static void send(struct result *r)
+{
+	r->rss_kb = peak_rss_kb();
+	if (write(out_fd, r, sizeof *r) != (ssize_t)sizeof *r)
+		die("writing to the parent: %s", strerror(errno));
+}
+
 static void emit(enum phase p, int done, uint64_t ops, double sec,
                  uint64_t bytes)
 {
-	struct result r = { p, done, ops, sec, bytes, peak_rss_kb() };
-	if (write(out_fd, &r, sizeof r) != (ssize_t)sizeof r)
-		die("writing to the parent: %s", strerror(errno));
+	struct result r;
+	memset(&r, 0, sizeof r);
+	r.phase = p;
+	r.done = done;
+	r.ops = ops;
+	r.seconds = sec;
+	r.bytes = bytes;
+	send(&r);
 }
 
 /* Check one get's outcome against the key's expected value. */
@@ -362,6 +396,7 @@ struct worker {
 	uint64_t offset, count;
 	int present;
 	int failed;
+	double t_start, t_end; /* this thread's own clock readings */
 	char msg[600];
 };
 
@@ -381,6 +416,7 @@ static void *get_worker(void *arg)
 		w->failed = 1;
 	}
 	pthread_barrier_wait(w->start);
+	w->t_start = now();
 	for (j = 0; j < w->count && !w->failed; j++) {
 		uint64_t idx = w->list[j] + w->offset;
 		int rc;
@@ -390,6 +426,7 @@ static void *get_worker(void *arg)
 		           sizeof w->msg) != 0)
 			w->failed = 1;
 	}
+	w->t_end = now();
 	if (have_reader)
 		eng->reader_free(w->h, r);
 	free(buf);
@@ -422,11 +459,23 @@ static double run_gets(void *h, const uint32_t *list, uint64_t offset,
 		if (pthread_create(&w[t].tid, NULL, get_worker, &w[t]) != 0)
 			die("pthread_create failed");
 	}
+	/*
+	 * The wall time runs from the first worker's start to the last one's
+	 * end, as the workers read the clock: a thread released by the barrier
+	 * may be scheduled late (on a busy machine, after a worker finished),
+	 * so the main thread's own reading would cut the phase short.
+	 */
 	pthread_barrier_wait(&start);
-	t0 = now();
 	for (t = 0; t < nt; t++)
 		pthread_join(w[t].tid, NULL);
-	t1 = now();
+	t0 = w[0].t_start;
+	t1 = w[0].t_end;
+	for (t = 1; t < nt; t++) {
+		if (w[t].t_start < t0)
+			t0 = w[t].t_start;
+		if (w[t].t_end > t1)
+			t1 = w[t].t_end;
+	}
 	pthread_barrier_destroy(&start);
 	for (t = 0; t < nt; t++)
 		if (w[t].failed)
@@ -475,6 +524,241 @@ static double run_mixed(void *h)
 	return t1 - t0;
 }
 
+static size_t varint_size(uint64_t v)
+{
+	size_t n = 1;
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+/*
+ * Check every key against versions[] and deleted[] (and the iteration count
+ * against the live keys); returns the number of live keys and, in *bytes,
+ * the size of their records in cellar's format (checksum 4 + kind 1 +
+ * varint key length + varint value length + key + value).
+ */
+static uint64_t verify_all(void *h, double *bytes)
+{
+	unsigned char key[MAX_KEY];
+	unsigned char *buf = xmalloc(cfg.val_max + 8);
+	unsigned char *expect = xmalloc(cfg.val_max + 8);
+	uint64_t i, live = 0, count, touch;
+	double rec = 0;
+	char msg[600];
+	size_t len = 0;
+	void *r;
+
+	if (eng->reader_new(h, &r) != 0)
+		die("%s", err_buf);
+	for (i = 0; i < cfg.n; i++) {
+		int rc;
+		make_key(i, key);
+		rc = eng->get(h, r, key, cfg.key_size, buf, cfg.val_max, &len);
+		if (verify(i, !deleted[i], rc, buf, len, expect, msg,
+		           sizeof msg) != 0)
+			die("%s", msg);
+		if (!deleted[i]) {
+			live++;
+			rec += (double)(5 + varint_size(cfg.key_size) +
+			                varint_size(len) + cfg.key_size + len);
+		}
+	}
+	eng->reader_free(h, r);
+	if (eng->iterate(h, &count, &touch) != 0)
+		die("%s", err_buf);
+	if (count != live)
+		die("iterated %" PRIu64 " items, expected %" PRIu64, count, live);
+	free(buf);
+	free(expect);
+	*bytes = rec;
+	return live;
+}
+
+/* Swap handle *h for one opened read-write (writable=1) or read-only. */
+static void reopen(void **h, const char *dir, int writable)
+{
+	if (eng->close(*h) != 0)
+		die("%s", err_buf);
+	*h = NULL;
+	if (eng->open(h, dir, writable, cfg.n, cfg.key_size, cfg.val_max) != 0)
+		die("%s", err_buf);
+}
+
+/* Overwrite every key SPACE_ROUNDS times, delete 10%, sync, compact. */
+static void run_space(void **h, const char *dir)
+{
+	unsigned char key[MAX_KEY];
+	unsigned char *val = xmalloc(cfg.val_max + 8);
+	struct bench_space sp = { 0, 0 };
+	struct bench_compact pass;
+	struct result r;
+	uint64_t i, ndel = 0;
+	double t0, tc;
+	int round;
+
+	memset(&r, 0, sizeof r);
+	memset(&pass, 0, sizeof pass);
+	reopen(h, dir, 1);
+	t0 = now();
+	for (round = 0; round < SPACE_ROUNDS; round++)
+		for (i = 0; i < cfg.n; i++) {
+			size_t len;
+			if (deleted[i])
+				continue;
+			versions[i]++;
+			len = make_value(i, versions[i], val);
+			make_key(i, key);
+			if (eng->put(*h, key, cfg.key_size, val, len) != 0)
+				die("put key #%" PRIu64 ": %s", i, err_buf);
+			r.writes++;
+		}
+	for (i = 9; i < cfg.n; i += 10) { /* keys are random: any 10% */
+		int rc;
+		if (deleted[i])
+			continue;
+		make_key(i, key);
+		rc = eng->del(*h, key, cfg.key_size);
+		if (rc != 0)
+			die("delete key #%" PRIu64 ": %s", i,
+			    rc < 0 ? err_buf : "reported absent");
+		deleted[i] = 1;
+		ndel++;
+	}
+	if (eng->sync(*h) != 0)
+		die("%s", err_buf);
+	tc = now();
+	if (eng->compact != NULL && eng->compact(*h, &pass) != 0)
+		die("%s", err_buf);
+	r.compact_seconds = eng->compact != NULL ? now() - tc : 0;
+	r.seconds = now() - t0;
+	r.deletes = ndel;
+	r.ops = r.writes + ndel;
+	if (eng->compact != NULL && !pass.complete)
+		die("the compaction pass did not complete");
+
+	/* Size of the closed store, then everything read back. */
+	reopen(h, dir, 0);
+	r.bytes = dir_bytes(dir);
+	r.live_keys = verify_all(*h, &r.record_bytes);
+	if (eng->space != NULL) {
+		if (eng->space(*h, &sp) != 0)
+			die("%s", err_buf);
+		if (sp.keys != r.live_keys)
+			die("the store counts %" PRIu64 " keys, %" PRIu64
+			    " are live", sp.keys, r.live_keys);
+		r.index_bytes = sp.index_bytes;
+	}
+	r.phase = P_SPACE;
+	r.done = 1;
+	send(&r);
+	free(val);
+}
+
+/* The compact phase's writer: overwrites random live keys until told. */
+struct pass_writer {
+	pthread_t tid;
+	void *h;
+	atomic_int stop;
+	pthread_barrier_t *start;
+	uint64_t puts;
+	double max_ms;
+	char msg[600];
+	int failed;
+};
+
+static void *pass_writer_main(void *arg)
+{
+	struct pass_writer *w = arg;
+	unsigned char key[MAX_KEY];
+	unsigned char *val = xmalloc(cfg.val_max + 8);
+	uint64_t s = mix64(cfg.seed ^ 0x77726974ull);
+
+	pthread_barrier_wait(w->start);
+	while (!atomic_load(&w->stop)) {
+		uint64_t idx = rng_next(&s) % cfg.n;
+		size_t len;
+		double t0, ms;
+		if (deleted[idx])
+			continue;
+		make_key(idx, key);
+		len = make_value(idx, versions[idx] + 1, val);
+		t0 = now();
+		if (eng->put(w->h, key, cfg.key_size, val, len) != 0) {
+			snprintf(w->msg, sizeof w->msg, "writer: put key #%"
+			         PRIu64 ": %s", idx, err_buf);
+			w->failed = 1;
+			break;
+		}
+		ms = (now() - t0) * 1e3;
+		versions[idx]++;
+		if (ms > w->max_ms)
+			w->max_ms = ms;
+		w->puts++;
+	}
+	free(val);
+	return NULL;
+}
+
+/* Make every live record dead once, then one pass beside a writer. */
+static void run_compact(void **h, const char *dir)
+{
+	unsigned char key[MAX_KEY];
+	unsigned char *val = xmalloc(cfg.val_max + 8);
+	struct pass_writer w;
+	pthread_barrier_t start;
+	struct result r;
+	double dummy;
+	uint64_t i;
+
+	memset(&r, 0, sizeof r);
+	memset(&w, 0, sizeof w);
+	reopen(h, dir, 1);
+	for (i = 0; i < cfg.n; i++) { /* untimed: dead data to reclaim */
+		size_t len;
+		if (deleted[i])
+			continue;
+		versions[i]++;
+		len = make_value(i, versions[i], val);
+		make_key(i, key);
+		if (eng->put(*h, key, cfg.key_size, val, len) != 0)
+			die("put key #%" PRIu64 ": %s", i, err_buf);
+	}
+	if (eng->sync(*h) != 0)
+		die("%s", err_buf);
+
+	pthread_barrier_init(&start, NULL, 2);
+	w.h = *h;
+	w.start = &start;
+	if (pthread_create(&w.tid, NULL, pass_writer_main, &w) != 0)
+		die("pthread_create failed");
+	pthread_barrier_wait(&start);
+	if (eng->compact(*h, &r.pass) != 0)
+		die("%s", err_buf);
+	atomic_store(&w.stop, 1);
+	pthread_join(w.tid, NULL);
+	pthread_barrier_destroy(&start);
+	if (w.failed)
+		die("%s", w.msg);
+	if (!r.pass.complete)
+		die("the compaction pass did not complete");
+	if (eng->sync(*h) != 0)
+		die("%s", err_buf);
+	reopen(h, dir, 0);
+	r.live_keys = verify_all(*h, &dummy);
+	r.phase = P_COMPACT;
+	r.done = 1;
+	r.ops = r.pass.records;
+	r.seconds = r.pass.seconds;
+	r.bytes = dir_bytes(dir);
+	r.writer_puts = w.puts;
+	r.writer_max_ms = w.max_ms;
+	send(&r);
+	free(val);
+}
+
 /* Everything for one engine, in the child process. */
 static void run_engine(const char *dir)
 {
@@ -487,7 +771,8 @@ static void run_engine(const char *dir)
 	int reads = cfg.phases & ~((1u << P_LOAD) | (1u << P_REOPEN));
 
 	versions = calloc(cfg.n, sizeof *versions);
-	if (versions == NULL)
+	deleted = calloc(cfg.n, 1);
+	if (versions == NULL || deleted == NULL)
 		die("out of memory");
 
 	phase_now = "load";
@@ -515,8 +800,14 @@ static void run_engine(const char *dir)
 	sec = now() - t0;
 	load_bytes = dir_bytes(dir);
 	if (want(P_LOAD)) {
-		struct result r = { P_LOAD, 1, cfg.n, load_sec, load_bytes,
-		                    load_rss };
+		struct result r;
+		memset(&r, 0, sizeof r);
+		r.phase = P_LOAD;
+		r.done = 1;
+		r.ops = cfg.n;
+		r.seconds = load_sec;
+		r.bytes = load_bytes;
+		r.rss_kb = load_rss;
 		if (write(out_fd, &r, sizeof r) != (ssize_t)sizeof r)
 			die("writing to the parent: %s", strerror(errno));
 	}
@@ -577,11 +868,27 @@ static void run_engine(const char *dir)
 		sec = run_gets(h, zipf, 0, 1);
 		emit(P_ZIPF, 1, cfg.n, sec, dir_bytes(dir));
 	}
+	/* The writing phases come last: they delete keys. */
+	if (want(P_SPACE)) {
+		phase_now = "space";
+		if (!eng->can_update || eng->del == NULL)
+			emit(P_SPACE, 0, 0, 0, 0);
+		else
+			run_space(&h, dir);
+	}
+	if (want(P_COMPACT)) {
+		phase_now = "compact";
+		if (!eng->can_update || eng->compact == NULL)
+			emit(P_COMPACT, 0, 0, 0, 0);
+		else
+			run_compact(&h, dir);
+	}
 	phase_now = "close";
 	if (eng->close(h) != 0)
 		die("%s", err_buf);
 	free(val);
 	free(versions);
+	free(deleted);
 }
 
 /* --------------------------------------------------------------- output */
@@ -593,12 +900,39 @@ static double rate(const struct result *r)
 	return r->done == 1 && r->seconds > 0 ? (double)r->ops / r->seconds : 0;
 }
 
+/*
+ * Bytes on disk outside the index per byte of live records (each counted
+ * at its size in cellar's format); the bar is 1.25.
+ */
+static double space_ratio(const struct result *r)
+{
+	if (r->record_bytes <= 0)
+		return 0;
+	return ((double)r->bytes - (double)r->index_bytes) / r->record_bytes;
+}
+
 static void print_line(const char *name, const struct result *r)
 {
 	printf("bench engine=%s phase=%s ops=%" PRIu64 " seconds=%.6f "
 	       "ops_per_sec=%.1f bytes_on_disk=%" PRIu64 " peak_rss_kb=%ld\n",
 	       name, phase_names[r->phase], r->ops, r->seconds, rate(r),
 	       r->bytes, r->rss_kb);
+	if (r->phase == P_SPACE)
+		printf("bench engine=%s phase=space writes=%" PRIu64
+		       " deletes=%" PRIu64 " compact_seconds=%.6f live_keys=%"
+		       PRIu64 " bytes_on_disk=%" PRIu64 " index_bytes=%" PRIu64
+		       " ratio=%.3f\n", name, r->writes, r->deletes,
+		       r->compact_seconds, r->live_keys, r->bytes,
+		       r->index_bytes, space_ratio(r));
+	if (r->phase == P_COMPACT)
+		printf("bench engine=%s phase=compact segments=%" PRIu64
+		       " records_copied=%" PRIu64 " bytes_reclaimed=%" PRIu64
+		       " seconds=%.6f records_per_sec=%.1f longest_pause_ms=%.3f"
+		       " writer_puts=%" PRIu64 " writer_max_put_ms=%.3f\n",
+		       name, r->pass.segments, r->pass.records,
+		       r->pass.bytes_reclaimed, r->pass.seconds, rate(r),
+		       r->pass.longest_pause_ms, r->writer_puts,
+		       r->writer_max_ms);
 	fflush(stdout);
 }
 
@@ -623,7 +957,7 @@ static size_t base_engine(void)
 }
 
 /* One row of the summary under the table: a number per engine, or "-". */
-enum extra { X_MIB, X_PER_RECORD, X_MS };
+enum extra { X_MIB, X_PER_RECORD, X_MS, X_RATIO, X_PAUSE, X_PUT_MS };
 
 static void print_extra(const char *label, enum phase p, enum extra x)
 {
@@ -641,6 +975,13 @@ static void print_extra(const char *label, enum phase p, enum extra x)
 		else if (x == X_PER_RECORD)
 			snprintf(cell, sizeof cell, "%.1f",
 			         (double)r->bytes / (double)cfg.n);
+		else if (x == X_RATIO)
+			snprintf(cell, sizeof cell, "%.3f", space_ratio(r));
+		else if (x == X_PAUSE)
+			snprintf(cell, sizeof cell, "%.3f",
+			         r->pass.longest_pause_ms);
+		else if (x == X_PUT_MS)
+			snprintf(cell, sizeof cell, "%.3f", r->writer_max_ms);
 		else
 			snprintf(cell, sizeof cell, "%.3f", r->seconds * 1e3);
 		printf(" %18s", cell);
@@ -695,6 +1036,12 @@ static void print_table(void)
 	}
 	if (want(P_REOPEN))
 		print_extra("reopen ms", P_REOPEN, X_MS);
+	if (want(P_SPACE))
+		print_extra("space ratio", P_SPACE, X_RATIO);
+	if (want(P_COMPACT)) {
+		print_extra("pause ms", P_COMPACT, X_PAUSE);
+		print_extra("max put ms", P_COMPACT, X_PUT_MS);
+	}
 }
 
 static int write_svg(void)
@@ -850,9 +1197,10 @@ static void usage(FILE *f)
 "  --value-size B      value length (default 100), or MIN-MAX for lengths\n"
 "                      spread uniformly (up to %u)\n"
 "  --threads T         reader threads in get, miss and zipf (default 1)\n"
-"  --phases P,Q,..     among load,reopen,get,miss,iter,mixed,zipf (default\n"
-"                      all; load and the reopen always happen, unreported\n"
-"                      unless chosen)\n"
+"  --phases P,Q,..     among load,reopen,get,miss,iter,mixed,zipf,space,\n"
+"                      compact (default: load to zipf; space and compact\n"
+"                      only when named); load and the reopen always\n"
+"                      happen, unreported unless chosen\n"
 "  --seed S            seed of keys, values and orders (default 42)\n"
 "  --dir DIR           where stores go (default: a new /tmp/cellar-bench-*,\n"
 "                      removed at the end); DIR/<engine> must not exist\n"
@@ -860,7 +1208,9 @@ static void usage(FILE *f)
 "  --svg FILE          also write the results as an SVG bar chart\n"
 "  --list              print the engines compiled in and their settings\n"
 "  -h, --help          this text\n"
-"\n"
+"\n", MIN_KEY, MAX_KEY, MAX_VALUE);
+	/* In pieces: ISO C only promises string literals of 4,095 bytes. */
+	fprintf(f,
 "Phases (in this order):\n"
 "  load    create the store, put N records in random key order, one\n"
 "          sync/commit at the end (each engine defers durability to it)\n"
@@ -873,10 +1223,40 @@ static void usage(FILE *f)
 "  mixed   on a read-write handle, N ops: 90%% gets (verified), 10%%\n"
 "          overwrites with new values, then one sync; one thread\n"
 "  zipf    N gets with Zipf popularity (s=0.99) over present keys\n"
+	);
+	fprintf(f,
+"  space   not in the default list: it writes 10 N records (at N = 1M,\n"
+"          space and compact take about three times as long as all the\n"
+"          default phases together).  On a read-write handle overwrite\n"
+"          every key 10 times, delete 10%% of the keys, sync, then one\n"
+"          compaction pass (cellar; peers that can delete run without\n"
+"          it); ops = puts + deletes, time includes the pass.  Then the\n"
+"          closed store's size is compared with its live data and every\n"
+"          key is read back (deleted ones must be absent).  Extra line:\n"
+"            bench engine=E phase=space writes=W deletes=D\n"
+"            compact_seconds=C live_keys=K bytes_on_disk=B index_bytes=I\n"
+"            ratio=R\n"
+"          R = (B - I) / (sum over live keys of key + value + record\n"
+"          header), the header being cellar's (4 checksum + 1 kind + two\n"
+"          varint lengths: 7 bytes for 16-byte keys and 100-byte values);\n"
+"          I is the index file (0 for stores without a separate one), so\n"
+"          the bar B <= 1.25 x live records + index is R <= 1.25\n"
+"  compact not in the default list; stores with a compaction (cellar)\n"
+"          only.  Overwrite every live key once (untimed), then one\n"
+"          compaction pass while a writer thread keeps overwriting random\n"
+"          keys; ops = records copied, seconds = the pass.  Every key is\n"
+"          verified afterwards.  Extra line:\n"
+"            bench engine=E phase=compact segments=G records_copied=N\n"
+"            bytes_reclaimed=B seconds=S records_per_sec=X\n"
+"            longest_pause_ms=P writer_puts=W writer_max_put_ms=M\n"
+"          P is the longest time the pass held writers up, as the store\n"
+"          measures it; M the slowest single put the writer saw\n"
+"  Phases that write (mixed, space, compact) run after the read phases.\n"
 "\n"
 "Output: per engine and phase one line\n"
 "  bench engine=E phase=P ops=N seconds=S ops_per_sec=X bytes_on_disk=B"
 " peak_rss_kb=K\n"
+"(plus the extra lines of space and compact above)\n"
 "then a table of ops/s with the ratio to cellar, the store size after the\n"
 "load (blocks allocated to its files, once closed) and the reopen time.\n"
 "Throughput with T threads is total ops / wall time.  peak_rss_kb is the\n"
@@ -886,7 +1266,7 @@ static void usage(FILE *f)
 "so reads run against a warm page cache.  Quote numbers from a release\n"
 "build (meson setup --buildtype=release).\n"
 "\n"
-"Engine settings:\n", MIN_KEY, MAX_KEY, MAX_VALUE);
+"Engine settings:\n");
 	for (e = 0; e < N_ENGINES; e++)
 		print_wrapped(f, all_engines[e]->name, all_engines[e]->settings);
 	fprintf(f,

@@ -17,6 +17,10 @@
  *   get() / put()       point reads and (mixed phase) overwrites
  *   iterate()           visit every item once, count them, and read the
  *                       first and last byte of each key and value
+ *   del()               (space phase) delete keys on a read-write handle
+ *   compact()           (space, compact phases; optional) reclaim the
+ *                       space of overwritten and deleted records
+ *   space()             (space phase; optional) the store's own accounting
  *
  * Every function returns 0 on success and -1 on failure, after saying why
  * with bench_error().  get() returns 1 when the key is absent.  Everything a
@@ -28,6 +32,22 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+/** What one compaction pass did (engine.compact). */
+struct bench_compact {
+	uint64_t segments;        /* files rewritten and removed */
+	uint64_t records;         /* live records copied forward */
+	uint64_t bytes_reclaimed; /* bytes of files removed minus copied */
+	double seconds;           /* wall time of the pass, as the store says */
+	double longest_pause_ms;  /* longest time the pass held writers up */
+	int complete;             /* 0 if the pass was cut short */
+};
+
+/** A store's own view of its size (engine.space). */
+struct bench_space {
+	uint64_t keys;        /* live keys, as the store counts them */
+	uint64_t index_bytes; /* size of a separate index file (0: none) */
+};
 
 struct engine {
 	/** Short name used on the command line and in the output. */
@@ -71,6 +91,20 @@ struct engine {
 	 * bench_touch() over them (so lazily mapped data is really read).
 	 */
 	int (*iterate)(void *h, uint64_t *count, uint64_t *touch);
+
+	/**
+	 * Delete key on a read-write handle: 0 deleted, 1 absent, -1 error.
+	 * NULL if the store cannot delete (then it has no space phase).
+	 */
+	int (*del)(void *h, const void *key, size_t key_len);
+	/**
+	 * Optional (NULL: the store has no such operation): one pass that
+	 * reclaims the space of dead records, on a read-write handle; may run
+	 * while another thread calls put().  Fills *out.
+	 */
+	int (*compact)(void *h, struct bench_compact *out);
+	/** Optional: the store's own key count and index size. */
+	int (*space)(void *h, struct bench_space *out);
 };
 
 /* First and last byte of key and value: cheap, but faults in their pages. */

@@ -9,6 +9,9 @@
  *   serving handle, shared by every reader thread (cellar_db is thread-safe;
  *   there is no per-thread state).  The mixed phase opens read-write.
  * - get: cellar_get into the caller's buffer; iterate: cellar_iter_next.
+ * - space and compact phases: cellar_delete, cellar_compact (default
+ *   compact_dead_pct, 20%) and cellar_stats for the key count and the
+ *   size of the index file.
  */
 #include <cellar.h>
 
@@ -113,6 +116,45 @@ static int ce_iterate(void *h, uint64_t *count, uint64_t *touch)
 	return 0;
 }
 
+static int ce_del(void *h, const void *key, size_t key_len)
+{
+	int rc = cellar_delete(h, key, key_len);
+
+	if (rc == CELLAR_OK)
+		return 0;
+	if (rc == CELLAR_ENOTFOUND)
+		return 1;
+	return fail("cellar_delete", rc);
+}
+
+static int ce_compact(void *h, struct bench_compact *out)
+{
+	cellar_compact_result r;
+	int rc = cellar_compact(h, &r);
+
+	if (rc != CELLAR_OK)
+		return fail("cellar_compact", rc);
+	out->segments = r.segments_compacted;
+	out->records = r.records_copied;
+	out->bytes_reclaimed = r.bytes_reclaimed;
+	out->seconds = r.seconds;
+	out->longest_pause_ms = r.longest_pause_ms;
+	out->complete = r.complete;
+	return 0;
+}
+
+static int ce_space(void *h, struct bench_space *out)
+{
+	cellar_db_stats st;
+	int rc = cellar_stats(h, &st);
+
+	if (rc != CELLAR_OK)
+		return fail("cellar_stats", rc);
+	out->keys = st.keys;
+	out->index_bytes = st.index_bytes;
+	return 0;
+}
+
 const struct engine engine_cellar = {
 	.name = "cellar",
 	.settings = "defaults (mmap fs, SYNC_NONE), cellar_sync at end; reads "
@@ -127,4 +169,7 @@ const struct engine engine_cellar = {
 	.reader_free = ce_reader_free,
 	.get = ce_get,
 	.iterate = ce_iterate,
+	.del = ce_del,
+	.compact = ce_compact,
+	.space = ce_space,
 };

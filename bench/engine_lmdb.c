@@ -9,6 +9,8 @@
  *   mdb_env_sync(force) at the end of the load, or of the mixed phase, makes
  *   everything durable) and MDB_NOTLS (read transactions belong to the
  *   reader object, not to the thread).  Read phases open with MDB_RDONLY.
+ * - Deletes (space phase): one write transaction each, like puts on a
+ *   read-write handle.  LMDB reuses freed pages itself: no compaction.
  * - Load: all puts in one write transaction when the tree should fit in
  *   LMDB's dirty-page list (about 128k pages; up to ~2M records of 100
  *   bytes), else in transactions of up to 90,000 puts (fewer for values
@@ -175,6 +177,29 @@ static int lmdb_put(void *vh, const void *key, size_t key_len,
 	return 0;
 }
 
+static int lmdb_del(void *vh, const void *key, size_t key_len)
+{
+	struct lmdb_store *h = vh;
+	MDB_val k = { key_len, (void *)key };
+	MDB_txn *txn;
+	int rc;
+
+	if ((rc = mdb_txn_begin(h->env, NULL, 0, &txn)) != 0)
+		return fail("mdb_txn_begin", rc);
+	rc = mdb_del(txn, h->dbi, &k, NULL);
+	if (rc == MDB_NOTFOUND) {
+		mdb_txn_abort(txn);
+		return 1;
+	}
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		return fail("mdb_del", rc);
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0)
+		return fail("mdb_txn_commit", rc);
+	return 0;
+}
+
 static int lmdb_sync(void *vh)
 {
 	struct lmdb_store *h = vh;
@@ -293,4 +318,5 @@ const struct engine engine_lmdb = {
 	.reader_free = lmdb_reader_free,
 	.get = lmdb_get,
 	.iterate = lmdb_iterate,
+	.del = lmdb_del,
 };

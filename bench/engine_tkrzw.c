@@ -13,6 +13,8 @@
  *   into the caller's buffer (no allocation per get); the handle is shared
  *   by all threads (HashDBM locks internally).  Read phases open read-only.
  * - Iteration: tkrzw_dbm_process_each with a read-only callback.
+ * - Deletes (space phase): tkrzw_dbm_remove.  No rebuild is run (the
+ *   compaction part of the space phase is cellar's alone).
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -67,6 +69,15 @@ static int tk_put(void *h, const void *key, size_t key_len, const void *val,
 	                   true))
 		return fail("tkrzw_dbm_set");
 	return 0;
+}
+
+static int tk_del(void *h, const void *key, size_t key_len)
+{
+	if (tkrzw_dbm_remove(h, key, (int32_t)key_len))
+		return 0;
+	if (tkrzw_get_last_status_code() == TKRZW_STATUS_NOT_FOUND_ERROR)
+		return 1;
+	return fail("tkrzw_dbm_remove");
 }
 
 static int tk_sync(void *h)
@@ -178,4 +189,5 @@ const struct engine engine_tkrzw = {
 	.reader_free = tk_reader_free,
 	.get = tk_get,
 	.iterate = tk_iterate,
+	.del = tk_del,
 };

@@ -322,6 +322,8 @@ typedef struct cellar_db_stats {
 	uint64_t gets, hits, misses; /**< lookups since open (get, get_alloc, has) */
 	uint64_t syncs;            /**< syncs since open (all threads) */
 	uint64_t compactions;      /**< compaction passes since open */
+	uint64_t recovered_records; /**< records open replayed past the checkpoint */
+	int rebuilt_index;         /**< 1 if open rebuilt the index from segments */
 } cellar_db_stats;
 
 /**

@@ -158,8 +158,11 @@ int db_write(cellar_db *db, unsigned kind, const void *key, size_t key_len,
 			return rc;
 	}
 	if ((rc = segset_append(&db->segs, kind, key, key_len, val, val_len, &g,
-	                        &off, &total)) < 0)
+	                        &off, &total)) < 0) {
+		if (db->segs.sync_failed)
+			db->failed = db->segs.sync_failed; /* fsync in a roll-over */
 		goto unreserve;
+	}
 	if (db->opts.sync_mode == CELLAR_SYNC_ALWAYS &&
 	    (rc = segset_sync(&db->segs)) < 0) {
 		db->failed = rc;
@@ -629,6 +632,8 @@ int cellar_stats(cellar_db *db, cellar_db_stats *out)
 	out->syncs = atomic_load_explicit(&db->syncs, memory_order_relaxed);
 	out->compactions = atomic_load_explicit(&db->compactions,
 	                                        memory_order_relaxed);
+	out->recovered_records = db->recovery.replayed;
+	out->rebuilt_index = db->recovery.rebuilt;
 	return CELLAR_OK;
 }
 

@@ -140,6 +140,19 @@ static void array_free(index_array *a)
 	memset(a, 0, sizeof *a);
 }
 
+int index_verify_all(cellar_index *ix)
+{
+	int rc;
+
+	for (size_t c = 0; c < ix->prim.nchunks; c++)
+		if ((rc = index__chunk_check(&ix->prim.chunks[c])) < 0)
+			return rc;
+	for (size_t c = 0; c < ix->ovf.nchunks; c++)
+		if ((rc = index__chunk_check(&ix->ovf.chunks[c])) < 0)
+			return rc;
+	return CELLAR_OK;
+}
+
 /* ---- overflow buckets -------------------------------------------------- */
 
 static int ovf_alloc(cellar_index *ix, uint32_t *out)
@@ -270,6 +283,7 @@ int index_find(cellar_index *ix, uint64_t hash, index_match_fn match,
 	uint32_t tag = index_tag(hash), next;
 	uint64_t steps = 0, cur;
 	int cur_ovf = 0, have_free = 0, rc;
+	index_ref damaged = { 0 };
 	uint8_t *b;
 
 	memset(ref, 0, sizeof *ref);
@@ -290,6 +304,20 @@ int index_find(cellar_index *ix, uint64_t hash, index_match_fn match,
 			if (bucket_tag(b, i) != tag)
 				continue;
 			rc = match(ctx, bucket_seg(b, i), bucket_off(b, i));
+			if (rc == CELLAR_ECORRUPT && !damaged.found) {
+				/* Its record can't be read: if no intact record
+				 * holds the key, this slot is the one to replace. */
+				damaged.found = 1;
+				damaged.in_ovf = cur_ovf;
+				damaged.bucket = cur;
+				damaged.slot = i;
+				damaged.has_prev = ref->has_prev;
+				damaged.prev_in_ovf = ref->prev_in_ovf;
+				damaged.prev = ref->prev;
+				damaged.old_seg = bucket_seg(b, i);
+				damaged.old_off = bucket_off(b, i);
+				continue;
+			}
 			if (rc < 0)
 				return rc;
 			if (rc > 0) {
@@ -313,6 +341,11 @@ int index_find(cellar_index *ix, uint64_t hash, index_match_fn match,
 		cur_ovf = 1;
 		if ((rc = bucket_at(&ix->ovf, cur, &b)) < 0)
 			return rc;
+	}
+	if (damaged.found) {
+		damaged.addr = ref->addr;
+		*ref = damaged;
+		return CELLAR_OK;
 	}
 	if (!have_free) {
 		/* Chain full: a new overflow bucket goes after the last one. */

@@ -118,6 +118,9 @@ int index_new(cellar_index **out, uint64_t seed);
 int index_load(cellar_index **out, cellar_fs *fs, const char *dir,
                index_ckpt *ck);
 
+/** Check every chunk against its checksum now; CELLAR_ECORRUPT if one is bad. */
+int index_verify_all(cellar_index *ix);
+
 /** Free the table; accepts NULL. */
 void index_free(cellar_index *ix);
 
@@ -209,7 +212,12 @@ int index_lookup(cellar_index *ix, uint64_t hash, index_match_fn match,
 /** Is (seg, off) the location stored for hash?  1, 0, or an error. */
 int index_has_loc(cellar_index *ix, uint64_t hash, uint16_t seg, uint32_t off);
 
-/** Writer, no latch: where is the key, or where would it go. */
+/**
+ * Writer, no latch: where is the key, or where would it go.  A slot with
+ * the key's tag whose record is damaged (match returned CELLAR_ECORRUPT) is
+ * reported as found when no intact record holds the key, so that a put or
+ * delete replaces it instead of failing.
+ */
 int index_find(cellar_index *ix, uint64_t hash, index_match_fn match,
                void *ctx, index_ref *ref);
 

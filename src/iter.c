@@ -106,9 +106,15 @@ static int step(cellar_iter *it)
 			it->off = next;
 		return rc;
 	}
-	live = v.h.kind == RECORD_PUT &&
-	       index_has_loc(db->ix, db_hash(db, rec_key(&v), v.h.key_len),
-	                     g->id, (uint32_t)it->off);
+	live = 0;
+	if (v.h.kind == RECORD_PUT) {
+		live = index_has_loc(db->ix, db_hash(db, rec_key(&v), v.h.key_len),
+		                     g->id, (uint32_t)it->off);
+		if (live < 0) {
+			rec_release(&v);
+			return live; /* a damaged index chunk: never guess */
+		}
+	}
 	it->off += v.h.total;
 	rc = live > 0 ? keep(it, &v) : live;
 	rec_release(&v);

@@ -198,6 +198,11 @@ int recovery_run(cellar_index **out, segset *segs, cellar_fs *fs,
 	rc = index_load(&ix, fs, dir, &ck);
 	if (rc == CELLAR_EVERSION || rc == CELLAR_ENOMEM || rc == CELLAR_EIO)
 		return rc;
+	/* A writer will checkpoint this table again: a damaged chunk would be
+	 * carried along, so check them all now and rebuild if one is bad.
+	 * Read-only handles check each chunk when they first touch it. */
+	if (rc == CELLAR_OK && !readonly && index_verify_all(ix) < 0)
+		rc = CELLAR_ECORRUPT;
 	if (rc == CELLAR_OK && ckpt_usable(segs, &ck, ix, seed)) {
 		/* Only a checkpoint that matches the store may say which older
 		 * segments are compaction leftovers. */

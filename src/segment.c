@@ -456,8 +456,10 @@ int segset_sync(segset *s)
 	for (size_t i = 0; i < s->n; i++) {
 		segment *g = s->list[i];
 		if (g->synced < g->wend) {
-			if ((rc = s->fs->sync(s->fs, g->file)) < 0)
+			if ((rc = s->fs->sync(s->fs, g->file)) < 0) {
+				s->sync_failed = rc;
 				return rc;
+			}
 			g->synced = g->wend;
 		}
 	}

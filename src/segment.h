@@ -61,6 +61,7 @@ typedef struct segset {
 	uint8_t *buf;       /* append buffer of the newest segment */
 	size_t buf_len;
 	int dir_dirty;      /* segment files created since the last dir sync */
+	int sync_failed;    /* an fsync failed: the OS may have dropped data */
 } segset;
 
 /** A record located and decoded. */

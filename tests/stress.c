@@ -1,0 +1,519 @@
+/*
+ * stress.c - readers, an iterator and a writer on one handle, for
+ * CELLAR_STRESS_SECONDS, checking that no reader ever sees a torn value or
+ * another key's value.  Plain C and pthreads, no Criterion, so that it runs
+ * under ThreadSanitizer (meson setup -Db_sanitize=thread).
+ *
+ * Every value is  key || version (8 bytes) || padding || checksum (8 bytes)
+ * where the checksum covers everything before it and the padding length
+ * depends on key and version; a reader decodes each value it gets and checks
+ * it names its own key.  On top of that:
+ *   - the first STABLE keys are written once before the threads start and
+ *     never touched again: get and has must always find them, and every
+ *     iteration must return each of them exactly once;
+ *   - per key, versions only grow: a reader never sees an older version
+ *     after a newer one;
+ *   - at the end the store is closed, reopened, and must hold exactly what
+ *     the writer last wrote.
+ * The writer puts, overwrites and deletes (now and then a value larger than
+ * the 1 MiB append buffer), syncs and compacts, with small segments so that
+ * they roll over, and sync_mode PERIODIC (5 ms) with background compaction,
+ * so that the background thread runs too.  Compaction waits while an
+ * iterator is open (CELLAR_EBUSY), so the iterator pauses between passes.
+ *
+ * CELLAR_TEST_FS picks the file system (mem or mmap; default mem).  Prints
+ * "stress: N reads, M writes, K iterations" and "1 passed, 0 failed", or
+ * what went wrong and exits 1.
+ */
+#include <dirent.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cellar.h"
+
+#define NKEYS 2000
+#define STABLE 100
+#define NREADERS 3
+#define KEY_LEN 12
+#define MAX_PAD 3000
+#define BIG_PAD ((1u << 20) + 100)
+#define MAX_VAL (KEY_LEN + 8 + BIG_PAD + 8)
+
+static atomic_int stop;
+static atomic_int failed;
+static pthread_mutex_t fail_mu = PTHREAD_MUTEX_INITIALIZER;
+static atomic_ullong n_reads, n_writes, n_iters, n_compactions;
+
+/* The writer's view: the newest version of each key, 0 if absent. */
+static uint64_t model[NKEYS];
+
+static void fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&fail_mu);
+	if (!atomic_load(&failed)) {
+		fprintf(stderr, "stress: FAILED: ");
+		va_start(ap, fmt);
+		vfprintf(stderr, fmt, ap);
+		va_end(ap);
+		fprintf(stderr, " (%s)\n", cellar_errmsg());
+	}
+	atomic_store(&failed, 1);
+	atomic_store(&stop, 1);
+	pthread_mutex_unlock(&fail_mu);
+}
+
+static uint64_t rnd(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* FNV-1a, 64 bits: independent of the engine's own checksums. */
+static uint64_t fnv(const unsigned char *p, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
+static void key_of(unsigned i, char out[KEY_LEN])
+{
+	char buf[KEY_LEN + 1];
+
+	snprintf(buf, sizeof buf, "stress%06u", i);
+	memcpy(out, buf, KEY_LEN);
+}
+
+static size_t pad_len(unsigned i, uint64_t ver)
+{
+	uint64_t s = (uint64_t)i << 32 ^ ver;
+	uint64_t r = rnd(&s);
+
+	return r % 997 == 0 ? BIG_PAD - (size_t)(r % 50) : (size_t)(r % MAX_PAD);
+}
+
+static size_t encode(unsigned i, uint64_t ver, unsigned char *out)
+{
+	size_t pad = pad_len(i, ver), n = KEY_LEN;
+
+	key_of(i, (char *)out);
+	for (int b = 0; b < 8; b++)
+		out[n++] = (unsigned char)(ver >> (8 * b));
+	for (size_t j = 0; j < pad; j++)
+		out[n++] = (unsigned char)(i * 31 + ver * 7 + j);
+	uint64_t h = fnv(out, n);
+	for (int b = 0; b < 8; b++)
+		out[n++] = (unsigned char)(h >> (8 * b));
+	return n;
+}
+
+/* Check a value read for key i; returns its version (0 after a failure). */
+static uint64_t decode(unsigned i, const unsigned char *v, size_t n,
+                       const char *who)
+{
+	char key[KEY_LEN];
+	uint64_t ver = 0, h = 0;
+
+	key_of(i, key);
+	if (n < KEY_LEN + 16) {
+		fail("%s: key %u: value of %zu bytes is too short", who, i, n);
+		return 0;
+	}
+	for (int b = 0; b < 8; b++) {
+		ver |= (uint64_t)v[KEY_LEN + b] << (8 * b);
+		h |= (uint64_t)v[n - 8 + b] << (8 * b);
+	}
+	if (h != fnv(v, n - 8)) {
+		fail("%s: key %u: value of %zu bytes is torn (bad checksum)", who,
+		     i, n);
+		return 0;
+	}
+	if (memcmp(v, key, KEY_LEN) != 0) {
+		fail("%s: key %u: got the value of key '%.*s'", who, i, KEY_LEN,
+		     (const char *)v);
+		return 0;
+	}
+	if (n != KEY_LEN + 16 + pad_len(i, ver)) {
+		fail("%s: key %u v%llu: length %zu, written %zu", who, i,
+		     (unsigned long long)ver, n, KEY_LEN + 16 + pad_len(i, ver));
+		return 0;
+	}
+	return ver;
+}
+
+/* ---- the threads -------------------------------------------------------- */
+
+typedef struct reader {
+	cellar_db *db;
+	int id;
+	uint64_t seen[NKEYS]; /* newest version seen per key */
+} reader;
+
+static void *reader_main(void *arg)
+{
+	reader *r = arg;
+	unsigned char *buf = malloc(MAX_VAL);
+	uint64_t s = 1000 + (uint64_t)r->id, reads = 0;
+	char who[32], key[KEY_LEN];
+
+	snprintf(who, sizeof who, "reader %d", r->id);
+	if (!buf) {
+		fail("%s: out of memory", who);
+		return NULL;
+	}
+	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+		unsigned i = (unsigned)(rnd(&s) % NKEYS);
+		size_t n = 0;
+		int rc;
+
+		key_of(i, key);
+		if (rnd(&s) % 4 == 0) {
+			rc = cellar_has(r->db, key, KEY_LEN);
+			if (rc == CELLAR_ENOTFOUND && i < STABLE)
+				fail("%s: has: stable key %u not found", who, i);
+			else if (rc != CELLAR_OK && rc != CELLAR_ENOTFOUND)
+				fail("%s: has of key %u: %s", who, i, cellar_strerror(rc));
+		} else if (rnd(&s) % 8 == 0) {
+			void *p = NULL;
+			rc = cellar_get_alloc(r->db, key, KEY_LEN, &p, &n);
+			if (rc == CELLAR_OK) {
+				uint64_t ver = decode(i, p, n, who);
+				if (ver && ver < r->seen[i])
+					fail("%s: key %u: v%llu after v%llu", who, i,
+					     (unsigned long long)ver,
+					     (unsigned long long)r->seen[i]);
+				if (ver > r->seen[i])
+					r->seen[i] = ver;
+			} else if (rc != CELLAR_ENOTFOUND || i < STABLE) {
+				fail("%s: get_alloc of key %u: %s", who, i,
+				     cellar_strerror(rc));
+			}
+			cellar_free(p);
+		} else {
+			rc = cellar_get(r->db, key, KEY_LEN, buf, MAX_VAL, &n);
+			if (rc == CELLAR_OK) {
+				uint64_t ver = decode(i, buf, n, who);
+				if (ver && ver < r->seen[i])
+					fail("%s: key %u: v%llu after v%llu", who, i,
+					     (unsigned long long)ver,
+					     (unsigned long long)r->seen[i]);
+				if (ver > r->seen[i])
+					r->seen[i] = ver;
+			} else if (rc != CELLAR_ENOTFOUND || i < STABLE) {
+				fail("%s: get of key %u: %s", who, i, cellar_strerror(rc));
+			}
+		}
+		reads++;
+	}
+	atomic_fetch_add(&n_reads, reads);
+	free(buf);
+	return NULL;
+}
+
+static void *iter_main(void *arg)
+{
+	cellar_db *db = arg;
+	unsigned char *stable_seen = calloc(STABLE, 1);
+	uint64_t iters = 0;
+
+	if (!stable_seen) {
+		fail("iterator: out of memory");
+		return NULL;
+	}
+	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+		cellar_iter *it = NULL;
+		const void *k, *v;
+		size_t kn, vn;
+		int rc;
+
+		if ((rc = cellar_iter_new(db, &it)) != CELLAR_OK) {
+			fail("iterator: iter_new: %s", cellar_strerror(rc));
+			break;
+		}
+		memset(stable_seen, 0, STABLE);
+		while ((rc = cellar_iter_next(it, &k, &kn, &v, &vn)) == CELLAR_OK) {
+			char num[8];
+			if (kn != KEY_LEN || memcmp(k, "stress", 6) != 0) {
+				fail("iterator: foreign key of %zu bytes", kn);
+				break;
+			}
+			memcpy(num, (const char *)k + 6, 6);
+			num[6] = '\0';
+			unsigned i = (unsigned)strtoul(num, NULL, 10);
+			if (i >= NKEYS) {
+				fail("iterator: foreign key %u", i);
+				break;
+			}
+			if (!decode(i, v, vn, "iterator"))
+				break;
+			/* keys written meanwhile may come twice or more, or not
+			 * at all; keys nobody writes come exactly once */
+			if (i < STABLE && stable_seen[i]++)
+				fail("iterator: stable key %u returned twice", i);
+		}
+		cellar_iter_free(it);
+		if (rc != CELLAR_EDONE && rc != CELLAR_OK) {
+			fail("iterator: iter_next: %s", cellar_strerror(rc));
+			break;
+		}
+		if (atomic_load(&failed))
+			break;
+		for (unsigned i = 0; i < STABLE; i++)
+			if (!stable_seen[i]) {
+				fail("iterator: stable key %u missing", i);
+				break;
+			}
+		uint64_t c = 0;
+		if (cellar_count(db, &c) != CELLAR_OK || c < STABLE || c > NKEYS)
+			fail("count %llu out of range", (unsigned long long)c);
+		iters++;
+		/* a pause between iterations, so that compaction gets to run */
+		nanosleep(&(struct timespec){ 0, 2000000 }, NULL);
+	}
+	atomic_fetch_add(&n_iters, iters);
+	free(stable_seen);
+	return NULL;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The writer runs on the main thread until the time is up. */
+static void writer(cellar_db *db, double seconds)
+{
+	unsigned char *val = malloc(MAX_VAL);
+	uint64_t s = 42, writes = 0, next_ver = 1;
+	double end = now_s() + seconds;
+	char key[KEY_LEN];
+
+	if (!val) {
+		fail("writer: out of memory");
+		return;
+	}
+	while (!atomic_load(&stop) && now_s() < end) {
+		unsigned i = STABLE + (unsigned)(rnd(&s) % (NKEYS - STABLE));
+		unsigned what = (unsigned)(rnd(&s) % 100);
+		int rc;
+
+		key_of(i, key);
+		if (what < 70) {
+			uint64_t ver = next_ver++;
+			rc = cellar_put(db, key, KEY_LEN, val, encode(i, ver, val));
+			if (rc != CELLAR_OK)
+				fail("writer: put of key %u: %s", i, cellar_strerror(rc));
+			model[i] = ver;
+		} else if (what < 95) {
+			rc = cellar_delete(db, key, KEY_LEN);
+			if (rc != (model[i] ? CELLAR_OK : CELLAR_ENOTFOUND))
+				fail("writer: delete of key %u: %s", i,
+				     cellar_strerror(rc));
+			model[i] = 0;
+		} else if (what < 99) {
+			if ((rc = cellar_sync(db)) != CELLAR_OK)
+				fail("writer: sync: %s", cellar_strerror(rc));
+		} else {
+			/* EBUSY: an iterator is open, compaction waits */
+			rc = cellar_compact(db, NULL);
+			if (rc == CELLAR_OK)
+				atomic_fetch_add(&n_compactions, 1);
+			else if (rc != CELLAR_EBUSY)
+				fail("writer: compact: %s", cellar_strerror(rc));
+		}
+		writes++;
+	}
+	atomic_fetch_add(&n_writes, writes);
+	free(val);
+}
+
+/* ---- setup -------------------------------------------------------------- */
+
+static char tmp_root[4096];
+
+static void remove_tree(const char *root)
+{
+	char path[4200];
+	DIR *d;
+	struct dirent *e;
+
+	snprintf(path, sizeof path, "%s/store", root);
+	if ((d = opendir(path))) {
+		while ((e = readdir(d))) {
+			char f[4200 + 260];
+			if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+				continue;
+			snprintf(f, sizeof f, "%s/%s", path, e->d_name);
+			unlink(f);
+		}
+		closedir(d);
+		rmdir(path);
+	}
+	rmdir(root);
+}
+
+static int open_store(cellar_fs *fs, const char *dir, int create,
+                      cellar_db **db)
+{
+	cellar_options o = CELLAR_OPTIONS_INIT;
+
+	o.flags = create ? CELLAR_CREATE : 0;
+	o.fs = fs;
+	o.sync_mode = CELLAR_SYNC_PERIODIC;
+	o.sync_interval_ms = 5;
+	o.max_segment_size = 1u << 20;
+	o.auto_compact_pct = 30;
+	*db = NULL;
+	return cellar_open(db, dir, &o);
+}
+
+/* After the run: the reopened store holds what the writer last wrote. */
+static void check_final(cellar_db *db)
+{
+	unsigned char *buf = malloc(MAX_VAL);
+	char key[KEY_LEN];
+
+	if (!buf) {
+		fail("out of memory");
+		return;
+	}
+	for (unsigned i = 0; i < NKEYS && !atomic_load(&failed); i++) {
+		size_t n = 0;
+		key_of(i, key);
+		int rc = cellar_get(db, key, KEY_LEN, buf, MAX_VAL, &n);
+		if (!model[i]) {
+			if (rc != CELLAR_ENOTFOUND)
+				fail("after reopen: key %u: %s, want ENOTFOUND", i,
+				     cellar_strerror(rc));
+			continue;
+		}
+		if (rc != CELLAR_OK) {
+			fail("after reopen: key %u: %s, want v%llu", i,
+			     cellar_strerror(rc), (unsigned long long)model[i]);
+			continue;
+		}
+		uint64_t ver = decode(i, buf, n, "after reopen");
+		if (ver && ver != model[i])
+			fail("after reopen: key %u: v%llu, want v%llu", i,
+			     (unsigned long long)ver, (unsigned long long)model[i]);
+	}
+	free(buf);
+}
+
+int main(void)
+{
+	const char *fsname = getenv("CELLAR_TEST_FS");
+	const char *sec = getenv("CELLAR_STRESS_SECONDS");
+	double seconds = sec && atof(sec) > 0 ? atof(sec) : 2.0;
+	pthread_t rt[NREADERS], itt;
+	reader *readers = calloc(NREADERS, sizeof *readers);
+	unsigned char *val = malloc(MAX_VAL);
+	cellar_fs *fs = NULL;
+	cellar_db *db = NULL;
+	char dir[4200], key[KEY_LEN];
+	int rc;
+
+	if (!fsname || !*fsname)
+		fsname = "mem";
+	if (!readers || !val) {
+		fprintf(stderr, "stress: out of memory\n");
+		return 1;
+	}
+	if (strcmp(fsname, "mem") == 0) {
+		rc = cellar_fs_mem_new(&fs);
+		snprintf(dir, sizeof dir, "/stress");
+	} else if (strcmp(fsname, "mmap") == 0 || strcmp(fsname, "posix") == 0) {
+		const char *t = getenv("TMPDIR");
+		rc = strcmp(fsname, "mmap") == 0 ? cellar_fs_mmap_new(&fs)
+		                                 : cellar_fs_posix_new(&fs);
+		snprintf(tmp_root, sizeof tmp_root, "%s/cellar-stress-XXXXXX",
+		         t && *t ? t : "/tmp");
+		if (!mkdtemp(tmp_root)) {
+			perror("stress: mkdtemp");
+			return 1;
+		}
+		snprintf(dir, sizeof dir, "%s/store", tmp_root);
+	} else {
+		fprintf(stderr, "stress: unknown CELLAR_TEST_FS '%s'\n", fsname);
+		return 1;
+	}
+	if (rc != CELLAR_OK) {
+		fprintf(stderr, "stress: cannot make the %s file system\n", fsname);
+		return 1;
+	}
+	if ((rc = open_store(fs, dir, 1, &db)) != CELLAR_OK) {
+		fprintf(stderr, "stress: open: %s (%s)\n", cellar_strerror(rc),
+		        cellar_errmsg());
+		return 1;
+	}
+	/* The stable keys, written before anyone reads. */
+	for (unsigned i = 0; i < STABLE; i++) {
+		key_of(i, key);
+		model[i] = 1;
+		if ((rc = cellar_put(db, key, KEY_LEN, val, encode(i, 1, val))) != 0)
+			fail("put of stable key %u: %s", i, cellar_strerror(rc));
+	}
+	for (int t = 0; t < NREADERS; t++) {
+		readers[t].db = db;
+		readers[t].id = t;
+		if (pthread_create(&rt[t], NULL, reader_main, &readers[t]) != 0) {
+			fprintf(stderr, "stress: pthread_create failed\n");
+			return 1;
+		}
+	}
+	if (pthread_create(&itt, NULL, iter_main, db) != 0) {
+		fprintf(stderr, "stress: pthread_create failed\n");
+		return 1;
+	}
+	writer(db, seconds);
+	atomic_store(&stop, 1);
+	for (int t = 0; t < NREADERS; t++)
+		pthread_join(rt[t], NULL);
+	pthread_join(itt, NULL);
+	if ((rc = cellar_close(db)) != CELLAR_OK)
+		fail("close: %s", cellar_strerror(rc));
+	if (!atomic_load(&failed)) {
+		if ((rc = open_store(fs, dir, 0, &db)) != CELLAR_OK) {
+			fail("reopen: %s", cellar_strerror(rc));
+		} else {
+			check_final(db);
+			if ((rc = cellar_close(db)) != CELLAR_OK)
+				fail("final close: %s", cellar_strerror(rc));
+		}
+	}
+	cellar_fs_free(fs);
+	if (tmp_root[0])
+		remove_tree(tmp_root);
+	free(readers);
+	free(val);
+	printf("stress: %llu reads, %llu writes, %llu iterations (%s, %.1f s, "
+	       "%llu compactions by the writer)\n",
+	       (unsigned long long)atomic_load(&n_reads),
+	       (unsigned long long)atomic_load(&n_writes),
+	       (unsigned long long)atomic_load(&n_iters), fsname, seconds,
+	       (unsigned long long)atomic_load(&n_compactions));
+	if (atomic_load(&failed)) {
+		printf("0 passed, 1 failed\n");
+		return 1;
+	}
+	printf("1 passed, 0 failed\n");
+	return 0;
+}

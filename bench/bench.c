@@ -17,6 +17,8 @@
  *           key 10 times, delete 10% of the keys, sync, one compaction
  *           pass where the store has one; then the size on disk against
  *           the live data, and every key verified (deleted ones absent)
+ *   recovery (only when asked for; cellar) a child puts 1000 keys, syncs
+ *           and dies; time the replaying reopen against a full rebuild
  *   compact (only when asked for; stores with a compaction) overwrite
  *           every live key once, then one compaction pass while a writer
  *           thread keeps putting; records copied per second, the pass's
@@ -48,6 +50,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cellar.h"
 #include "engine.h"
 #include "svg.h"
 
@@ -81,14 +84,14 @@ void bench_error(const char *fmt, ...)
 
 enum phase {
 	P_LOAD, P_REOPEN, P_GET, P_MISS, P_ITER, P_MIXED, P_ZIPF, P_SPACE,
-	P_COMPACT, N_PHASES
+	P_COMPACT, P_RECOVERY, N_PHASES
 };
 static const char *const phase_names[N_PHASES] = {
 	"load", "reopen", "get", "miss", "iter", "mixed", "zipf", "space",
-	"compact",
+	"compact", "recovery",
 };
 /* space and compact write ~11 n records: they run only when named. */
-#define DEFAULT_PHASES ((1u << P_SPACE) - 1)
+#define DEFAULT_PHASES ((1u << P_SPACE) - 1) /* load .. zipf */
 #define SPACE_ROUNDS 10 /* overwrites of every key in the space phase */
 
 /* What a child reports for one phase, through the pipe. */
@@ -106,6 +109,9 @@ struct result {
 	struct bench_compact pass;
 	uint64_t writer_puts;
 	double writer_max_ms;
+	/* recovery */
+	uint64_t replayed;
+	double rebuild_seconds;
 };
 
 /* ----------------------------------------------------------------- config */
@@ -657,6 +663,85 @@ static void run_space(void **h, const char *dir)
 	free(val);
 }
 
+/*
+ * recovery (cellar only): a child process opens the store for writing, puts
+ * RECOVERY_WRITES keys, syncs them and dies without closing: a crash with
+ * that many writes past the last index checkpoint.  Time a read-only open,
+ * which replays them, then remove the index and time a read-only open that
+ * rebuilds the whole index from the segments.  Read-only opens change no
+ * file, so each measures the recovery work alone.
+ */
+#define RECOVERY_WRITES 1000
+
+static double timed_open(const char *dir, uint64_t *replayed, int *rebuilt)
+{
+	cellar_options o = CELLAR_OPTIONS_INIT;
+	cellar_db_stats st;
+	cellar_db *db;
+	double t0 = now(), sec;
+
+	o.flags = CELLAR_READONLY;
+	if (cellar_open(&db, dir, &o) != CELLAR_OK)
+		die("open: %s", cellar_errmsg());
+	sec = now() - t0;
+	if (cellar_stats(db, &st) != CELLAR_OK)
+		die("stats: %s", cellar_errmsg());
+	*replayed = st.recovered_records;
+	*rebuilt = st.rebuilt_index;
+	cellar_close(db);
+	return sec;
+}
+
+static void run_recovery(void **h, const char *dir)
+{
+	struct result r = { 0 };
+	char path[4200];
+	int rebuilt, status;
+	pid_t pid;
+
+	if (eng->close(*h) != 0)
+		die("%s", err_buf);
+	*h = NULL;
+	if ((pid = fork()) < 0)
+		die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		cellar_options o = CELLAR_OPTIONS_INIT;
+		unsigned char key[MAX_KEY], val[64];
+		cellar_db *db;
+		if (cellar_open(&db, dir, &o) != CELLAR_OK)
+			_exit(2);
+		for (uint64_t i = 0; i < RECOVERY_WRITES; i++) {
+			make_key(i % cfg.n, key);
+			memset(val, (int)i, sizeof val);
+			if (cellar_put(db, key, cfg.key_size, val, sizeof val) != 0)
+				_exit(3);
+		}
+		if (cellar_sync(db) != CELLAR_OK)
+			_exit(4);
+		_exit(0); /* the crash: no close, no checkpoint */
+	}
+	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 0)
+		die("the crashing writer failed (status %d)", status);
+	r.ops = RECOVERY_WRITES;
+	r.seconds = timed_open(dir, &r.replayed, &rebuilt);
+	if (rebuilt || r.replayed < RECOVERY_WRITES)
+		die("reopen after the crash replayed %" PRIu64 " records%s",
+		    r.replayed, rebuilt ? " and rebuilt the index" : "");
+	snprintf(path, sizeof path, "%s/index", dir);
+	if (unlink(path) != 0)
+		die("unlink %s: %s", path, strerror(errno));
+	r.rebuild_seconds = timed_open(dir, &r.replayed, &rebuilt);
+	if (!rebuilt)
+		die("no rebuild without the index file");
+	r.replayed = RECOVERY_WRITES;
+	r.bytes = dir_bytes(dir);
+	r.phase = P_RECOVERY;
+	r.done = 1;
+	send(&r);
+	reopen(h, dir, 0);
+}
+
 /* The compact phase's writer: overwrites random live keys until told. */
 struct pass_writer {
 	pthread_t tid;
@@ -876,6 +961,13 @@ static void run_engine(const char *dir)
 		else
 			run_space(&h, dir);
 	}
+	if (want(P_RECOVERY)) {
+		phase_now = "recovery";
+		if (strcmp(eng->name, "cellar") != 0)
+			emit(P_RECOVERY, 0, 0, 0, 0);
+		else
+			run_recovery(&h, dir);
+	}
 	if (want(P_COMPACT)) {
 		phase_now = "compact";
 		if (!eng->can_update || eng->compact == NULL)
@@ -924,6 +1016,12 @@ static void print_line(const char *name, const struct result *r)
 		       " ratio=%.3f\n", name, r->writes, r->deletes,
 		       r->compact_seconds, r->live_keys, r->bytes,
 		       r->index_bytes, space_ratio(r));
+	if (r->phase == P_RECOVERY)
+		printf("bench engine=%s phase=recovery writes_after_checkpoint=%"
+		       PRIu64 " replayed=%" PRIu64 " crash_reopen_seconds=%.6f"
+		       " rebuild_seconds=%.6f ratio=%.4f\n", name, r->ops,
+		       r->replayed, r->seconds, r->rebuild_seconds,
+		       r->rebuild_seconds > 0 ? r->seconds / r->rebuild_seconds : 0);
 	if (r->phase == P_COMPACT)
 		printf("bench engine=%s phase=compact segments=%" PRIu64
 		       " records_copied=%" PRIu64 " bytes_reclaimed=%" PRIu64
@@ -1198,8 +1296,9 @@ static void usage(FILE *f)
 "                      spread uniformly (up to %u)\n"
 "  --threads T         reader threads in get, miss and zipf (default 1)\n"
 "  --phases P,Q,..     among load,reopen,get,miss,iter,mixed,zipf,space,\n"
-"                      compact (default: load to zipf; space and compact\n"
-"                      only when named); load and the reopen always\n"
+"                      recovery,compact (default: load to zipf; space,\n"
+"                      recovery and compact only when named); load and\n"
+"                      the reopen always\n"
 "                      happen, unreported unless chosen\n"
 "  --seed S            seed of keys, values and orders (default 42)\n"
 "  --dir DIR           where stores go (default: a new /tmp/cellar-bench-*,\n"
@@ -1241,6 +1340,15 @@ static void usage(FILE *f)
 "          varint lengths: 7 bytes for 16-byte keys and 100-byte values);\n"
 "          I is the index file (0 for stores without a separate one), so\n"
 "          the bar B <= 1.25 x live records + index is R <= 1.25\n"
+"  recovery not in the default list; cellar only.  A child process\n"
+"          puts 1000 keys, syncs and dies without closing (a crash with\n"
+"          1000 writes past the last index checkpoint); then a read-only\n"
+"          open is timed (it replays them), the index file is removed and\n"
+"          a read-only open that rebuilds the index from all segments is\n"
+"          timed.  ops = 1000, seconds = the reopen after the crash.\n"
+"          Extra line:\n"
+"            bench engine=cellar phase=recovery writes_after_checkpoint=W\n"
+"            replayed=R crash_reopen_seconds=C rebuild_seconds=B ratio=C/B\n"
 "  compact not in the default list; stores with a compaction (cellar)\n"
 "          only.  Overwrite every live key once (untimed), then one\n"
 "          compaction pass while a writer thread keeps overwriting random\n"

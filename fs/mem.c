@@ -29,12 +29,41 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <string.h>
 
 #include "error.h"
 #include "fs_util.h"
 
 #define MEM_MAX_SIZE ((uint64_t)1 << 40)
+
+
+/*
+ * Zeroed file buffers.  Large ones (a mapped segment reserves its whole
+ * maximum size) come straight from anonymous mmap: the pages stay untouched
+ * until written, whatever malloc does (glibc fills large calloc blocks when
+ * MALLOC_PERTURB_ is set, as meson's test runner sets it).
+ */
+#define ZALLOC_MMAP_MIN (1u << 20)
+
+static void *zalloc(size_t n)
+{
+	if (n < ZALLOC_MMAP_MIN)
+		return calloc(1, n);
+	void *p = mmap(NULL, n, PROT_READ | PROT_WRITE,
+	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static void zfree(void *p, size_t n)
+{
+	if (!p)
+		return;
+	if (n < ZALLOC_MMAP_MIN)
+		free(p);
+	else
+		munmap(p, n);
+}
 
 /* A file's contents; shared by its entry, open handles and mappings. */
 struct mem_node {
@@ -83,7 +112,7 @@ static struct mem_file *mem_file_of(cellar_file *f)
 static void node_unref(struct mem_node *n)
 {
 	if (n && --n->refs == 0) {
-		free(n->data);
+		zfree(n->data, n->cap);
 		free(n);
 	}
 }
@@ -177,16 +206,16 @@ static int reserve(struct mem_node *n, uint64_t need, const char *op)
 		ncap = MEM_MAX_SIZE;
 	if (ncap > SIZE_MAX)
 		return cellar__error(CELLAR_ENOMEM, "%s: out of memory", op);
-	d = calloc(1, (size_t)ncap);
+	d = zalloc((size_t)ncap);
 	if (!d && ncap > need) {
 		ncap = need;
-		d = calloc(1, (size_t)ncap);
+		d = zalloc((size_t)ncap);
 	}
 	if (!d)
 		return cellar__error(CELLAR_ENOMEM, "%s: out of memory", op);
 	if (n->size)
 		memcpy(d, n->data, (size_t)n->size);
-	free(n->data);
+	zfree(n->data, n->cap);
 	n->data = d;
 	n->cap = (size_t)ncap;
 	return CELLAR_OK;

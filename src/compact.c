@@ -229,6 +229,10 @@ int compact_run(cellar_db *db, cellar_compact_result *res,
 				rc = cellar__error(CELLAR_EBUSY, "an iterator is open");
 				break;
 			}
+			/* Writers waiting for the mutex go first. */
+			unsigned spins = 0;
+			while (atomic_load(&db->writers_waiting) > 0)
+				latch_relax(&spins);
 			pthread_mutex_lock(&db->wmutex);
 			double b0 = now_seconds();
 			rc = copy_batch(db, seqs[walked], &off, oldest, res, &done,

@@ -214,6 +214,18 @@ static int write_refused(cellar_db *db)
 	return CELLAR_OK;
 }
 
+/*
+ * Take the writer mutex for a put or delete, announcing the wait so that a
+ * compaction pass lets this writer in between two batches (pthread mutexes
+ * are not fair: without it, a pass could take the mutex back every time).
+ */
+static void writer_lock(cellar_db *db)
+{
+	atomic_fetch_add(&db->writers_waiting, 1);
+	pthread_mutex_lock(&db->wmutex);
+	atomic_fetch_sub(&db->writers_waiting, 1);
+}
+
 static int begin_write(cellar_db *db)
 {
 	if (!db)
@@ -236,7 +248,7 @@ int cellar_put(cellar_db *db, const void *key, size_t key_len,
 		                     val_len, CELLAR_MAX_VALUE_LEN);
 	if (!val && val_len)
 		return cellar__error(CELLAR_EINVAL, "value is NULL");
-	pthread_mutex_lock(&db->wmutex);
+	writer_lock(db);
 	if ((rc = write_refused(db)) == CELLAR_OK &&
 	    (rc = db_write(db, RECORD_PUT, key, key_len, val ? val : "", val_len,
 	                   WRITE_NORMAL, NULL)) == CELLAR_OK)
@@ -252,7 +264,7 @@ int cellar_delete(cellar_db *db, const void *key, size_t key_len)
 	cellar__error_clear();
 	if ((rc = begin_write(db)) < 0 || (rc = check_key(key, key_len)) < 0)
 		return rc;
-	pthread_mutex_lock(&db->wmutex);
+	writer_lock(db);
 	if ((rc = write_refused(db)) == CELLAR_OK &&
 	    (rc = db_write(db, RECORD_DELETE, key, key_len, NULL, 0, WRITE_NORMAL,
 	                   NULL)) == CELLAR_OK)

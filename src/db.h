@@ -46,6 +46,7 @@ struct cellar_db {
 	atomic_uint_fast64_t puts, deletes, syncs, compactions;
 
 	pthread_mutex_t wmutex;
+	atomic_uint writers_waiting; /* callers blocked on wmutex (put, delete) */
 	int failed;               /* error that poisoned writes, or 0 */
 	int bg_error;             /* a background compaction failed, or 0 */
 	uint64_t log_since_ckpt;  /* bytes appended since the last checkpoint */

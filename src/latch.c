@@ -6,7 +6,7 @@
 static atomic_uint next_thread_slot;
 _Thread_local unsigned latch__thread_slot = ~0u;
 
-static void relax(unsigned *spins)
+void latch_relax(unsigned *spins)
 {
 	if (++*spins < 64) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -46,7 +46,7 @@ unsigned latch_read_lock(latch *l)
 		atomic_fetch_sub_explicit(&l->slot[s].readers, 1,
 		                          memory_order_release);
 		while (atomic_load_explicit(&l->writer, memory_order_acquire))
-			relax(&spins);
+			latch_relax(&spins);
 	}
 }
 
@@ -66,7 +66,7 @@ void latch_write_lock(latch *l)
 		int i = __builtin_ctzll(used);
 		used &= used - 1;
 		while (atomic_load(&l->slot[i].readers) != 0)
-			relax(&spins);
+			latch_relax(&spins);
 	}
 }
 

@@ -29,6 +29,9 @@ typedef struct latch {
 
 void latch_init(latch *l);
 
+/** Back off in a wait loop: spin a little, then yield the CPU. */
+void latch_relax(unsigned *spins);
+
 extern _Thread_local unsigned latch__thread_slot;
 unsigned latch__assign_slot(void);
 

@@ -81,3 +81,50 @@ uint64_t tc_rand(uint64_t *state)
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
 	return z ^ (z >> 31);
 }
+
+void tc_store_init(tc_store *s)
+{
+	cellar_options init = CELLAR_OPTIONS_INIT;
+
+	s->fs = tc_fs_new();
+	s->dir = tc_dir_new();
+	s->db = NULL;
+	s->o = init;
+	s->o.fs = s->fs;
+	s->o.flags = CELLAR_CREATE;
+}
+
+void tc_store_open(tc_store *s)
+{
+	s->db = NULL;
+	OK(cellar_open(&s->db, s->dir, &s->o));
+	cr_assert_not_null(s->db);
+}
+
+void tc_store_new(tc_store *s, uint64_t max_segment_size)
+{
+	tc_store_init(s);
+	s->o.max_segment_size = max_segment_size;
+	tc_store_open(s);
+}
+
+void tc_store_close(tc_store *s)
+{
+	OK(cellar_close(s->db));
+	s->db = NULL;
+}
+
+void tc_store_reopen(tc_store *s)
+{
+	tc_store_close(s);
+	tc_store_open(s);
+}
+
+void tc_store_free(tc_store *s)
+{
+	if (s->db)
+		OK(cellar_close(s->db));
+	s->db = NULL;
+	cellar_fs_free(s->fs);
+	tc_dir_free(s->dir);
+}

@@ -17,93 +17,27 @@
 #include "cellar.h"
 #include "common.h"
 
-/* Assert that call returns CELLAR_OK, naming the error if not. */
-#define OK(call)                                                             \
-	do {                                                                 \
-		int rc_ = (call);                                            \
-		cr_assert_eq(rc_, CELLAR_OK, "%s: %s (%s)", #call,           \
-		             cellar_strerror(rc_), cellar_errmsg());         \
-	} while (0)
-
-/* Assert that call returns the error code want. */
-#define ERR(want, call)                                                      \
-	do {                                                                 \
-		int rc_ = (call);                                            \
-		cr_assert_eq(rc_, (want), "%s: want %s, got %s (%s)", #call, \
-		             cellar_strerror(want), cellar_strerror(rc_),    \
-		             cellar_errmsg());                               \
-	} while (0)
-
 #define SEG_64K (64u << 10)
 #define SEG_HEADER 32
 #define NO_VERSION (-1) /* model: the key is absent */
 
 /* ---- a store under test ------------------------------------------------ */
 
-typedef struct store {
-	cellar_fs *fs;
-	char *dir;
-	cellar_db *db;
-	cellar_options o;
-} store;
-
-static void store_open(store *s)
-{
-	s->db = NULL;
-	OK(cellar_open(&s->db, s->dir, &s->o));
-	cr_assert_not_null(s->db);
-}
-
-/* A new store with 64 KiB segments on the file system under test. */
-static void store_new(store *s)
-{
-	cellar_options init = CELLAR_OPTIONS_INIT;
-
-	s->fs = tc_fs_new();
-	s->dir = tc_dir_new();
-	s->o = init;
-	s->o.fs = s->fs;
-	s->o.flags = CELLAR_CREATE;
-	s->o.max_segment_size = SEG_64K;
-	store_open(s);
-}
-
-static void store_close(store *s)
-{
-	OK(cellar_close(s->db));
-	s->db = NULL;
-}
-
-static void store_reopen(store *s)
-{
-	store_close(s);
-	store_open(s);
-}
-
-static void store_free(store *s)
-{
-	if (s->db)
-		OK(cellar_close(s->db));
-	s->db = NULL;
-	cellar_fs_free(s->fs);
-	tc_dir_free(s->dir);
-}
-
-static void path_in(const store *s, const char *name, char *out, size_t cap)
+static void path_in(const tc_store *s, const char *name, char *out, size_t cap)
 {
 	int n = snprintf(out, cap, "%s/%s", s->dir, name);
 	cr_assert(n > 0 && (size_t)n < cap);
 }
 
 /* Close, remove the index file, reopen: the index is rebuilt from the log. */
-static void store_rebuild(store *s)
+static void store_rebuild(tc_store *s)
 {
 	char path[4200];
 
-	store_close(s);
+	tc_store_close(s);
 	path_in(s, "index", path, sizeof path);
 	OK(s->fs->remove(s->fs, path));
-	store_open(s);
+	tc_store_open(s);
 }
 
 static cellar_db_stats stats_of(cellar_db *db)
@@ -169,14 +103,14 @@ static int file_has_seq(const seq_list *l, uint64_t seq)
 	return 0;
 }
 
-static void files_of(const store *s, seq_list *l)
+static void files_of(const tc_store *s, seq_list *l)
 {
 	l->n = 0;
 	OK(s->fs->list(s->fs, s->dir, collect_seg, l));
 }
 
 /* The segment files on disk are exactly the segments the handle lists. */
-static void expect_files_match_segments(const store *s)
+static void expect_files_match_segments(const tc_store *s)
 {
 	seq_list *files = malloc(sizeof *files);
 	size_t n;
@@ -348,14 +282,14 @@ static void churn(cellar_db *db, long *ver, unsigned nkeys, unsigned rounds)
 
 Test(compact, overwrites_and_deletes_read_back_after_compaction)
 {
-	store s;
+	tc_store s;
 	long ver[CHURN_KEYS];
 	cellar_compact_result r;
 	seq_list *files = malloc(sizeof *files);
 	size_t nbefore, nafter;
 
 	cr_assert_not_null(files);
-	store_new(&s);
+	tc_store_new(&s, SEG_64K);
 	churn(s.db, ver, CHURN_KEYS, 4);
 	cellar_db_stats before = stats_of(s.db);
 	cellar_segment_info *segs_before = segments_of(s.db, &nbefore);
@@ -402,7 +336,7 @@ Test(compact, overwrites_and_deletes_read_back_after_compaction)
 	             (unsigned long long)r.segments_compacted);
 	expect_files_match_segments(&s);
 
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	expect_model(s.db, ver, CHURN_KEYS);
 	expect_files_match_segments(&s);
 	cellar_db_stats reopened = stats_of(s.db);
@@ -421,18 +355,18 @@ Test(compact, overwrites_and_deletes_read_back_after_compaction)
 	free(segs_after);
 	free(segs_before);
 	free(files);
-	store_free(&s);
+	tc_store_free(&s);
 }
 
 #define TOMB_KEYS 12000u
 
 Test(compact, only_tombstones_compact_to_an_empty_store)
 {
-	store s;
+	tc_store s;
 	cellar_compact_result r;
 	cellar_iter *it = NULL;
 
-	store_new(&s);
+	tc_store_new(&s, SEG_64K);
 	for (unsigned i = 0; i < TOMB_KEYS; i++)
 		put_num(s.db, i, 0);
 	for (unsigned i = 0; i < TOMB_KEYS; i++)
@@ -474,7 +408,7 @@ Test(compact, only_tombstones_compact_to_an_empty_store)
 	             (unsigned long long)last.segments);
 	cr_assert_eq(last.segment_bytes, last.segments * SEG_HEADER);
 
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	cr_assert_eq(count_of(s.db), 0);
 	for (unsigned i = 0; i < TOMB_KEYS; i += 13)
 		expect_absent(s.db, i);
@@ -486,15 +420,15 @@ Test(compact, only_tombstones_compact_to_an_empty_store)
 	cr_assert_eq(count_of(s.db), 0, "a rebuild brought deleted keys back");
 	for (unsigned i = 0; i < TOMB_KEYS; i++)
 		expect_absent(s.db, i);
-	store_free(&s);
+	tc_store_free(&s);
 }
 
 /* The first pass drops the tombstones it can; a rebuild after each pass. */
 Test(compact, tombstones_survive_a_rebuild_after_one_pass)
 {
-	store s;
+	tc_store s;
 
-	store_new(&s);
+	tc_store_new(&s, SEG_64K);
 	for (unsigned i = 0; i < TOMB_KEYS; i++)
 		put_num(s.db, i, 0);
 	for (unsigned i = 0; i < TOMB_KEYS; i++)
@@ -506,7 +440,7 @@ Test(compact, tombstones_survive_a_rebuild_after_one_pass)
 		             "pass %d: the rebuilt index holds %llu keys", pass,
 		             (unsigned long long)count_of(s.db));
 	}
-	store_free(&s);
+	tc_store_free(&s);
 }
 
 /*
@@ -529,7 +463,7 @@ static void put_big_k(cellar_db *db)
 	OK(cellar_put(db, k, kn, v, sizeof v));
 }
 
-static void expect_k_absent(store *s, const char *when)
+static void expect_k_absent(tc_store *s, const char *when)
 {
 	char k[16], buf[4096];
 	size_t kn = key_of(K_INDEX, k), n;
@@ -541,11 +475,11 @@ static void expect_k_absent(store *s, const char *when)
 
 static void tombstone_scenario(const unsigned *pcts, size_t npcts)
 {
-	store s;
+	tc_store s;
 	long ver[STABLE_KEYS + HOT_KEYS];
 	char when[96];
 
-	store_new(&s);
+	tc_store_new(&s, SEG_64K);
 	put_big_k(s.db);
 	for (unsigned i = 0; i < STABLE_KEYS + HOT_KEYS; i++)
 		ver[i] = NO_VERSION;
@@ -564,12 +498,12 @@ static void tombstone_scenario(const unsigned *pcts, size_t npcts)
 
 	for (size_t p = 0; p < npcts; p++) {
 		s.o.compact_dead_pct = pcts[p];
-		store_reopen(&s);
+		tc_store_reopen(&s);
 		OK(cellar_compact(s.db, NULL));
 		snprintf(when, sizeof when, "pass %zu at %u%%", p, pcts[p]);
 		expect_k_absent(&s, when);
 		expect_model(s.db, ver, STABLE_KEYS + HOT_KEYS);
-		store_reopen(&s);
+		tc_store_reopen(&s);
 		expect_k_absent(&s, when);
 		/* Give the next pass something to do. */
 		for (unsigned i = STABLE_KEYS; i < STABLE_KEYS + HOT_KEYS; i += 3) {
@@ -580,7 +514,7 @@ static void tombstone_scenario(const unsigned *pcts, size_t npcts)
 		expect_k_absent(&s, when);
 		expect_model(s.db, ver, STABLE_KEYS + HOT_KEYS);
 	}
-	store_free(&s);
+	tc_store_free(&s);
 }
 
 Test(compact, deleted_key_never_reappears_high_threshold_first)
@@ -597,11 +531,11 @@ Test(compact, deleted_key_never_reappears_low_threshold_first)
 
 Test(compact, deleted_key_never_reappears_when_reput_and_deleted_again)
 {
-	store s;
+	tc_store s;
 	char k[16];
 	size_t kn = key_of(K_INDEX, k);
 
-	store_new(&s);
+	tc_store_new(&s, SEG_64K);
 	put_big_k(s.db);
 	for (unsigned i = 0; i < STABLE_KEYS; i++)
 		put_num(s.db, i, 0);
@@ -619,24 +553,24 @@ Test(compact, deleted_key_never_reappears_when_reput_and_deleted_again)
 			put_num(s.db, i, 20 + r);
 	for (unsigned pct = 100; pct >= 1; pct = pct > 10 ? pct - 30 : pct - 1) {
 		s.o.compact_dead_pct = pct;
-		store_reopen(&s);
+		tc_store_reopen(&s);
 		OK(cellar_compact(s.db, NULL));
 		expect_k_absent(&s, "after a pass");
 		store_rebuild(&s);
 		expect_k_absent(&s, "after a rebuild");
 	}
-	store_free(&s);
+	tc_store_free(&s);
 }
 
 /* ---- what a pass touches ------------------------------------------------ */
 
 Test(compact, second_pass_rewrites_nothing)
 {
-	store s;
+	tc_store s;
 	long ver[CHURN_KEYS];
 	cellar_compact_result r1, r2;
 
-	store_new(&s);
+	tc_store_new(&s, SEG_64K);
 	churn(s.db, ver, CHURN_KEYS, 3);
 	OK(cellar_compact(s.db, &r1));
 	cr_assert_gt(r1.segments_compacted, 0);
@@ -653,7 +587,7 @@ Test(compact, second_pass_rewrites_nothing)
 	              (unsigned long long)after2.bytes_on_disk);
 	cr_assert_eq(after2.live_bytes, after1.live_bytes);
 	expect_model(s.db, ver, CHURN_KEYS);
-	store_free(&s);
+	tc_store_free(&s);
 }
 
 static int qualifies(const cellar_segment_info *g, unsigned pct)
@@ -664,12 +598,12 @@ static int qualifies(const cellar_segment_info *g, unsigned pct)
 
 Test(compact, segments_below_threshold_are_untouched)
 {
-	store s;
+	tc_store s;
 	long ver[4 * STABLE_KEYS + HOT_KEYS];
 	size_t nb, na;
 	cellar_compact_result r;
 
-	store_new(&s); /* compact_dead_pct: the default, 20 */
+	tc_store_new(&s, SEG_64K); /* compact_dead_pct: the default, 20 */
 	for (unsigned i = 0; i < 4 * STABLE_KEYS; i++) { /* ~2 segments */
 		put_num(s.db, i, 0);
 		ver[i] = 0;
@@ -727,7 +661,7 @@ Test(compact, segments_below_threshold_are_untouched)
 	expect_files_match_segments(&s);
 	free(a);
 	free(b);
-	store_free(&s);
+	tc_store_free(&s);
 }
 
 /* ---- concurrency ------------------------------------------------------- */
@@ -816,13 +750,13 @@ static void *conc_writer(void *arg)
 
 Test(compact, readers_and_writer_run_during_compaction)
 {
-	store s;
+	tc_store s;
 	conc *c = calloc(1, sizeof *c);
 	pthread_t readers[CONC_READERS], writer;
 	cellar_compact_result r;
 
 	cr_assert_not_null(c);
-	store_new(&s);
+	tc_store_new(&s, SEG_64K);
 	c->db = s.db;
 	for (unsigned rd = 0; rd < 8; rd++)
 		for (unsigned i = 0; i < CONC_KEYS; i++)
@@ -854,21 +788,21 @@ Test(compact, readers_and_writer_run_during_compaction)
 	for (unsigned i = 0; i < CONC_KEYS; i++)
 		ver[i] = atomic_load(&c->ver[i]);
 	expect_model(s.db, ver, CONC_KEYS);
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	expect_model(s.db, ver, CONC_KEYS);
-	store_free(&s);
+	tc_store_free(&s);
 	free(c);
 }
 
 /* A read-only handle opened before a pass keeps reading its snapshot. */
 Test(compact, read_only_handle_reads_while_writer_compacts)
 {
-	store s;
+	tc_store s;
 	long ver[CHURN_KEYS];
 	cellar_db *ro = NULL;
 	cellar_options o;
 
-	store_new(&s);
+	tc_store_new(&s, SEG_64K);
 	churn(s.db, ver, CHURN_KEYS, 3);
 	OK(cellar_sync(s.db));
 	o = s.o;
@@ -878,7 +812,7 @@ Test(compact, read_only_handle_reads_while_writer_compacts)
 	expect_model(ro, ver, CHURN_KEYS);
 	OK(cellar_close(ro));
 	expect_model(s.db, ver, CHURN_KEYS);
-	store_free(&s);
+	tc_store_free(&s);
 }
 
 /*
@@ -888,7 +822,7 @@ Test(compact, read_only_handle_reads_while_writer_compacts)
  */
 Test(compact, iteration_across_a_pass_returns_each_key_once)
 {
-	store s;
+	tc_store s;
 	unsigned char *seen = calloc(CHURN_KEYS, 1);
 	cellar_iter *it = NULL;
 	const void *k;
@@ -897,7 +831,7 @@ Test(compact, iteration_across_a_pass_returns_each_key_once)
 	int rc, busy = CELLAR_OK;
 
 	cr_assert_not_null(seen);
-	store_new(&s);
+	tc_store_new(&s, SEG_64K);
 	/* Every key, then the even ones again: the old segments end up half
 	 * dead, and their live (odd) keys come first in log order. */
 	for (unsigned i = 0; i < CHURN_KEYS; i++)
@@ -941,7 +875,7 @@ Test(compact, iteration_across_a_pass_returns_each_key_once)
 		cr_assert_gt(copied, 0, "the pass must move live keys");
 	}
 	free(seen);
-	store_free(&s);
+	tc_store_free(&s);
 }
 
 /* ---- background compaction and close ----------------------------------- */
@@ -1005,17 +939,17 @@ static int wait_for(atomic_int *v, int want)
 Test(compact, close_stops_background_compaction_cleanly)
 {
 	static const unsigned delays_ms[] = { 0, 0, 1, 2, 5, 20 };
-	store s;
+	tc_store s;
 	long ver[BG_KEYS];
 	events ev;
 
 	memset(&ev, 0, sizeof ev);
-	store_new(&s);
+	tc_store_new(&s, SEG_64K);
 	for (size_t d = 0; d < sizeof delays_ms / sizeof delays_ms[0]; d++) {
 		/* Dead data for the background thread, written without it. */
 		s.o.auto_compact_pct = 0;
 		s.o.on_event = NULL;
-		store_reopen(&s);
+		tc_store_reopen(&s);
 		for (unsigned rd = 0; rd < 3; rd++)
 			for (unsigned i = 0; i < BG_KEYS; i++) {
 				unsigned v = (unsigned)d * 10 + rd;
@@ -1031,14 +965,14 @@ Test(compact, close_stops_background_compaction_cleanly)
 		s.o.sync_interval_ms = 1;
 		s.o.on_event = on_event;
 		s.o.event_ctx = &ev;
-		store_reopen(&s);
+		tc_store_reopen(&s);
 		if (delays_ms[d])
 			sleep_ms(delays_ms[d]);
 		OK(cellar_close(s.db)); /* whether or not the pass finished */
 		s.db = NULL;
 		s.o.auto_compact_pct = 0;
 		s.o.on_event = NULL;
-		store_open(&s);
+		tc_store_open(&s);
 		expect_model(s.db, ver, BG_KEYS);
 		expect_files_match_segments(&s);
 		store_rebuild(&s);
@@ -1046,39 +980,39 @@ Test(compact, close_stops_background_compaction_cleanly)
 	}
 	cr_assert_eq(atomic_load(&ev.errors), 0, "a background error was reported");
 	cr_assert_eq(atomic_load(&ev.bad), 0, "a malformed event");
-	store_free(&s);
+	tc_store_free(&s);
 }
 
 Test(compact, background_compaction_reclaims_dead_space)
 {
-	store s;
+	tc_store s;
 	long ver[CHURN_KEYS];
 	events ev;
 
 	memset(&ev, 0, sizeof ev);
-	store_new(&s);
+	tc_store_new(&s, SEG_64K);
 	churn(s.db, ver, CHURN_KEYS, 4);
 	cellar_db_stats before = stats_of(s.db);
 	s.o.auto_compact_pct = 30;
 	s.o.sync_interval_ms = 5;
 	s.o.on_event = on_event;
 	s.o.event_ctx = &ev;
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	cr_assert(wait_for(&ev.compacts, 1), "no background pass was reported");
 	cr_assert_eq(atomic_load(&ev.errors), 0);
 	cr_assert_eq(atomic_load(&ev.bad), 0);
 	cr_assert_gt(atomic_load(&ev.segments), 0);
 	cr_assert_gt(atomic_load(&ev.copied), 0);
 	/* Let any pass in flight finish before looking (close stops it). */
-	store_close(&s);
+	tc_store_close(&s);
 	s.o.auto_compact_pct = 0;
 	s.o.on_event = NULL;
-	store_open(&s);
+	tc_store_open(&s);
 	cellar_db_stats after = stats_of(s.db);
 	cr_assert_lt(after.dead_bytes, before.dead_bytes);
 	cr_assert_lt(after.segments, before.segments);
 	expect_model(s.db, ver, CHURN_KEYS);
-	store_free(&s);
+	tc_store_free(&s);
 }
 
 /*
@@ -1089,30 +1023,30 @@ Test(compact, background_compaction_reclaims_dead_space)
  */
 Test(compact, background_passes_stop_rewriting_once_converged)
 {
-	store s;
+	tc_store s;
 	long ver[CHURN_KEYS];
 	events ev;
 
 	memset(&ev, 0, sizeof ev);
-	store_new(&s);
+	tc_store_new(&s, SEG_64K);
 	churn(s.db, ver, CHURN_KEYS, 3);
 	s.o.auto_compact_pct = 5;
 	s.o.sync_interval_ms = 2;
 	s.o.on_event = on_event;
 	s.o.event_ctx = &ev;
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	int passes = wait_for(&ev.compacts, 8);
 	int rewriting = atomic_load(&ev.rewriting);
 	int total = atomic_load(&ev.compacts);
-	store_close(&s);
+	tc_store_close(&s);
 	cr_assert(passes, "fewer than 8 background passes ran");
 	cr_assert_leq(rewriting, 2, "%d of %d background passes rewrote segments "
 	              "of a store with nothing new to reclaim", rewriting, total);
 	s.o.auto_compact_pct = 0;
 	s.o.on_event = NULL;
-	store_open(&s);
+	tc_store_open(&s);
 	expect_model(s.db, ver, CHURN_KEYS);
-	store_free(&s);
+	tc_store_free(&s);
 }
 
 /*
@@ -1121,13 +1055,13 @@ Test(compact, background_passes_stop_rewriting_once_converged)
  */
 Test(compact, open_iterator_does_not_make_background_compaction_fail)
 {
-	store s;
+	tc_store s;
 	long ver[CHURN_KEYS];
 	events ev;
 	cellar_iter *it = NULL;
 
 	memset(&ev, 0, sizeof ev);
-	store_new(&s);
+	tc_store_new(&s, SEG_64K);
 	churn(s.db, ver, CHURN_KEYS, 3);
 	OK(cellar_iter_new(s.db, &it));
 	OK(cellar_iter_next(it, NULL, NULL, NULL, NULL));
@@ -1136,7 +1070,7 @@ Test(compact, open_iterator_does_not_make_background_compaction_fail)
 	s.o.on_event = on_event;
 	s.o.event_ctx = &ev;
 	cellar_iter_free(it); /* iterators must not outlive their handle */
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	OK(cellar_iter_new(s.db, &it));
 	OK(cellar_iter_next(it, NULL, NULL, NULL, NULL));
 	sleep_ms(30); /* background rounds meet the open iterator */
@@ -1148,28 +1082,28 @@ Test(compact, open_iterator_does_not_make_background_compaction_fail)
 	put_num(s.db, 2, 500);
 	ver[2] = 500;
 	cr_assert_eq(atomic_load(&ev.errors), 0, "a background error was reported");
-	store_close(&s);
+	tc_store_close(&s);
 	s.o.auto_compact_pct = 0;
 	s.o.on_event = NULL;
-	store_open(&s);
+	tc_store_open(&s);
 	expect_model(s.db, ver, CHURN_KEYS);
-	store_free(&s);
+	tc_store_free(&s);
 }
 
 /* ---- events --------------------------------------------------------------- */
 
 Test(compact, compact_event_reports_the_pass)
 {
-	store s;
+	tc_store s;
 	long ver[CHURN_KEYS];
 	events ev;
 	cellar_compact_result r;
 
 	memset(&ev, 0, sizeof ev);
-	store_new(&s);
+	tc_store_new(&s, SEG_64K);
 	s.o.on_event = on_event;
 	s.o.event_ctx = &ev;
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	churn(s.db, ver, CHURN_KEYS, 3);
 	OK(cellar_compact(s.db, &r));
 	/* cellar_compact reports before it returns, on this thread. */
@@ -1185,21 +1119,21 @@ Test(compact, compact_event_reports_the_pass)
 	/* A pass with nothing to do is still a pass. */
 	OK(cellar_compact(s.db, NULL));
 	cr_assert_eq(atomic_load(&ev.compacts), 2);
-	store_free(&s);
+	tc_store_free(&s);
 }
 
 Test(compact, periodic_sync_sends_sync_events)
 {
-	store s;
+	tc_store s;
 	events ev;
 
 	memset(&ev, 0, sizeof ev);
-	store_new(&s);
+	tc_store_new(&s, SEG_64K);
 	s.o.sync_mode = CELLAR_SYNC_PERIODIC;
 	s.o.sync_interval_ms = 5;
 	s.o.on_event = on_event;
 	s.o.event_ctx = &ev;
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	put_num(s.db, 1, 1);
 	cr_assert(wait_for(&ev.syncs, 3), "only %d sync events",
 	          atomic_load(&ev.syncs));
@@ -1210,23 +1144,23 @@ Test(compact, periodic_sync_sends_sync_events)
 	cr_assert_eq(atomic_load(&ev.bad), 0);
 	cr_assert_eq(atomic_load(&ev.compacts), 0, "no compaction was asked for");
 	cr_assert_geq(stats_of(s.db).syncs, 3);
-	store_close(&s);
+	tc_store_close(&s);
 	/* No events once the handle is closed. */
 	seen = atomic_load(&ev.syncs);
 	sleep_ms(20);
 	cr_assert_eq(atomic_load(&ev.syncs), seen);
-	store_free(&s);
+	tc_store_free(&s);
 }
 
 /* ---- arguments ----------------------------------------------------------- */
 
 Test(compact, percentages_over_100_are_rejected)
 {
-	store s;
+	tc_store s;
 	cellar_db *db = (cellar_db *)&s; /* must be overwritten with NULL */
 
-	store_new(&s);
-	store_close(&s);
+	tc_store_new(&s, SEG_64K);
+	tc_store_close(&s);
 	s.o.compact_dead_pct = 101;
 	ERR(CELLAR_EINVAL, cellar_open(&db, s.dir, &s.o));
 	cr_assert_null(db);
@@ -1236,21 +1170,21 @@ Test(compact, percentages_over_100_are_rejected)
 	ERR(CELLAR_EINVAL, cellar_open(&db, s.dir, &s.o));
 	cr_assert_null(db);
 	s.o.auto_compact_pct = 100;
-	store_open(&s); /* 100 is in range */
-	store_free(&s);
+	tc_store_open(&s); /* 100 is in range */
+	tc_store_free(&s);
 }
 
 Test(compact, compact_on_read_only_handle_fails)
 {
-	store s;
+	tc_store s;
 	long ver[CHURN_KEYS];
 	cellar_compact_result r;
 
-	store_new(&s);
+	tc_store_new(&s, SEG_64K);
 	churn(s.db, ver, CHURN_KEYS, 2);
-	store_close(&s);
+	tc_store_close(&s);
 	s.o.flags = CELLAR_READONLY;
-	store_open(&s);
+	tc_store_open(&s);
 	cellar_db_stats before = stats_of(s.db);
 	ERR(CELLAR_EREADONLY, cellar_compact(s.db, &r));
 	ERR(CELLAR_EREADONLY, cellar_compact(s.db, NULL));
@@ -1258,31 +1192,31 @@ Test(compact, compact_on_read_only_handle_fails)
 	cr_assert_eq(after.segments, before.segments);
 	cr_assert_eq(after.dead_bytes, before.dead_bytes);
 	expect_model(s.db, ver, CHURN_KEYS);
-	store_free(&s);
+	tc_store_free(&s);
 }
 
 Test(compact, null_db_is_invalid_and_result_is_optional)
 {
-	store s;
+	tc_store s;
 	cellar_compact_result r;
 	long ver[CHURN_KEYS];
 
 	ERR(CELLAR_EINVAL, cellar_compact(NULL, &r));
 	ERR(CELLAR_EINVAL, cellar_compact(NULL, NULL));
-	store_new(&s);
+	tc_store_new(&s, SEG_64K);
 	OK(cellar_compact(s.db, NULL)); /* empty store */
 	churn(s.db, ver, CHURN_KEYS, 2);
 	OK(cellar_compact(s.db, NULL));
 	expect_model(s.db, ver, CHURN_KEYS);
-	store_free(&s);
+	tc_store_free(&s);
 }
 
 Test(compact, empty_store_pass_does_nothing)
 {
-	store s;
+	tc_store s;
 	cellar_compact_result r;
 
-	store_new(&s);
+	tc_store_new(&s, SEG_64K);
 	memset(&r, 0xee, sizeof r);
 	OK(cellar_compact(s.db, &r));
 	cr_assert_eq(r.segments_compacted, 0);
@@ -1292,5 +1226,5 @@ Test(compact, empty_store_pass_does_nothing)
 	cr_assert_eq(r.bytes_reclaimed, 0);
 	cr_assert_eq(r.complete, 1);
 	cr_assert_eq(count_of(s.db), 0);
-	store_free(&s);
+	tc_store_free(&s);
 }

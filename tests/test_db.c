@@ -27,72 +27,10 @@
 #  define SANITIZED 0
 #endif
 
-/* Assert that call returns CELLAR_OK, naming the error if not. */
-#define OK(call)                                                             \
-	do {                                                                 \
-		int rc_ = (call);                                            \
-		cr_assert_eq(rc_, CELLAR_OK, "%s: %s (%s)", #call,           \
-		             cellar_strerror(rc_), cellar_errmsg());         \
-	} while (0)
-
-/* Assert that call returns the error code want. */
-#define ERR(want, call)                                                      \
-	do {                                                                 \
-		int rc_ = (call);                                            \
-		cr_assert_eq(rc_, (want), "%s: want %s, got %s (%s)", #call, \
-		             cellar_strerror(want), cellar_strerror(rc_),    \
-		             cellar_errmsg());                               \
-	} while (0)
-
-/* One store under test: its file system, directory and open handle. */
-typedef struct store {
-	cellar_fs *fs;
-	char *dir;
-	cellar_db *db;
-	cellar_options o;
-} store;
-
-static void store_open(store *s)
+/* tc_store_free(), then the test hooks back to their defaults. */
+static void store_free(tc_store *s)
 {
-	s->db = NULL;
-	OK(cellar_open(&s->db, s->dir, &s->o));
-	cr_assert_not_null(s->db);
-}
-
-/* A file system and path for a new store; set more options, then open. */
-static void store_init(store *s)
-{
-	cellar_options init = CELLAR_OPTIONS_INIT;
-
-	s->fs = tc_fs_new();
-	s->dir = tc_dir_new();
-	s->db = NULL;
-	s->o = init;
-	s->o.fs = s->fs;
-	s->o.flags = CELLAR_CREATE;
-}
-
-/* A fresh store on the file system under test, created and opened. */
-static void store_new(store *s)
-{
-	store_init(s);
-	store_open(s);
-}
-
-static void store_reopen(store *s)
-{
-	OK(cellar_close(s->db));
-	s->db = NULL;
-	store_open(s);
-}
-
-static void store_free(store *s)
-{
-	if (s->db)
-		OK(cellar_close(s->db));
-	s->db = NULL;
-	cellar_fs_free(s->fs);
-	tc_dir_free(s->dir);
+	tc_store_free(s);
 	cellar__test_set_hash(NULL);
 	cellar__test_set_max_buckets(0);
 }
@@ -288,13 +226,13 @@ Test(db, open_empty_directory_without_create_is_enoent)
 
 Test(db, create_then_reopen_without_create)
 {
-	store s;
+	tc_store s;
 
-	store_new(&s);
+	tc_store_new(&s, 0);
 	OK(cellar_put(s.db, "apple", 5, "red", 3));
 	OK(cellar_close(s.db));
 	s.o.flags = 0;
-	store_open(&s);
+	tc_store_open(&s);
 	expect_value(s.db, "apple", 5, "red", 3);
 	cr_assert_eq(count_of(s.db), 1);
 	store_free(&s);
@@ -302,11 +240,11 @@ Test(db, create_then_reopen_without_create)
 
 Test(db, create_on_an_existing_store_keeps_its_data)
 {
-	store s;
+	tc_store s;
 
-	store_new(&s);
+	tc_store_new(&s, 0);
 	OK(cellar_put(s.db, "apple", 5, "red", 3));
-	store_reopen(&s); /* still with CELLAR_CREATE */
+	tc_store_reopen(&s); /* still with CELLAR_CREATE */
 	expect_value(s.db, "apple", 5, "red", 3);
 	cr_assert_eq(count_of(s.db), 1);
 	store_free(&s);
@@ -403,17 +341,17 @@ Test(db, open_accepts_boundary_options)
 
 Test(db, hash_seed_is_kept_from_creation)
 {
-	store s;
+	tc_store s;
 
 	/* Create with one seed, reopen with another: the first one sticks. */
-	store_init(&s);
+	tc_store_init(&s);
 	s.o.hash_seed = 42;
-	store_open(&s);
+	tc_store_open(&s);
 	for (uint64_t i = 0; i < 2000; i++)
 		put_numbered(s.db, i, 0);
 	OK(cellar_close(s.db));
 	s.o.hash_seed = 7;
-	store_open(&s);
+	tc_store_open(&s);
 	for (uint64_t i = 0; i < 2000; i++)
 		expect_numbered(s.db, i, 0);
 	cr_assert_eq(count_of(s.db), 2000);
@@ -422,10 +360,10 @@ Test(db, hash_seed_is_kept_from_creation)
 
 Test(db, second_writer_is_elocked_until_the_first_closes)
 {
-	store s;
+	tc_store s;
 	cellar_db *db2 = (cellar_db *)&s;
 
-	store_new(&s);
+	tc_store_new(&s, 0);
 	OK(cellar_put(s.db, "k", 1, "v1", 2));
 	ERR(CELLAR_ELOCKED, cellar_open(&db2, s.dir, &s.o));
 	cr_assert_null(db2);
@@ -442,7 +380,7 @@ Test(db, second_writer_is_elocked_until_the_first_closes)
 	expect_value(db2, "k", 1, "v2", 2);
 	OK(cellar_put(db2, "k", 1, "v3", 2));
 	OK(cellar_close(db2));
-	store_open(&s);
+	tc_store_open(&s);
 	expect_value(s.db, "k", 1, "v3", 2);
 	store_free(&s);
 }
@@ -451,12 +389,12 @@ Test(db, second_writer_through_another_fs_is_elocked)
 {
 	if (strcmp(tc_fs_name(), "mem") == 0)
 		cr_skip_test("two mem file systems are two disjoint worlds");
-	store s;
+	tc_store s;
 	cellar_fs *fs2 = tc_fs_new();
 	cellar_options o2;
 	cellar_db *db2 = (cellar_db *)&s;
 
-	store_new(&s);
+	tc_store_new(&s, 0);
 	o2 = s.o;
 	o2.fs = fs2;
 	o2.flags = 0;
@@ -472,11 +410,11 @@ Test(db, second_writer_through_another_fs_is_elocked)
 
 Test(db, readonly_open_works_while_a_writer_has_the_store)
 {
-	store s;
+	tc_store s;
 	cellar_options ro;
 	cellar_db *r1 = NULL, *r2 = NULL;
 
-	store_new(&s);
+	tc_store_new(&s, 0);
 	OK(cellar_put(s.db, "a", 1, "one", 3));
 	OK(cellar_put(s.db, "gone", 4, "x", 1));
 	OK(cellar_delete(s.db, "gone", 4));
@@ -506,18 +444,18 @@ Test(db, readonly_open_works_while_a_writer_has_the_store)
 
 Test(db, readonly_handle_does_not_block_a_writer)
 {
-	store s;
+	tc_store s;
 	cellar_options ro;
 	cellar_db *r = NULL;
 
-	store_new(&s);
+	tc_store_new(&s, 0);
 	OK(cellar_put(s.db, "a", 1, "one", 3));
 	OK(cellar_close(s.db));
 	s.db = NULL;
 	ro = s.o;
 	ro.flags = CELLAR_READONLY;
 	OK(cellar_open(&r, s.dir, &ro));
-	store_open(&s);
+	tc_store_open(&s);
 	OK(cellar_put(s.db, "a", 1, "two", 3));
 	expect_value(s.db, "a", 1, "two", 3);
 	expect_value(r, "a", 1, "one", 3);
@@ -549,13 +487,13 @@ Test(db, readonly_open_of_missing_store_is_enoent_even_with_create)
 
 Test(db, writes_on_a_readonly_handle_are_ereadonly)
 {
-	store s;
+	tc_store s;
 
-	store_new(&s);
+	tc_store_new(&s, 0);
 	OK(cellar_put(s.db, "k", 1, "v", 1));
 	OK(cellar_close(s.db));
 	s.o.flags = CELLAR_READONLY;
-	store_open(&s);
+	tc_store_open(&s);
 	ERR(CELLAR_EREADONLY, cellar_put(s.db, "k", 1, "w", 1));
 	ERR(CELLAR_EREADONLY, cellar_put(s.db, "new", 3, "w", 1));
 	ERR(CELLAR_EREADONLY, cellar_delete(s.db, "k", 1));
@@ -565,7 +503,7 @@ Test(db, writes_on_a_readonly_handle_are_ereadonly)
 	cr_assert_eq(count_of(s.db), 1);
 	OK(cellar_close(s.db));
 	s.o.flags = 0;
-	store_open(&s);
+	tc_store_open(&s);
 	expect_value(s.db, "k", 1, "v", 1);
 	cr_assert_eq(count_of(s.db), 1);
 	store_free(&s);
@@ -581,12 +519,12 @@ Test(db, close_and_free_accept_null)
 
 Test(db, fresh_store_counts_zero)
 {
-	store s;
+	tc_store s;
 
-	store_new(&s);
+	tc_store_new(&s, 0);
 	cr_assert_eq(count_of(s.db), 0);
 	expect_absent(s.db, "k", 1);
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	cr_assert_eq(count_of(s.db), 0);
 	store_free(&s);
 }
@@ -595,11 +533,11 @@ Test(db, fresh_store_counts_zero)
 
 Test(db, put_then_get_returns_value)
 {
-	store s;
+	tc_store s;
 	char buf[16];
 	size_t n = 0;
 
-	store_new(&s);
+	tc_store_new(&s, 0);
 	OK(cellar_put(s.db, "apple", 5, "red", 3));
 	OK(cellar_get(s.db, "apple", 5, buf, sizeof buf, &n));
 	cr_assert_eq(n, 3);
@@ -618,9 +556,9 @@ Test(db, put_then_get_returns_value)
 
 Test(db, keys_are_compared_as_bytes)
 {
-	store s;
+	tc_store s;
 
-	store_new(&s);
+	tc_store_new(&s, 0);
 	OK(cellar_put(s.db, "a", 1, "1", 1));
 	OK(cellar_put(s.db, "a\0", 2, "2", 1));
 	OK(cellar_put(s.db, "a\0b", 3, "3", 1));
@@ -641,18 +579,18 @@ Test(db, keys_are_compared_as_bytes)
 		expect_value(s.db, "\0", 1, "8", 1);
 		expect_absent(s.db, "a\0d", 3);
 		expect_absent(s.db, "abc", 3);
-		store_reopen(&s);
+		tc_store_reopen(&s);
 	}
 	store_free(&s);
 }
 
 Test(db, overwrite_replaces_value_and_keeps_count)
 {
-	store s;
+	tc_store s;
 	char big[1000];
 
 	memset(big, 'b', sizeof big);
-	store_new(&s);
+	tc_store_new(&s, 0);
 	OK(cellar_put(s.db, "k", 1, "first", 5));
 	OK(cellar_put(s.db, "other", 5, "o", 1));
 	OK(cellar_put(s.db, "k", 1, "second!", 7));
@@ -665,7 +603,7 @@ Test(db, overwrite_replaces_value_and_keeps_count)
 	OK(cellar_put(s.db, "k", 1, "", 0));
 	expect_value(s.db, "k", 1, "", 0);
 	cr_assert_eq(count_of(s.db), 2);
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	expect_value(s.db, "k", 1, "", 0);
 	expect_value(s.db, "other", 5, "o", 1);
 	cr_assert_eq(count_of(s.db), 2);
@@ -674,12 +612,12 @@ Test(db, overwrite_replaces_value_and_keeps_count)
 
 Test(db, zero_length_value_round_trips)
 {
-	store s;
+	tc_store s;
 	char buf[4];
 	size_t n = 99;
 	void *p = NULL;
 
-	store_new(&s);
+	tc_store_new(&s, 0);
 	OK(cellar_put(s.db, "empty", 5, "ignored", 0));
 	OK(cellar_put(s.db, "null", 4, NULL, 0));
 	for (int pass = 0; pass < 2; pass++) {
@@ -696,22 +634,22 @@ Test(db, zero_length_value_round_trips)
 		cr_assert_eq(n, 0);
 		cellar_free(p);
 		cr_assert_eq(count_of(s.db), 2);
-		store_reopen(&s);
+		tc_store_reopen(&s);
 	}
 	store_free(&s);
 }
 
 Test(db, one_byte_key_round_trips)
 {
-	store s;
+	tc_store s;
 
-	store_new(&s);
+	tc_store_new(&s, 0);
 	for (int c = 0; c < 256; c++) {
 		unsigned char k = (unsigned char)c;
 		OK(cellar_put(s.db, &k, 1, &k, 1));
 	}
 	cr_assert_eq(count_of(s.db), 256);
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	for (int c = 0; c < 256; c++) {
 		unsigned char k = (unsigned char)c;
 		expect_value(s.db, &k, 1, &k, 1);
@@ -721,7 +659,7 @@ Test(db, one_byte_key_round_trips)
 
 Test(db, longest_key_works_and_one_more_is_ekeylen)
 {
-	store s;
+	tc_store s;
 	size_t max = CELLAR_MAX_KEY_LEN;
 	unsigned char *key = malloc(max + 1);
 	uint64_t total;
@@ -730,7 +668,7 @@ Test(db, longest_key_works_and_one_more_is_ekeylen)
 	cr_assert_not_null(key);
 	for (size_t i = 0; i <= max; i++)
 		key[i] = (unsigned char)(i * 13 + 5);
-	store_new(&s);
+	tc_store_new(&s, 0);
 	OK(cellar_put(s.db, key, max, "long", 4));
 	ERR(CELLAR_EKEYLEN, cellar_put(s.db, key, max + 1, "long", 4));
 	ERR(CELLAR_EKEYLEN, cellar_get(s.db, key, max + 1, NULL, 0, NULL));
@@ -742,13 +680,13 @@ Test(db, longest_key_works_and_one_more_is_ekeylen)
 	/* A key one byte shorter is a different key. */
 	expect_absent(s.db, key, max - 1);
 	cr_assert_eq(count_of(s.db), 1);
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	expect_value(s.db, key, max, "long", 4);
 	cr_assert_eq(iter_occurrences(s.db, key, max, &total), 1);
 	cr_assert_eq(total, 1);
 	OK(cellar_delete(s.db, key, max));
 	expect_absent(s.db, key, max);
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	expect_absent(s.db, key, max);
 	cr_assert_eq(count_of(s.db), 0);
 	store_free(&s);
@@ -757,10 +695,10 @@ Test(db, longest_key_works_and_one_more_is_ekeylen)
 
 Test(db, empty_key_is_ekeylen)
 {
-	store s;
+	tc_store s;
 	void *p = (void *)&s;
 
-	store_new(&s);
+	tc_store_new(&s, 0);
 	ERR(CELLAR_EKEYLEN, cellar_put(s.db, "k", 0, "v", 1));
 	ERR(CELLAR_EKEYLEN, cellar_get(s.db, "k", 0, NULL, 0, NULL));
 	ERR(CELLAR_EKEYLEN, cellar_get_alloc(s.db, "k", 0, &p, NULL));
@@ -773,10 +711,10 @@ Test(db, empty_key_is_ekeylen)
 
 Test(db, value_over_the_limit_is_evallen_before_reading_it)
 {
-	store s;
+	tc_store s;
 	char one = 'x'; /* only one byte: the length must be checked first */
 
-	store_new(&s);
+	tc_store_new(&s, 0);
 	ERR(CELLAR_EVALLEN, cellar_put(s.db, "k", 1, &one, (size_t)CELLAR_MAX_VALUE_LEN + 1));
 	ERR(CELLAR_EVALLEN, cellar_put(s.db, "k", 1, &one, SIZE_MAX));
 	expect_absent(s.db, "k", 1);
@@ -789,14 +727,14 @@ Test(db, value_over_the_limit_is_evallen_before_reading_it)
 
 Test(db, null_arguments_are_einval)
 {
-	store s;
+	tc_store s;
 	char buf[8];
 	size_t n;
 	uint64_t c;
 	void *p;
 	cellar_iter *it;
 
-	store_new(&s);
+	tc_store_new(&s, 0);
 	OK(cellar_put(s.db, "k", 1, "v", 1));
 
 	ERR(CELLAR_EINVAL, cellar_put(s.db, NULL, 1, "v", 1));
@@ -833,11 +771,11 @@ Test(db, null_arguments_are_einval)
 
 Test(db, get_with_small_buffer_is_ebufs_and_tells_length)
 {
-	store s;
+	tc_store s;
 	char buf[8];
 	size_t n = 0;
 
-	store_new(&s);
+	tc_store_new(&s, 0);
 	OK(cellar_put(s.db, "k", 1, "0123456789", 10));
 	ERR(CELLAR_EBUFS, cellar_get(s.db, "k", 1, buf, sizeof buf, &n));
 	cr_assert_eq(n, 10, "*val_len is the length needed");
@@ -859,11 +797,11 @@ Test(db, get_with_small_buffer_is_ebufs_and_tells_length)
 
 Test(db, get_of_absent_key_is_enotfound)
 {
-	store s;
+	tc_store s;
 	void *p = (void *)&s;
 	size_t n;
 
-	store_new(&s);
+	tc_store_new(&s, 0);
 	expect_absent(s.db, "nope", 4);
 	ERR(CELLAR_ENOTFOUND, cellar_get(s.db, "nope", 4, NULL, 0, &n));
 	ERR(CELLAR_ENOTFOUND, cellar_get_alloc(s.db, "nope", 4, &p, &n));
@@ -876,11 +814,11 @@ Test(db, get_of_absent_key_is_enotfound)
 
 Test(db, get_alloc_returns_a_copy_the_caller_frees)
 {
-	store s;
+	tc_store s;
 	void *p = NULL;
 	size_t n = 0;
 
-	store_new(&s);
+	tc_store_new(&s, 0);
 	OK(cellar_put(s.db, "k", 1, "hello", 5));
 	OK(cellar_get_alloc(s.db, "k", 1, &p, &n));
 	cr_assert_eq(n, 5);
@@ -900,9 +838,9 @@ Test(db, get_alloc_returns_a_copy_the_caller_frees)
 
 Test(db, delete_removes_key_and_drops_count)
 {
-	store s;
+	tc_store s;
 
-	store_new(&s);
+	tc_store_new(&s, 0);
 	OK(cellar_put(s.db, "a", 1, "1", 1));
 	OK(cellar_put(s.db, "b", 1, "2", 1));
 	cr_assert_eq(count_of(s.db), 2);
@@ -924,7 +862,7 @@ Test(db, delete_removes_key_and_drops_count)
 
 static void big_value_round_trip(size_t len, uint64_t max_segment_size)
 {
-	store s;
+	tc_store s;
 	unsigned char *v = malloc(len);
 	uint64_t seed = len;
 	void *p = NULL;
@@ -935,9 +873,9 @@ static void big_value_round_trip(size_t len, uint64_t max_segment_size)
 		uint64_t r = tc_rand(&seed);
 		memcpy(v + i, &r, len - i < 8 ? len - i : 8);
 	}
-	store_init(&s);
+	tc_store_init(&s);
 	s.o.max_segment_size = max_segment_size;
-	store_open(&s);
+	tc_store_open(&s);
 	OK(cellar_put(s.db, "before", 6, "b", 1));
 	OK(cellar_put(s.db, "big", 3, v, len));
 	OK(cellar_put(s.db, "after", 5, "a", 1));
@@ -959,7 +897,7 @@ static void big_value_round_trip(size_t len, uint64_t max_segment_size)
 		cr_assert_eq(n, len);
 		expect_value(s.db, "before", 6, "b", 1);
 		expect_value(s.db, "after", 5, "a", 1);
-		store_reopen(&s);
+		tc_store_reopen(&s);
 	}
 	/* Overwriting it with a small value frees nothing we can see but must
 	 * replace it. */
@@ -996,20 +934,20 @@ Test(db, value_of_the_maximum_length_round_trips)
 
 Test(db, reopen_keeps_every_value)
 {
-	store s;
+	tc_store s;
 	const uint64_t n = 10000;
 
-	store_new(&s);
+	tc_store_new(&s, 0);
 	for (uint64_t i = 0; i < n; i++)
 		put_numbered(s.db, i, 0);
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	for (uint64_t i = 0; i < n; i++)
 		expect_numbered(s.db, i, 0);
 	cr_assert_eq(count_of(s.db), n);
 	/* Overwrite half, reopen: the newest value wins. */
 	for (uint64_t i = 0; i < n; i += 2)
 		put_numbered(s.db, i, 1);
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	for (uint64_t i = 0; i < n; i++)
 		expect_numbered(s.db, i, i % 2 == 0 ? 1 : 0);
 	cr_assert_eq(count_of(s.db), n);
@@ -1018,11 +956,11 @@ Test(db, reopen_keeps_every_value)
 
 Test(db, deletes_and_count_survive_reopen)
 {
-	store s;
+	tc_store s;
 	const uint64_t n = 3000;
 	uint64_t live = n;
 
-	store_new(&s);
+	tc_store_new(&s, 0);
 	for (uint64_t i = 0; i < n; i++)
 		put_numbered(s.db, i, 0);
 	for (uint64_t i = 0; i < n; i += 3, live--) {
@@ -1031,7 +969,7 @@ Test(db, deletes_and_count_survive_reopen)
 	}
 	cr_assert_eq(count_of(s.db), live);
 	for (int pass = 0; pass < 2; pass++) {
-		store_reopen(&s);
+		tc_store_reopen(&s);
 		cr_assert_eq(count_of(s.db), live);
 		for (uint64_t i = 0; i < n; i++) {
 			if (i % 3 == 0)
@@ -1043,7 +981,7 @@ Test(db, deletes_and_count_survive_reopen)
 	/* A deleted key put again after reopen is back, once. */
 	put_numbered(s.db, 0, 5);
 	cr_assert_eq(count_of(s.db), live + 1);
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	expect_numbered(s.db, 0, 5);
 	cr_assert_eq(count_of(s.db), live + 1);
 	store_free(&s);
@@ -1056,13 +994,13 @@ Test(db, deletes_and_count_survive_reopen)
  */
 static void reopen_small_then_grow(uint64_t keys_before)
 {
-	store s;
+	tc_store s;
 	const uint64_t n = 3000;
 
-	store_new(&s);
+	tc_store_new(&s, 0);
 	for (uint64_t i = 0; i < keys_before; i++)
 		put_numbered(s.db, n + i, 0);
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	for (uint64_t i = 0; i < n; i++) {
 		put_numbered(s.db, i, 0);
 		expect_numbered(s.db, i, 0);
@@ -1072,7 +1010,7 @@ static void reopen_small_then_grow(uint64_t keys_before)
 	for (uint64_t i = 0; i < keys_before; i++)
 		expect_numbered(s.db, n + i, 0);
 	cr_assert_eq(count_of(s.db), n + keys_before);
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	for (uint64_t i = 0; i < n; i++)
 		expect_numbered(s.db, i, 0);
 	cr_assert_eq(count_of(s.db), n + keys_before);
@@ -1096,13 +1034,13 @@ Test(db, reopened_small_store_grows)
 
 Test(db, many_segments_read_back_after_reopen)
 {
-	store s;
+	tc_store s;
 	const uint64_t n = 5000;
 	char v[200];
 
-	store_init(&s);
+	tc_store_init(&s);
 	s.o.max_segment_size = 64u << 10;
-	store_open(&s);
+	tc_store_open(&s);
 	memset(v, 's', sizeof v);
 	for (uint64_t i = 0; i < n; i++) {
 		char k[17];
@@ -1120,11 +1058,11 @@ Test(db, many_segments_read_back_after_reopen)
 		}
 		cr_assert_eq(count_of(s.db), n);
 		cr_assert_gt(debug_of(s.db).segments, 10);
-		store_reopen(&s);
+		tc_store_reopen(&s);
 	}
 	/* Reopening with the default segment size reads the same store. */
 	s.o.max_segment_size = 0;
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	for (uint64_t i = 0; i < n; i += 97) {
 		char k[17];
 		size_t kn = key_of(i, k);
@@ -1198,14 +1136,14 @@ static unsigned chain_occurrences(cellar_db *db, unsigned i, uint64_t *total)
  */
 static void chain_replace_scenario(cellar__hash_fn fn, uint64_t max_buckets)
 {
-	store s;
+	tc_store s;
 	const unsigned n = 300;
 	uint64_t total;
 	cellar__debug_info d;
 
 	cellar__test_set_hash(fn);
 	cellar__test_set_max_buckets(max_buckets);
-	store_new(&s);
+	tc_store_new(&s, 0);
 	for (unsigned i = 0; i < n; i++)
 		chain_put(s.db, i, 0);
 	for (unsigned i = 0; i < n; i++)
@@ -1269,7 +1207,7 @@ static void chain_replace_scenario(cellar__hash_fn fn, uint64_t max_buckets)
 		cr_assert_eq(chain_occurrences(s.db, 225, &total), 1);
 		cr_assert_eq(total, n - 10);
 		/* Reopen with the same hooks: the index on disk has chains too. */
-		store_reopen(&s);
+		tc_store_reopen(&s);
 	}
 	store_free(&s);
 }
@@ -1291,12 +1229,12 @@ Test(db, three_hashes_four_buckets_replace_never_duplicates)
 
 Test(db, capped_buckets_form_overflow_chains)
 {
-	store s;
+	tc_store s;
 	const uint64_t n = 2000;
 	cellar__debug_info d;
 
 	cellar__test_set_max_buckets(4);
-	store_new(&s);
+	tc_store_new(&s, 0);
 	for (uint64_t i = 0; i < n; i++)
 		put_numbered(s.db, i, 0);
 	d = debug_of(s.db);
@@ -1314,7 +1252,7 @@ Test(db, capped_buckets_form_overflow_chains)
 	for (uint64_t i = 1; i < n; i += 4)
 		put_numbered(s.db, i, 1);
 	cr_assert_eq(count_of(s.db), n / 2);
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	for (uint64_t i = 0; i < n; i++) {
 		if (i % 2 == 0)
 			expect_numbered_absent(s.db, i);
@@ -1325,7 +1263,7 @@ Test(db, capped_buckets_form_overflow_chains)
 
 	/* Lift the cap: the index grows again and everything stays readable. */
 	cellar__test_set_max_buckets(0);
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	for (uint64_t i = n; i < 4 * n; i++)
 		put_numbered(s.db, i, 0);
 	d = debug_of(s.db);
@@ -1339,11 +1277,11 @@ Test(db, capped_buckets_form_overflow_chains)
 
 Test(db, splits_grow_the_index)
 {
-	store s;
+	tc_store s;
 	const uint64_t n = 100000;
 	cellar__debug_info d0, d;
 
-	store_new(&s);
+	tc_store_new(&s, 0);
 	d0 = debug_of(s.db);
 	cr_assert_eq(d0.keys, 0);
 	for (uint64_t i = 0; i < n; i++)
@@ -1359,7 +1297,7 @@ Test(db, splits_grow_the_index)
 	              (unsigned long long)d.longest_chain);
 	for (uint64_t i = 0; i < n; i++)
 		expect_numbered(s.db, i, 0);
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	cr_assert_eq(debug_of(s.db).buckets, d.buckets, "the index reloads as it was");
 	for (uint64_t i = 0; i < n; i++)
 		expect_numbered(s.db, i, 0);
@@ -1370,11 +1308,11 @@ Test(db, splits_grow_the_index)
 
 Test(db, million_keys_put_get_delete_reopen)
 {
-	store s;
+	tc_store s;
 	const uint64_t n = SANITIZED ? 200000 : 1000000;
 	uint64_t deleted = 0;
 
-	store_new(&s);
+	tc_store_new(&s, 0);
 	for (uint64_t i = 0; i < n; i++) {
 		char k[17];
 		uint64_t v = i ^ 0xa5a5a5a5a5a5a5a5ull;
@@ -1396,7 +1334,7 @@ Test(db, million_keys_put_get_delete_reopen)
 		OK(cellar_delete(s.db, k, key_of(i, k)));
 	}
 	cr_assert_eq(count_of(s.db), n - deleted);
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	cr_assert_eq(count_of(s.db), n - deleted);
 	for (uint64_t i = 0; i < n; i++) {
 		char k[17];
@@ -1419,9 +1357,9 @@ Test(db, million_keys_put_get_delete_reopen)
 
 Test(db, sync_returns_ok)
 {
-	store s;
+	tc_store s;
 
-	store_new(&s);
+	tc_store_new(&s, 0);
 	OK(cellar_sync(s.db)); /* nothing written yet */
 	for (uint64_t i = 0; i < 500; i++)
 		put_numbered(s.db, i, 0);
@@ -1439,20 +1377,20 @@ Test(db, sync_returns_ok)
 		else
 			expect_numbered(s.db, i, 0);
 	}
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	cr_assert_eq(count_of(s.db), 400);
 	store_free(&s);
 }
 
 static void sync_mode_round_trip(int mode, unsigned interval_ms, uint64_t n)
 {
-	store s;
+	tc_store s;
 
-	store_init(&s);
+	tc_store_init(&s);
 	s.o.sync_mode = mode;
 	s.o.sync_interval_ms = interval_ms;
 	s.o.max_segment_size = 64u << 10;
-	store_open(&s);
+	tc_store_open(&s);
 	for (uint64_t i = 0; i < n; i++)
 		put_numbered(s.db, i, 0);
 	for (uint64_t i = 0; i < n; i += 4) {
@@ -1470,7 +1408,7 @@ static void sync_mode_round_trip(int mode, unsigned interval_ms, uint64_t n)
 				expect_numbered(s.db, i, i % 4 == 1 ? 1 : 0);
 		}
 		cr_assert_eq(count_of(s.db), n - (n + 3) / 4);
-		store_reopen(&s);
+		tc_store_reopen(&s);
 	}
 	store_free(&s);
 }

@@ -35,180 +35,16 @@
 #include "cellar.h"
 #include "common.h"
 #include "fault.h"
+#include "workload.h"
 
-#define DIR "/store"
-#define HASH_SEED 0x5eed5eedull
-/* Values: short ones; big is never set here. */
-#define BIG_VAL 4096u
-#define MAX_VAL (BIG_VAL + 4096)
+/* Values: short ones (big is never set here), at most MAX_VAL bytes. */
+#define MAX_VAL 8192u
 /* Fault points tried per workload and kind before sampling. */
 #define K_ALL 300
 /* Wall-clock budget of one test, in seconds. */
 #define BUDGET_S 20.0
 
-/* Where we are, for every failure message. */
-static char where[400];
-static char msgbuf[512];
-
-static const char *msg(const char *fmt, ...) CR_FORMAT(printf, 1, 2);
-static const char *msg(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msgbuf, sizeof msgbuf, fmt, ap);
-	va_end(ap);
-	return msgbuf;
-}
-
-#define CHECK(cond, ...) cr_assert((cond), "%s: %s", where, msg(__VA_ARGS__))
-
-/* ---- keys and values ---------------------------------------------------- */
-
-/* Key i: "ck" and five digits, then i % 7 letters (lengths vary). */
-static size_t key_of(unsigned i, char *out)
-{
-	int n = snprintf(out, 32, "ck%05u", i);
-	size_t pad = i % 7;
-
-	memset(out + n, 'a' + (int)(i % 26), pad);
-	return (size_t)n + pad;
-}
-
-/* The key number of an encoded key, or -1 if it is not one of ours. */
-static long key_num(const void *k, size_t kn)
-{
-	char buf[32], want[32];
-	unsigned i;
-
-	if (kn < 7 || kn >= sizeof buf)
-		return -1;
-	memcpy(buf, k, kn);
-	buf[kn] = '\0';
-	if (sscanf(buf, "ck%5u", &i) != 1)
-		return -1;
-	if (key_of(i, want) != kn || memcmp(want, k, kn) != 0)
-		return -1;
-	return (long)i;
-}
-
-static uint64_t mix(uint64_t a, uint64_t b)
-{
-	uint64_t s = a * 0x9e3779b97f4a7c15ull ^ b;
-	return tc_rand(&s);
-}
-
-/*
- * Version v (>= 1) of key i's value: "k<i>.v<v>|" then bytes that depend on
- * both, of a length in [vmin, vmax] (never shorter than the prefix); with
- * big, one value in eight is over 1 MiB.
- */
-static size_t val_of(unsigned i, unsigned v, unsigned vmin, unsigned vmax,
-                     bool big, unsigned char *out)
-{
-	uint64_t s = mix(i, v);
-	size_t len = vmin + (size_t)(tc_rand(&s) % (vmax - vmin + 1));
-	if (big && tc_rand(&s) % 8 == 0)
-		len = BIG_VAL - (size_t)(tc_rand(&s) % 4000);
-	int n = snprintf((char *)out, 32, "k%u.v%u|", i, v);
-
-	if (len < (size_t)n)
-		len = (size_t)n;
-	/* 4 KiB of noise, then copies of it, each block stamped with its
-	 * number so that a block landing in the wrong place shows */
-	size_t head = len < 4096 ? len : 4096;
-	for (size_t j = (size_t)n; j < head; j += 8) {
-		uint64_t r = tc_rand(&s);
-		memcpy(out + j, &r, head - j < 8 ? head - j : 8);
-	}
-	for (size_t j = 4096; j < len; j += 4096) {
-		size_t m = len - j < 4096 ? len - j : 4096;
-		uint32_t stamp = (uint32_t)(j / 4096);
-		memcpy(out + j, out, m);
-		memcpy(out + j, &stamp, m < 4 ? m : 4);
-	}
-	return len;
-}
-
-/* The version a value claims to be of key i, or 0 if it claims none. */
-static unsigned val_version(unsigned i, const void *v, size_t vn)
-{
-	char buf[40];
-	unsigned ki, ver;
-	size_t n = vn < sizeof buf - 1 ? vn : sizeof buf - 1;
-
-	memcpy(buf, v, n);
-	buf[n] = '\0';
-	if (sscanf(buf, "k%u.v%u|", &ki, &ver) != 2 || ki != i)
-		return 0;
-	return ver;
-}
-
 /* ---- workloads ---------------------------------------------------------- */
-
-enum { OP_PUT, OP_DEL, OP_SYNC, OP_REOPEN, OP_COMPACT };
-
-typedef struct op {
-	int kind;
-	unsigned key, ver;
-} op;
-
-typedef struct workload {
-	const char *name;
-	int sync_mode;
-	uint64_t max_segment_size;
-	unsigned compact_dead_pct;
-	unsigned nkeys, vmin, vmax;
-	bool big;
-	op *ops;
-	size_t nops, cap;
-	unsigned *next_ver; /* per key, while building */
-} workload;
-
-static void wl_init(workload *w, const char *name, int sync_mode,
-                    uint64_t seg, unsigned nkeys, unsigned vmin, unsigned vmax)
-{
-	memset(w, 0, sizeof *w);
-	w->name = name;
-	w->sync_mode = sync_mode;
-	w->max_segment_size = seg;
-	w->nkeys = nkeys;
-	w->vmin = vmin;
-	w->vmax = vmax;
-	w->next_ver = calloc(nkeys, sizeof *w->next_ver);
-	cr_assert_not_null(w->next_ver);
-}
-
-static void wl_add(workload *w, int kind, unsigned key)
-{
-	if (w->nops == w->cap) {
-		w->cap = w->cap ? 2 * w->cap : 256;
-		w->ops = realloc(w->ops, w->cap * sizeof *w->ops);
-		cr_assert_not_null(w->ops);
-	}
-	op *o = &w->ops[w->nops++];
-	o->kind = kind;
-	o->key = key;
-	o->ver = kind == OP_PUT ? ++w->next_ver[key] : 0;
-}
-
-static void wl_free(workload *w)
-{
-	free(w->ops);
-	free(w->next_ver);
-}
-
-/* A random mix: put with probability put_pct, else delete; sync every. */
-static void wl_mix(workload *w, uint64_t *rng, size_t n, unsigned put_pct,
-                   size_t every)
-{
-	for (size_t j = 1; j <= n; j++) {
-		unsigned k = (unsigned)(tc_rand(rng) % w->nkeys);
-		wl_add(w, tc_rand(rng) % 100 < put_pct ? OP_PUT : OP_DEL, k);
-		if (every && j % every == 0)
-			wl_add(w, OP_SYNC, 0);
-	}
-}
 
 static void wl_buffered(workload *w)
 {
@@ -264,189 +100,6 @@ static void wl_compact(workload *w)
 typedef void (*wl_builder)(workload *w);
 static const wl_builder builders[] = { wl_buffered, wl_always,
                                        wl_reopen_idle, wl_compact };
-
-/* ---- the model ---------------------------------------------------------- */
-
-#define ABSENT 0u /* version 0: no value */
-
-typedef struct kstate {
-	unsigned durable; /* as of the last successful sync */
-	unsigned acked;   /* after every acknowledged write */
-	unsigned *pend;   /* states of every write attempted since */
-	size_t npend, cap;
-} kstate;
-
-typedef struct model {
-	unsigned nkeys;
-	kstate *k;
-	bool opened;  /* an open succeeded: the store exists durably */
-} model;
-
-static void model_init(model *m, unsigned nkeys)
-{
-	m->nkeys = nkeys;
-	m->k = calloc(nkeys, sizeof *m->k);
-	m->opened = false;
-	cr_assert_not_null(m->k);
-}
-
-static void model_free(model *m)
-{
-	for (unsigned i = 0; i < m->nkeys; i++)
-		free(m->k[i].pend);
-	free(m->k);
-}
-
-static void pend_add(kstate *s, unsigned state)
-{
-	if (s->npend == s->cap) {
-		s->cap = s->cap ? 2 * s->cap : 4;
-		s->pend = realloc(s->pend, s->cap * sizeof *s->pend);
-		cr_assert_not_null(s->pend);
-	}
-	s->pend[s->npend++] = state;
-}
-
-static void make_durable(kstate *s)
-{
-	s->durable = s->acked;
-	s->npend = 0;
-}
-
-static void model_synced(model *m)
-{
-	for (unsigned i = 0; i < m->nkeys; i++)
-		make_durable(&m->k[i]);
-}
-
-static bool allowed(const kstate *s, unsigned state)
-{
-	if (s->durable == state)
-		return true;
-	for (size_t j = 0; j < s->npend; j++)
-		if (s->pend[j] == state)
-			return true;
-	return false;
-}
-
-static const char *allowed_str(const kstate *s)
-{
-	static char buf[256];
-	size_t n = (size_t)snprintf(buf, sizeof buf, "durable v%u, then",
-	                            s->durable);
-
-	for (size_t j = 0; j < s->npend && n < sizeof buf - 16; j++)
-		n += (size_t)snprintf(buf + n, sizeof buf - n, " v%u", s->pend[j]);
-	if (!s->npend)
-		snprintf(buf + n, sizeof buf - n, " nothing");
-	return buf;
-}
-
-/* ---- options ----------------------------------------------------------- */
-
-static void options_for(cellar_options *o, const workload *w, cellar_fs *fs,
-                        unsigned flags)
-{
-	cellar_options d = CELLAR_OPTIONS_INIT;
-
-	*o = d;
-	o->flags = flags;
-	o->fs = fs;
-	o->sync_mode = w->sync_mode;
-	o->max_segment_size = w->max_segment_size;
-	o->compact_dead_pct = w->compact_dead_pct;
-	o->hash_seed = HASH_SEED;
-}
-
-/* ---- checking the store after reopening -------------------------------- */
-
-/* Check key i's value (or absence) against the model; returns its state. */
-static unsigned check_value(const workload *w, const model *m, unsigned i,
-                            int rc, const void *v, size_t vn, const char *how)
-{
-	const kstate *s = &m->k[i];
-	static unsigned char want[MAX_VAL];
-
-	if (rc == CELLAR_ENOTFOUND) {
-		CHECK(allowed(s, ABSENT), "key %u: %s gives ENOTFOUND; allowed: %s",
-		      i, how, allowed_str(s));
-		return ABSENT;
-	}
-	CHECK(rc == CELLAR_OK, "key %u: %s gives %s (%s)", i, how,
-	      cellar_strerror(rc), cellar_errmsg());
-	unsigned ver = val_version(i, v, vn);
-	CHECK(ver != ABSENT, "key %u: %s gives a value that is not one of this "
-	      "key's (%zu bytes: '%.*s')", i, how, vn, (int)(vn < 24 ? vn : 24),
-	      (const char *)v);
-	CHECK(allowed(s, ver), "key %u: %s gives v%u; allowed: %s", i, how, ver,
-	      allowed_str(s));
-	size_t wn = val_of(i, ver, w->vmin, w->vmax, w->big, want);
-	CHECK(vn == wn && memcmp(v, want, vn) == 0, "key %u: %s gives v%u torn "
-	      "or altered (%zu bytes, written %zu)", i, how, ver, vn, wn);
-	return ver;
-}
-
-/* Open the store on the bare fs and check it against m; returns live keys. */
-static uint64_t check_store(const workload *w, cellar_fs *base, const model *m,
-                            unsigned *state)
-{
-	static unsigned char buf[MAX_VAL];
-	cellar_options o;
-	cellar_db *db = NULL;
-	cellar_iter *it = NULL;
-	const void *k, *v;
-	size_t kn, vn;
-	char key[32];
-	uint64_t live = 0, items = 0, count = 0;
-	bool *seen;
-	int rc;
-
-	options_for(&o, w, base, m->opened ? 0 : CELLAR_CREATE);
-	o.sync_mode = CELLAR_SYNC_NONE;
-	rc = cellar_open(&db, DIR, &o);
-	CHECK(rc == CELLAR_OK, "reopen: %s (%s)",
-	      cellar_strerror(rc), cellar_errmsg());
-	for (unsigned i = 0; i < m->nkeys; i++) {
-		size_t n = 0;
-		kn = key_of(i, key);
-		rc = cellar_get(db, key, kn, buf, sizeof buf, &n);
-		state[i] = check_value(w, m, i, rc, buf, n, "get");
-		live += state[i] != ABSENT;
-		rc = cellar_has(db, key, kn);
-		CHECK(rc == (state[i] == ABSENT ? CELLAR_ENOTFOUND : CELLAR_OK),
-		      "key %u: has gives %s, get gave %s", i, cellar_strerror(rc),
-		      state[i] == ABSENT ? "ENOTFOUND" : "a value");
-	}
-	CHECK(cellar_count(db, &count) == CELLAR_OK, "count failed");
-	seen = calloc(m->nkeys, sizeof *seen);
-	cr_assert_not_null(seen);
-	CHECK(cellar_iter_new(db, &it) == CELLAR_OK, "iter_new failed");
-	while ((rc = cellar_iter_next(it, &k, &kn, &v, &vn)) == CELLAR_OK) {
-		long i = key_num(k, kn);
-		CHECK(i >= 0 && (unsigned long)i < m->nkeys,
-		      "iteration gives a foreign key '%.*s'", (int)kn,
-		      (const char *)k);
-		CHECK(!seen[i], "iteration gives key %ld twice", i);
-		seen[i] = true;
-		unsigned ver = check_value(w, m, (unsigned)i, CELLAR_OK, v, vn,
-		                           "iteration");
-		CHECK(ver == state[i], "key %ld: iteration gives v%u, get gave v%u",
-		      i, ver, state[i]);
-		items++;
-	}
-	CHECK(rc == CELLAR_EDONE, "iteration ends with %s (%s)",
-	      cellar_strerror(rc), cellar_errmsg());
-	cellar_iter_free(it);
-	free(seen);
-	CHECK(items == live, "iteration gives %llu items, get finds %llu keys",
-	      (unsigned long long)items, (unsigned long long)live);
-	CHECK(count == items, "count %llu, iteration gives %llu items",
-	      (unsigned long long)count, (unsigned long long)items);
-	rc = cellar_close(db);
-	CHECK(rc == CELLAR_OK, "close after the check: %s (%s)",
-	      cellar_strerror(rc), cellar_errmsg());
-	return live;
-}
 
 /* ---- running a workload with a fault ------------------------------------ */
 
@@ -539,8 +192,8 @@ static bool check_call(runner *r, int rc, const char *what, size_t step,
 	      cellar_strerror(rc), cellar_errmsg(), cellar_strerror(r->f->err));
 	if (!r->errors) {
 		/* Name the first failure in every later message. */
-		size_t n = strlen(where);
-		snprintf(where + n, sizeof where - n, "; first failure: step %zu, "
+		size_t n = strlen(wl_where);
+		snprintf(wl_where + n, sizeof wl_where - n, "; first failure: step %zu, "
 		         "%s gave %s (%s)", step, what, cellar_strerror(rc),
 		         cellar_errmsg());
 	}
@@ -685,12 +338,6 @@ static void wl_run(runner *r)
 
 /* ---- the loops ---------------------------------------------------------- */
 
-static void new_fs(cellar_fs **base, cellar_fs **ff)
-{
-	*base = tc_fs_new_named("mem");
-	cr_assert_eq(fault_fs_new(ff, *base), CELLAR_OK);
-}
-
 /* Run w with fault f, then check the store. */
 static void run_with(const workload *w, const fault *f, unsigned *state,
                      unsigned *errors, unsigned *injected)
@@ -700,7 +347,7 @@ static void run_with(const workload *w, const fault *f, unsigned *state,
 	runner r = { 0 };
 	int rc;
 
-	snprintf(where, sizeof where, "workload %s, %s #%llu fails with %s%s",
+	snprintf(wl_where, sizeof wl_where, "workload %s, %s #%llu fails with %s%s",
 	         w->name, kind_names[f->kind], (unsigned long long)f->nth,
 	         cellar_strerror(f->err), f->persistent ? " from then on" : "");
 	new_fs(&base, &ff);
@@ -720,17 +367,9 @@ static void run_with(const workload *w, const fault *f, unsigned *state,
 		      cellar_errmsg());
 	}
 	cellar_fs_free(ff);
-	check_store(w, base, &m, state);
+	check_store(w, base, &m, state, "reopen");
 	model_free(&m);
 	cellar_fs_free(base);
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* Count the operations of kind a clean run of w makes (and check it). */
@@ -742,7 +381,7 @@ static uint64_t dry_run(const workload *w, fault_op kind, unsigned *state)
 	runner r = { 0 };
 	uint64_t n;
 
-	snprintf(where, sizeof where, "workload %s, dry run", w->name);
+	snprintf(wl_where, sizeof wl_where, "workload %s, dry run", w->name);
 	new_fs(&base, &ff);
 	model_init(&m, w->nkeys);
 	r.w = w;
@@ -752,7 +391,7 @@ static uint64_t dry_run(const workload *w, fault_op kind, unsigned *state)
 	wl_run(&r);
 	n = fault_fs_count(ff, kind == FAULT_NKINDS ? FAULT_WRITE : kind);
 	cellar_fs_free(ff);
-	check_store(w, base, &m, state);
+	check_store(w, base, &m, state, "reopen");
 	model_free(&m);
 	cellar_fs_free(base);
 	return n;
@@ -843,7 +482,7 @@ Test(errorpaths, write_replayed_after_failed_fsync_is_durable_after_sync)
 	size_t n = 0;
 	int rc;
 
-	snprintf(where, sizeof where, "replayed write");
+	snprintf(wl_where, sizeof wl_where, "replayed write");
 	new_fs(&base, &ff);
 	o.flags = CELLAR_CREATE;
 	o.fs = ff;

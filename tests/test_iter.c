@@ -14,64 +14,10 @@
 #include "common.h"
 #include "testhook.h"
 
-#define OK(call)                                                             \
-	do {                                                                 \
-		int rc_ = (call);                                            \
-		cr_assert_eq(rc_, CELLAR_OK, "%s: %s (%s)", #call,           \
-		             cellar_strerror(rc_), cellar_errmsg());         \
-	} while (0)
-
-#define ERR(want, call)                                                      \
-	do {                                                                 \
-		int rc_ = (call);                                            \
-		cr_assert_eq(rc_, (want), "%s: want %s, got %s (%s)", #call, \
-		             cellar_strerror(want), cellar_strerror(rc_),    \
-		             cellar_errmsg());                               \
-	} while (0)
-
-typedef struct store {
-	cellar_fs *fs;
-	char *dir;
-	cellar_db *db;
-	cellar_options o;
-} store;
-
-static void store_open(store *s)
+/* tc_store_free(), then the test hooks back to their defaults. */
+static void store_free(tc_store *s)
 {
-	s->db = NULL;
-	OK(cellar_open(&s->db, s->dir, &s->o));
-}
-
-static void store_new_with(store *s, uint64_t max_segment_size)
-{
-	cellar_options init = CELLAR_OPTIONS_INIT;
-
-	s->fs = tc_fs_new();
-	s->dir = tc_dir_new();
-	s->o = init;
-	s->o.fs = s->fs;
-	s->o.flags = CELLAR_CREATE;
-	s->o.max_segment_size = max_segment_size;
-	store_open(s);
-}
-
-static void store_new(store *s)
-{
-	store_new_with(s, 0);
-}
-
-static void store_reopen(store *s)
-{
-	OK(cellar_close(s->db));
-	store_open(s);
-}
-
-static void store_free(store *s)
-{
-	if (s->db)
-		OK(cellar_close(s->db));
-	cellar_fs_free(s->fs);
-	tc_dir_free(s->dir);
+	tc_store_free(s);
 	cellar__test_set_hash(NULL);
 	cellar__test_set_max_buckets(0);
 }
@@ -225,19 +171,19 @@ static void churn(model *m, cellar_db *db, uint64_t seed, unsigned steps)
 
 Test(iter, empty_store_is_done_at_once)
 {
-	store s;
+	tc_store s;
 	cellar_iter *it = NULL;
 	const void *k = &k, *v = &v;
 	size_t kn = 7, vn = 7;
 
-	store_new(&s);
+	tc_store_new(&s, 0);
 	OK(cellar_iter_new(s.db, &it));
 	cr_assert_not_null(it);
 	ERR(CELLAR_EDONE, cellar_iter_next(it, &k, &kn, &v, &vn));
 	ERR(CELLAR_EDONE, cellar_iter_next(it, &k, &kn, &v, &vn));
 	ERR(CELLAR_EDONE, cellar_iter_next(it, NULL, NULL, NULL, NULL));
 	cellar_iter_free(it);
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	OK(cellar_iter_new(s.db, &it));
 	ERR(CELLAR_EDONE, cellar_iter_next(it, &k, &kn, &v, &vn));
 	cellar_iter_free(it);
@@ -246,12 +192,12 @@ Test(iter, empty_store_is_done_at_once)
 
 Test(iter, store_emptied_by_deletes_is_done_at_once)
 {
-	store s;
+	tc_store s;
 	model m;
 	cellar_iter *it = NULL;
 
 	model_init(&m, 50);
-	store_new(&s);
+	tc_store_new(&s, 0);
 	for (unsigned i = 0; i < 50; i++)
 		do_put(&m, s.db, i, 0);
 	for (unsigned i = 0; i < 50; i++)
@@ -260,7 +206,7 @@ Test(iter, store_emptied_by_deletes_is_done_at_once)
 	ERR(CELLAR_EDONE, cellar_iter_next(it, NULL, NULL, NULL, NULL));
 	ERR(CELLAR_EDONE, cellar_iter_next(it, NULL, NULL, NULL, NULL));
 	cellar_iter_free(it);
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	check_iteration(&m, s.db);
 	store_free(&s);
 	model_free(&m);
@@ -268,11 +214,11 @@ Test(iter, store_emptied_by_deletes_is_done_at_once)
 
 Test(iter, returns_each_live_key_once_with_current_value)
 {
-	store s;
+	tc_store s;
 	model m;
 
 	model_init(&m, 2000);
-	store_new(&s);
+	tc_store_new(&s, 0);
 	for (unsigned i = 0; i < m.n; i++)
 		do_put(&m, s.db, i, 0);
 	check_iteration(&m, s.db);
@@ -284,11 +230,11 @@ Test(iter, returns_each_live_key_once_with_current_value)
 
 Test(iter, returns_items_in_write_order)
 {
-	store s;
+	tc_store s;
 	model m;
 
 	model_init(&m, 10);
-	store_new(&s);
+	tc_store_new(&s, 0);
 	for (unsigned i = 0; i < 10; i++)
 		do_put(&m, s.db, i, 0);
 	do_put(&m, s.db, 3, 1); /* 3 moves to the end */
@@ -296,7 +242,7 @@ Test(iter, returns_items_in_write_order)
 	do_delete(&m, s.db, 5);
 	do_put(&m, s.db, 5, 2); /* 5 comes back, last */
 	check_iteration(&m, s.db);
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	check_iteration(&m, s.db);
 	store_free(&s);
 	model_free(&m);
@@ -304,16 +250,16 @@ Test(iter, returns_items_in_write_order)
 
 Test(iter, survives_reopen)
 {
-	store s;
+	tc_store s;
 	model m;
 
 	model_init(&m, 3000);
-	store_new(&s);
+	tc_store_new(&s, 0);
 	churn(&m, s.db, 7, 9000);
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	check_iteration(&m, s.db);
 	churn(&m, s.db, 8, 3000);
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	check_iteration(&m, s.db);
 	store_free(&s);
 	model_free(&m);
@@ -321,19 +267,19 @@ Test(iter, survives_reopen)
 
 Test(iter, spans_many_segments)
 {
-	store s;
+	tc_store s;
 	model m;
 	uint64_t segments = 0;
 	cellar__debug_info d;
 
 	model_init(&m, 1500);
-	store_new_with(&s, 64u << 10);
+	tc_store_new(&s, 64u << 10);
 	churn(&m, s.db, 11, 6000);
 	OK(cellar__debug(s.db, &d));
 	segments = d.segments;
 	cr_assert_gt(segments, 1, "the workload spans several segments");
 	check_iteration(&m, s.db);
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	check_iteration(&m, s.db);
 	store_free(&s);
 	model_free(&m);
@@ -356,21 +302,21 @@ static uint64_t hash_weak(const void *key, size_t len, uint64_t seed)
 
 static void collision_scenario(cellar__hash_fn fn, uint64_t max_buckets, unsigned n)
 {
-	store s;
+	tc_store s;
 	model m;
 	cellar__debug_info d;
 
 	cellar__test_set_hash(fn);
 	cellar__test_set_max_buckets(max_buckets);
 	model_init(&m, n);
-	store_new(&s);
+	tc_store_new(&s, 0);
 	for (unsigned i = 0; i < n; i++)
 		do_put(&m, s.db, i, 0);
 	OK(cellar__debug(s.db, &d));
 	cr_assert_gt(d.overflow_buckets, 0, "collisions fill overflow buckets");
 	churn(&m, s.db, 3, 3 * n);
 	check_iteration(&m, s.db);
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	check_iteration(&m, s.db);
 	store_free(&s);
 	model_free(&m);
@@ -393,7 +339,7 @@ Test(iter, with_one_bucket)
 
 Test(iter, null_output_pointers_are_accepted)
 {
-	store s;
+	tc_store s;
 	model m;
 	cellar_iter *it = NULL;
 	const void *k;
@@ -402,7 +348,7 @@ Test(iter, null_output_pointers_are_accepted)
 	int rc;
 
 	model_init(&m, 100);
-	store_new(&s);
+	tc_store_new(&s, 0);
 	for (unsigned i = 0; i < 100; i++)
 		do_put(&m, s.db, i, 0);
 	OK(cellar_iter_new(s.db, &it));
@@ -439,10 +385,10 @@ Test(iter, null_output_pointers_are_accepted)
 
 Test(iter, new_with_null_arguments_is_einval)
 {
-	store s;
+	tc_store s;
 	cellar_iter *it = (cellar_iter *)&s;
 
-	store_new(&s);
+	tc_store_new(&s, 0);
 	ERR(CELLAR_EINVAL, cellar_iter_new(NULL, &it));
 	cr_assert_null(it, "*out is NULL on failure");
 	ERR(CELLAR_EINVAL, cellar_iter_new(s.db, NULL));
@@ -452,7 +398,7 @@ Test(iter, new_with_null_arguments_is_einval)
 
 Test(iter, two_iterators_are_independent)
 {
-	store s;
+	tc_store s;
 	model m;
 	cellar_iter *a = NULL, *b = NULL;
 	const void *ka, *kb;
@@ -461,7 +407,7 @@ Test(iter, two_iterators_are_independent)
 	int ra, rb;
 
 	model_init(&m, 300);
-	store_new(&s);
+	tc_store_new(&s, 0);
 	for (unsigned i = 0; i < m.n; i++)
 		do_put(&m, s.db, i, 0);
 	OK(cellar_iter_new(s.db, &a));
@@ -491,12 +437,12 @@ Test(iter, two_iterators_are_independent)
 
 Test(iter, freeing_an_unfinished_iterator_is_fine)
 {
-	store s;
+	tc_store s;
 	model m;
 	cellar_iter *it = NULL;
 
 	model_init(&m, 100);
-	store_new(&s);
+	tc_store_new(&s, 0);
 	for (unsigned i = 0; i < m.n; i++)
 		do_put(&m, s.db, i, 0);
 	OK(cellar_iter_new(s.db, &it));
@@ -506,7 +452,7 @@ Test(iter, freeing_an_unfinished_iterator_is_fine)
 	cellar_iter_free(it); /* never advanced */
 	do_put(&m, s.db, 1, 1);
 	check_iteration(&m, s.db);
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	check_iteration(&m, s.db);
 	store_free(&s);
 	model_free(&m);
@@ -514,15 +460,15 @@ Test(iter, freeing_an_unfinished_iterator_is_fine)
 
 Test(iter, works_on_a_readonly_handle)
 {
-	store s;
+	tc_store s;
 	model m;
 
 	model_init(&m, 500);
-	store_new(&s);
+	tc_store_new(&s, 0);
 	churn(&m, s.db, 5, 1500);
 	OK(cellar_close(s.db));
 	s.o.flags = CELLAR_READONLY;
-	store_open(&s);
+	tc_store_open(&s);
 	check_iteration(&m, s.db);
 	store_free(&s);
 	model_free(&m);
@@ -530,7 +476,7 @@ Test(iter, works_on_a_readonly_handle)
 
 Test(iter, returns_large_values_whole)
 {
-	store s;
+	tc_store s;
 	const size_t big = 3u << 20;
 	unsigned char *v = malloc(big);
 	cellar_iter *it = NULL;
@@ -542,7 +488,7 @@ Test(iter, returns_large_values_whole)
 	cr_assert_not_null(v);
 	for (size_t j = 0; j < big; j++)
 		v[j] = (unsigned char)(j * 2654435761u >> 13);
-	store_new_with(&s, 64u << 10);
+	tc_store_new(&s, 64u << 10);
 	OK(cellar_put(s.db, "small1", 6, "a", 1));
 	OK(cellar_put(s.db, "big", 3, v, big));
 	OK(cellar_put(s.db, "small2", 6, "b", 1));
@@ -561,7 +507,7 @@ Test(iter, returns_large_values_whole)
 		ERR(CELLAR_EDONE, rc);
 		cellar_iter_free(it);
 		cr_assert_eq(seen, 3);
-		store_reopen(&s);
+		tc_store_reopen(&s);
 	}
 	store_free(&s);
 	free(v);
@@ -575,7 +521,7 @@ Test(iter, returns_large_values_whole)
  */
 Test(iter, untouched_keys_are_returned_once_during_writes)
 {
-	store s;
+	tc_store s;
 	model m;
 	const unsigned n = 2000, extra = 1000, total = n + extra;
 	unsigned *writes, *times, *old_gen, *first_new_gen;
@@ -594,7 +540,7 @@ Test(iter, untouched_keys_are_returned_once_during_writes)
 	first_new_gen = calloc(total, sizeof *first_new_gen);
 	old_live = calloc(total, sizeof *old_live);
 	cr_assert(writes && times && old_gen && first_new_gen && old_live);
-	store_new_with(&s, 64u << 10);
+	tc_store_new(&s, 64u << 10);
 	for (unsigned i = 0; i < n; i++)
 		do_put(&m, s.db, i, 0);
 	for (unsigned i = 0; i < total; i++) {
@@ -659,7 +605,7 @@ Test(iter, untouched_keys_are_returned_once_during_writes)
 	cr_assert_gt(untouched, 0, "the workload left some keys alone");
 	/* Afterwards the store is exactly the model. */
 	check_iteration(&m, s.db);
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	check_iteration(&m, s.db);
 	store_free(&s);
 	model_free(&m);

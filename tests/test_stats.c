@@ -15,81 +15,21 @@
 #include "cellar.h"
 #include "common.h"
 
-/* Assert that call returns CELLAR_OK, naming the error if not. */
-#define OK(call)                                                             \
-	do {                                                                 \
-		int rc_ = (call);                                            \
-		cr_assert_eq(rc_, CELLAR_OK, "%s: %s (%s)", #call,           \
-		             cellar_strerror(rc_), cellar_errmsg());         \
-	} while (0)
-
-/* Assert that call returns the error code want. */
-#define ERR(want, call)                                                      \
-	do {                                                                 \
-		int rc_ = (call);                                            \
-		cr_assert_eq(rc_, (want), "%s: want %s, got %s (%s)", #call, \
-		             cellar_strerror(want), cellar_strerror(rc_),    \
-		             cellar_errmsg());                               \
-	} while (0)
-
 #define SEG_HEADER 32   /* bytes before the first record of a segment */
 #define META_BYTES 64   /* the meta file */
 #define BUCKET_SLOTS 6  /* index slots per primary bucket */
 
 /* ---- a store under test ------------------------------------------------ */
 
-typedef struct store {
-	cellar_fs *fs;
-	char *dir;
-	cellar_db *db;
-	cellar_options o;
-} store;
-
-static void store_open(store *s)
-{
-	s->db = NULL;
-	OK(cellar_open(&s->db, s->dir, &s->o));
-	cr_assert_not_null(s->db);
-}
-
-/* A new store with 64 KiB segments on the file system under test. */
-static void store_new(store *s)
-{
-	cellar_options init = CELLAR_OPTIONS_INIT;
-
-	s->fs = tc_fs_new();
-	s->dir = tc_dir_new();
-	s->o = init;
-	s->o.fs = s->fs;
-	s->o.flags = CELLAR_CREATE;
-	s->o.max_segment_size = 64u << 10;
-	store_open(s);
-}
-
-static void store_reopen(store *s)
-{
-	OK(cellar_close(s->db));
-	store_open(s);
-}
-
 /* Close, remove the index file, reopen: the index is rebuilt from the log. */
-static void store_rebuild(store *s)
+static void store_rebuild(tc_store *s)
 {
 	char path[4200];
 
 	OK(cellar_close(s->db));
 	snprintf(path, sizeof path, "%s/index", s->dir);
 	OK(s->fs->remove(s->fs, path));
-	store_open(s);
-}
-
-static void store_free(store *s)
-{
-	if (s->db)
-		OK(cellar_close(s->db));
-	s->db = NULL;
-	cellar_fs_free(s->fs);
-	tc_dir_free(s->dir);
+	tc_store_open(s);
 }
 
 static cellar_db_stats stats_of(cellar_db *db)
@@ -203,7 +143,7 @@ static cellar_segment_info *segments_of(cellar_db *db, size_t *n)
  *   per-segment sums == totals
  *   bytes_on_disk == segments + index + meta
  */
-static void expect_consistent(const store *s, const char *when)
+static void expect_consistent(const tc_store *s, const char *when)
 {
 	cellar_db_stats st = stats_of(s->db);
 	uint64_t items, bytes, count = UINT64_MAX;
@@ -259,9 +199,9 @@ static void expect_consistent(const store *s, const char *when)
 
 Test(stats, fresh_store_is_empty)
 {
-	store s;
+	tc_store s;
 
-	store_new(&s);
+	tc_store_new(&s, 64u << 10);
 	cellar_db_stats st = stats_of(s.db);
 	cr_assert_eq(st.keys, 0);
 	cr_assert_eq(st.live_bytes, 0);
@@ -271,27 +211,27 @@ Test(stats, fresh_store_is_empty)
 	cr_assert_eq(st.load_factor, 0.0);
 	cr_assert_eq(st.avg_probe, 0.0, "no lookups yet");
 	cr_assert_geq(st.bytes_on_disk, st.segment_bytes + st.index_bytes);
-	store_free(&s);
+	tc_store_free(&s);
 }
 
 Test(stats, stats_agree_with_a_full_scan)
 {
-	store s;
+	tc_store s;
 
-	store_new(&s);
+	tc_store_new(&s, 64u << 10);
 	workload(s.db);
 	cr_assert_gt(stats_of(s.db).segments, 3, "the workload spans segments");
 	expect_consistent(&s, "after the workload");
 	OK(cellar_sync(s.db));
 	expect_consistent(&s, "after sync");
-	store_free(&s);
+	tc_store_free(&s);
 }
 
 Test(stats, stats_agree_with_a_full_scan_after_compaction)
 {
-	store s;
+	tc_store s;
 
-	store_new(&s);
+	tc_store_new(&s, 64u << 10);
 	workload(s.db);
 	cellar_db_stats before = stats_of(s.db);
 	OK(cellar_compact(s.db, NULL));
@@ -301,17 +241,17 @@ Test(stats, stats_agree_with_a_full_scan_after_compaction)
 	cr_assert_eq(after.keys, before.keys);
 	cr_assert_lt(after.dead_bytes, before.dead_bytes);
 	cr_assert_eq(after.compactions, before.compactions + 1);
-	store_free(&s);
+	tc_store_free(&s);
 }
 
 Test(stats, accounting_survives_reopen_and_rebuild)
 {
-	store s;
+	tc_store s;
 
-	store_new(&s);
+	tc_store_new(&s, 64u << 10);
 	workload(s.db);
 	cellar_db_stats before = stats_of(s.db);
-	store_reopen(&s);
+	tc_store_reopen(&s);
 	expect_consistent(&s, "after reopen");
 	cellar_db_stats re = stats_of(s.db);
 	cr_assert_eq(re.keys, before.keys);
@@ -339,16 +279,16 @@ Test(stats, accounting_survives_reopen_and_rebuild)
 	expect_consistent(&s, "after compaction and a rebuild");
 	cr_assert_eq(stats_of(s.db).live_bytes, c.live_bytes);
 	cr_assert_eq(stats_of(s.db).dead_bytes, c.dead_bytes);
-	store_free(&s);
+	tc_store_free(&s);
 }
 
 Test(stats, read_only_handle_reports_the_same_accounting)
 {
-	store s;
+	tc_store s;
 	cellar_db *ro = NULL;
 	cellar_options o;
 
-	store_new(&s);
+	tc_store_new(&s, 64u << 10);
 	workload(s.db);
 	OK(cellar_sync(s.db));
 	cellar_db_stats w = stats_of(s.db);
@@ -362,17 +302,17 @@ Test(stats, read_only_handle_reports_the_same_accounting)
 	cr_assert_eq(r.segments, w.segments);
 	cr_assert_eq(r.segment_bytes, w.segment_bytes);
 	OK(cellar_close(ro));
-	store_free(&s);
+	tc_store_free(&s);
 }
 
 /* Segment sizes are the sizes of the files, once synced. */
 Test(stats, segment_bytes_match_the_files)
 {
-	store s;
+	tc_store s;
 	size_t n;
 	char path[4200];
 
-	store_new(&s);
+	tc_store_new(&s, 64u << 10);
 	workload(s.db);
 	OK(cellar_sync(s.db));
 	cellar_segment_info *segs = segments_of(s.db, &n);
@@ -390,19 +330,19 @@ Test(stats, segment_bytes_match_the_files)
 		             (unsigned long long)segs[i].bytes);
 	}
 	free(segs);
-	store_free(&s);
+	tc_store_free(&s);
 }
 
 /* ---- counters ------------------------------------------------------------ */
 
 Test(stats, operation_counters_are_exact)
 {
-	store s;
+	tc_store s;
 	char k[24], buf[512];
 	size_t n;
 	void *p = NULL;
 
-	store_new(&s);
+	tc_store_new(&s, 64u << 10);
 	for (unsigned i = 0; i < 100; i++)
 		put_num(s.db, i, 0);
 	for (unsigned i = 0; i < 30; i++)
@@ -455,7 +395,7 @@ Test(stats, operation_counters_are_exact)
 	st = stats_of(s.db);
 	cr_assert_geq(st.syncs, syncs + 1);
 	cr_assert_eq(st.compactions, 1);
-	store_free(&s);
+	tc_store_free(&s);
 }
 
 typedef struct reader_arg {
@@ -481,11 +421,11 @@ static void *count_reader(void *p)
 Test(stats, counters_from_several_threads_add_up)
 {
 	enum { THREADS = 4, PER = 1000 };
-	store s;
+	tc_store s;
 	pthread_t t[THREADS];
 	reader_arg a[THREADS];
 
-	store_new(&s);
+	tc_store_new(&s, 64u << 10);
 	for (unsigned i = 0; i < THREADS * PER; i += 2)
 		put_num(s.db, i, 0);
 	for (int j = 0; j < THREADS; j++) {
@@ -501,15 +441,15 @@ Test(stats, counters_from_several_threads_add_up)
 	cr_assert_eq(st.hits, THREADS * PER / 2);
 	cr_assert_eq(st.misses, THREADS * PER / 2);
 	cr_assert_eq(st.puts, THREADS * PER / 2);
-	store_free(&s);
+	tc_store_free(&s);
 }
 
 Test(stats, avg_probe_is_at_least_one_after_gets)
 {
-	store s;
+	tc_store s;
 	char k[24];
 
-	store_new(&s);
+	tc_store_new(&s, 64u << 10);
 	for (unsigned i = 0; i < 3000; i++)
 		put_num(s.db, i, 0);
 	for (unsigned i = 0; i < 6000; i++)
@@ -520,14 +460,14 @@ Test(stats, avg_probe_is_at_least_one_after_gets)
 	cr_assert_geq(st.avg_probe, 1.0, "avg_probe %g", st.avg_probe);
 	cr_assert_lt(st.avg_probe, 4.0, "avg_probe %g: chains are short",
 	             st.avg_probe);
-	store_free(&s);
+	tc_store_free(&s);
 }
 
 Test(stats, load_factor_is_keys_over_primary_slots)
 {
-	store s;
+	tc_store s;
 
-	store_new(&s);
+	tc_store_new(&s, 64u << 10);
 	for (unsigned step = 0; step < 4; step++) {
 		for (unsigned i = step * 1500; i < (step + 1) * 1500; i++)
 			put_num(s.db, i, 0);
@@ -543,18 +483,18 @@ Test(stats, load_factor_is_keys_over_primary_slots)
 		cr_assert_gt(st.load_factor, 0.0);
 		cr_assert_leq(st.load_factor, 1.0 + (double)st.overflow_buckets);
 	}
-	store_free(&s);
+	tc_store_free(&s);
 }
 
 /* ---- cellar_segments --------------------------------------------------- */
 
 Test(stats, segments_cap_zero_returns_the_count_then_fills)
 {
-	store s;
+	tc_store s;
 	size_t n = 12345, m = 0;
 	cellar_segment_info few[2], *all;
 
-	store_new(&s);
+	tc_store_new(&s, 64u << 10);
 	workload(s.db);
 	OK(cellar_segments(s.db, NULL, 0, &n));
 	cr_assert_eq(n, stats_of(s.db).segments);
@@ -576,12 +516,12 @@ Test(stats, segments_cap_zero_returns_the_count_then_fills)
 	cr_assert_eq(few[1].seq, all[1].seq);
 	cr_assert_eq(few[1].bytes, all[1].bytes);
 	free(all);
-	store_free(&s);
+	tc_store_free(&s);
 }
 
 Test(stats, invalid_arguments_are_rejected)
 {
-	store s;
+	tc_store s;
 	cellar_db_stats st;
 	cellar_segment_info one;
 	size_t n;
@@ -589,10 +529,10 @@ Test(stats, invalid_arguments_are_rejected)
 	ERR(CELLAR_EINVAL, cellar_stats(NULL, &st));
 	ERR(CELLAR_EINVAL, cellar_segments(NULL, &one, 1, &n));
 	ERR(CELLAR_EINVAL, cellar_segments(NULL, NULL, 0, &n));
-	store_new(&s);
+	tc_store_new(&s, 64u << 10);
 	ERR(CELLAR_EINVAL, cellar_stats(s.db, NULL));
 	ERR(CELLAR_EINVAL, cellar_segments(s.db, &one, 1, NULL));
 	ERR(CELLAR_EINVAL, cellar_segments(s.db, NULL, 1, &n));
 	OK(cellar_segments(s.db, NULL, 0, &n));
-	store_free(&s);
+	tc_store_free(&s);
 }

@@ -255,7 +255,9 @@ CELLAR_API int cellar_put(cellar_db *db, const void *key, size_t key_len,
  *   - CELLAR_ENOTFOUND: no such key;
  *   - CELLAR_EBUFS: cap < value length; *val_len tells the length needed;
  *   - CELLAR_EINVAL, CELLAR_EKEYLEN: bad arguments;
- *   - CELLAR_ECORRUPT: the record failed its checksum (no bytes are given);
+ *   - CELLAR_ECORRUPT: the record failed its checksum (no bytes are given),
+ *     or the index is damaged;
+ *   - CELLAR_EVERSION: the record is of a kind a newer cellar wrote;
  *   - CELLAR_EIO: a read failed (file systems without mappings).
  */
 CELLAR_API int cellar_get(cellar_db *db, const void *key, size_t key_len,
@@ -365,9 +367,10 @@ CELLAR_API int cellar_segments(cellar_db *db, cellar_segment_info *out,
  * is open: it then returns CELLAR_EBUSY, and a pass that meets a new
  * iterator stops between two batches (result->complete is 0).
  * @param[out] result  counts of the pass; may be NULL.
- * @return CELLAR_OK, CELLAR_EBUSY, CELLAR_EREADONLY, CELLAR_EINVAL, or an
- *   I/O error (CELLAR_EIO, CELLAR_ENOSPC), after which the store is
- *   consistent.
+ * @return CELLAR_OK, CELLAR_EBUSY, CELLAR_EREADONLY, CELLAR_EINVAL,
+ *   CELLAR_EFAILED, CELLAR_ECORRUPT or CELLAR_EVERSION (the index or a record
+ *   it points at is damaged or newer: the pass stops), or an I/O error
+ *   (CELLAR_EIO, CELLAR_ENOSPC, CELLAR_ENOMEM); the store stays consistent.
  */
 CELLAR_API int cellar_compact(cellar_db *db, cellar_compact_result *result);
 
@@ -387,8 +390,9 @@ CELLAR_API int cellar_iter_new(cellar_db *db, cellar_iter **out);
  * Advance to the next item.  The pointers stay valid until the next call on
  * it or cellar_iter_free().  Any output pointer may be NULL.
  * @return CELLAR_OK, CELLAR_EDONE when there are no more items, or
- *   CELLAR_ECORRUPT (a record failed its checksum; it is skipped and the
- *   next call goes on after it when its length is intact) or CELLAR_EIO.
+ *   CELLAR_ECORRUPT (a record or the index is damaged; the next call goes
+ *   on after the damage), CELLAR_EVERSION (a record of a kind a newer
+ *   cellar wrote; skipped likewise), CELLAR_EIO or CELLAR_ENOMEM.
  */
 CELLAR_API int cellar_iter_next(cellar_iter *it, const void **key,
                                 size_t *key_len, const void **val,

@@ -184,9 +184,13 @@ int db_write(cellar_db *db, unsigned kind, const void *key, size_t key_len,
 		g->dead += total;
 	}
 	if (touch_index && ref.found) {
+		/* NULL when the replaced slot was damaged and named no segment. */
 		segment *old = db->segs.by_id[ref.old_seg];
-		old->live = old->live > k.found_total ? old->live - k.found_total : 0;
-		old->dead += k.found_total;
+		if (old) {
+			old->live = old->live > k.found_total
+			                ? old->live - k.found_total : 0;
+			old->dead += k.found_total;
+		}
 	}
 	latch_write_unlock(&db->latch);
 	db->log_since_ckpt += total;

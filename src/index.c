@@ -142,6 +142,8 @@ static void array_free(index_array *a)
 
 int index_verify_all(cellar_index *ix)
 {
+	uint8_t *seen = NULL, *b;
+	uint64_t used = 0, ovf = 0;
 	int rc;
 
 	for (size_t c = 0; c < ix->prim.nchunks; c++)
@@ -150,7 +152,42 @@ int index_verify_all(cellar_index *ix)
 	for (size_t c = 0; c < ix->ovf.nchunks; c++)
 		if ((rc = index__chunk_check(&ix->ovf.chunks[c])) < 0)
 			return rc;
-	return CELLAR_OK;
+	/* Checksums match, but is the table whole?  Every overflow bucket in
+	 * at most one chain or the free list, once; counters that agree. */
+	if (!(seen = calloc((size_t)ix->ovf.n, 1)))
+		return cellar__error(CELLAR_ENOMEM, "index: out of memory");
+	rc = CELLAR_ECORRUPT;
+	for (uint64_t a = 0; a < ix->prim.n; a++) {
+		b = ix->prim.chunks[a >> INDEX_CHUNK_SHIFT].base +
+		    ((a & CHUNK_MASK) * BUCKET_SIZE);
+		for (;;) {
+			used += (uint64_t)bucket_used(b);
+			uint32_t next = bucket_next(b);
+			if (!next)
+				break;
+			if (next >= ix->ovf.n || seen[next])
+				goto done;
+			seen[next] = 1;
+			ovf++;
+			b = ix->ovf.chunks[next >> INDEX_CHUNK_SHIFT].base +
+			    ((next & CHUNK_MASK) * BUCKET_SIZE);
+		}
+	}
+	for (uint32_t k = ix->free_head; k;) {
+		if (k >= ix->ovf.n || seen[k])
+			goto done;
+		seen[k] = 1;
+		b = ix->ovf.chunks[k >> INDEX_CHUNK_SHIFT].base +
+		    ((k & CHUNK_MASK) * BUCKET_SIZE);
+		k = bucket_next(b);
+	}
+	if (used == ix->count && ovf == ix->ovf_used)
+		rc = CELLAR_OK;
+done:
+	free(seen);
+	if (rc == CELLAR_ECORRUPT)
+		cellar__error(rc, "index: chains or counters are inconsistent");
+	return rc;
 }
 
 /* ---- overflow buckets -------------------------------------------------- */
@@ -412,7 +449,8 @@ void index_remove(cellar_index *ix, const index_ref *ref)
 	uint8_t *b = owned_bucket(ref_array(ix, ref->in_ovf), ref->bucket);
 
 	bucket_clear_slot(b, ref->slot);
-	ix->count--;
+	if (ix->count)
+		ix->count--;
 	if (ref->in_ovf && ref->has_prev && bucket_used(b) == 0) {
 		uint8_t *p = owned_bucket(ref_array(ix, ref->prev_in_ovf), ref->prev);
 		bucket_set_next(p, bucket_next(b));
@@ -541,8 +579,8 @@ done:
 
 void index_grow(cellar_index *ix)
 {
-	while (ix->count * INDEX_LOAD_DEN >
-	       ix->prim.n * BUCKET_SLOTS * INDEX_LOAD_NUM) {
+	while (ix->count >
+	       ix->prim.n * BUCKET_SLOTS * INDEX_LOAD_NUM / INDEX_LOAD_DEN) {
 		if (ix->level >= INDEX_MAX_LEVEL)
 			return;
 		if (ix->max_buckets && ix->prim.n >= ix->max_buckets)

@@ -118,7 +118,11 @@ int index_new(cellar_index **out, uint64_t seed);
 int index_load(cellar_index **out, cellar_fs *fs, const char *dir,
                index_ckpt *ck);
 
-/** Check every chunk against its checksum now; CELLAR_ECORRUPT if one is bad. */
+/**
+ * Check every chunk against its checksum now, and the table's structure
+ * (each overflow bucket in one chain or the free list, once; the key and
+ * overflow counters equal to what the chains hold): CELLAR_ECORRUPT if not.
+ */
 int index_verify_all(cellar_index *ix);
 
 /** Free the table; accepts NULL. */

@@ -111,8 +111,10 @@ static int step(cellar_iter *it)
 		live = index_has_loc(db->ix, db_hash(db, rec_key(&v), v.h.key_len),
 		                     g->id, (uint32_t)it->off);
 		if (live < 0) {
+			/* A damaged index: never guess, and go on after it. */
+			it->off += v.h.total;
 			rec_release(&v);
-			return live; /* a damaged index chunk: never guess */
+			return live;
 		}
 	}
 	it->off += v.h.total;

@@ -19,16 +19,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/*
- * Workarounds for engine bugs the fuzzers found (tests/fuzz/README.md).  All
- * are fixed, so they are off; -DFZ_WORKAROUNDS=1 turns them back on.
- */
-#ifndef FZ_WORKAROUNDS
-#define FZ_WORKAROUNDS 0
-#endif
-
-/** Cap on primary buckets while FZ_WORKAROUNDS is on (see README). */
-#define FZ_MAX_BUCKETS (1u << 16)
 
 /** Print "fuzz: <what>" to stderr and abort(): a broken promise. */
 void fz_fail(const char *what, int rc);
@@ -76,20 +66,6 @@ void fz_fix_segment_records(uint8_t *p, size_t len);
 void fz_fix_index_chunks(uint8_t *p, size_t len);
 void fz_fix_index_header(uint8_t *p, size_t len);
 
-/**
- * 1 if p (len bytes) is an index file whose header key count is below the
- * number of used slots in its buckets, whose count of overflow buckets in
- * use is below the overflow buckets linked or holding keys, or whose chains
- * loop or share buckets; 0 otherwise (or if unparseable).
- */
-int fz_index_count_low(const uint8_t *p, size_t len);
-
-/**
- * 1 if p (len bytes) is an index file with a used slot naming a segment id
- * whose bit is clear in ids (65536 bits); 0 otherwise (or if unparseable).
- */
-int fz_index_names_missing_segment(const uint8_t *p, size_t len,
-                                   const uint8_t *ids);
 
 /** A valid meta file with this seed. */
 void fz_meta_bytes(uint8_t out[64], uint64_t seed);

@@ -211,15 +211,6 @@ static int probe_db(cellar_db *db, const struct keys *k, uint64_t bound,
 		FZ_CHECK(rc == CELLAR_OK || rc == CELLAR_ECORRUPT ||
 		             rc == CELLAR_EVERSION || rc == CELLAR_EIO,
 		         "cellar_iter_next: unexpected code", rc);
-		/*
-		 * Bug 6 (README): when the index lookup for a record fails
-		 * (damaged chunk, broken chain), cellar_iter_next() returns
-		 * ECORRUPT without stepping past the record, forever.  Stop
-		 * at the first such error until it is fixed.
-		 */
-		if (FZ_WORKAROUNDS && rc == CELLAR_ECORRUPT &&
-		    strncmp(cellar_errmsg(), "index", 5) == 0)
-			break;
 		if (rc != CELLAR_OK)
 			continue;
 		items++;
@@ -271,12 +262,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char path[256];
 	size_t pos = 1;
 	int rc, put_ok = 0, rw_rebuilt = 0;
-	int index_low = 0, index_missing = 0;
-	uint8_t *seg_ids = calloc(1, 65536 / 8), *index_copy = NULL;
-	size_t index_len = 0;
 
-	if (size < 1 || !seg_ids) {
-		free(seg_ids);
+	if (size < 1) {
 		return 0;
 	}
 	unsigned flags = data[0];
@@ -305,50 +292,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (flags & 2)
 				fz_fix_segment_header(p, len);
 			collect_keys(&keys, p, len);
-			if (len >= SEG_HEADER_SIZE) {
-				uint16_t sid = (uint16_t)(p[12] | p[13] << 8);
-				seg_ids[sid >> 3] |= (uint8_t)(1u << (sid & 7));
-			}
 			bound += len + 2;
 		}
 		if (id % 32 == 1 && flags & 8) {
 			fz_fix_index_chunks(p, len);
 			fz_fix_index_header(p, len);
 		}
-		if (id % 32 == 1) {
-			index_low = fz_index_count_low(p, len);
-			free(index_copy);
-			index_copy = malloc(len ? len : 1);
-			FZ_CHECK(index_copy != NULL, "out of memory", CELLAR_ENOMEM);
-			memcpy(index_copy, p, len);
-			index_len = len;
-		}
 		name_of(id, path, sizeof path);
 		fz_put_file(fs, path, p, len);
 		free(p);
 	}
-
-	/*
-	 * Bug 2 (README): a checkpoint whose key count is below its used slots
-	 * lets deletes wrap the count to 2^64 - 1, after which index_grow()
-	 * splits until memory runs out; one whose overflow-bucket count is too
-	 * low, or whose chains loop or share buckets (splits then copy and free
-	 * them twice), wraps that count, and the next checkpoint is rejected
-	 * at open.
-	 * Skip such stores (the replay at open can trigger it) and cap the
-	 * table for the puts below.
-	 */
-	if (FZ_WORKAROUNDS && index_low)
-		goto done;
-	/*
-	 * Bug 5 (README): a delete or put of a key whose index slot names a
-	 * segment that does not exist dereferences NULL in db_write().  Skip
-	 * the writes for such stores until it is fixed.
-	 */
-	if (index_copy)
-		index_missing = fz_index_names_missing_segment(index_copy, index_len,
-		                                               seg_ids);
-	cellar__test_set_max_buckets(FZ_WORKAROUNDS ? FZ_MAX_BUCKETS : 0);
 
 	/* Read-only first: it must leave every file as it was. */
 	snapshot_take(fs, &before);
@@ -368,7 +321,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (open_db(fs, &db, 0) != CELLAR_OK)
 		goto done;
 	rw_rebuilt = probe_db(db, &keys, bound, 0);
-	if (flags & 16 && !(FZ_WORKAROUNDS && index_missing)) {
+	if (flags & 16) {
 		for (int i = 0; i < keys.n && i < 2; i++) {
 			rc = cellar_delete(db, keys.key[i], keys.len[i]);
 			FZ_CHECK(rc == CELLAR_OK || rc == CELLAR_ENOTFOUND ||
@@ -383,7 +336,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		put_ok = rc == CELLAR_OK;
 		probe_db(db, &keys, bound + 256, rw_rebuilt);
 	}
-	if (flags & 64 && !(FZ_WORKAROUNDS && index_missing)) {
+	if (flags & 64) {
 		cellar_compact_result res;
 		uint64_t n_before = 0, n_after = 0;
 		cellar_count(db, &n_before);
@@ -416,8 +369,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FZ_CHECK(rc == CELLAR_OK, "closing a read-only handle", rc);
 done:
 	cellar__test_set_max_buckets(0);
-	free(seg_ids);
-	free(index_copy);
 	for (int i = 0; i < keys.n; i++)
 		free(keys.key[i]);
 	cellar_fs_free(mem);

@@ -16,6 +16,7 @@
 
 #include "cellar.h"
 #include "common.h"
+#include "fault.h"
 
 #define SEG_64K (64u << 10)
 #define SEG_HEADER 32
@@ -1227,4 +1228,68 @@ Test(compact, empty_store_pass_does_nothing)
 	cr_assert_eq(r.complete, 1);
 	cr_assert_eq(count_of(s.db), 0);
 	tc_store_free(&s);
+}
+
+/* ---- a failing background pass ----------------------------------------- */
+
+/*
+ * A background compaction that fails is never silent: the event callback
+ * hears of it, later puts return its error, and a successful cellar_compact
+ * clears it.  Runs on the fault fs over the mem fs (whatever the suite's fs).
+ */
+Test(compact, background_failure_is_reported_and_returned_until_compacted)
+{
+	cellar_fs *base, *ff;
+	cellar_options o = CELLAR_OPTIONS_INIT;
+	cellar_compact_result r;
+	events ev = { 0 };
+	cellar_db *db;
+	char key[32], val[100];
+	int rc;
+
+	OK(cellar_fs_mem_new(&base));
+	OK(fault_fs_new(&ff, base));
+	o.flags = CELLAR_CREATE;
+	o.fs = ff;
+	o.auto_compact_pct = 1;
+	o.compact_dead_pct = 1;
+	o.sync_interval_ms = 2;
+	o.on_event = on_event;
+	o.event_ctx = &ev;
+	OK(cellar_open(&db, "/bgfail", &o));
+	for (int i = 0; i < 3000; i++) {
+		snprintf(key, sizeof key, "key-%d", i);
+		memset(val, 'a', sizeof val);
+		OK(cellar_put(db, key, strlen(key), val, sizeof val));
+	}
+	OK(cellar_sync(db));
+	/* Now the disk is full.  Overwrites still land in the 1 MiB append
+	 * buffer, and leave dead records for the background pass, which has
+	 * to write (close the newest segment, copy records) and fails. */
+	fault_fs_fail(ff, FAULT_WRITE, fault_fs_count(ff, FAULT_WRITE) + 1,
+	              CELLAR_ENOSPC, 1);
+	for (int i = 0; i < 3000; i++) {
+		snprintf(key, sizeof key, "key-%d", i);
+		memset(val, 'b', sizeof val);
+		if (cellar_put(db, key, strlen(key), val, sizeof val) != CELLAR_OK)
+			break; /* the failed pass already refuses writes */
+	}
+	/* Bounded wait for the background thread (it wakes every 2 ms). */
+	for (int i = 0; i < 20000 && atomic_load(&ev.errors) == 0; i++) {
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+	cr_assert_gt(atomic_load(&ev.errors), 0,
+	             "the failed background pass was reported");
+	fault_fs_fail(ff, FAULT_WRITE, 0, 0, 0); /* space again */
+	/* Until a compaction succeeds, puts return the background error. */
+	rc = cellar_put(db, "after", 5, "x", 1);
+	cr_assert_eq(rc, CELLAR_ENOSPC, "put after a failed background pass: %s",
+	             cellar_strerror(rc));
+	OK(cellar_compact(db, &r));
+	OK(cellar_put(db, "after", 5, "x", 1));
+	cr_assert_eq(atomic_load(&ev.bad), 0, "malformed events");
+	OK(cellar_close(db));
+	cellar_fs_free(ff);
+	cellar_fs_free(base);
 }

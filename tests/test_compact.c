@@ -783,7 +783,11 @@ Test(compact, readers_and_writer_run_during_compaction)
 	cr_assert_eq(rc, CELLAR_OK, "cellar_compact: %s", cellar_strerror(rc));
 	cr_assert_eq(r.complete, 1);
 	cr_assert_gt(r.segments_compacted, 0);
-	cr_assert_gt(r.records_copied, 0);
+	/* Writers go first between batches, so the writer may have overwritten
+	 * every live record of the pass's segments before it copied them: how
+	 * many were copied depends on scheduling, but never more than one per
+	 * key. */
+	cr_assert_leq(r.records_copied, CONC_KEYS);
 
 	long ver[CONC_KEYS];
 	for (unsigned i = 0; i < CONC_KEYS; i++)

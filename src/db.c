@@ -183,15 +183,8 @@ int db_write(cellar_db *db, unsigned kind, const void *key, size_t key_len,
 		index_remove(db->ix, &ref);
 		g->dead += total;
 	}
-	if (touch_index && ref.found) {
-		/* NULL when the replaced slot was damaged and named no segment. */
-		segment *old = db->segs.by_id[ref.old_seg];
-		if (old) {
-			old->live = old->live > k.found_total
-			                ? old->live - k.found_total : 0;
-			old->dead += k.found_total;
-		}
-	}
+	if (touch_index && ref.found)
+		segset_mark_dead(&db->segs, ref.old_seg, k.found_total);
 	latch_write_unlock(&db->latch);
 	db->log_since_ckpt += total;
 	return CELLAR_OK;

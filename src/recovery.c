@@ -7,17 +7,6 @@
 #include "meta.h"
 #include "recovery.h"
 
-/* Move the byte counts of a replaced or deleted record to dead. */
-static void account_old(segset *segs, const index_ref *ref, uint64_t total)
-{
-	segment *old = segs->by_id[ref->old_seg];
-
-	if (!old)
-		return;
-	old->live = old->live > total ? old->live - total : 0;
-	old->dead += total;
-}
-
 int recovery_apply(cellar_index *ix, segset *segs, uint64_t hash,
                    const rec_view *v, segment *g, uint64_t off)
 {
@@ -42,7 +31,7 @@ int recovery_apply(cellar_index *ix, segset *segs, uint64_t hash,
 		g->live += v->h.total;
 	}
 	if (ref.found)
-		account_old(segs, &ref, k.found_total);
+		segset_mark_dead(segs, ref.old_seg, k.found_total);
 	return CELLAR_OK;
 }
 

@@ -39,8 +39,8 @@ int recovery_run(cellar_index **out, segset *segs, cellar_fs *fs,
                  int readonly, recovery_result *res);
 
 /**
- * Apply one valid record at (g, off) to the index (replay, and the writer's
- * own path shares it through db.c).  Updates live/dead byte counts.
+ * Apply one valid record at (g, off) to the index during replay.  Updates
+ * live/dead byte counts.
  */
 int recovery_apply(cellar_index *ix, segset *segs, uint64_t hash,
                    const rec_view *v, segment *g, uint64_t off);

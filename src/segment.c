@@ -597,6 +597,16 @@ int segset_truncate(segset *s, segment *g, uint64_t size)
 	return CELLAR_OK;
 }
 
+void segset_mark_dead(segset *s, uint16_t id, uint64_t total)
+{
+	segment *g = s->by_id[id];
+
+	if (!g)
+		return;
+	g->live = g->live > total ? g->live - total : 0;
+	g->dead += total;
+}
+
 segment *segset_from(const segset *s, uint64_t seq)
 {
 	size_t lo = 0, hi = s->n;

@@ -147,6 +147,13 @@ void segset_forget(segset *s, segment *g);
 /** The files of every forgotten segment are gone: their ids may be reused. */
 void segset_release_ids(segset *s);
 
+/**
+ * A record of total bytes in segment id was replaced or deleted: move its
+ * bytes from live to dead.  Nothing if no such segment exists (the slot was
+ * damaged).
+ */
+void segset_mark_dead(segset *s, uint16_t id, uint64_t total);
+
 /** The first segment with sequence >= seq, or NULL. */
 segment *segset_from(const segset *s, uint64_t seq);
 

@@ -222,7 +222,9 @@ int compact_run(cellar_db *db, cellar_compact_result *res,
 			 * records twice. */
 			pthread_mutex_lock(&db->iter_mutex);
 			int busy = db->iters_open > 0;
-			db->batch_running = !busy;
+			/* A count: a background pass and cellar_compact may run
+			 * batches at the same time. */
+			db->batch_running += !busy;
 			pthread_mutex_unlock(&db->iter_mutex);
 			if (busy) {
 				res->complete = 0;
@@ -240,7 +242,7 @@ int compact_run(cellar_db *db, cellar_compact_result *res,
 			double pause = (now_seconds() - b0) * 1e3;
 			pthread_mutex_unlock(&db->wmutex);
 			pthread_mutex_lock(&db->iter_mutex);
-			db->batch_running = 0;
+			db->batch_running--;
 			pthread_cond_broadcast(&db->iter_cond);
 			pthread_mutex_unlock(&db->iter_mutex);
 			if (pause > res->longest_pause_ms)

@@ -56,7 +56,7 @@ struct cellar_db {
 	pthread_mutex_t iter_mutex;
 	pthread_cond_t iter_cond;
 	unsigned iters_open;
-	int batch_running;
+	int batch_running; /* compaction batches in progress (any thread) */
 
 	/* background sync */
 	pthread_t bg;

@@ -299,20 +299,44 @@ typedef struct get_ctx {
 } get_ctx;
 
 /*
- * Copy a small value inline, eight bytes at a time: measured 60 ns faster
- * per get than calling memcpy for 100-byte values at 1M random keys.
+ * Copy a small value inline, sixteen bytes at a time, the last block
+ * overlapping the one before: a 100-byte value is seven loads and seven
+ * stores, far fewer instructions than a call to memcpy.  Fewer
+ * instructions waiting on the record's cache lines let the processor start
+ * the caller's next lookup sooner.
  */
 static inline void copy_small(uint8_t *d, const uint8_t *s, size_t len)
 {
-	size_t i = 0;
+	uint64_t a, b;
 
-	for (; i + 8 <= len; i += 8) {
-		uint64_t w;
-		memcpy(&w, s + i, 8);
-		memcpy(d + i, &w, 8);
+	if (len >= 16) {
+		size_t i = 0;
+		for (; i + 16 < len; i += 16)
+			memcpy(d + i, s + i, 16);
+		memcpy(d + len - 16, s + len - 16, 16);
+	} else if (len >= 8) {
+		memcpy(&a, s, 8);
+		memcpy(&b, s + len - 8, 8);
+		memcpy(d, &a, 8);
+		memcpy(d + len - 8, &b, 8);
+	} else {
+		for (size_t i = 0; i < len; i++)
+			d[i] = s[i];
 	}
-	for (; i < len; i++)
-		d[i] = s[i];
+}
+
+/* Are two keys of len bytes equal?  Inline for keys of up to 16 bytes. */
+static inline int key_equal(const uint8_t *a, const uint8_t *b, size_t len)
+{
+	uint64_t a0, a1, b0, b1;
+
+	if (len < 8 || len > 16)
+		return memcmp(a, b, len) == 0;
+	memcpy(&a0, a, 8);
+	memcpy(&b0, b, 8);
+	memcpy(&a1, a + len - 8, 8);
+	memcpy(&b1, b + len - 8, 8);
+	return ((a0 ^ b0) | (a1 ^ b1)) == 0;
 }
 
 /* Hand the value of a matching, verified record to the caller. */
@@ -380,9 +404,15 @@ static inline int match_get(void *ctx, uint16_t seg, uint32_t off)
 		p = s->buf + (off - g->flushed);
 		avail = g->size - off;
 	}
-	/* A record usually spans two cache lines: fetch both at once. */
+	/*
+	 * A small record spans two or three cache lines: ask for all of them
+	 * at once, so that the checksum and the copy do not wait for each
+	 * line in turn.
+	 */
 	if (avail > 64)
 		__builtin_prefetch(p + 64);
+	if (avail > 128)
+		__builtin_prefetch(p + 128);
 	if (__builtin_expect(avail < 7 || p[4] != RECORD_PUT || (p[5] | p[6]) & 0x80, 0))
 		return match_get_slow(c, seg, off);
 	size_t klen = p[5], vlen = p[6];
@@ -391,7 +421,7 @@ static inline int match_get(void *ctx, uint16_t seg, uint32_t off)
 		return 0;
 	if (__builtin_expect(total > avail, 0))
 		return match_get_slow(c, seg, off);
-	if (memcmp(p + 7, c->key, klen) != 0)
+	if (!key_equal(p + 7, c->key, klen))
 		return 0;
 	if ((uint32_t)hash_checksum(p + 4, (size_t)total - 4) != le32_load(p))
 		return cellar__error(CELLAR_ECORRUPT,

@@ -1212,6 +1212,82 @@ static void chain_replace_scenario(cellar__hash_fn fn, uint64_t max_buckets)
 	store_free(&s);
 }
 
+/*
+ * Key and value lengths around the read path's special cases (keys of up
+ * to 7, 8-16 and more bytes, one- and two-byte length fields, values
+ * copied in 8- and 16-byte blocks), all under one hash so that every get
+ * must tell its key from keys of other lengths and keys differing in one
+ * byte at the start, middle or end.
+ */
+static size_t shape_key(unsigned klen, unsigned variant, uint8_t *k)
+{
+	for (unsigned i = 0; i < klen; i++)
+		k[i] = (uint8_t)('a' + i % 26);
+	if (variant == 1)
+		k[0] ^= 0x20;
+	else if (variant == 2)
+		k[klen / 2] ^= 0x20;
+	else if (variant == 3)
+		k[klen - 1] ^= 0x20;
+	return klen;
+}
+
+static size_t shape_value(unsigned klen, unsigned variant, uint8_t *v)
+{
+	static const unsigned lens[] = { 0, 1, 7, 8, 9, 15, 16, 17, 31, 32,
+	                                 33, 100, 127, 128, 129, 255, 256,
+	                                 257, 300 };
+	size_t n = lens[(klen * 4 + variant) % (sizeof lens / sizeof *lens)];
+
+	for (size_t i = 0; i < n; i++)
+		v[i] = (uint8_t)(klen * 31 + variant * 7 + i);
+	return n;
+}
+
+Test(db, key_and_value_lengths_across_the_fast_path_round_trip)
+{
+	static const unsigned klens[] = { 1, 2, 7, 8, 9, 15, 16, 17, 24, 127,
+	                                  128, 129, 300 };
+	const size_t nk = sizeof klens / sizeof *klens;
+	uint8_t k[300], v[300], got[512];
+	size_t n;
+	tc_store s;
+
+	cellar__test_set_hash(hash_constant);
+	tc_store_new(&s, 0);
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < nk; i++)
+			for (unsigned var = 0; var < 4; var++) {
+				unsigned kl = klens[i];
+				if ((var == 2 && kl / 2 == 0) ||
+				    (var == 3 && (kl - 1 == kl / 2 || kl == 1)))
+					continue; /* the same key as another variant */
+				size_t kn = shape_key(klens[i], var, k);
+				size_t vn = shape_value(klens[i], var, v);
+				if (pass == 0) {
+					OK(cellar_put(s.db, k, kn, v, vn));
+					continue;
+				}
+				memset(got, 0xee, sizeof got);
+				OK(cellar_get(s.db, k, kn, got, sizeof got, &n));
+				cr_assert_eq(n, vn, "key %zu/%u", kn, var);
+				cr_assert(memcmp(got, v, vn) == 0, "key %zu/%u", kn, var);
+				cr_assert_eq(got[vn], 0xee, "wrote past the value");
+			}
+		if (pass == 1)
+			break;
+		/* A key of each length that was never stored is absent. */
+		for (size_t i = 0; i < nk; i++) {
+			shape_key(klens[i], 0, k);
+			k[klens[i] - 1] ^= 0x01;
+			ERR(CELLAR_ENOTFOUND,
+			    cellar_get(s.db, k, klens[i], got, sizeof got, &n));
+		}
+		tc_store_reopen(&s);
+	}
+	store_free(&s);
+}
+
 Test(db, constant_hash_chain_replaces_never_duplicates)
 {
 	chain_replace_scenario(hash_constant, 0);

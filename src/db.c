@@ -150,7 +150,7 @@ int db_write(cellar_db *db, unsigned kind, const void *key, size_t key_len,
 	if (mode == WRITE_NORMAL && kind == RECORD_DELETE && !ref.found)
 		return CELLAR_ENOTFOUND;
 	touch_index = mode != WRITE_TOMBSTONE;
-	if (touch_index) {
+	if (touch_index && !index_reserve_is_noop(db->ix, &ref)) {
 		latch_write_lock(&db->latch);
 		rc = index_reserve(db->ix, &ref);
 		latch_write_unlock(&db->latch);
@@ -218,9 +218,18 @@ static int write_refused(cellar_db *db)
  */
 static void writer_lock(cellar_db *db)
 {
+	if (pthread_mutex_trylock(&db->wmutex) == 0)
+		return; /* uncontended: the usual case, one locked instruction */
 	atomic_fetch_add(&db->writers_waiting, 1);
 	pthread_mutex_lock(&db->wmutex);
 	atomic_fetch_sub(&db->writers_waiting, 1);
+}
+
+/* Bump a counter only the writer (holding wmutex) changes: no locked RMW. */
+static inline void writer_count(atomic_uint_fast64_t *c)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+	                      memory_order_relaxed);
 }
 
 static int begin_write(cellar_db *db)
@@ -249,7 +258,7 @@ int cellar_put(cellar_db *db, const void *key, size_t key_len,
 	if ((rc = write_refused(db)) == CELLAR_OK &&
 	    (rc = db_write(db, RECORD_PUT, key, key_len, val ? val : "", val_len,
 	                   WRITE_NORMAL, NULL)) == CELLAR_OK)
-		atomic_fetch_add_explicit(&db->puts, 1, memory_order_relaxed);
+		writer_count(&db->puts);
 	pthread_mutex_unlock(&db->wmutex);
 	return rc;
 }
@@ -265,7 +274,7 @@ int cellar_delete(cellar_db *db, const void *key, size_t key_len)
 	if ((rc = write_refused(db)) == CELLAR_OK &&
 	    (rc = db_write(db, RECORD_DELETE, key, key_len, NULL, 0, WRITE_NORMAL,
 	                   NULL)) == CELLAR_OK)
-		atomic_fetch_add_explicit(&db->deletes, 1, memory_order_relaxed);
+		writer_count(&db->deletes);
 	pthread_mutex_unlock(&db->wmutex);
 	return rc;
 }

@@ -398,6 +398,21 @@ static index_array *ref_array(cellar_index *ix, int in_ovf)
 	return in_ovf ? &ix->ovf : &ix->prim;
 }
 
+static int bucket_owned(const index_array *a, uint64_t i)
+{
+	return a->chunks[i >> INDEX_CHUNK_SHIFT].owned;
+}
+
+int index_reserve_is_noop(cellar_index *ix, const index_ref *ref)
+{
+	if (!bucket_owned(ref_array(ix, ref->in_ovf), ref->bucket))
+		return 0;
+	if (ref->found && ref->has_prev &&
+	    !bucket_owned(ref_array(ix, ref->prev_in_ovf), ref->prev))
+		return 0;
+	return ref->found || ref->slot >= 0;
+}
+
 int index_reserve(cellar_index *ix, index_ref *ref)
 {
 	uint8_t *b;

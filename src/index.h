@@ -232,6 +232,13 @@ int index_find(cellar_index *ix, uint64_t hash, index_match_fn match,
  */
 int index_reserve(cellar_index *ix, index_ref *ref);
 
+/**
+ * Writer, no latch: would index_reserve change nothing (every bucket it
+ * touches already private, no overflow bucket needed)?  Then the writer
+ * may skip it and the latch it needs.
+ */
+int index_reserve_is_noop(cellar_index *ix, const index_ref *ref);
+
 /** Exclusive latch: undo index_reserve when the write is abandoned. */
 void index_unreserve(cellar_index *ix, index_ref *ref);
 

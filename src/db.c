@@ -138,8 +138,14 @@ int db_write(cellar_db *db, unsigned kind, const void *key, size_t key_len,
 	int touch_index;
 	index_ref ref;
 	segment *g;
-	int rc;
+	int rc, staged;
 
+	/*
+	 * The index bucket is the one cache miss of a put: ask for it, and
+	 * encode the record while it comes.
+	 */
+	index_prefetch(db->ix, h);
+	staged = segset_stage(&db->segs, kind, key, key_len, val, val_len);
 	if ((rc = index_find(db->ix, h, segset_match_key, &k, &ref)) < 0)
 		return rc;
 	if (mode == WRITE_IF_AT &&
@@ -157,8 +163,10 @@ int db_write(cellar_db *db, unsigned kind, const void *key, size_t key_len,
 		if (rc < 0)
 			return rc;
 	}
-	if ((rc = segset_append(&db->segs, kind, key, key_len, val, val_len, &g,
-	                        &off, &total)) < 0) {
+	if (staged && db->segs.staged) {
+		segset_commit_staged(&db->segs, &g, &off, &total);
+	} else if ((rc = segset_append(&db->segs, kind, key, key_len, val,
+	                               val_len, &g, &off, &total)) < 0) {
 		if (db->segs.sync_failed)
 			db->failed = db->segs.sync_failed; /* fsync in a roll-over */
 		goto unreserve;

@@ -163,6 +163,15 @@ static inline int index__bucket_at(index_array *a, uint64_t i, uint8_t **out)
 	return CELLAR_OK;
 }
 
+/** Writer or shared latch: start loading the primary bucket of hash. */
+static inline void index_prefetch(const cellar_index *ix, uint64_t hash)
+{
+	uint64_t i = index_addr(ix, index_tag(hash));
+
+	__builtin_prefetch(ix->prim.chunks[i >> INDEX_CHUNK_SHIFT].base +
+	                   (i & (INDEX_CHUNK_BUCKETS - 1)) * BUCKET_SIZE);
+}
+
 /** CELLAR_ECORRUPT for a broken chain link (out of line: rare). */
 int index__bad_chain(void);
 

@@ -435,6 +435,7 @@ int segset_flush(segset *s)
 	segment *g = segset_last(s);
 	int rc;
 
+	s->staged = 0;
 	if (!g || s->buf_len == 0)
 		return CELLAR_OK;
 	if ((rc = s->fs->write_at(s->fs, g->file, g->wend, s->buf, s->buf_len)) < 0)
@@ -525,6 +526,53 @@ int segset_roll(segset *s)
 	return roll(s, 0);
 }
 
+/* Does a record of t bytes need a new segment? */
+static int needs_roll(const segset *s, const segment *g, uint64_t t)
+{
+	return !g || (g->wend + s->buf_len + t > s->max_size &&
+	              g->wend + s->buf_len > SEG_HEADER_SIZE) ||
+	       g->wend + s->buf_len + t > UINT32_MAX;
+}
+
+/* Encode and seal a record of t bytes at the end of the buffer. */
+static void encode_at_end(segset *s, unsigned kind, const void *key,
+                          size_t key_len, const void *val, size_t val_len,
+                          uint64_t t)
+{
+	uint8_t *p = s->buf + s->buf_len;
+	size_t h = record_encode_header(p, kind, key_len, val_len);
+
+	memcpy(p + h, key, key_len);
+	if (val_len)
+		memcpy(p + h + key_len, val, val_len);
+	record_seal(p, t);
+}
+
+int segset_stage(segset *s, unsigned kind, const void *key, size_t key_len,
+                 const void *val, size_t val_len)
+{
+	uint64_t t = record_size(key_len, val_len);
+
+	s->staged = 0;
+	if (needs_roll(s, segset_last(s), t) || s->buf_len + t > SEG_BUFFER_SIZE)
+		return 0;
+	encode_at_end(s, kind, key, key_len, val, val_len, t);
+	s->staged = (size_t)t;
+	return 1;
+}
+
+void segset_commit_staged(segset *s, segment **seg, uint64_t *off,
+                          uint64_t *total)
+{
+	segment *g = segset_last(s);
+
+	*seg = g;
+	*total = s->staged;
+	*off = g->wend + s->buf_len;
+	s->buf_len += s->staged;
+	s->staged = 0;
+}
+
 int segset_append(segset *s, unsigned kind, const void *key, size_t key_len,
                   const void *val, size_t val_len, segment **seg,
                   uint64_t *off, uint64_t *total)
@@ -534,9 +582,8 @@ int segset_append(segset *s, unsigned kind, const void *key, size_t key_len,
 	uint8_t hdr[RECORD_MAX_HEADER];
 	int rc;
 
-	if (!g || (g->wend + s->buf_len + t > s->max_size &&
-	           g->wend + s->buf_len > SEG_HEADER_SIZE) ||
-	    g->wend + s->buf_len + t > UINT32_MAX) {
+	s->staged = 0;
+	if (needs_roll(s, g, t)) {
 		if ((rc = roll(s, t)) < 0)
 			return rc;
 		g = segset_last(s);
@@ -546,12 +593,7 @@ int segset_append(segset *s, unsigned kind, const void *key, size_t key_len,
 	*seg = g;
 	*total = t;
 	if (t <= SEG_BUFFER_SIZE) {
-		uint8_t *p = s->buf + s->buf_len;
-		size_t h = record_encode_header(p, kind, key_len, val_len);
-		memcpy(p + h, key, key_len);
-		if (val_len)
-			memcpy(p + h + key_len, val, val_len);
-		record_seal(p, t);
+		encode_at_end(s, kind, key, key_len, val, val_len, t);
 		*off = g->wend + s->buf_len;
 		s->buf_len += (size_t)t;
 		return CELLAR_OK;

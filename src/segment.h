@@ -60,6 +60,7 @@ typedef struct segset {
 	size_t n, cap;
 	uint8_t *buf;       /* append buffer of the newest segment */
 	size_t buf_len;
+	size_t staged;      /* bytes of a staged record after buf_len, or 0 */
 	int dir_dirty;      /* segment files created since the last dir sync */
 	int sync_failed;    /* an fsync failed: the OS may have dropped data */
 } segset;
@@ -110,6 +111,20 @@ static inline const uint8_t *rec_val(const rec_view *v)
 int rec_verify(const rec_view *v, uint16_t id, uint64_t off);
 
 void rec_release(rec_view *v);
+
+/**
+ * Writer: encode and checksum a record just past the end of the append
+ * buffer, without appending it: 1 if staged, 0 if it needs segset_append
+ * (a roll-over, a flush or a large record; nothing was done).  The writer
+ * does this while the index bucket it is about to read is on its way from
+ * memory.  Any other change to the segment set discards the staged record.
+ */
+int segset_stage(segset *s, unsigned kind, const void *key, size_t key_len,
+                 const void *val, size_t val_len);
+
+/** Writer: append the staged record; the outputs are segset_append's. */
+void segset_commit_staged(segset *s, segment **seg, uint64_t *off,
+                          uint64_t *total);
 
 /**
  * Writer: append one record.  Rolls over to a new segment when the newest

@@ -158,18 +158,29 @@ static uint64_t mix64(uint64_t x)
 	return x ^ (x >> 31);
 }
 
-/* Fill len bytes from a splitmix64 stream started at state. */
+/*
+ * Fill len bytes from state: the first word is mix64(state), the rest come
+ * from a 64-bit LCG seeded by it, with its weak low bits folded away.  The
+ * bytes only need to differ between keys and versions, and the generator
+ * runs again for every verified get, so it is kept to a few instructions a
+ * word: a heavier one adds the same time to every engine and hides how far
+ * apart they are.
+ */
 static void fill(unsigned char *p, size_t len, uint64_t state)
 {
-	uint64_t w;
-	for (; len >= 8; p += 8, len -= 8) {
-		w = mix64(state++);
+	uint64_t x = mix64(state), w;
+
+	for (;;) {
+		w = x ^ (x >> 32);
+		if (len < 8)
+			break;
 		memcpy(p, &w, 8);
+		p += 8;
+		len -= 8;
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
 	}
-	if (len > 0) {
-		w = mix64(state);
+	if (len > 0)
 		memcpy(p, &w, len);
-	}
 }
 
 /*

@@ -570,6 +570,43 @@ Test(index, unreserve_returns_the_new_overflow_bucket, .init = reset)
 	index_free(ix);
 }
 
+Test(index, reserve_is_noop_only_when_it_would_change_nothing, .init = reset)
+{
+	cellar_index *ix;
+	index_ref ref;
+	want w = { COLLIDE_BASE + 2, 0, 0, 0, 0 };
+
+	OK(index_new(&ix, 11));
+	ix->max_buckets = 1;
+	put(ix, COLLIDE_BASE);
+	/* A present key in a private bucket. */
+	put(ix, COLLIDE_BASE + 2);
+	OK(index_find(ix, COLLIDE_HASH, match_key, &w, &ref));
+	cr_assert(ref.found);
+	cr_assert(index_reserve_is_noop(ix, &ref));
+	/* An absent key with a free slot in its bucket. */
+	w.key = COLLIDE_BASE + 3;
+	OK(index_find(ix, COLLIDE_HASH, match_key, &w, &ref));
+	cr_assert(!ref.found && ref.slot >= 0);
+	cr_assert(index_reserve_is_noop(ix, &ref));
+	/* An absent key whose chain is full needs an overflow bucket. */
+	for (int i = 3; i < 6; i++)
+		put(ix, COLLIDE_BASE + (uint64_t)i);
+	put(ix, COLLIDE_BASE + 1);
+	w.key = COLLIDE_BASE + 6;
+	OK(index_find(ix, COLLIDE_HASH, match_key, &w, &ref));
+	cr_assert(!ref.found && ref.slot < 0);
+	cr_assert(!index_reserve_is_noop(ix, &ref));
+	/* A bucket still shared with the checkpoint must be copied first. */
+	ix->prim.chunks[0].owned = 0;
+	w.key = COLLIDE_BASE + 2;
+	OK(index_find(ix, COLLIDE_HASH, match_key, &w, &ref));
+	cr_assert(ref.found);
+	cr_assert(!index_reserve_is_noop(ix, &ref));
+	ix->prim.chunks[0].owned = 1;
+	index_free(ix);
+}
+
 /* ---- the checkpoint file ------------------------------------------------- */
 
 static cellar_fs *fs;

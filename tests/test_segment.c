@@ -324,6 +324,92 @@ Test(segment, append_publish_read_back, .init = setup_mem, .fini = teardown)
 		check_loc(&locs[i], i);
 }
 
+/* Stage record i and, if staged, commit it: what db_write does. */
+static int stage_commit(unsigned i, size_t val_len, loc *l)
+{
+	static uint8_t val[1 << 16];
+	segment *g;
+
+	memset(l, 0, sizeof *l);
+	snprintf(l->key, sizeof l->key, "key-%06u", i);
+	l->kind = RECORD_PUT;
+	l->val_len = val_len;
+	fill_val(val, val_len, i);
+	if (!segset_stage(&S, l->kind, l->key, strlen(l->key), val, val_len))
+		return 0;
+	cr_assert_eq(S.staged, record_size(strlen(l->key), val_len));
+	segset_commit_staged(&S, &g, &l->off, &l->total);
+	cr_assert_eq(S.staged, 0);
+	latch_write_lock(&L);
+	segset_publish(&S, g, l->off + l->total);
+	latch_write_unlock(&L);
+	l->id = g->id;
+	return 1;
+}
+
+Test(segment, staged_records_read_back_like_appended_ones,
+     .init = setup_mem, .fini = teardown)
+{
+	static loc locs[300];
+	unsigned staged = 0;
+
+	OK(segset_open(&S, fs, dir, 16 << 10, 0, &L));
+	locs[0] = append(0, 10); /* the first record creates the segment */
+	for (unsigned i = 1; i < 300; i++) {
+		if (stage_commit(i, 100 + i % 50, &locs[i])) {
+			staged++;
+			cr_assert_eq(locs[i].off, locs[i - 1].id == locs[i].id
+			                              ? locs[i - 1].off + locs[i - 1].total
+			                              : SEG_HEADER_SIZE);
+		} else {
+			/* Not staged only when a roll-over is due. */
+			cr_assert_gt(segset_last(&S)->wend + S.buf_len +
+			             record_size(10, 100 + i % 50), 16 << 10);
+			locs[i] = append(i, 100 + i % 50);
+		}
+	}
+	cr_assert_gt(staged, 250);
+	cr_assert_gt(S.n, 1, "the test crossed a roll-over");
+	for (unsigned i = 0; i < 300; i++)
+		check_loc(&locs[i], i);
+}
+
+Test(segment, stage_refuses_what_needs_a_flush_or_is_large,
+     .init = setup_mem, .fini = teardown)
+{
+	static uint8_t big[SEG_BUFFER_SIZE];
+	loc l;
+
+	OK(segset_open(&S, fs, dir, 64 << 20, 0, &L));
+	/* No segment yet: the first record must go through segset_append. */
+	cr_assert_eq(segset_stage(&S, RECORD_PUT, "k", 1, "v", 1), 0);
+	cr_assert_eq(S.staged, 0);
+	l = append(0, 10);
+	cr_assert_eq(segset_stage(&S, RECORD_PUT, "k", 1, big, sizeof big), 0,
+	             "larger than the buffer");
+	/* Fill the buffer until the next record would need a flush. */
+	unsigned i = 1;
+	while (S.buf_len + record_size(10, 4000) <= SEG_BUFFER_SIZE) {
+		cr_assert_lt(i, SEG_BUFFER_SIZE / 4000, "commit appends");
+		cr_assert(stage_commit(i++, 4000, &l));
+	}
+	size_t before = S.buf_len;
+	cr_assert_eq(segset_stage(&S, RECORD_PUT, "key-xxxxxx", 10, big, 4000), 0);
+	cr_assert_eq(S.buf_len, before, "nothing was flushed");
+	OK(segset_flush(&S));
+	cr_assert_eq(S.buf_len, 0);
+	/* A flush discards a staged record. */
+	cr_assert(segset_stage(&S, RECORD_PUT, "k", 1, "v", 1));
+	cr_assert_gt(S.staged, 0);
+	OK(segset_flush(&S));
+	cr_assert_eq(S.staged, 0);
+	cr_assert(segset_stage(&S, RECORD_PUT, "k", 1, "v", 1));
+	/* So does an append. */
+	l = append(i, 10);
+	cr_assert_eq(S.staged, 0);
+	check_loc(&l, i);
+}
+
 Test(segment, record_invisible_until_published, .init = setup_mem,
      .fini = teardown)
 {

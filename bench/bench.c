@@ -129,6 +129,7 @@ static struct config {
 	uint64_t seed;
 	const char *dir;
 	int keep;
+	unsigned runs; /* rounds of every engine; the table shows medians */
 	const char *svg;
 	const struct engine *engines[N_ENGINES];
 	size_t n_engines;
@@ -138,6 +139,7 @@ static struct config {
 	.val_min = 100,
 	.val_max = 100,
 	.threads = 1,
+	.runs = 1,
 	.phases = DEFAULT_PHASES,
 	.seed = 42,
 };
@@ -721,14 +723,17 @@ static void run_recovery(void **h, const char *dir)
 		die("fork: %s", strerror(errno));
 	if (pid == 0) {
 		cellar_options o = CELLAR_OPTIONS_INIT;
-		unsigned char key[MAX_KEY], val[64];
+		unsigned char key[MAX_KEY], *val = xmalloc(cfg.val_max + 8);
 		cellar_db *db;
 		if (cellar_open(&db, dir, &o) != CELLAR_OK)
 			_exit(2);
+		/* New versions of keys 0, 1, ..., as the parent records below,
+		 * so that later phases still know every key's value. */
 		for (uint64_t i = 0; i < RECOVERY_WRITES; i++) {
-			make_key(i % cfg.n, key);
-			memset(val, (int)i, sizeof val);
-			if (cellar_put(db, key, cfg.key_size, val, sizeof val) != 0)
+			uint64_t idx = i % cfg.n;
+			size_t len = make_value(idx, ++versions[idx], val);
+			make_key(idx, key);
+			if (cellar_put(db, key, cfg.key_size, val, len) != 0)
 				_exit(3);
 		}
 		if (cellar_sync(db) != CELLAR_OK)
@@ -738,6 +743,10 @@ static void run_recovery(void **h, const char *dir)
 	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
 	    WEXITSTATUS(status) != 0)
 		die("the crashing writer failed (status %d)", status);
+	for (uint64_t i = 0; i < RECOVERY_WRITES; i++) {
+		versions[i % cfg.n]++;
+		deleted[i % cfg.n] = 0;
+	}
 	r.ops = RECOVERY_WRITES;
 	r.seconds = timed_open(dir, &r.replayed, &rebuilt);
 	if (rebuilt || r.replayed < RECOVERY_WRITES)
@@ -1000,7 +1009,10 @@ static void run_engine(const char *dir)
 
 /* --------------------------------------------------------------- output */
 
+#define MAX_RUNS 25
 static struct result results[N_ENGINES][N_PHASES]; /* .done = -1: none */
+static struct result run_results[MAX_RUNS][N_ENGINES][N_PHASES];
+static unsigned run_now; /* the round being run, for the lines printed */
 
 static double rate(const struct result *r)
 {
@@ -1021,9 +1033,12 @@ static double space_ratio(const struct result *r)
 static void print_line(const char *name, const struct result *r)
 {
 	printf("bench engine=%s phase=%s ops=%" PRIu64 " seconds=%.6f "
-	       "ops_per_sec=%.1f bytes_on_disk=%" PRIu64 " peak_rss_kb=%ld\n",
+	       "ops_per_sec=%.1f bytes_on_disk=%" PRIu64 " peak_rss_kb=%ld",
 	       name, phase_names[r->phase], r->ops, r->seconds, rate(r),
 	       r->bytes, r->rss_kb);
+	if (cfg.runs > 1)
+		printf(" run=%u", run_now + 1);
+	printf("\n");
 	if (r->phase == P_SPACE)
 		printf("bench engine=%s phase=space writes=%" PRIu64
 		       " deletes=%" PRIu64 " compact_seconds=%.6f live_keys=%"
@@ -1102,6 +1117,36 @@ static void print_extra(const char *label, enum phase p, enum extra x)
 	printf("\n");
 }
 
+/*
+ * Fill results[][] with each engine's and phase's median run by rate (of
+ * an even number, the slower of the middle two).
+ */
+static void pick_medians(void)
+{
+	const struct result *by_rate[MAX_RUNS];
+	size_t e, p;
+	unsigned i, j, n;
+
+	for (e = 0; e < cfg.n_engines; e++)
+		for (p = 0; p < N_PHASES; p++) {
+			for (n = 0, i = 0; i < cfg.runs; i++)
+				if (run_results[i][e][p].done == 1)
+					by_rate[n++] = &run_results[i][e][p];
+			if (n == 0) {
+				results[e][p] = run_results[0][e][p];
+				continue;
+			}
+			for (i = 1; i < n; i++) /* insertion sort: n is small */
+				for (j = i; j > 0 && rate(by_rate[j - 1]) >
+				                         rate(by_rate[j]); j--) {
+					const struct result *t = by_rate[j];
+					by_rate[j] = by_rate[j - 1];
+					by_rate[j - 1] = t;
+				}
+			results[e][p] = *by_rate[(n - 1) / 2];
+		}
+}
+
 static void print_table(void)
 {
 	size_t e, b = base_engine();
@@ -1113,9 +1158,11 @@ static void print_table(void)
 		printf("%zu", cfg.val_min);
 	else
 		printf("%zu-%zu", cfg.val_min, cfg.val_max);
-	printf(" threads=%u seed=%" PRIu64 "\nops/s per phase; (x) = "
-	       "relative to %s, >1 is faster\n\n%-14s", cfg.threads,
-	       cfg.seed, cfg.engines[b]->name, "phase");
+	printf(" threads=%u seed=%" PRIu64, cfg.threads, cfg.seed);
+	if (cfg.runs > 1)
+		printf(" runs=%u (medians)", cfg.runs);
+	printf("\nops/s per phase; (x) = relative to %s, >1 is faster\n\n%-14s",
+	       cfg.engines[b]->name, "phase");
 	for (e = 0; e < cfg.n_engines; e++)
 		printf(" %18s", cfg.engines[e]->name);
 	printf("\n");
@@ -1253,7 +1300,7 @@ static int bench_engine(size_t e, const char *dir)
 		got = 0;
 		if (r.phase < 0 || r.phase >= N_PHASES)
 			break;
-		results[e][r.phase] = r;
+		run_results[run_now][e][r.phase] = r;
 		if (r.done == 1)
 			print_line(en->name, &r);
 	}
@@ -1319,6 +1366,10 @@ static void usage(FILE *f)
 "  --dir DIR           where stores go (default: a new /tmp/cellar-bench-*,\n"
 "                      removed at the end); DIR/<engine> must not exist\n"
 "  --keep              keep the stores\n"
+"  --runs R            run every engine R times (1-25, default 1), in a\n"
+"                      rotated order each round; the table and chart show\n"
+"                      each engine's median run per phase (the slower\n"
+"                      middle one for even R), for noisy machines\n"
 "  --svg FILE          also write the results as an SVG bar chart\n"
 "  --list              print the engines compiled in and their settings\n"
 "  -h, --help          this text\n"
@@ -1485,7 +1536,7 @@ static void parse_phases(const char *arg)
 static void parse_args(int argc, char **argv)
 {
 	enum { O_ENGINES = 256, O_KEY, O_VALUE, O_THREADS, O_PHASES, O_SEED,
-	       O_DIR, O_KEEP, O_SVG, O_LIST };
+	       O_DIR, O_KEEP, O_RUNS, O_SVG, O_LIST };
 	static const struct option opts[] = {
 		{ "engines", required_argument, NULL, O_ENGINES },
 		{ "key-size", required_argument, NULL, O_KEY },
@@ -1495,6 +1546,7 @@ static void parse_args(int argc, char **argv)
 		{ "seed", required_argument, NULL, O_SEED },
 		{ "dir", required_argument, NULL, O_DIR },
 		{ "keep", no_argument, NULL, O_KEEP },
+		{ "runs", required_argument, NULL, O_RUNS },
 		{ "svg", required_argument, NULL, O_SVG },
 		{ "list", no_argument, NULL, O_LIST },
 		{ "help", no_argument, NULL, 'h' },
@@ -1562,6 +1614,12 @@ static void parse_args(int argc, char **argv)
 		case O_KEEP:
 			cfg.keep = 1;
 			break;
+		case O_RUNS:
+			v = parse_count(optarg, "--runs");
+			if (v < 1 || v > MAX_RUNS)
+				usage_error("--runs: must be 1 to %d", MAX_RUNS);
+			cfg.runs = (unsigned)v;
+			break;
 		case O_SVG:
 			cfg.svg = optarg;
 			break;
@@ -1590,9 +1648,10 @@ int main(int argc, char **argv)
 	int failed = 0;
 
 	parse_args(argc, argv);
-	for (e = 0; e < N_ENGINES; e++)
-		for (p = 0; p < N_PHASES; p++)
-			results[e][p].done = -1;
+	for (unsigned i = 0; i < MAX_RUNS; i++)
+		for (e = 0; e < N_ENGINES; e++)
+			for (p = 0; p < N_PHASES; p++)
+				run_results[i][e][p].done = -1;
 
 	if (cfg.dir != NULL) {
 		base = cfg.dir;
@@ -1611,24 +1670,33 @@ int main(int argc, char **argv)
 	if (want(P_ZIPF))
 		zipf = make_zipf(cfg.n, perm, mix64(cfg.seed ^ 0x7a697066ull));
 
-	for (e = 0; e < cfg.n_engines && !failed; e++) {
-		snprintf(path, sizeof path, "%s/%s", base,
-		         cfg.engines[e]->name);
-		int rc = bench_engine(e, path);
-		if (rc != 0) {
-			fprintf(stderr, "cellar-bench: %s failed; stopping\n",
-			        cfg.engines[e]->name);
-			failed = 1;
+	for (run_now = 0; run_now < cfg.runs && !failed; run_now++)
+		for (size_t k = 0; k < cfg.n_engines && !failed; k++) {
+			/* Rotate the order so no engine always goes first. */
+			e = (k + run_now) % cfg.n_engines;
+			if (run_now == 0)
+				snprintf(path, sizeof path, "%s/%s", base,
+				         cfg.engines[e]->name);
+			else
+				snprintf(path, sizeof path, "%s/%s.%u", base,
+				         cfg.engines[e]->name, run_now + 1);
+			int rc = bench_engine(e, path);
+			if (rc != 0) {
+				fprintf(stderr, "cellar-bench: %s failed; "
+				        "stopping\n", cfg.engines[e]->name);
+				failed = 1;
+			}
+			if (!cfg.keep && rc != -2)
+				remove_tree(path);
 		}
-		if (!cfg.keep && rc != -2)
-			remove_tree(path);
-	}
+	run_now = 0;
 	if (cfg.keep)
 		fprintf(stderr, "cellar-bench: stores kept in %s\n", base);
 	else if (cfg.dir == NULL)
 		rmdir(base);
 
 	if (!failed) {
+		pick_medians();
 		print_table();
 		if (cfg.svg != NULL && write_svg() != 0)
 			failed = 1;

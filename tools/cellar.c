@@ -4,8 +4,8 @@
  *   cellar [options] <command> DIR [args]
  *
  * One function per command; each opens the store the way the command
- * needs (read-only for get/count/dump/check, read-write for the rest),
- * does its work and closes.  Errors go to stderr as
+ * needs (read-only for get/count/dump/check/stats, read-write for the
+ * rest), does its work and closes.  Errors go to stderr as
  * "cellar: <command>: <cellar_strerror(rc)>: <cellar_errmsg()>".  The help
  * text below stands in for a man page.
  */
@@ -53,6 +53,12 @@ static void usage(FILE *f)
 "                       again, and compare with the key count; print the\n"
 "                       number of items and every problem found; exit 1 if\n"
 "                       anything is damaged (CELLAR_ECORRUPT) or disagrees\n"
+"  stats DIR            print the store's statistics as NAME VALUE lines\n"
+"                       (keys, live_bytes, dead_bytes, segments,\n"
+"                       segment_bytes, index_bytes, bytes_on_disk, buckets,\n"
+"                       overflow_buckets, load_factor, recovered_records,\n"
+"                       rebuilt_index), then one line per segment, oldest\n"
+"                       first: segment SEQ BYTES LIVE_BYTES DEAD_BYTES\n"
 "  version              print the version of the cellar library\n"
 "\n"
 "Options:\n"
@@ -64,8 +70,8 @@ static void usage(FILE *f)
 "Locking: put, del, load and create open the store for writing and take\n"
 "its write lock (DIR/LOCK); while another process or handle writes the\n"
 "store they fail with \"store is locked\" instead of waiting.  get, count,\n"
-"dump and check open read-only, take no lock, and see the store as it was\n"
-"when they opened it.  Writes are synced before the command exits.\n"
+"dump, check and stats open read-only, take no lock, and see the store as\n"
+"it was when they opened it.  Writes are synced before the command exits.\n"
 "\n"
 "Exit status:\n"
 "  0  success\n"
@@ -395,6 +401,54 @@ static int cmd_check(char **argv)
 	return close_store(db, problems == 0 ? 0 : 1);
 }
 
+static int cmd_stats(char **argv)
+{
+	cellar_db *db;
+	cellar_db_stats st;
+	cellar_segment_info *segs;
+	size_t n, cap, i;
+	int rc = open_store(&db, argv[0], CELLAR_READONLY);
+
+	if (rc != CELLAR_OK)
+		return fail(rc);
+	if ((rc = cellar_stats(db, &st)) != CELLAR_OK)
+		return close_store(db, fail(rc));
+	printf("keys %" PRIu64 "\n", st.keys);
+	printf("live_bytes %" PRIu64 "\n", st.live_bytes);
+	printf("dead_bytes %" PRIu64 "\n", st.dead_bytes);
+	printf("segments %" PRIu64 "\n", st.segments);
+	printf("segment_bytes %" PRIu64 "\n", st.segment_bytes);
+	printf("index_bytes %" PRIu64 "\n", st.index_bytes);
+	printf("bytes_on_disk %" PRIu64 "\n", st.bytes_on_disk);
+	printf("buckets %" PRIu64 "\n", st.buckets);
+	printf("overflow_buckets %" PRIu64 "\n", st.overflow_buckets);
+	printf("load_factor %.3f\n", st.load_factor);
+	printf("recovered_records %" PRIu64 "\n", st.recovered_records);
+	printf("rebuilt_index %d\n", st.rebuilt_index);
+
+	/* First ask how many segments there are, then fetch them. */
+	if ((rc = cellar_segments(db, NULL, 0, &cap)) != CELLAR_OK)
+		return close_store(db, fail(rc));
+	segs = calloc(cap > 0 ? cap : 1, sizeof *segs);
+	if (segs == NULL)
+		return close_store(db, fail(CELLAR_ENOMEM));
+	if ((rc = cellar_segments(db, segs, cap, &n)) != CELLAR_OK) {
+		free(segs);
+		return close_store(db, fail(rc));
+	}
+	for (i = 0; i < n && i < cap; i++)
+		printf("segment %016llx %" PRIu64 " %" PRIu64 " %" PRIu64 "\n",
+		       (unsigned long long)segs[i].seq, segs[i].bytes,
+		       segs[i].live_bytes, segs[i].dead_bytes);
+	free(segs);
+	if (fflush(stdout) != 0) {
+		fprintf(stderr, "cellar: stats: writing stdout: %s\n",
+		        strerror(errno));
+		return close_store(db, 1);
+	}
+	return close_store(db, 0);
+}
+
 static int cmd_version(char **argv)
 {
 	(void)argv;
@@ -416,6 +470,7 @@ static const struct {
 	{ "dump", 1, cmd_dump, "dump DIR" },
 	{ "load", 1, cmd_load, "load DIR < lines" },
 	{ "check", 1, cmd_check, "check DIR" },
+	{ "stats", 1, cmd_stats, "stats DIR" },
 	{ "version", 0, cmd_version, "version" },
 };
 

@@ -70,7 +70,7 @@ static int copy_batch(cellar_db *db, uint64_t seq, uint64_t *off,
 		rec_view v;
 		rc = segment_record(s, g, *off, g->size, &v);
 		if (rc == CELLAR_OK)
-			rc = rec_verify(&v, g->id, *off);
+			rc = rec_verify(&v, g->seq, *off);
 		if (rc < 0) {
 			uint64_t next;
 			rec_release(&v);

@@ -389,7 +389,8 @@ static int match_get_slow(get_ctx *c, uint16_t seg, uint32_t off)
 		rec_release(&v);
 		return 0;
 	}
-	if ((rc = rec_verify(&v, seg, off)) == CELLAR_OK) {
+	if ((rc = rec_verify(&v, c->db->segs.by_id[seg]->seq, off)) ==
+	    CELLAR_OK) {
 		rc = v.h.kind == RECORD_PUT
 		         ? deliver(c, rec_val(&v), v.h.val_len)
 		         : cellar__error(CELLAR_ECORRUPT, "index points at a tombstone");
@@ -442,8 +443,8 @@ static inline int match_get(void *ctx, uint16_t seg, uint32_t off)
 		return 0;
 	if ((uint32_t)hash_checksum(p + 4, (size_t)total - 4) != le32_load(p))
 		return cellar__error(CELLAR_ECORRUPT,
-		                     "segment id %u: bad checksum at offset %u",
-		                     (unsigned)seg, (unsigned)off);
+		                     "segment %016llx.seg: bad checksum at offset %u",
+		                     (unsigned long long)g->seq, (unsigned)off);
 	return deliver(c, p + 7 + klen, vlen);
 }
 

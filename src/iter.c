@@ -96,7 +96,7 @@ static int step(cellar_iter *it)
 	}
 	rc = segment_record(s, g, it->off, g->size, &v);
 	if (rc == CELLAR_OK)
-		rc = rec_verify(&v, g->id, it->off);
+		rc = rec_verify(&v, g->seq, it->off);
 	if (rc < 0) {
 		uint64_t next;
 		rec_release(&v);

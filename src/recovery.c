@@ -51,7 +51,7 @@ static int replay_segment(cellar_index *ix, segset *segs, segment *g,
 	while (off < end) {
 		rc = segment_record(segs, g, off, end, &v);
 		if (rc == CELLAR_OK)
-			rc = rec_verify(&v, g->id, off);
+			rc = rec_verify(&v, g->seq, off);
 		if (rc == CELLAR_EVERSION || rc == CELLAR_ENOMEM || rc == CELLAR_EIO) {
 			rec_release(&v);
 			return rc;

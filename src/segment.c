@@ -348,12 +348,12 @@ int segset_record(const segset *s, uint16_t id, uint32_t off, rec_view *v)
 	return segment_record(s, g, off, g->size, v);
 }
 
-int rec_verify(const rec_view *v, uint16_t id, uint64_t off)
+int rec_verify(const rec_view *v, uint64_t seq, uint64_t off)
 {
 	if (record_checksum(v->p, v->h.total) != v->h.checksum)
 		return cellar__error(CELLAR_ECORRUPT,
-		                     "segment id %u: bad checksum at offset %llu",
-		                     (unsigned)id, (unsigned long long)off);
+		                     "segment %016llx.seg: bad checksum at offset %llu",
+		                     (unsigned long long)seq, (unsigned long long)off);
 	return CELLAR_OK;
 }
 

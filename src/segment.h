@@ -108,7 +108,7 @@ static inline const uint8_t *rec_val(const rec_view *v)
 }
 
 /** CELLAR_OK if the checksum matches, else CELLAR_ECORRUPT. */
-int rec_verify(const rec_view *v, uint16_t id, uint64_t off);
+int rec_verify(const rec_view *v, uint64_t seq, uint64_t off);
 
 void rec_release(rec_view *v);
 

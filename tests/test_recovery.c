@@ -522,6 +522,9 @@ static void damaged_older_record(enum damage what, int drop_index)
 	else
 		cr_assert_eq(rc, CELLAR_ECORRUPT, "damage reported: %s",
 		             cellar_strerror(rc));
+	if (!drop_index && what != DAMAGE_KIND)
+		cr_assert(strstr(cellar_errmsg(), ".seg: bad checksum at offset"),
+		          "the message names the file: %s", cellar_errmsg());
 	char skip[N] = { 0 };
 	skip[VICTIM] = 1;
 	check_all(db, N, skip);

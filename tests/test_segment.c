@@ -218,7 +218,7 @@ static void check_loc(const loc *l, unsigned i)
 	fill_val(val, l->val_len, i);
 	if (l->val_len)
 		cr_assert_arr_eq(rec_val(&v), val, l->val_len, "record %u", i);
-	OK(rec_verify(&v, l->id, l->off));
+	OK(rec_verify(&v, 1, l->off));
 	rec_release(&v);
 	cr_assert_null(v.owned);
 }
@@ -534,7 +534,7 @@ Test(segment, record_larger_than_max_gets_own_segment, .init = setup_mem,
 	OK(segset_record(&S, g->id, (uint32_t)off, &v));
 	cr_assert_eq(v.h.val_len, big_len);
 	cr_assert_eq(memcmp(rec_val(&v), big, big_len), 0);
-	OK(rec_verify(&v, g->id, off));
+	OK(rec_verify(&v, g->seq, off));
 	rec_release(&v);
 	check_loc(&a, 0);
 	check_loc(&b, 1);
@@ -712,7 +712,11 @@ static void resync_skips_damaged_record(int flush)
 		S.buf[r1.off + r1.total - 3 - g->flushed] ^= 0xff;
 	}
 	OK(segset_record(&S, r1.id, (uint32_t)r1.off, &v)); /* header is fine */
-	cr_assert_eq(rec_verify(&v, r1.id, r1.off), CELLAR_ECORRUPT);
+	cr_assert_eq(rec_verify(&v, g->seq, r1.off), CELLAR_ECORRUPT);
+	char msg[128];
+	snprintf(msg, sizeof msg, "segment %016llx.seg: bad checksum at offset %llu",
+	         (unsigned long long)g->seq, (unsigned long long)r1.off);
+	cr_assert_str_eq(cellar_errmsg(), msg, "the message names the file");
 	rec_release(&v);
 	OK(segment_resync(&S, g, r1.off, end, &next));
 	cr_assert_eq(next, r2.off);
@@ -765,7 +769,7 @@ static void resync_after_garbage(void)
 	rec_view v;
 	int rc = segment_record(&S, g, SEG_HEADER_SIZE, end, &v);
 	if (rc == CELLAR_OK) {
-		rc = rec_verify(&v, g->id, SEG_HEADER_SIZE);
+		rc = rec_verify(&v, g->seq, SEG_HEADER_SIZE);
 		rec_release(&v);
 	}
 	cr_assert_eq(rc, CELLAR_ECORRUPT, "garbage is no record");
@@ -781,7 +785,7 @@ static void resync_after_garbage(void)
 	OK(segment_record(&S, g, next, end, &v));
 	cr_assert_eq(v.h.kind, RECORD_DELETE);
 	cr_assert_arr_eq(rec_key(&v), "beta", 4);
-	OK(rec_verify(&v, g->id, next));
+	OK(rec_verify(&v, g->seq, next));
 	rec_release(&v);
 	/* A limit before the second record's end hides it. */
 	OK(segment_resync(&S, g, SEG_HEADER_SIZE + a, end - 1, &next));

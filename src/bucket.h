@@ -5,6 +5,8 @@
  *   off  size
  *    0    24   u32 tag[6]   high 32 bits of the key hash (0 in empty slots)
  *   24     4   u32 next     overflow bucket number of the next bucket, 0 = end
+ *                           (in a primary bucket, with a filter of the
+ *                           chain's tags: see bucket_chain_may_hold)
  *   28    12   u16 seg[6]   segment id of the record
  *   40    24   u32 off[6]   offset of the record in that segment; 0 = empty
  *
@@ -33,9 +35,68 @@ static inline uint32_t bucket_tag(const uint8_t *b, int i)
 	return le32_load(b + 4 * i);
 }
 
+/*
+ * The next field of a primary bucket with a chain of overflow buckets also
+ * says which tags the chain may hold, so that most lookups of an absent key
+ * stop at the primary bucket instead of reading the chain:
+ *   bit 31 set:   bits 23-30 are a filter: bit 23 + (tag >> 29) is set for
+ *                 every tag stored in the chain (a bit may stay set after
+ *                 its tag left); bits 0-22 are the first overflow bucket.
+ *   bit 31 clear: bits 0-30 are the bucket; no filter, walk the chain.
+ * Overflow and free buckets always use the second form.
+ */
+#define BUCKET_NEXT_FILTERED 0x80000000u
+#define BUCKET_NEXT_FILTER_MASK 0x7f800000u
+#define BUCKET_NEXT_FILTER_LIMIT 0x800000u /* first buckets below get one */
+#define BUCKET_NEXT_MAX 0x7fffffffu        /* overflow buckets per table */
+
 static inline uint32_t bucket_next(const uint8_t *b)
 {
-	return le32_load(b + 24);
+	uint32_t v = le32_load(b + 24);
+
+	return v & BUCKET_NEXT_FILTERED ? v & (BUCKET_NEXT_FILTER_LIMIT - 1) : v;
+}
+
+/** The filter bit of a tag. */
+static inline uint32_t bucket_filter_bit(uint32_t tag)
+{
+	return 1u << (23 + (tag >> 29));
+}
+
+/** Primary bucket b: may its overflow chain hold tag? */
+static inline int bucket_chain_may_hold(const uint8_t *b, uint32_t tag)
+{
+	uint32_t v = le32_load(b + 24);
+
+	return !(v & BUCKET_NEXT_FILTERED) || (v & bucket_filter_bit(tag));
+}
+
+/** Primary bucket b: its filter bits (0 if it has none). */
+static inline uint32_t bucket_chain_filter(const uint8_t *b)
+{
+	uint32_t v = le32_load(b + 24);
+
+	return v & BUCKET_NEXT_FILTERED ? v & BUCKET_NEXT_FILTER_MASK : 0;
+}
+
+/**
+ * Primary bucket b: link it to overflow bucket next (0: no chain) with the
+ * given filter bits, which must cover every tag in the chain.
+ */
+static inline void bucket_set_chain(uint8_t *b, uint32_t next, uint32_t filter)
+{
+	if (next && next < BUCKET_NEXT_FILTER_LIMIT)
+		next |= BUCKET_NEXT_FILTERED | (filter & BUCKET_NEXT_FILTER_MASK);
+	le32_store(b + 24, next);
+}
+
+/** Primary bucket b: note that its chain now holds tag. */
+static inline void bucket_filter_add(uint8_t *b, uint32_t tag)
+{
+	uint32_t v = le32_load(b + 24);
+
+	if (v & BUCKET_NEXT_FILTERED)
+		le32_store(b + 24, v | bucket_filter_bit(tag));
 }
 
 static inline uint16_t bucket_seg(const uint8_t *b, int i)
@@ -48,6 +109,7 @@ static inline uint32_t bucket_off(const uint8_t *b, int i)
 	return le32_load(b + 40 + 4 * i);
 }
 
+/** Overflow or free bucket b: link it to next (at most BUCKET_NEXT_MAX). */
 static inline void bucket_set_next(uint8_t *b, uint32_t next)
 {
 	le32_store(b + 24, next);

@@ -160,8 +160,14 @@ int index_verify_all(cellar_index *ix)
 	for (uint64_t a = 0; a < ix->prim.n; a++) {
 		b = ix->prim.chunks[a >> INDEX_CHUNK_SHIFT].base +
 		    ((a & CHUNK_MASK) * BUCKET_SIZE);
+		const uint8_t *head = b;
 		for (;;) {
 			used += (uint64_t)bucket_used(b);
+			if (b != head)
+				for (int i = 0; i < BUCKET_SLOTS; i++)
+					if (bucket_slot_used(b, i) &&
+					    !bucket_chain_may_hold(head, bucket_tag(b, i)))
+						goto done; /* a filter hides a key */
 			uint32_t next = bucket_next(b);
 			if (!next)
 				break;
@@ -208,8 +214,8 @@ static int ovf_alloc(cellar_index *ix, uint32_t *out)
 		memset(b, 0, BUCKET_SIZE);
 		*out = k;
 	} else {
-		if (ix->ovf.n >= UINT32_MAX)
-			return cellar__error(CELLAR_ELIMIT, "index: 2^32 overflow buckets");
+		if (ix->ovf.n >= BUCKET_NEXT_MAX)
+			return cellar__error(CELLAR_ELIMIT, "index: 2^31 overflow buckets");
 		/* The last chunk may still be the checkpoint's: copy it first. */
 		if ((rc = array_reserve(&ix->ovf, ix->ovf.n + 1)) < 0 ||
 		    (rc = bucket_own(&ix->ovf, ix->ovf.n, &b)) < 0)
@@ -403,9 +409,17 @@ static int bucket_owned(const index_array *a, uint64_t i)
 	return a->chunks[i >> INDEX_CHUNK_SHIFT].owned;
 }
 
+/* Does a write through ref change the primary bucket's chain filter? */
+static int ref_touches_filter(const index_ref *ref)
+{
+	return ref->in_ovf || ref->slot < 0;
+}
+
 int index_reserve_is_noop(cellar_index *ix, const index_ref *ref)
 {
 	if (!bucket_owned(ref_array(ix, ref->in_ovf), ref->bucket))
+		return 0;
+	if (ref_touches_filter(ref) && !bucket_owned(&ix->prim, ref->addr))
 		return 0;
 	if (ref->found && ref->has_prev &&
 	    !bucket_owned(ref_array(ix, ref->prev_in_ovf), ref->prev))
@@ -422,6 +436,9 @@ int index_reserve(cellar_index *ix, index_ref *ref)
 		return rc;
 	if (ref->found && ref->has_prev &&
 	    (rc = bucket_own(ref_array(ix, ref->prev_in_ovf), ref->prev, &b)) < 0)
+		return rc;
+	if (ref_touches_filter(ref) &&
+	    (rc = bucket_own(&ix->prim, ref->addr, &b)) < 0)
 		return rc;
 	if (!ref->found && ref->slot < 0)
 		return ovf_alloc(ix, &ref->new_ovf);
@@ -446,15 +463,20 @@ void index_set(cellar_index *ix, const index_ref *ref, uint64_t hash,
                uint16_t seg, uint32_t off)
 {
 	uint8_t *b = owned_bucket(ref_array(ix, ref->in_ovf), ref->bucket);
+	uint32_t tag = index_tag(hash);
 
 	if (ref->found || ref->slot >= 0) {
-		bucket_set(b, ref->found ? ref->slot : ref->slot, index_tag(hash),
-		           seg, off);
+		bucket_set(b, ref->slot, tag, seg, off);
 	} else {
 		uint8_t *nb = owned_bucket(&ix->ovf, ref->new_ovf);
-		bucket_set(nb, 0, index_tag(hash), seg, off);
-		bucket_set_next(b, ref->new_ovf);
+		bucket_set(nb, 0, tag, seg, off);
+		if (ref->in_ovf)
+			bucket_set_next(b, ref->new_ovf);
+		else
+			bucket_set_chain(b, ref->new_ovf, 0);
 	}
+	if (ref_touches_filter(ref))
+		bucket_filter_add(owned_bucket(&ix->prim, ref->addr), tag);
 	if (!ref->found)
 		ix->count++;
 }
@@ -468,7 +490,10 @@ void index_remove(cellar_index *ix, const index_ref *ref)
 		ix->count--;
 	if (ref->in_ovf && ref->has_prev && bucket_used(b) == 0) {
 		uint8_t *p = owned_bucket(ref_array(ix, ref->prev_in_ovf), ref->prev);
-		bucket_set_next(p, bucket_next(b));
+		if (ref->prev_in_ovf)
+			bucket_set_next(p, bucket_next(b));
+		else
+			bucket_set_chain(p, bucket_next(b), bucket_chain_filter(p));
 		ovf_release(ix, (uint32_t)ref->bucket);
 	}
 }
@@ -486,6 +511,7 @@ static void chain_fill(cellar_index *ix, uint8_t *head, const entry *e,
                        size_t n, const uint32_t *pool, size_t *used)
 {
 	uint8_t *b = head;
+	uint32_t first = 0, filter = 0;
 	int slot = 0;
 
 	memset(b, 0, BUCKET_SIZE);
@@ -494,12 +520,18 @@ static void chain_fill(cellar_index *ix, uint8_t *head, const entry *e,
 			uint32_t k = pool[(*used)++];
 			uint8_t *nb = owned_bucket(&ix->ovf, k);
 			memset(nb, 0, BUCKET_SIZE);
-			bucket_set_next(b, k);
+			if (b == head)
+				first = k;
+			else
+				bucket_set_next(b, k);
 			b = nb;
 			slot = 0;
 		}
+		if (b != head)
+			filter |= bucket_filter_bit(e[i].tag);
 		bucket_set(b, slot++, e[i].tag, e[i].seg, e[i].off);
 	}
+	bucket_set_chain(head, first, filter);
 }
 
 /* Split the bucket at the split pointer.  Returns <0 if it could not. */

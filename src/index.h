@@ -203,7 +203,7 @@ static inline int index_lookup_inline(cellar_index *ix, uint64_t hash,
 				return rc > 0 ? CELLAR_OK : rc;
 		}
 		next = bucket_next(b);
-		if (!next)
+		if (!next || (steps == 0 && !bucket_chain_may_hold(b, tag)))
 			return CELLAR_ENOTFOUND;
 		if (next >= ix->ovf.n || ++steps > ix->ovf.n)
 			return index__bad_chain();

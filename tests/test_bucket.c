@@ -60,15 +60,17 @@ Test(bucket, next_is_at_24_little_endian)
 	bkt k;
 
 	memset(&k, 0, sizeof k);
-	bucket_set_next(k.b, 0xdeadbeefu);
+	bucket_set_next(k.b, 0x5eadbeefu);
 	cr_assert_eq(k.b[24], 0xef);
 	cr_assert_eq(k.b[25], 0xbe);
 	cr_assert_eq(k.b[26], 0xad);
-	cr_assert_eq(k.b[27], 0xde);
+	cr_assert_eq(k.b[27], 0x5e);
 	for (int i = 0; i < BUCKET_SIZE; i++)
 		if (i < 24 || i > 27)
 			cr_assert_eq(k.b[i], 0, "byte %d", i);
-	cr_assert_eq(bucket_next(k.b), 0xdeadbeefu);
+	cr_assert_eq(bucket_next(k.b), 0x5eadbeefu);
+	cr_assert_eq(bucket_chain_filter(k.b), 0, "a plain link has no filter");
+	cr_assert(bucket_chain_may_hold(k.b, 0x12345678u));
 	/* next does not make any slot used */
 	cr_assert_eq(bucket_used(k.b), 0);
 }
@@ -193,4 +195,55 @@ Test(bucket, slot_is_used_iff_offset_nonzero)
 	/* The next field never counts. */
 	bucket_set_next(k.b, 0xffffffffu);
 	cr_assert_eq(bucket_used(k.b), 1);
+}
+
+Test(bucket, chain_filter_encodes_next_and_tags)
+{
+	bkt k;
+	const uint32_t in = 0x20000001u, out = 0xe0000001u; /* filter bits 24, 30 */
+
+	memset(&k, 0, sizeof k);
+	bucket_set_chain(k.b, 0x7abcde, bucket_filter_bit(in));
+	cr_assert_eq(bucket_next(k.b), 0x7abcde);
+	cr_assert_eq(le32_load(k.b + 24), 0x80000000u | 1u << 24 | 0x7abcde);
+	cr_assert(bucket_chain_may_hold(k.b, in));
+	cr_assert(!bucket_chain_may_hold(k.b, out));
+	/* Only the tag's top three bits choose its filter bit. */
+	cr_assert(bucket_chain_may_hold(k.b, in ^ 0x1fffffffu));
+	bucket_filter_add(k.b, out);
+	cr_assert(bucket_chain_may_hold(k.b, out));
+	cr_assert_eq(bucket_next(k.b), 0x7abcde, "adding keeps the link");
+	cr_assert_eq(bucket_chain_filter(k.b), 1u << 24 | 1u << 30);
+	/* Relinking keeps what it is given; no chain clears the filter. */
+	bucket_set_chain(k.b, 5, bucket_chain_filter(k.b));
+	cr_assert_eq(bucket_next(k.b), 5);
+	cr_assert(bucket_chain_may_hold(k.b, in) && bucket_chain_may_hold(k.b, out));
+	bucket_set_chain(k.b, 0, bucket_chain_filter(k.b));
+	cr_assert_eq(le32_load(k.b + 24), 0);
+	/* No slot became used, and the tags are untouched. */
+	cr_assert_eq(bucket_used(k.b), 0);
+	cr_assert_eq(bucket_match(k.b, 0) & 0x3f, 0x3f);
+}
+
+Test(bucket, first_buckets_past_the_filter_limit_get_no_filter)
+{
+	bkt k;
+
+	memset(&k, 0, sizeof k);
+	bucket_set_chain(k.b, BUCKET_NEXT_FILTER_LIMIT, 0);
+	cr_assert_eq(bucket_next(k.b), BUCKET_NEXT_FILTER_LIMIT);
+	cr_assert_eq(bucket_chain_filter(k.b), 0);
+	/* Without a filter every tag may be in the chain. */
+	for (uint32_t t = 0; t < 8; t++)
+		cr_assert(bucket_chain_may_hold(k.b, t << 29));
+	bucket_filter_add(k.b, 0);
+	cr_assert_eq(le32_load(k.b + 24), BUCKET_NEXT_FILTER_LIMIT,
+	             "no filter to add to");
+	bucket_set_chain(k.b, BUCKET_NEXT_MAX, 0);
+	cr_assert_eq(bucket_next(k.b), BUCKET_NEXT_MAX);
+	/* Just below the limit, an empty filter hides every tag. */
+	bucket_set_chain(k.b, BUCKET_NEXT_FILTER_LIMIT - 1, 0);
+	cr_assert_eq(bucket_next(k.b), BUCKET_NEXT_FILTER_LIMIT - 1);
+	for (uint32_t t = 0; t < 8; t++)
+		cr_assert(!bucket_chain_may_hold(k.b, t << 29));
 }

@@ -570,6 +570,73 @@ Test(index, unreserve_returns_the_new_overflow_bucket, .init = reset)
 	index_free(ix);
 }
 
+/* Look key up and return how many buckets that read. */
+static unsigned probes_of(cellar_index *ix, uint64_t key, int *rc)
+{
+	want w = { key, 0, 0, 0, 0 };
+	unsigned n = 0;
+
+	*rc = index_lookup(ix, key_hash(key), match_key, &w, &n);
+	return n;
+}
+
+Test(index, chain_filter_stops_most_misses_at_the_primary_bucket,
+     .init = reset)
+{
+	enum { KEYS = 9, ABSENT = 2000 };
+	cellar_index *ix;
+	unsigned stopped = 0, walked = 0;
+	int rc;
+
+	OK(index_new(&ix, 11));
+	ix->max_buckets = 1; /* every key in bucket 0: six there, three beyond */
+	for (uint64_t k = 0; k < KEYS; k++)
+		put(ix, k);
+	const uint8_t *head = ix->prim.chunks[0].base;
+	cr_assert_neq(bucket_next(head), 0);
+	cr_assert_neq(bucket_chain_filter(head), 0, "the chain has a filter");
+	for (uint64_t k = 0; k < KEYS; k++) {
+		cr_assert_geq(probes_of(ix, k, &rc), 1);
+		OK(rc); /* never hidden */
+	}
+	for (uint64_t k = KEYS; k < KEYS + ABSENT; k++) {
+		unsigned n = probes_of(ix, k, &rc);
+		cr_assert_eq(rc, CELLAR_ENOTFOUND);
+		int may = bucket_chain_may_hold(head, index_tag(key_hash(k)));
+		cr_assert_eq(n, may ? 2u : 1u, "key %llu", (unsigned long long)k);
+		stopped += !may;
+		walked += may;
+	}
+	/* At most three of eight filter bits are set. */
+	cr_assert_gt(stopped, ABSENT / 2, "stopped %u, walked %u", stopped, walked);
+
+	/* A filter that hides a stored key is damage. */
+	OK(index_verify_all(ix));
+	uint8_t *h = ix->prim.chunks[0].base;
+	uint32_t saved = le32_load(h + 24);
+	bucket_set_chain(h, bucket_next(h), 0);
+	cr_assert_eq(index_verify_all(ix), CELLAR_ECORRUPT);
+	le32_store(h + 24, saved);
+	OK(index_verify_all(ix));
+
+	/* Deleting the chain's keys and emptying it clears the filter. */
+	for (uint64_t k = 0; k < KEYS; k++)
+		del(ix, k, NULL);
+	cr_assert_eq(bucket_next(head), 0);
+	cr_assert_eq(le32_load(head + 24), 0);
+	/* Splits rebuild the filters: lift the cap and grow. */
+	for (uint64_t k = 0; k < 3000; k++)
+		put(ix, k);
+	ix->max_buckets = 0;
+	index_grow(ix);
+	OK(index_verify_all(ix));
+	for (uint64_t k = 0; k < 3000; k++) {
+		probes_of(ix, k, &rc);
+		OK(rc);
+	}
+	index_free(ix);
+}
+
 Test(index, reserve_is_noop_only_when_it_would_change_nothing, .init = reset)
 {
 	cellar_index *ix;

@@ -1,24 +1,57 @@
 /* error.c - cellar_strerror() and the per-thread detail message. */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "error.h"
 
-_Thread_local char cellar__errmsg[256];
+_Thread_local char *cellar__errbuf CELLAR_TLS_IE;
+
+static pthread_key_t errbuf_key;
+static pthread_once_t errbuf_once = PTHREAD_ONCE_INIT;
+static int errbuf_key_ok;
+
+/* At thread exit: free the buffer, and forget it in case a later
+ * destructor of the same thread calls into cellar. */
+static void errbuf_free(void *p)
+{
+	if (cellar__errbuf == p)
+		cellar__errbuf = NULL;
+	free(p);
+}
+
+static void errbuf_make_key(void)
+{
+	errbuf_key_ok = pthread_key_create(&errbuf_key, errbuf_free) == 0;
+}
 
 int cellar__error(int code, const char *fmt, ...)
 {
 	va_list ap;
 
+	if (!cellar__errbuf) {
+		/* Without the key the buffer could not be freed at thread
+		 * exit: then go without a message rather than leak. */
+		pthread_once(&errbuf_once, errbuf_make_key);
+		char *b = errbuf_key_ok ? malloc(CELLAR_ERRMSG_SIZE) : NULL;
+		if (!b)
+			return code;
+		if (pthread_setspecific(errbuf_key, b) != 0) {
+			free(b);
+			return code;
+		}
+		cellar__errbuf = b;
+	}
 	va_start(ap, fmt);
-	vsnprintf(cellar__errmsg, sizeof cellar__errmsg, fmt, ap);
+	vsnprintf(cellar__errbuf, CELLAR_ERRMSG_SIZE, fmt, ap);
 	va_end(ap);
 	return code;
 }
 
 const char *cellar_errmsg(void)
 {
-	return cellar__errmsg;
+	return cellar__errbuf ? cellar__errbuf : "";
 }
 
 const char *cellar_strerror(int err)

@@ -16,15 +16,32 @@
 #  define CELLAR_PRINTF(a, b)
 #endif
 
+/*
+ * Thread-locals on the read path use the initial-exec model: in the shared
+ * library the default model calls __tls_get_addr on every access (about 25
+ * instructions a get).  They are kept small (12 bytes in all), since a
+ * library loaded with dlopen takes them from the process's small reserve
+ * of static TLS.
+ */
+#if defined(__GNUC__) || defined(__clang__)
+#  define CELLAR_TLS_IE __attribute__((tls_model("initial-exec")))
+#else
+#  define CELLAR_TLS_IE
+#endif
+
+#define CELLAR_ERRMSG_SIZE 256
+
 /** Record a detail message for this thread and return code. */
 int cellar__error(int code, const char *fmt, ...) CELLAR_PRINTF(2, 3);
 
-extern _Thread_local char cellar__errmsg[256];
+/* This thread's message buffer: made on its first error, freed at exit. */
+extern _Thread_local char *cellar__errbuf CELLAR_TLS_IE;
 
 /** Forget this thread's detail message (public calls do this on entry). */
 static inline void cellar__error_clear(void)
 {
-	cellar__errmsg[0] = '\0';
+	if (cellar__errbuf)
+		cellar__errbuf[0] = '\0';
 }
 
 #endif

@@ -4,7 +4,7 @@
 #include "latch.h"
 
 static atomic_uint next_thread_slot;
-_Thread_local unsigned latch__thread_slot = ~0u;
+_Thread_local unsigned latch__thread_slot CELLAR_TLS_IE = ~0u;
 
 void latch_relax(unsigned *spins)
 {

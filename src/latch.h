@@ -15,6 +15,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "error.h" /* CELLAR_TLS_IE */
+
 #define LATCH_SLOTS 64
 
 typedef struct latch_slot {
@@ -32,7 +34,7 @@ void latch_init(latch *l);
 /** Back off in a wait loop: spin a little, then yield the CPU. */
 void latch_relax(unsigned *spins);
 
-extern _Thread_local unsigned latch__thread_slot;
+extern _Thread_local unsigned latch__thread_slot CELLAR_TLS_IE;
 unsigned latch__assign_slot(void);
 
 /** This thread's slot (also used for per-thread counters). */

@@ -138,6 +138,34 @@ Test(errors, errmsg_is_per_thread)
 	                 "another thread's error leaves this thread's detail alone");
 }
 
+static void *errmsg_then_exit(void *arg)
+{
+	int *ok = arg;
+
+	cellar__error(CELLAR_EIO, "thread %d", *ok);
+	char want[32];
+	snprintf(want, sizeof want, "thread %d", *ok);
+	*ok = strcmp(cellar_errmsg(), want) == 0;
+	return NULL;
+}
+
+/* Each thread's buffer is freed when it exits (LeakSanitizer in CI). */
+Test(errors, errmsg_buffers_of_exited_threads_are_freed)
+{
+	enum { N = 32 };
+	pthread_t t[N];
+	int ok[N];
+
+	for (int i = 0; i < N; i++) {
+		ok[i] = i + 1;
+		cr_assert_eq(pthread_create(&t[i], NULL, errmsg_then_exit, &ok[i]), 0);
+	}
+	for (int i = 0; i < N; i++) {
+		cr_assert_eq(pthread_join(t[i], NULL), 0);
+		cr_assert_eq(ok[i], 1, "thread %d saw its own detail", i + 1);
+	}
+}
+
 Test(errors, errmsg_is_never_null_after_failing_calls)
 {
 	cellar_db *db = (cellar_db *)&db;

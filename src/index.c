@@ -404,50 +404,68 @@ static index_array *ref_array(cellar_index *ix, int in_ovf)
 	return in_ovf ? &ix->ovf : &ix->prim;
 }
 
-static int bucket_owned(const index_array *a, uint64_t i)
-{
-	return a->chunks[i >> INDEX_CHUNK_SHIFT].owned;
-}
-
 /* Does a write through ref change the primary bucket's chain filter? */
 static int ref_touches_filter(const index_ref *ref)
 {
 	return ref->in_ovf || ref->slot < 0;
 }
 
+/* Does a write through ref need a new overflow bucket? */
+static int ref_needs_ovf(const index_ref *ref)
+{
+	return !ref->found && ref->slot < 0;
+}
+
+typedef struct bucket_loc {
+	index_array *a;
+	uint64_t i;
+} bucket_loc;
+
+/*
+ * The buckets a write through ref changes, which index_reserve makes
+ * private: the target, the one before it (a delete may unlink the
+ * target) and the primary bucket (whose chain filter may change).
+ */
+static size_t reserve_targets(cellar_index *ix, const index_ref *ref,
+                              bucket_loc out[3])
+{
+	size_t n = 0;
+
+	out[n++] = (bucket_loc){ ref_array(ix, ref->in_ovf), ref->bucket };
+	if (ref->found && ref->has_prev)
+		out[n++] = (bucket_loc){ ref_array(ix, ref->prev_in_ovf), ref->prev };
+	if (ref_touches_filter(ref))
+		out[n++] = (bucket_loc){ &ix->prim, ref->addr };
+	return n;
+}
+
 int index_reserve_is_noop(cellar_index *ix, const index_ref *ref)
 {
-	if (!bucket_owned(ref_array(ix, ref->in_ovf), ref->bucket))
-		return 0;
-	if (ref_touches_filter(ref) && !bucket_owned(&ix->prim, ref->addr))
-		return 0;
-	if (ref->found && ref->has_prev &&
-	    !bucket_owned(ref_array(ix, ref->prev_in_ovf), ref->prev))
-		return 0;
-	return ref->found || ref->slot >= 0;
+	bucket_loc t[3];
+	size_t n = reserve_targets(ix, ref, t);
+
+	for (size_t k = 0; k < n; k++)
+		if (!t[k].a->chunks[t[k].i >> INDEX_CHUNK_SHIFT].owned)
+			return 0;
+	return !ref_needs_ovf(ref);
 }
 
 int index_reserve(cellar_index *ix, index_ref *ref)
 {
+	bucket_loc t[3];
+	size_t n = reserve_targets(ix, ref, t);
 	uint8_t *b;
 	int rc;
 
-	if ((rc = bucket_own(ref_array(ix, ref->in_ovf), ref->bucket, &b)) < 0)
-		return rc;
-	if (ref->found && ref->has_prev &&
-	    (rc = bucket_own(ref_array(ix, ref->prev_in_ovf), ref->prev, &b)) < 0)
-		return rc;
-	if (ref_touches_filter(ref) &&
-	    (rc = bucket_own(&ix->prim, ref->addr, &b)) < 0)
-		return rc;
-	if (!ref->found && ref->slot < 0)
-		return ovf_alloc(ix, &ref->new_ovf);
-	return CELLAR_OK;
+	for (size_t k = 0; k < n; k++)
+		if ((rc = bucket_own(t[k].a, t[k].i, &b)) < 0)
+			return rc;
+	return ref_needs_ovf(ref) ? ovf_alloc(ix, &ref->new_ovf) : CELLAR_OK;
 }
 
 void index_unreserve(cellar_index *ix, index_ref *ref)
 {
-	if (!ref->found && ref->slot < 0 && ref->new_ovf) {
+	if (ref_needs_ovf(ref) && ref->new_ovf) {
 		ovf_release(ix, ref->new_ovf);
 		ref->new_ovf = 0;
 	}

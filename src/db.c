@@ -138,14 +138,14 @@ int db_write(cellar_db *db, unsigned kind, const void *key, size_t key_len,
 	int touch_index;
 	index_ref ref;
 	segment *g;
-	int rc, staged;
+	int rc;
 
 	/*
 	 * The index bucket is the one cache miss of a put: ask for it, and
-	 * encode the record while it comes.
+	 * encode the record while it comes (segs.staged says if it could be).
 	 */
 	index_prefetch(db->ix, h);
-	staged = segset_stage(&db->segs, kind, key, key_len, val, val_len);
+	segset_stage(&db->segs, kind, key, key_len, val, val_len);
 	if ((rc = index_find(db->ix, h, segset_match_key, &k, &ref)) < 0)
 		return rc;
 	if (mode == WRITE_IF_AT &&
@@ -163,7 +163,7 @@ int db_write(cellar_db *db, unsigned kind, const void *key, size_t key_len,
 		if (rc < 0)
 			return rc;
 	}
-	if (staged && db->segs.staged) {
+	if (db->segs.staged) {
 		segset_commit_staged(&db->segs, &g, &off, &total);
 	} else if ((rc = segset_append(&db->segs, kind, key, key_len, val,
 	                               val_len, &g, &off, &total)) < 0) {

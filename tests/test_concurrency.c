@@ -27,13 +27,6 @@
 #include "common.h"
 #include "testhook.h"
 
-#define OK(call)                                                             \
-	do {                                                                 \
-		int rc_ = (call);                                            \
-		cr_assert_eq(rc_, CELLAR_OK, "%s: %s (%s)", #call,           \
-		             cellar_strerror(rc_), cellar_errmsg());         \
-	} while (0)
-
 #define NREADERS 3
 #define MAX_WRITERS 2
 #define READ_BUF 2048

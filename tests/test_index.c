@@ -12,16 +12,10 @@
 #include "bucket.h"
 #include "cellar.h"
 #include "cellar_fs.h"
+#include "common.h"
 #include "endian.h"
 #include "hash.h"
 #include "index.h"
-
-#define OK(call)                                                             \
-	do {                                                                 \
-		int rc_ = (call);                                            \
-		cr_assert_eq(rc_, CELLAR_OK, "%s: %s (%s)", #call,           \
-		             cellar_strerror(rc_), cellar_errmsg());         \
-	} while (0)
 
 /* ---- the synthetic store ------------------------------------------------- */
 

@@ -9,17 +9,11 @@
 
 #include "cellar.h"
 #include "cellar_fs.h"
+#include "common.h"
 #include "endian.h"
 #include "files.h"
 #include "hash.h"
 #include "meta.h"
-
-#define OK(call)                                                             \
-	do {                                                                 \
-		int rc_ = (call);                                            \
-		cr_assert_eq(rc_, CELLAR_OK, "%s: %s (%s)", #call,           \
-		             cellar_strerror(rc_), cellar_errmsg());         \
-	} while (0)
 
 static cellar_fs *fs;
 

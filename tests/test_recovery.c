@@ -15,21 +15,6 @@
 #include "record.h"
 #include "testhook.h"
 
-#define OK(call)                                                             \
-	do {                                                                 \
-		int rc_ = (call);                                            \
-		cr_assert_eq(rc_, CELLAR_OK, "%s: %s (%s)", #call,           \
-		             cellar_strerror(rc_), cellar_errmsg());         \
-	} while (0)
-
-#define ERR(want, call)                                                      \
-	do {                                                                 \
-		int rc_ = (call);                                            \
-		cr_assert_eq(rc_, (want), "%s: want %s, got %s (%s)", #call, \
-		             cellar_strerror(want), cellar_strerror(rc_),    \
-		             cellar_errmsg());                               \
-	} while (0)
-
 /* ---- the store under test ------------------------------------------------ */
 
 static cellar_fs *fs;
@@ -87,7 +72,6 @@ static size_t key_of(char *out, unsigned i)
 {
 	return (size_t)snprintf(out, 16, "key-%06u", i);
 }
-
 
 static size_t val_len(unsigned i)
 {

@@ -14,19 +14,13 @@
 
 #include "cellar.h"
 #include "cellar_fs.h"
+#include "common.h"
 #include "endian.h"
 #include "files.h"
 #include "hash.h"
 #include "latch.h"
 #include "record.h"
 #include "segment.h"
-
-#define OK(call)                                                             \
-	do {                                                                 \
-		int rc_ = (call);                                            \
-		cr_assert_eq(rc_, CELLAR_OK, "%s: %s (%s)", #call,           \
-		             cellar_strerror(rc_), cellar_errmsg());         \
-	} while (0)
 
 static _Alignas(64) latch L;
 static cellar_fs *fs;

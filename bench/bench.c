@@ -610,6 +610,25 @@ static void reopen(void **h, const char *dir, int writable)
 		die("%s", err_buf);
 }
 
+/* Put the next version of every key not deleted; returns how many. */
+static uint64_t overwrite_live(void *h, unsigned char *key, unsigned char *val)
+{
+	uint64_t i, n = 0;
+
+	for (i = 0; i < cfg.n; i++) {
+		size_t len;
+		if (deleted[i])
+			continue;
+		versions[i]++;
+		len = make_value(i, versions[i], val);
+		make_key(i, key);
+		if (eng->put(h, key, cfg.key_size, val, len) != 0)
+			die("put key #%" PRIu64 ": %s", i, err_buf);
+		n++;
+	}
+	return n;
+}
+
 /* Overwrite every key SPACE_ROUNDS times, delete 10%, sync, compact. */
 static void run_space(void **h, const char *dir)
 {
@@ -627,17 +646,7 @@ static void run_space(void **h, const char *dir)
 	reopen(h, dir, 1);
 	t0 = now();
 	for (round = 0; round < SPACE_ROUNDS; round++)
-		for (i = 0; i < cfg.n; i++) {
-			size_t len;
-			if (deleted[i])
-				continue;
-			versions[i]++;
-			len = make_value(i, versions[i], val);
-			make_key(i, key);
-			if (eng->put(*h, key, cfg.key_size, val, len) != 0)
-				die("put key #%" PRIu64 ": %s", i, err_buf);
-			r.writes++;
-		}
+		r.writes += overwrite_live(*h, key, val);
 	for (i = 9; i < cfg.n; i += 10) { /* keys are random: any 10% */
 		int rc;
 		if (deleted[i])
@@ -820,21 +829,11 @@ static void run_compact(void **h, const char *dir)
 	pthread_barrier_t start;
 	struct result r;
 	double dummy;
-	uint64_t i;
 
 	memset(&r, 0, sizeof r);
 	memset(&w, 0, sizeof w);
 	reopen(h, dir, 1);
-	for (i = 0; i < cfg.n; i++) { /* untimed: dead data to reclaim */
-		size_t len;
-		if (deleted[i])
-			continue;
-		versions[i]++;
-		len = make_value(i, versions[i], val);
-		make_key(i, key);
-		if (eng->put(*h, key, cfg.key_size, val, len) != 0)
-			die("put key #%" PRIu64 ": %s", i, err_buf);
-	}
+	overwrite_live(*h, key, val); /* untimed: dead data to reclaim */
 	if (eng->sync(*h) != 0)
 		die("%s", err_buf);
 

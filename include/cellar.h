@@ -408,9 +408,9 @@ CELLAR_API void cellar_iter_free(cellar_iter *it);
 CELLAR_API const char *cellar_strerror(int err);
 
 /**
- * Details of the last error on this thread ("segment 3: bad checksum at
- * offset 1234"), or "" if there are none.  Never NULL.  Valid until the next
- * cellar call on this thread.
+ * Details of the last error on this thread ("segment 0000000000000003.seg:
+ * bad checksum at offset 1234"), or "" if there are none.  Never NULL.
+ * Valid until the next cellar call on this thread.
  */
 CELLAR_API const char *cellar_errmsg(void);
 

@@ -19,6 +19,15 @@
 /* "%016llx.seg": the sequence number in fixed-width hex sorts in log order. */
 #define FILE_SEG_NAME_LEN 20
 
+/*
+ * Bulk writes go out in 2 MiB pieces at 2 MiB-aligned file offsets.  Linux
+ * (ext4 and xfs since 6.x) then caches each piece as one large folio, and a
+ * mapping of the file maps it with one huge-page TLB entry instead of 512
+ * small ones: a random lookup then takes no TLB miss to reach the index or
+ * a record.  It is only a write pattern; the format does not depend on it.
+ */
+#define FILE_WRITE_UNIT (2u << 20)
+
 /** The on-disk format version this build writes and reads. */
 #define FORMAT_VERSION 1
 

@@ -669,9 +669,49 @@ uint64_t index_file_size(const cellar_index *ix, size_t nsegs)
 	       (uint64_t)nsegs * SEG_ENTRY_SIZE;
 }
 
-/* Write an array's buckets at *pos, appending their chunk sums to sums. */
-static int write_array(cellar_fs *fs, cellar_file *f, index_array *a,
-                       uint64_t *pos, uint8_t *sums)
+/*
+ * The checkpoint goes out through one FILE_WRITE_UNIT buffer, so that every
+ * write but the last covers one whole aligned unit (files.h): the mapping
+ * readers use then gets huge pages.
+ */
+typedef struct unit_writer {
+	cellar_fs *fs;
+	cellar_file *f;
+	uint64_t pos; /* file offset of buf[0] */
+	uint8_t *buf;
+	size_t len;
+} unit_writer;
+
+static int unit_flush(unit_writer *w)
+{
+	int rc = w->len ? w->fs->write_at(w->fs, w->f, w->pos, w->buf, w->len)
+	                : CELLAR_OK;
+
+	w->pos += w->len;
+	w->len = 0;
+	return rc;
+}
+
+static int unit_put(unit_writer *w, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+
+	while (n) {
+		size_t k = FILE_WRITE_UNIT - w->len < n ? FILE_WRITE_UNIT - w->len : n;
+		int rc;
+
+		memcpy(w->buf + w->len, b, k);
+		w->len += k;
+		b += k;
+		n -= k;
+		if (w->len == FILE_WRITE_UNIT && (rc = unit_flush(w)) < 0)
+			return rc;
+	}
+	return CELLAR_OK;
+}
+
+/* Write an array's buckets, appending their chunk sums to sums. */
+static int write_array(unit_writer *w, index_array *a, uint8_t *sums)
 {
 	for (size_t c = 0; c < chunks_for(a->n); c++) {
 		uint64_t first = (uint64_t)c << INDEX_CHUNK_SHIFT;
@@ -683,9 +723,8 @@ static int write_array(cellar_fs *fs, cellar_file *f, index_array *a,
 		if (rc < 0)
 			return rc;
 		le64_store(sums + 8 * c, hash_checksum(a->chunks[c].base, len));
-		if ((rc = fs->write_at(fs, f, *pos, a->chunks[c].base, len)) < 0)
+		if ((rc = unit_put(w, a->chunks[c].base, len)) < 0)
 			return rc;
-		*pos += len;
 	}
 	return CELLAR_OK;
 }
@@ -697,22 +736,23 @@ int index_write(cellar_index *ix, cellar_fs *fs, const char *dir,
 	size_t cp = chunks_for(ix->prim.n), co = chunks_for(ix->ovf.n);
 	size_t tail_len = (cp + co) * 8 + ck->nsegs * SEG_ENTRY_SIZE;
 	uint8_t *hdr = calloc(1, INDEX_HEADER_SIZE), *tail = calloc(1, tail_len);
-	cellar_file *f = NULL;
-	uint64_t pos = INDEX_HEADER_SIZE;
+	unit_writer w = { fs, NULL, 0, malloc(FILE_WRITE_UNIT), 0 };
 	int rc;
 
-	if (!hdr || !tail) {
+	if (!hdr || !tail || !w.buf) {
 		rc = cellar__error(CELLAR_ENOMEM, "index: out of memory");
 		goto fail;
 	}
 	if ((rc = path_join(tmp, sizeof tmp, dir, FILE_INDEX_TMP)) < 0 ||
 	    (rc = path_join(path, sizeof path, dir, FILE_INDEX)) < 0)
 		goto fail;
-	if ((rc = fs->open(fs, tmp, CELLAR_FS_WRITE | CELLAR_FS_CREATE, &f)) < 0 ||
-	    (rc = fs->truncate(fs, f, 0)) < 0)
+	if ((rc = fs->open(fs, tmp, CELLAR_FS_WRITE | CELLAR_FS_CREATE, &w.f)) < 0 ||
+	    (rc = fs->truncate(fs, w.f, 0)) < 0)
 		goto fail;
-	if ((rc = write_array(fs, f, &ix->prim, &pos, tail)) < 0 ||
-	    (rc = write_array(fs, f, &ix->ovf, &pos, tail + 8 * cp)) < 0)
+	/* A zero header holds the place of the real one, written last. */
+	if ((rc = unit_put(&w, hdr, INDEX_HEADER_SIZE)) < 0 ||
+	    (rc = write_array(&w, &ix->prim, tail)) < 0 ||
+	    (rc = write_array(&w, &ix->ovf, tail + 8 * cp)) < 0)
 		goto fail;
 	uint8_t *se = tail + 8 * (cp + co);
 	for (size_t i = 0; i < ck->nsegs; i++, se += SEG_ENTRY_SIZE) {
@@ -723,7 +763,7 @@ int index_write(cellar_index *ix, cellar_fs *fs, const char *dir,
 		le64_store(se + 24, ck->segs[i].live);
 		le64_store(se + 32, ck->segs[i].dead);
 	}
-	if ((rc = fs->write_at(fs, f, pos, tail, tail_len)) < 0)
+	if ((rc = unit_put(&w, tail, tail_len)) < 0 || (rc = unit_flush(&w)) < 0)
 		goto fail;
 
 	memcpy(hdr, index_magic, 8);
@@ -742,22 +782,24 @@ int index_write(cellar_index *ix, cellar_fs *fs, const char *dir,
 	le64_store(hdr + H_CHUNK_SHIFT, INDEX_CHUNK_SHIFT);
 	le64_store(hdr + H_TAIL_SUM, hash_checksum(tail, tail_len));
 	le64_store(hdr + H_SUM, hash_checksum(hdr, H_SUM));
-	if ((rc = fs->write_at(fs, f, 0, hdr, INDEX_HEADER_SIZE)) < 0 ||
-	    (rc = fs->sync(fs, f)) < 0)
+	if ((rc = fs->write_at(fs, w.f, 0, hdr, INDEX_HEADER_SIZE)) < 0 ||
+	    (rc = fs->sync(fs, w.f)) < 0)
 		goto fail;
-	rc = fs->close(fs, f);
-	f = NULL;
+	rc = fs->close(fs, w.f);
+	w.f = NULL;
 	if (rc < 0 || (rc = fs->rename(fs, tmp, path)) < 0 ||
 	    (rc = fs->sync_dir(fs, dir)) < 0)
 		goto fail;
 	free(hdr);
 	free(tail);
+	free(w.buf);
 	return CELLAR_OK;
 fail:
-	if (f)
-		fs->close(fs, f);
+	if (w.f)
+		fs->close(fs, w.f);
 	free(hdr);
 	free(tail);
+	free(w.buf);
 	return rc;
 }
 

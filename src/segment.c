@@ -430,22 +430,80 @@ int segment_resync(const segset *s, const segment *g, uint64_t from,
 
 /* ---- writing ----------------------------------------------------------- */
 
-int segset_flush(segset *s)
+/* The end of the newest segment's data: the file's part, then the buffer. */
+static uint64_t seg_end(const segset *s, const segment *g)
 {
-	segment *g = segset_last(s);
+	return g->flushed + s->buf_len;
+}
+
+/*
+ * Write the buffer to the file up to file offset to, then drop from the
+ * buffer the bytes before file offset keep (flushed <= keep <= to, and keep
+ * is where a record starts).  Bytes [keep, to) are then in both places;
+ * readers take every record whole from one of them: the file below flushed,
+ * the buffer from flushed on.  Readers see the drop and the new flushed
+ * mark together, under the exclusive latch.
+ */
+static int flush_to(segset *s, segment *g, uint64_t to, uint64_t keep)
+{
+	size_t drop = (size_t)(keep - g->flushed);
 	int rc;
 
 	s->staged = 0;
-	if (!g || s->buf_len == 0)
-		return CELLAR_OK;
-	if ((rc = s->fs->write_at(s->fs, g->file, g->wend, s->buf, s->buf_len)) < 0)
+	if (to > g->wend &&
+	    (rc = s->fs->write_at(s->fs, g->file, g->wend,
+	                          s->buf + (g->wend - g->flushed),
+	                          (size_t)(to - g->wend))) < 0)
 		return rc;
-	g->wend += s->buf_len;
+	g->wend = to;
+	if (drop == 0)
+		return CELLAR_OK;
 	latch_write_lock(s->latch);
-	g->flushed = g->wend;
-	s->buf_len = 0;
+	g->flushed = keep;
+	s->buf_len -= drop;
+	if (s->buf_len)
+		memmove(s->buf, s->buf + drop, s->buf_len);
 	latch_write_unlock(s->latch);
 	return CELLAR_OK;
+}
+
+int segset_flush(segset *s)
+{
+	segment *g = segset_last(s);
+
+	s->staged = 0;
+	return g ? flush_to(s, g, seg_end(s, g), seg_end(s, g)) : CELLAR_OK;
+}
+
+/*
+ * Make room in a full buffer.  Write it only up to the last FILE_WRITE_UNIT
+ * boundary, so that once the file's end is on a boundary every later write
+ * covers exactly one whole unit.  The records from the one across the
+ * boundary on stay in the buffer (about SEG_BUFFER_SIZE - FILE_WRITE_UNIT
+ * bytes at most); the next write starts at the boundary.
+ */
+static int flush_full(segset *s, segment *g)
+{
+	uint64_t end = seg_end(s, g);
+	uint64_t cut = end & ~(uint64_t)(FILE_WRITE_UNIT - 1);
+
+	if (cut <= g->wend)
+		return flush_to(s, g, end, end);
+	return flush_to(s, g, cut,
+	                s->cross_off < cut && cut < s->cross_end &&
+	                        s->cross_off >= g->flushed
+	                    ? s->cross_off
+	                    : cut);
+}
+
+/* A record of t bytes went into the buffer at file offset off. */
+static void note_buffered(segset *s, uint64_t off, uint64_t t)
+{
+	s->buf_len += (size_t)t;
+	if (off / FILE_WRITE_UNIT != (off + t) / FILE_WRITE_UNIT) {
+		s->cross_off = off;
+		s->cross_end = off + t;
+	}
 }
 
 int segset_sync(segset *s)
@@ -506,6 +564,7 @@ static int roll(segset *s, uint64_t first)
 	if ((rc = s->fs->write_at(s->fs, g->file, 0, hdr, sizeof hdr)) < 0)
 		goto fail;
 	g->size = g->flushed = g->wend = SEG_HEADER_SIZE;
+	s->cross_off = s->cross_end = 0;
 	segment_map(s, g, s->max_size > SEG_HEADER_SIZE + first
 	                      ? s->max_size : SEG_HEADER_SIZE + first);
 	latch_write_lock(s->latch);
@@ -529,9 +588,9 @@ int segset_roll(segset *s)
 /* Does a record of t bytes need a new segment? */
 static int needs_roll(const segset *s, const segment *g, uint64_t t)
 {
-	return !g || (g->wend + s->buf_len + t > s->max_size &&
-	              g->wend + s->buf_len > SEG_HEADER_SIZE) ||
-	       g->wend + s->buf_len + t > UINT32_MAX;
+	return !g || (seg_end(s, g) + t > s->max_size &&
+	              seg_end(s, g) > SEG_HEADER_SIZE) ||
+	       seg_end(s, g) + t > UINT32_MAX;
 }
 
 /* Encode and seal a record of t bytes at the end of the buffer. */
@@ -552,9 +611,11 @@ int segset_stage(segset *s, unsigned kind, const void *key, size_t key_len,
                  const void *val, size_t val_len)
 {
 	uint64_t t = record_size(key_len, val_len);
+	segment *g = segset_last(s);
 
 	s->staged = 0;
-	if (needs_roll(s, segset_last(s), t) || s->buf_len + t > SEG_BUFFER_SIZE)
+	if (needs_roll(s, g, t) || s->buf_len + t > SEG_BUFFER_SIZE ||
+	    (g->map && g->map_len < seg_end(s, g) + t))
 		return 0;
 	encode_at_end(s, kind, key, key_len, val, val_len, t);
 	s->staged = (size_t)t;
@@ -568,8 +629,8 @@ void segset_commit_staged(segset *s, segment **seg, uint64_t *off,
 
 	*seg = g;
 	*total = s->staged;
-	*off = g->wend + s->buf_len;
-	s->buf_len += s->staged;
+	*off = seg_end(s, g);
+	note_buffered(s, *off, s->staged);
 	s->staged = 0;
 }
 
@@ -588,22 +649,28 @@ int segset_append(segset *s, unsigned kind, const void *key, size_t key_len,
 			return rc;
 		g = segset_last(s);
 	}
-	if (s->buf_len + t > SEG_BUFFER_SIZE && (rc = segset_flush(s)) < 0)
-		return rc;
+	if (t > SEG_BUFFER_SIZE) {
+		if ((rc = segset_flush(s)) < 0)
+			return rc;
+	} else if (s->buf_len + t > SEG_BUFFER_SIZE) {
+		if ((rc = flush_full(s, g)) < 0 ||
+		    (s->buf_len + t > SEG_BUFFER_SIZE && (rc = segset_flush(s)) < 0))
+			return rc;
+	}
 	*seg = g;
 	*total = t;
+	if (g->map && g->map_len < seg_end(s, g) + t) {
+		latch_write_lock(s->latch);
+		segment_map(s, g, seg_end(s, g) + t);
+		latch_write_unlock(s->latch);
+	}
 	if (t <= SEG_BUFFER_SIZE) {
 		encode_at_end(s, kind, key, key_len, val, val_len, t);
-		*off = g->wend + s->buf_len;
-		s->buf_len += (size_t)t;
+		*off = seg_end(s, g);
+		note_buffered(s, *off, t);
 		return CELLAR_OK;
 	}
 	/* Larger than the buffer: checksum as a stream, write in place. */
-	if (g->map && g->map_len < g->wend + t) {
-		latch_write_lock(s->latch);
-		segment_map(s, g, g->wend + t);
-		latch_write_unlock(s->latch);
-	}
 	size_t h = record_encode_header(hdr, kind, key_len, val_len);
 	XXH3_state_t st;
 	XXH3_64bits_reset(&st);
@@ -623,9 +690,9 @@ int segset_append(segset *s, unsigned kind, const void *key, size_t key_len,
 
 void segset_publish(segset *s, segment *g, uint64_t end)
 {
-	(void)s;
 	g->size = end;
-	g->flushed = g->wend;
+	if (s->buf_len == 0)
+		g->flushed = g->wend; /* after a record written in place */
 }
 
 int segset_truncate(segset *s, segment *g, uint64_t size)
@@ -636,6 +703,7 @@ int segset_truncate(segset *s, segment *g, uint64_t size)
 	    (rc = s->fs->sync(s->fs, g->file)) < 0)
 		return rc;
 	g->size = g->flushed = g->wend = g->synced = size;
+	s->cross_off = s->cross_end = 0;
 	return CELLAR_OK;
 }
 

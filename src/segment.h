@@ -26,12 +26,18 @@
 #include <stdint.h>
 
 #include "cellar_fs.h"
+#include "files.h"
 #include "latch.h"
 #include "record.h"
 
 #define SEG_HEADER_SIZE 32
 #define SEG_MAX_SEGMENTS 65536
-#define SEG_BUFFER_SIZE (1u << 20)
+/*
+ * The append buffer: one write unit (files.h) plus room for the records
+ * that cross the unit's end, which stay behind when a full buffer is
+ * written (see segset_append).
+ */
+#define SEG_BUFFER_SIZE (FILE_WRITE_UNIT + (256u << 10))
 
 typedef struct segment {
 	uint64_t seq;
@@ -40,8 +46,10 @@ typedef struct segment {
 	const uint8_t *map; /* NULL when the fs can't map */
 	uint64_t map_len;
 	uint64_t size;      /* readers may read [0, size) */
-	uint64_t flushed;   /* [0, flushed) is in the file; the rest in buf */
-	uint64_t wend;      /* writer: bytes written to the file */
+	uint64_t flushed;   /* records below flushed are read from the file,
+	                     * the rest from buf (newest segment only) */
+	uint64_t wend;      /* writer: bytes written to the file; between
+	                     * flushed and wend they are in buf as well */
 	uint64_t synced;    /* writer: bytes known durable */
 	uint64_t live, dead; /* bytes of live / dead records */
 	uint64_t kept;       /* of dead: tombstones compaction carried forward
@@ -61,6 +69,8 @@ typedef struct segset {
 	uint8_t *buf;       /* append buffer of the newest segment */
 	size_t buf_len;
 	size_t staged;      /* bytes of a staged record after buf_len, or 0 */
+	uint64_t cross_off, cross_end; /* the last buffered record that crosses
+	                                * a FILE_WRITE_UNIT boundary */
 	int dir_dirty;      /* segment files created since the last dir sync */
 	int sync_failed;    /* an fsync failed: the OS may have dropped data */
 } segset;

@@ -128,3 +128,164 @@ void tc_store_free(tc_store *s)
 	cellar_fs_free(s->fs);
 	tc_dir_free(s->dir);
 }
+
+/* ---- the write log ------------------------------------------------------ */
+
+/* The log's own file: the base file and the path it was opened with. */
+typedef struct wlog_file {
+	cellar_file *base;
+	char path[256];
+} wlog_file;
+
+#define WLOG(fs) ((tc_wlog *)(fs)->ctx)
+#define WBASE(fs) (WLOG(fs)->base)
+#define WFILE(f) (((wlog_file *)(void *)(f))->base)
+
+static int wlog_open(cellar_fs *fs, const char *path, int flags,
+                     cellar_file **out)
+{
+	wlog_file *w = calloc(1, sizeof *w);
+	int rc;
+
+	cr_assert_not_null(w);
+	snprintf(w->path, sizeof w->path, "%s", path);
+	rc = WBASE(fs)->open(WBASE(fs), path, flags, &w->base);
+	if (rc < 0) {
+		free(w);
+		*out = NULL;
+		return rc;
+	}
+	*out = (cellar_file *)(void *)w;
+	return rc;
+}
+
+static int wlog_close(cellar_fs *fs, cellar_file *f)
+{
+	int rc = f ? WBASE(fs)->close(WBASE(fs), WFILE(f)) : CELLAR_OK;
+
+	free(f);
+	return rc;
+}
+
+static int wlog_read_at(cellar_fs *fs, cellar_file *f, uint64_t off,
+                        void *buf, size_t len, size_t *got)
+{
+	return WBASE(fs)->read_at(WBASE(fs), WFILE(f), off, buf, len, got);
+}
+
+static int wlog_write_at(cellar_fs *fs, cellar_file *f, uint64_t off,
+                         const void *buf, size_t len)
+{
+	tc_wlog *log = WLOG(fs);
+
+	if (log->n == log->cap) {
+		log->cap = log->cap ? 2 * log->cap : 64;
+		log->w = realloc(log->w, log->cap * sizeof *log->w);
+		cr_assert_not_null(log->w);
+	}
+	tc_write *w = &log->w[log->n++];
+	snprintf(w->path, sizeof w->path, "%s", ((wlog_file *)(void *)f)->path);
+	w->off = off;
+	w->len = len;
+	return WBASE(fs)->write_at(WBASE(fs), WFILE(f), off, buf, len);
+}
+
+static int wlog_size(cellar_fs *fs, cellar_file *f, uint64_t *out)
+{
+	return WBASE(fs)->size(WBASE(fs), WFILE(f), out);
+}
+
+static int wlog_truncate(cellar_fs *fs, cellar_file *f, uint64_t size)
+{
+	return WBASE(fs)->truncate(WBASE(fs), WFILE(f), size);
+}
+
+static int wlog_sync(cellar_fs *fs, cellar_file *f)
+{
+	return WBASE(fs)->sync(WBASE(fs), WFILE(f));
+}
+
+static int wlog_map(cellar_fs *fs, cellar_file *f, uint64_t len, int hint,
+                    const void **out)
+{
+	return WBASE(fs)->map(WBASE(fs), WFILE(f), len, hint, out);
+}
+
+static int wlog_unmap(cellar_fs *fs, cellar_file *f, const void *addr,
+                      uint64_t len)
+{
+	return WBASE(fs)->unmap(WBASE(fs), f ? WFILE(f) : NULL, addr, len);
+}
+
+static int wlog_remove(cellar_fs *fs, const char *path)
+{
+	return WBASE(fs)->remove(WBASE(fs), path);
+}
+
+static int wlog_rename(cellar_fs *fs, const char *from, const char *to)
+{
+	return WBASE(fs)->rename(WBASE(fs), from, to);
+}
+
+static int wlog_list(cellar_fs *fs, const char *dir,
+                     int (*cb)(const char *name, void *ctx), void *ctx)
+{
+	return WBASE(fs)->list(WBASE(fs), dir, cb, ctx);
+}
+
+static int wlog_mkdir(cellar_fs *fs, const char *path)
+{
+	return WBASE(fs)->mkdir(WBASE(fs), path);
+}
+
+static int wlog_sync_dir(cellar_fs *fs, const char *path)
+{
+	return WBASE(fs)->sync_dir(WBASE(fs), path);
+}
+
+static int wlog_lock(cellar_fs *fs, const char *path, cellar_file **out)
+{
+	return WBASE(fs)->lock(WBASE(fs), path, out);
+}
+
+static int wlog_unlock(cellar_fs *fs, cellar_file *lock)
+{
+	return WBASE(fs)->unlock(WBASE(fs), lock);
+}
+
+tc_wlog *tc_wlog_new(cellar_fs *base)
+{
+	tc_wlog *log = calloc(1, sizeof *log);
+
+	cr_assert_not_null(log);
+	log->base = base;
+	log->fs = (cellar_fs){
+		.version = CELLAR_FS_VERSION,
+		.ctx = log,
+		.open = wlog_open,
+		.close = wlog_close,
+		.read_at = wlog_read_at,
+		.write_at = wlog_write_at,
+		.size = wlog_size,
+		.truncate = wlog_truncate,
+		.sync = wlog_sync,
+		.map = base->map ? wlog_map : NULL,
+		.unmap = base->map ? wlog_unmap : NULL,
+		.remove = wlog_remove,
+		.rename = wlog_rename,
+		.list = wlog_list,
+		.mkdir = wlog_mkdir,
+		.sync_dir = wlog_sync_dir,
+		.lock = wlog_lock,
+		.unlock = wlog_unlock,
+	};
+	return log;
+}
+
+void tc_wlog_free(tc_wlog *log)
+{
+	if (log) {
+		free(log->w);
+		free(log);
+	}
+}

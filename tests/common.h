@@ -84,4 +84,26 @@ void tc_store_reopen(tc_store *s);
 /** Close the handle if open, free the file system and remove the store. */
 void tc_store_free(tc_store *s);
 
+/* One write_at seen by a write log. */
+typedef struct tc_write {
+	char path[256]; /* the file's path as it was opened */
+	uint64_t off;
+	size_t len;
+} tc_write;
+
+/*
+ * A file system that passes every call on to base and logs each write_at,
+ * for tests of write patterns.  Free it with tc_wlog_free() (not
+ * cellar_fs_free()); base stays the caller's.
+ */
+typedef struct tc_wlog {
+	cellar_fs fs; /* hand &log->fs to the code under test */
+	cellar_fs *base;
+	tc_write *w;
+	size_t n, cap;
+} tc_wlog;
+
+tc_wlog *tc_wlog_new(cellar_fs *base);
+void tc_wlog_free(tc_wlog *log);
+
 #endif

@@ -14,6 +14,7 @@
 #include "cellar_fs.h"
 #include "common.h"
 #include "endian.h"
+#include "files.h"
 #include "hash.h"
 #include "index.h"
 
@@ -761,6 +762,57 @@ static cellar_index *build_and_write(uint64_t n, uint64_t max_buckets,
 		where[k] = put(ix, k);
 	OK(index_write(ix, fs, "/d", &sample_ck));
 	return ix;
+}
+
+static int never_matches(void *ctx, uint16_t seg, uint32_t off)
+{
+	(void)ctx, (void)seg, (void)off;
+	return 0;
+}
+
+/*
+ * A checkpoint goes to the file in whole, aligned FILE_WRITE_UNIT pieces
+ * (files.h), then the real header over the zeros that held its place.
+ */
+Test(index, checkpoint_is_written_in_aligned_units, .init = fs_setup,
+     .fini = fs_teardown)
+{
+	enum { N = 700000 };
+	tc_wlog *log = tc_wlog_new(fs);
+	cellar_index *ix, *lx;
+	index_ckpt ck;
+
+	OK(index_new(&ix, 7));
+	for (uint64_t k = 0; k < N; k++) {
+		index_ref ref;
+		OK(index_find(ix, mix(k), never_matches, NULL, &ref));
+		OK(index_reserve(ix, &ref));
+		index_set(ix, &ref, mix(k), (uint16_t)(k % 7), 32);
+		index_grow(ix);
+	}
+	OK(index_write(ix, &log->fs, "/d", &sample_ck));
+	uint64_t size = index_file_size(ix, 2);
+	cr_assert_gt(size, 3 * (uint64_t)FILE_WRITE_UNIT);
+	cr_assert_eq(file_size("/d/index"), size);
+	size_t units = (size_t)(size / FILE_WRITE_UNIT);
+	cr_assert_eq(log->n, units + 2, "%zu writes", log->n);
+	for (size_t i = 0; i <= units; i++) {
+		cr_assert_str_eq(log->w[i].path, "/d/index.tmp");
+		cr_assert_eq(log->w[i].off, i * (uint64_t)FILE_WRITE_UNIT);
+		cr_assert_eq(log->w[i].len, i < units ? FILE_WRITE_UNIT
+		                                      : size % FILE_WRITE_UNIT);
+	}
+	cr_assert_eq(log->w[units + 1].off, 0);
+	cr_assert_eq(log->w[units + 1].len, INDEX_HEADER_SIZE);
+
+	OK(index_load(&lx, fs, "/d", &ck));
+	cr_assert_eq(lx->count, N);
+	cr_assert_eq(lx->prim.n, ix->prim.n);
+	cr_assert_eq(lx->ovf.n, ix->ovf.n);
+	OK(index_verify_all(lx));
+	index_free(lx);
+	index_free(ix);
+	tc_wlog_free(log);
 }
 
 Test(index, write_and_load_round_trip, .init = fs_setup, .fini = fs_teardown)

@@ -368,6 +368,34 @@ Test(segment, staged_records_read_back_like_appended_ones,
 		check_loc(&locs[i], i);
 }
 
+/*
+ * The first record of an empty segment may be larger than the segment's
+ * size.  It fits the buffer but not the mapping made at the roll, so it
+ * can't be staged: segset_append grows the mapping first.
+ */
+Test(segment, stage_refuses_what_would_outgrow_the_mapping, .init = setup_mem,
+     .fini = teardown)
+{
+	static uint8_t val[20000];
+	segment *g;
+	loc l;
+
+	OK(segset_open(&S, fs, dir, 8192, 0, &L));
+	OK(segset_roll(&S));
+	g = segset_last(&S);
+	cr_assert_not_null(g->map);
+	cr_assert_eq(g->map_len, 8192);
+	cr_assert_eq(segset_stage(&S, RECORD_PUT, "key-000001", 10, val,
+	                          sizeof val), 0);
+	cr_assert_eq(S.staged, 0);
+	l = append(1, sizeof val);
+	cr_assert_eq(l.id, g->id, "no roll: the segment was empty");
+	cr_assert_geq(g->map_len, SEG_HEADER_SIZE + l.total);
+	check_loc(&l, 1);
+	OK(segset_sync(&S));
+	check_loc(&l, 1);
+}
+
 Test(segment, stage_refuses_what_needs_a_flush_or_is_large,
      .init = setup_mem, .fini = teardown)
 {
@@ -554,6 +582,64 @@ Test(segment, flush_and_sync, .init = setup_mem, .fini = teardown)
 		seg_path(path, g->seq);
 		cr_assert_eq(file_size(path), g->wend);
 	}
+}
+
+/*
+ * Full buffers go to the file in whole, aligned FILE_WRITE_UNIT pieces
+ * (files.h), and the record across each cut stays readable whole from the
+ * buffer until the next write, then from the file.
+ */
+Test(segment, full_buffers_are_written_in_aligned_units, .init = setup_mem,
+     .fini = teardown)
+{
+	enum { N = 80000 };
+	static loc locs[N];
+	tc_wlog *log = tc_wlog_new(fs);
+	unsigned crossing = 0, n = 0;
+
+	OK(segset_open(&S, &log->fs, dir, 64u << 20, 0, &L));
+	segment *g = NULL;
+	while (n < N && log->n < 6) {
+		locs[n] = append(n, 100 + (n * 37) % 300);
+		g = segset_last(&S);
+		cr_assert_leq(g->flushed, g->wend);
+		cr_assert_leq(g->wend, g->flushed + S.buf_len);
+		n++;
+	}
+	cr_assert_eq(S.n, 1, "one segment");
+	/* The header, the first piece up to the first boundary, then whole
+	 * aligned units. */
+	cr_assert_eq(log->n, 6, "%zu writes for %u records", log->n, n);
+	cr_assert_eq(log->w[0].off, 0);
+	cr_assert_eq(log->w[0].len, SEG_HEADER_SIZE);
+	cr_assert_eq(log->w[1].off, SEG_HEADER_SIZE);
+	cr_assert_eq(log->w[1].off + log->w[1].len, FILE_WRITE_UNIT);
+	for (size_t i = 2; i < log->n; i++) {
+		cr_assert(strstr(log->w[i].path, ".seg"), "%s", log->w[i].path);
+		cr_assert_eq(log->w[i].off, (i - 1) * (uint64_t)FILE_WRITE_UNIT,
+		             "write %zu", i);
+		cr_assert_eq(log->w[i].len, FILE_WRITE_UNIT, "write %zu", i);
+	}
+	for (unsigned i = 0; i < n; i++) {
+		if (locs[i].off / FILE_WRITE_UNIT !=
+		    (locs[i].off + locs[i].total - 1) / FILE_WRITE_UNIT)
+			crossing++;
+		check_loc(&locs[i], i);
+	}
+	cr_assert_geq(crossing, 4, "records across the cuts");
+	cr_assert_lt(g->flushed, g->wend, "the last cut's record is buffered");
+	OK(segset_sync(&S));
+	cr_assert_eq(g->flushed, g->wend);
+	cr_assert_eq(S.buf_len, 0);
+	for (unsigned i = 0; i < n; i++)
+		check_loc(&locs[i], i);
+	segset_close(&S);
+	OK(segset_open(&S, &log->fs, dir, 64u << 20, 1, &L));
+	for (unsigned i = 0; i < n; i++)
+		check_loc(&locs[i], i);
+	segset_close(&S);
+	memset(&S, 0, sizeof S);
+	tc_wlog_free(log);
 }
 
 static void reopen_reads_everything(void)

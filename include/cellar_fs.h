@@ -65,6 +65,9 @@ typedef struct cellar_file cellar_file;
 /** map() access hints (advice only; an implementation may ignore them). */
 #define CELLAR_FS_MAP_RANDOM 0     /**< point reads at random offsets */
 #define CELLAR_FS_MAP_SEQUENTIAL 1 /**< read front to back once */
+/** point reads at random offsets all over the mapping, all the time (the
+ *  index): worth keeping in memory in huge pages where the OS has them */
+#define CELLAR_FS_MAP_HOT 2
 
 typedef struct cellar_fs cellar_fs;
 
@@ -99,7 +102,7 @@ struct cellar_fs {
 	int (*sync)(cellar_fs *fs, cellar_file *f);
 	/**
 	 * Optional.  Map bytes [0, len) of the file read-only; see the contract
-	 * above.  hint is CELLAR_FS_MAP_RANDOM or CELLAR_FS_MAP_SEQUENTIAL.
+	 * above.  hint is one of the CELLAR_FS_MAP_ values above.
 	 */
 	int (*map)(cellar_fs *fs, cellar_file *f, uint64_t len, int hint,
 	           const void **out);

@@ -897,7 +897,7 @@ int index_load(cellar_index **out, cellar_fs *fs, const char *dir,
 		goto fail;
 	}
 	if (fs->map) {
-		if ((rc = fs->map(fs, ix->file, size, CELLAR_FS_MAP_RANDOM,
+		if ((rc = fs->map(fs, ix->file, size, CELLAR_FS_MAP_HOT,
 		                  &ix->map)) < 0)
 			goto fail;
 		ix->map_len = size;

@@ -538,6 +538,65 @@ Test(fs, map_survives_close_and_remove)
 	each_mapping_fs(check_map_survives);
 }
 
+/* The VmFlags line of /proc/self/smaps for the mapping holding addr. */
+static void vm_flags(const void *addr, char *out, size_t cap)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	int in = 0;
+
+	cr_assert_not_null(f);
+	out[0] = '\0';
+	while (fgets(line, sizeof line, f)) {
+		unsigned long lo, hi;
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)
+			in = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
+		else if (in && strncmp(line, "VmFlags:", 8) == 0) {
+			snprintf(out, cap, "%.200s", line + 8);
+			break;
+		}
+	}
+	fclose(f);
+}
+
+/* The mmap fs turns each hint into madvise() advice the kernel keeps. */
+Test(fs, mmap_hints_become_madvise_flags)
+{
+	struct env e;
+	char flags[256];
+	const void *p[3];
+	static const int hints[3] = { CELLAR_FS_MAP_RANDOM,
+	                              CELLAR_FS_MAP_SEQUENTIAL,
+	                              CELLAR_FS_MAP_HOT };
+	static const char *const want[3] = { " rr", " sr", " hg" };
+	FILE *thp = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+	char mode[128] = "";
+
+	if (thp) {
+		if (!fgets(mode, sizeof mode, thp))
+			mode[0] = '\0';
+		fclose(thp);
+	}
+	env_open(&e, "mmap");
+	cellar_file *f = create(&e, P(&e, 0, "index"));
+	cr_assert_eq(e.fs->write_at(e.fs, f, 0, "x", 1), CELLAR_OK);
+	for (int i = 0; i < 3; i++) {
+		OK(e.fs->map(e.fs, f, 4u << 20, hints[i], &p[i]));
+		vm_flags(p[i], flags, sizeof flags);
+		cr_assert_neq(flags[0], '\0', "mapping %d not in smaps", i);
+		if (i == 2 && (!mode[0] || strstr(mode, "[never]")))
+			continue; /* no transparent huge pages here */
+		cr_assert(strstr(flags, want[i]), "hint %d: VmFlags%s", i, flags);
+		if (i != 2)
+			cr_assert_null(strstr(flags, " hg"), "hint %d: VmFlags%s",
+			               i, flags);
+	}
+	for (int i = 0; i < 3; i++)
+		OK(e.fs->unmap(e.fs, f, p[i], 4u << 20));
+	e.fs->close(e.fs, f);
+	env_close(&e);
+}
+
 static void check_map_zero(struct env *e)
 {
 	cellar_file *f = create(e, P(e, 0, "seg"));

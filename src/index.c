@@ -1,6 +1,7 @@
 /* index.c - the linear-hash index and its checkpoint file (see index.h). */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "bucket.h"
 #include "endian.h"
@@ -62,12 +63,59 @@ static inline int bucket_at(index_array *a, uint64_t i, uint8_t **out)
 	return index__bucket_at(a, i, out);
 }
 
-static uint8_t *chunk_alloc(void)
-{
-	uint8_t *p = aligned_alloc(64, CHUNK_BYTES);
+/*
+ * A large table's private chunks are cut from 2 MiB slabs that ask for
+ * transparent huge pages: a write touches a random bucket, and with 4 KiB
+ * pages nearly every one would also miss the TLB.  Small tables (under one
+ * slab's worth of chunks) use the heap, so that a small store does not
+ * take 2 MiB per array.  Slabs live as long as the table.
+ */
 
-	if (p)
-		memset(p, 0, CHUNK_BYTES);
+static uint8_t *slab_new(void)
+{
+	size_t sz = INDEX_SLAB_BYTES;
+	uint8_t *p = mmap(NULL, 2 * sz, PROT_READ | PROT_WRITE,
+	                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uintptr_t at;
+
+	if (p == MAP_FAILED)
+		return NULL;
+	/* Keep the aligned middle; the kernel maps huge pages only there. */
+	at = ((uintptr_t)p + sz - 1) & ~(uintptr_t)(sz - 1);
+	if (at > (uintptr_t)p)
+		munmap(p, at - (uintptr_t)p);
+	if ((uintptr_t)p + 2 * sz > at + sz)
+		munmap((uint8_t *)at + sz, (uintptr_t)p + 2 * sz - (at + sz));
+#ifdef MADV_HUGEPAGE
+	(void)madvise((void *)at, sz, MADV_HUGEPAGE); /* advice only */
+#endif
+	return (uint8_t *)at;
+}
+
+/* CHUNK_BYTES of zeroed private buckets for a; *how gets CHUNK_HEAP/SLAB. */
+static uint8_t *chunk_alloc(index_array *a, uint8_t *how)
+{
+	uint8_t *p;
+
+	if (a->nchunks < INDEX_SLAB_CHUNKS) {
+		if ((p = aligned_alloc(64, CHUNK_BYTES)))
+			memset(p, 0, CHUNK_BYTES);
+		*how = CHUNK_HEAP;
+		return p;
+	}
+	if (!a->nslabs || a->slab_used == INDEX_SLAB_BYTES) {
+		uint8_t **v = realloc(a->slabs, (a->nslabs + 1) * sizeof *v);
+		if (!v)
+			return NULL;
+		a->slabs = v;
+		if (!(v[a->nslabs] = slab_new()))
+			return NULL;
+		a->nslabs++;
+		a->slab_used = 0;
+	}
+	p = a->slabs[a->nslabs - 1] + a->slab_used;
+	a->slab_used += CHUNK_BYTES; /* fresh anonymous memory: already zero */
+	*how = CHUNK_SLAB;
 	return p;
 }
 
@@ -75,20 +123,20 @@ static uint8_t *chunk_alloc(void)
 static int chunk_own(index_array *a, size_t ci)
 {
 	index_chunk *c = &a->chunks[ci];
-	uint8_t *p;
+	uint8_t *p, how;
 	int rc;
 
 	if (c->owned)
 		return CELLAR_OK;
 	if ((rc = index__chunk_check(c)) < 0)
 		return rc;
-	if (!(p = aligned_alloc(64, CHUNK_BYTES)))
+	if (!(p = chunk_alloc(a, &how)))
 		return cellar__error(CELLAR_ENOMEM, "index: out of memory");
 	memcpy(p, c->base, (size_t)c->nvalid * BUCKET_SIZE);
 	memset(p + (size_t)c->nvalid * BUCKET_SIZE, 0,
 	       CHUNK_BYTES - (size_t)c->nvalid * BUCKET_SIZE);
 	c->base = p;
-	c->owned = 1;
+	c->owned = how;
 	return CELLAR_OK;
 }
 
@@ -120,9 +168,8 @@ static int array_reserve(index_array *a, uint64_t nbuckets)
 	}
 	while (a->nchunks < need) {
 		index_chunk *c = &a->chunks[a->nchunks];
-		if (!(c->base = chunk_alloc()))
+		if (!(c->base = chunk_alloc(a, &c->owned)))
 			return cellar__error(CELLAR_ENOMEM, "index: out of memory");
-		c->owned = 1;
 		c->nvalid = 0;
 		c->checksum = 0;
 		atomic_init(&c->state, CHUNK_OK);
@@ -134,8 +181,11 @@ static int array_reserve(index_array *a, uint64_t nbuckets)
 static void array_free(index_array *a)
 {
 	for (size_t i = 0; i < a->nchunks; i++)
-		if (a->chunks[i].owned)
+		if (a->chunks[i].owned == CHUNK_HEAP)
 			free(a->chunks[i].base);
+	for (size_t i = 0; i < a->nslabs; i++)
+		munmap(a->slabs[i], INDEX_SLAB_BYTES);
+	free(a->slabs);
 	free(a->chunks);
 	memset(a, 0, sizeof *a);
 }

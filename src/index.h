@@ -27,10 +27,14 @@
 #include "bucket.h"
 #include "cellar.h"
 #include "cellar_fs.h"
+#include "files.h"
 
 #define INDEX_CHUNK_SHIFT 10
 #define INDEX_CHUNK_BUCKETS (1u << INDEX_CHUNK_SHIFT)
 #define INDEX_HEADER_SIZE 4096
+/* Private chunks of a large table come from slabs of this size (index.c). */
+#define INDEX_SLAB_BYTES FILE_WRITE_UNIT
+#define INDEX_SLAB_CHUNKS (INDEX_SLAB_BYTES / ((size_t)INDEX_CHUNK_BUCKETS * BUCKET_SIZE))
 /* Split when keys > slots * LOAD_NUM / LOAD_DEN. */
 #define INDEX_LOAD_NUM 17
 #define INDEX_LOAD_DEN 20
@@ -44,10 +48,17 @@
  */
 typedef int (*index_match_fn)(void *ctx, uint16_t seg, uint32_t off);
 
+/* How a chunk's buckets are held (index_chunk.owned). */
+enum {
+	CHUNK_SHARED = 0, /* in the checkpoint's mapping, read-only */
+	CHUNK_HEAP = 1,   /* private, from the heap */
+	CHUNK_SLAB = 2    /* private, cut from one of the array's slabs */
+};
+
 typedef struct index_chunk {
 	uint8_t *base;       /* 64-byte-aligned buckets */
 	atomic_uchar state;  /* CHUNK_* */
-	uint8_t owned;       /* base is a private heap copy */
+	uint8_t owned;       /* base is private: CHUNK_HEAP or CHUNK_SLAB */
 	uint32_t nvalid;     /* buckets covered by checksum (file-backed) */
 	uint64_t checksum;   /* expected XXH3 of the nvalid buckets */
 } index_chunk;
@@ -56,6 +67,8 @@ typedef struct index_array {
 	index_chunk *chunks;
 	size_t nchunks, cap;
 	uint64_t n; /* buckets in use (primary) or allocated (overflow) */
+	uint8_t **slabs; /* INDEX_SLAB_BYTES areas private chunks are cut from */
+	size_t nslabs, slab_used; /* bytes of the newest slab handed out */
 } index_array;
 
 /** A segment as recorded in a checkpoint. */

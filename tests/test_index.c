@@ -790,6 +790,16 @@ Test(index, checkpoint_is_written_in_aligned_units, .init = fs_setup,
 		index_set(ix, &ref, mix(k), (uint16_t)(k % 7), 32);
 		index_grow(ix);
 	}
+	/* A large table's chunks past the first slab's worth are cut from
+	 * aligned 2 MiB slabs (huge pages). */
+	cr_assert_gt(ix->prim.nchunks, 2 * INDEX_SLAB_CHUNKS);
+	for (size_t c = 0; c < ix->prim.nchunks; c++)
+		cr_assert_eq(ix->prim.chunks[c].owned,
+		             c < INDEX_SLAB_CHUNKS ? CHUNK_HEAP : CHUNK_SLAB,
+		             "chunk %zu", c);
+	cr_assert_geq(ix->prim.nslabs, 2);
+	for (size_t i = 0; i < ix->prim.nslabs; i++)
+		cr_assert_eq((uintptr_t)ix->prim.slabs[i] % INDEX_SLAB_BYTES, 0);
 	OK(index_write(ix, &log->fs, "/d", &sample_ck));
 	uint64_t size = index_file_size(ix, 2);
 	cr_assert_gt(size, 3 * (uint64_t)FILE_WRITE_UNIT);
@@ -810,6 +820,19 @@ Test(index, checkpoint_is_written_in_aligned_units, .init = fs_setup,
 	cr_assert_eq(lx->prim.n, ix->prim.n);
 	cr_assert_eq(lx->ovf.n, ix->ovf.n);
 	OK(index_verify_all(lx));
+	/* A write into a loaded table copies the chunk into a slab. */
+	index_ref ref;
+	OK(index_find(lx, mix(N), never_matches, NULL, &ref));
+	OK(index_reserve(lx, &ref));
+	index_set(lx, &ref, mix(N), 1, 32);
+	size_t own = 0;
+	for (size_t c = 0; c < lx->prim.nchunks; c++)
+		if (lx->prim.chunks[c].owned) {
+			cr_assert_eq(lx->prim.chunks[c].owned, CHUNK_SLAB);
+			own++;
+		}
+	cr_assert_eq(own, 1);
+	cr_assert_eq(lx->prim.nslabs, 1);
 	index_free(lx);
 	index_free(ix);
 	tc_wlog_free(log);

@@ -103,6 +103,7 @@ struct result {
 	double seconds;
 	uint64_t bytes;
 	long rss_kb;
+	long huge_kb; /* FilePmdMapped: file pages mapped as huge pages; -1 */
 	/* space */
 	uint64_t writes, deletes, live_keys, index_bytes;
 	double record_bytes, compact_seconds;
@@ -234,6 +235,25 @@ static long peak_rss_kb(void)
 	return ru.ru_maxrss; /* kilobytes on Linux */
 }
 
+/*
+ * Kilobytes of file pages the child has mapped with huge-page (PMD)
+ * entries, from /proc/self/smaps_rollup; -1 where the kernel doesn't say.
+ */
+static long file_huge_kb(void)
+{
+	FILE *f = fopen("/proc/self/smaps_rollup", "r");
+	char line[256];
+	long kb = -1;
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof line, f))
+		if (sscanf(line, "FilePmdMapped: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
 static uint64_t tree_bytes;
 
 static int add_bytes(const char *path, const struct stat *st, int type,
@@ -357,6 +377,7 @@ static void die(const char *fmt, ...)
 static void send(struct result *r)
 {
 	r->rss_kb = peak_rss_kb();
+	r->huge_kb = file_huge_kb();
 	if (write(out_fd, r, sizeof *r) != (ssize_t)sizeof *r)
 		die("writing to the parent: %s", strerror(errno));
 }
@@ -916,6 +937,7 @@ static void run_engine(const char *dir)
 		r.seconds = load_sec;
 		r.bytes = load_bytes;
 		r.rss_kb = load_rss;
+		r.huge_kb = -1; /* the loader is closed: nothing is mapped */
 		if (write(out_fd, &r, sizeof r) != (ssize_t)sizeof r)
 			die("writing to the parent: %s", strerror(errno));
 	}
@@ -1032,9 +1054,10 @@ static double space_ratio(const struct result *r)
 static void print_line(const char *name, const struct result *r)
 {
 	printf("bench engine=%s phase=%s ops=%" PRIu64 " seconds=%.6f "
-	       "ops_per_sec=%.1f bytes_on_disk=%" PRIu64 " peak_rss_kb=%ld",
+	       "ops_per_sec=%.1f bytes_on_disk=%" PRIu64 " peak_rss_kb=%ld "
+	       "huge_mapped_kb=%ld",
 	       name, phase_names[r->phase], r->ops, r->seconds, rate(r),
-	       r->bytes, r->rss_kb);
+	       r->bytes, r->rss_kb, r->huge_kb);
 	if (cfg.runs > 1)
 		printf(" run=%u", run_now + 1);
 	printf("\n");
@@ -1084,7 +1107,7 @@ static size_t base_engine(void)
 }
 
 /* One row of the summary under the table: a number per engine, or "-". */
-enum extra { X_MIB, X_PER_RECORD, X_MS, X_RATIO, X_PAUSE, X_PUT_MS };
+enum extra { X_MIB, X_PER_RECORD, X_MS, X_RATIO, X_PAUSE, X_PUT_MS, X_HUGE };
 
 static void print_extra(const char *label, enum phase p, enum extra x)
 {
@@ -1109,6 +1132,10 @@ static void print_extra(const char *label, enum phase p, enum extra x)
 			         r->pass.longest_pause_ms);
 		else if (x == X_PUT_MS)
 			snprintf(cell, sizeof cell, "%.3f", r->writer_max_ms);
+		else if (x == X_HUGE && r->huge_kb < 0)
+			snprintf(cell, sizeof cell, "?");
+		else if (x == X_HUGE)
+			snprintf(cell, sizeof cell, "%.1f", r->huge_kb / 1024.0);
 		else
 			snprintf(cell, sizeof cell, "%.3f", r->seconds * 1e3);
 		printf(" %18s", cell);
@@ -1195,6 +1222,8 @@ static void print_table(void)
 	}
 	if (want(P_REOPEN))
 		print_extra("reopen ms", P_REOPEN, X_MS);
+	if (want(P_GET))
+		print_extra("huge MiB", P_GET, X_HUGE);
 	if (want(P_SPACE))
 		print_extra("space ratio", P_SPACE, X_RATIO);
 	if (want(P_COMPACT)) {
@@ -1430,9 +1459,12 @@ static void usage(FILE *f)
 "Output: per engine and phase one line\n"
 "  bench engine=E phase=P ops=N seconds=S ops_per_sec=X bytes_on_disk=B"
 " peak_rss_kb=K\n"
+"  huge_mapped_kb=H\n"
 "(plus the extra lines of space and compact above)\n"
 "then a table of ops/s with the ratio to cellar, the store size after the\n"
-"load (blocks allocated to its files, once closed) and the reopen time.\n"
+"load (blocks allocated to its files, once closed), the reopen time, and\n"
+"how much of the store the get phase had mapped in 2 MiB huge pages (H,\n"
+"FilePmdMapped in /proc/self/smaps_rollup: -1 or ? where not reported).\n"
 "Throughput with T threads is total ops / wall time.  peak_rss_kb is the\n"
 "child's high-water mark so far (getrusage), so it only grows from phase\n"
 "to phase; it includes pages of mapped files the engine touched, and the\n"

@@ -1,10 +1,12 @@
 /*
  * engine_cellar.c - cellar adapter for cellar-bench.
  *
- * Settings (cellar's defaults throughout):
+ * Settings (cellar's defaults, but for the size hint):
  * - Load: cellar_open(CELLAR_CREATE) with CELLAR_OPTIONS_INIT, i.e. the mmap
- *   file system, CELLAR_SYNC_NONE, 256 MiB segments; one cellar_put per key
- *   and one cellar_sync at the end.
+ *   file system, CELLAR_SYNC_NONE, 256 MiB segments, plus expected_keys = n
+ *   (the index is sized for n keys at open, as tkrzw gets num_buckets and
+ *   LMDB a map size); one cellar_put per key and one cellar_sync at the
+ *   end.
  * - Read phases: cellar_close, then cellar_open(CELLAR_READONLY): a read-only
  *   serving handle, shared by every reader thread (cellar_db is thread-safe;
  *   there is no per-thread state).  The mixed phase opens read-write.
@@ -24,13 +26,15 @@ static int fail(const char *what, int rc)
 	return -1;
 }
 
-static int open_db(void **out, const char *dir, unsigned flags)
+static int open_db(void **out, const char *dir, unsigned flags,
+                   uint64_t expected_keys)
 {
 	cellar_options o = CELLAR_OPTIONS_INIT;
 	cellar_db *db;
 	int rc;
 
 	o.flags = flags;
+	o.expected_keys = expected_keys;
 	rc = cellar_open(&db, dir, &o);
 	*out = rc == CELLAR_OK ? db : NULL;
 	return rc == CELLAR_OK ? 0 : fail("cellar_open", rc);
@@ -39,15 +43,15 @@ static int open_db(void **out, const char *dir, unsigned flags)
 static int ce_load_open(void **out, const char *dir, uint64_t n,
                         size_t key_max, size_t val_max)
 {
-	(void)n, (void)key_max, (void)val_max;
-	return open_db(out, dir, CELLAR_CREATE);
+	(void)key_max, (void)val_max;
+	return open_db(out, dir, CELLAR_CREATE, n);
 }
 
 static int ce_open(void **out, const char *dir, int writable, uint64_t n,
                    size_t key_max, size_t val_max)
 {
 	(void)n, (void)key_max, (void)val_max;
-	return open_db(out, dir, writable ? 0 : CELLAR_READONLY);
+	return open_db(out, dir, writable ? 0 : CELLAR_READONLY, 0);
 }
 
 static int ce_put(void *h, const void *key, size_t key_len, const void *val,
@@ -157,7 +161,8 @@ static int ce_space(void *h, struct bench_space *out)
 
 const struct engine engine_cellar = {
 	.name = "cellar",
-	.settings = "defaults (mmap fs, SYNC_NONE), cellar_sync at end; reads "
+	.settings = "defaults (mmap fs, SYNC_NONE) + expected_keys=n for the "
+	            "load, cellar_sync at end; reads "
 	            "on a shared CELLAR_READONLY handle",
 	.can_update = 1,
 	.load_open = ce_load_open,

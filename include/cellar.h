@@ -119,7 +119,7 @@ typedef enum cellar_sync_mode {
 } cellar_sync_mode;
 
 /** Version of cellar_options described by this header. */
-#define CELLAR_OPTIONS_VERSION 1
+#define CELLAR_OPTIONS_VERSION 2
 
 /** Kinds of cellar_event. */
 typedef enum cellar_event_kind {
@@ -194,11 +194,21 @@ typedef struct cellar_options {
 	void (*on_event)(const cellar_event *ev, void *ctx);
 	/** Passed to on_event. */
 	void *event_ctx;
+	/**
+	 * Since version 2.  The number of keys the store is expected to hold.
+	 * A read-write open whose index is sized for fewer keys grows it to
+	 * that size at once (about 12.5 bytes of primary buckets per key), so
+	 * that a bulk load never splits a bucket: the index ends up the size
+	 * the load would have grown it to.  0 (default) = grow as keys come.
+	 * Read-only opens ignore it.  The memory is taken at open; where it
+	 * can't be had, the open fails with CELLAR_ENOMEM.
+	 */
+	uint64_t expected_keys;
 } cellar_options;
 
 /** Initializer giving every option its default. */
 #define CELLAR_OPTIONS_INIT \
-	{ CELLAR_OPTIONS_VERSION, 0, NULL, 0, 0, 0, 0, 0, 0, NULL, NULL }
+	{ CELLAR_OPTIONS_VERSION, 0, NULL, 0, 0, 0, 0, 0, 0, NULL, NULL, 0 }
 
 /**
  * Open (and with CELLAR_CREATE create) the store in directory dir.
@@ -306,6 +316,26 @@ CELLAR_API int cellar_count(cellar_db *db, uint64_t *out);
  *   CELLAR_ENOSPC, or CELLAR_EFAILED.
  */
 CELLAR_API int cellar_sync(cellar_db *db);
+
+/**
+ * Bring the store's files into the OS page cache now, rather than a page at
+ * a time as lookups fault them in: for a service starting on a cold cache
+ * (after a reboot), before it serves.  Nothing on disk changes.
+ *
+ * With the default mmap file system each segment is mapped with the
+ * CELLAR_FS_MAP_HOT hint and read once per 4 KiB page, as is the index's
+ * own mapping.  On Linux 6.x with a file system that has large folios
+ * (ext4, xfs) and transparent huge pages in "madvise" or "always" mode,
+ * pages not yet cached then come in as 2 MiB huge pages, and later lookups
+ * take no TLB misses; pages already cached keep their size.  A file system
+ * without mappings has its files read through instead.
+ *
+ * It reads every byte of the store once: on a store larger than memory it
+ * only evicts itself.  On a read-write handle, writers wait while it runs.
+ * @return CELLAR_OK, CELLAR_EINVAL (db NULL), or an error of the file
+ *   system (CELLAR_EIO, CELLAR_ENOMEM, ...).
+ */
+CELLAR_API int cellar_warm(cellar_db *db);
 
 /** Statistics of an open store, from cellar_stats(). */
 typedef struct cellar_db_stats {

@@ -3,6 +3,7 @@
  * write path, sync and checkpoints, and the background sync thread.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -297,6 +298,23 @@ int cellar_sync(cellar_db *db)
 	pthread_mutex_lock(&db->wmutex);
 	rc = db_sync_locked(db, 0);
 	pthread_mutex_unlock(&db->wmutex);
+	return rc;
+}
+
+int cellar_warm(cellar_db *db)
+{
+	int rc;
+
+	cellar__error_clear();
+	if (!db)
+		return cellar__error(CELLAR_EINVAL, "db is NULL");
+	if (!db->readonly)
+		writer_lock(db); /* the segment list stays as it is */
+	rc = segset_warm(&db->segs);
+	if (rc == CELLAR_OK && db->ix->map)
+		pages_touch(db->ix->map, db->ix->map_len);
+	if (!db->readonly)
+		pthread_mutex_unlock(&db->wmutex);
 	return rc;
 }
 
@@ -809,7 +827,10 @@ int cellar_open(cellar_db **out, const char *dir, const cellar_options *opts)
 	pthread_cond_init(&db->bg_cond, NULL);
 	pthread_mutex_init(&db->iter_mutex, NULL);
 	pthread_cond_init(&db->iter_cond, NULL);
-	db->opts = *opts;
+	/* Version 1 callers' options end before expected_keys. */
+	memcpy(&db->opts, opts, opts->version >= 2
+	                            ? sizeof *opts
+	                            : offsetof(cellar_options, expected_keys));
 	if (!db->opts.max_segment_size)
 		db->opts.max_segment_size = DEFAULT_SEGMENT_SIZE;
 	if (!db->opts.sync_interval_ms)
@@ -872,6 +893,9 @@ int cellar_open(cellar_db **out, const char *dir, const cellar_options *opts)
 	                       &db->recovery)) < 0)
 		goto fail;
 	db->ix->max_buckets = test_max_buckets;
+	if (!db->readonly && db->opts.expected_keys &&
+	    (rc = index_presize(db->ix, db->opts.expected_keys)) < 0)
+		goto fail;
 	if (!db->readonly) {
 		/* What the last handle wrote after its checkpoint may never have
 		 * been fsynced (it may have died first): the next sync must. */

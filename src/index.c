@@ -692,6 +692,20 @@ done:
 	return rc;
 }
 
+int index_presize(cellar_index *ix, uint64_t keys)
+{
+	int rc;
+
+	while (keys > ix->prim.n * BUCKET_SLOTS * INDEX_LOAD_NUM / INDEX_LOAD_DEN) {
+		if (ix->level >= INDEX_MAX_LEVEL ||
+		    (ix->max_buckets && ix->prim.n >= ix->max_buckets))
+			return CELLAR_OK;
+		if ((rc = split_one(ix)) < 0)
+			return rc;
+	}
+	return CELLAR_OK;
+}
+
 void index_grow(cellar_index *ix)
 {
 	while (ix->count >

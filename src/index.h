@@ -278,6 +278,13 @@ void index_remove(cellar_index *ix, const index_ref *ref);
 void index_grow(cellar_index *ix);
 
 /**
+ * Exclusive latch (or no readers yet): split buckets until the table is
+ * as large as index_grow would make it for keys keys.  Unlike index_grow,
+ * a split that can't get memory fails: CELLAR_ENOMEM.
+ */
+int index_presize(cellar_index *ix, uint64_t keys);
+
+/**
  * Writer, no latch: write the table as a new checkpoint covering ck,
  * atomically replacing <dir>/index (temporary file, sync, rename, directory
  * sync).

@@ -428,6 +428,41 @@ int segment_resync(const segset *s, const segment *g, uint64_t from,
 	return CELLAR_OK;
 }
 
+int segset_warm(segset *s)
+{
+	uint8_t *buf = NULL;
+	int rc = CELLAR_OK;
+
+	for (size_t i = 0; i < s->n && rc == CELLAR_OK; i++) {
+		segment *g = s->list[i];
+		uint64_t len = g->wend; /* what the file holds */
+		const void *p;
+		size_t got;
+
+		if (s->fs->map) {
+			if ((rc = s->fs->map(s->fs, g->file, len, CELLAR_FS_MAP_HOT,
+			                     &p)) < 0)
+				break;
+			pages_touch(p, len);
+			rc = s->fs->unmap(s->fs, g->file, p, len);
+			continue;
+		}
+		if (!buf && !(buf = malloc(FILE_WRITE_UNIT))) {
+			rc = cellar__error(CELLAR_ENOMEM, "out of memory");
+			break;
+		}
+		for (uint64_t off = 0; off < len && rc == CELLAR_OK; off += got) {
+			uint64_t want = len - off < FILE_WRITE_UNIT ? len - off
+			                                            : FILE_WRITE_UNIT;
+			rc = s->fs->read_at(s->fs, g->file, off, buf, (size_t)want, &got);
+			if (rc == CELLAR_OK && got == 0)
+				break; /* shorter than recorded: nothing more to read */
+		}
+	}
+	free(buf);
+	return rc;
+}
+
 /* ---- writing ----------------------------------------------------------- */
 
 /* The end of the newest segment's data: the file's part, then the buffer. */

@@ -82,6 +82,22 @@ typedef struct rec_view {
 	uint8_t *owned;    /* heap copy when the fs can't map; free it */
 } rec_view;
 
+/** Read one byte of every 4 KiB page of [p, p + len): fault it all in. */
+static inline void pages_touch(const void *p, uint64_t len)
+{
+	const volatile uint8_t *b = p;
+
+	for (uint64_t off = 0; off < len; off += 4096)
+		(void)b[off];
+}
+
+/**
+ * Read every segment's file once (cellar_warm): through a CELLAR_FS_MAP_HOT
+ * mapping when the fs maps, else with read_at.  The writer must not change
+ * the segment list meanwhile.
+ */
+int segset_warm(segset *s);
+
 /**
  * Open every segment of dir, in sequence order, validating their headers.
  * Segment sizes are the file sizes; recovery decides the valid end.

@@ -402,6 +402,24 @@ expect_stdout ""
 expect_stderr_prefix "cellar: stats: "
 ok
 
+# ----------------------------------------------------------------- warm
+
+begin "warm reads the store through silently and changes nothing"
+expect_status 0 "$cellar" dump "$cdb"
+cp "$out" "$tmp/before-warm"
+expect_status 0 "$cellar" warm "$cdb"
+expect_stdout ""
+expect_stderr_empty
+expect_status 0 "$cellar" dump "$cdb"
+expect_stdout_file "$tmp/before-warm"
+ok
+
+begin "warm of a missing store exits 1"
+expect_status 1 "$cellar" warm "$tmp/missing"
+expect_stdout ""
+expect_stderr_prefix "cellar: warm: "
+ok
+
 # -------------------------------------------------------------- version
 
 begin "version prints the library version"
@@ -431,7 +449,7 @@ expect_status 2 "$cellar"
 ok
 
 begin "a missing DIR argument exits 2"
-for c in create get put del count dump load check stats; do
+for c in create get put del count dump load check stats warm; do
 	expect_status 2 "$cellar" "$c"
 	expect_stdout ""
 	expect_stderr_prefix "cellar: $c: usage: cellar $c"
@@ -449,6 +467,7 @@ begin "--help prints the usage and exits 0"
 expect_status 0 "$cellar" --help
 head -n 1 "$out" | grep -q '^usage: cellar ' || fail "no usage line"
 grep -q '^  stats DIR ' "$out" || fail "stats is not in the help"
+grep -q '^  warm DIR ' "$out" || fail "warm is not in the help"
 ok
 
 echo "# all $n checks passed"

@@ -1267,7 +1267,7 @@ Test(compact, background_failure_is_reported_and_returned_until_compacted)
 		OK(cellar_put(db, key, strlen(key), val, sizeof val));
 	}
 	OK(cellar_sync(db));
-	/* Now the disk is full.  Overwrites still land in the 1 MiB append
+	/* Now the disk is full.  Overwrites still land in the append
 	 * buffer, and leave dead records for the background pass, which has
 	 * to write (close the newest segment, copy records) and fails. */
 	fault_fs_fail(ff, FAULT_WRITE, fault_fs_count(ff, FAULT_WRITE) + 1,

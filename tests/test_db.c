@@ -13,6 +13,7 @@
 
 #include "cellar.h"
 #include "common.h"
+#include "fault.h"
 #include "testhook.h"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -1497,4 +1498,149 @@ Test(db, sync_mode_periodic_keeps_values)
 Test(db, sync_mode_always_keeps_values)
 {
 	sync_mode_round_trip(CELLAR_SYNC_ALWAYS, 0, 600);
+}
+
+/* ---- cellar_warm ------------------------------------------------------- */
+
+/* cellar_warm reads the store through, on either kind of handle, and
+ * changes nothing: every value is still there and writes go on. */
+Test(db, warm_reads_the_store_and_changes_nothing)
+{
+	tc_store s;
+	cellar_options ro;
+	cellar_db *r = NULL;
+	enum { N = 3000 };
+
+	tc_store_new(&s, 64 << 10);
+	for (uint64_t i = 0; i < N; i++)
+		put_numbered(s.db, i, 0);
+	OK(cellar_sync(s.db));
+	for (uint64_t i = 0; i < N / 2; i++)
+		put_numbered(s.db, i, 1); /* some still in the append buffer */
+	OK(cellar_warm(s.db));
+	for (uint64_t i = 0; i < N; i++)
+		expect_numbered(s.db, i, i < N / 2);
+	cr_assert_eq(count_of(s.db), N);
+	put_numbered(s.db, N, 0); /* the writer lock was let go */
+	OK(cellar_sync(s.db));
+
+	ro = s.o;
+	ro.flags = CELLAR_READONLY;
+	OK(cellar_open(&r, s.dir, &ro));
+	OK(cellar_warm(r));
+	OK(cellar_warm(r));
+	for (uint64_t i = 0; i <= N; i++)
+		expect_numbered(r, i, i < N / 2);
+	OK(cellar_close(r));
+	ERR(CELLAR_EINVAL, cellar_warm(NULL));
+	tc_store_free(&s);
+}
+
+/*
+ * A file system error while warming is returned, and the handle goes on
+ * working: a failed map on the file systems that map, a failed read on
+ * posix.
+ */
+Test(db, warm_returns_a_file_system_error)
+{
+	cellar_fs *base = tc_fs_new(), *ff;
+	cellar_options o = CELLAR_OPTIONS_INIT;
+	char *dir = tc_dir_new();
+	fault_op kind = base->map ? FAULT_MAP : FAULT_READ;
+	cellar_db *db;
+
+	OK(fault_fs_new(&ff, base));
+	o.flags = CELLAR_CREATE;
+	o.fs = ff;
+	OK(cellar_open(&db, dir, &o));
+	for (uint64_t i = 0; i < 500; i++)
+		put_numbered(db, i, 0);
+	OK(cellar_sync(db));
+	uint64_t before = fault_fs_count(ff, kind);
+	fault_fs_fail(ff, kind, before + 1, CELLAR_EIO, 0);
+	ERR(CELLAR_EIO, cellar_warm(db));
+	cr_assert_eq(fault_fs_count(ff, kind), before + 1);
+	for (uint64_t i = 0; i < 500; i++)
+		expect_numbered(db, i, 0);
+	put_numbered(db, 500, 0);
+	OK(cellar_warm(db)); /* the fault fired once */
+	cr_assert_gt(fault_fs_count(ff, kind), before + 1);
+	OK(cellar_close(db));
+	cellar_fs_free(ff);
+	cellar_fs_free(base);
+	tc_dir_free(dir);
+}
+
+/* ---- expected_keys ------------------------------------------------------ */
+
+static uint64_t buckets_of(cellar_db *db)
+{
+	cellar_db_stats st;
+
+	OK(cellar_stats(db, &st));
+	return st.buckets;
+}
+
+/* expected_keys sizes the index at open to what a load of that many keys
+ * grows it to, so the load itself never splits. */
+Test(db, expected_keys_sizes_the_index_at_open)
+{
+	enum { N = 20000 };
+	tc_store grown, sized;
+
+	tc_store_new(&grown, 0);
+	for (uint64_t i = 0; i < N; i++)
+		put_numbered(grown.db, i, 0);
+
+	tc_store_init(&sized);
+	sized.o.expected_keys = N;
+	tc_store_open(&sized);
+	uint64_t at_open = buckets_of(sized.db);
+	cr_assert_eq(at_open, buckets_of(grown.db), "%llu buckets at open",
+	             (unsigned long long)at_open);
+	for (uint64_t i = 0; i < N; i++)
+		put_numbered(sized.db, i, 0);
+	cr_assert_eq(buckets_of(sized.db), at_open, "the load split buckets");
+	for (uint64_t i = 0; i < N; i++)
+		expect_numbered(sized.db, i, 0);
+
+	/* A later open asking for fewer keys keeps the table; one asking for
+	 * more grows it; a read-only open ignores it. */
+	sized.o.expected_keys = N / 2;
+	tc_store_reopen(&sized);
+	cr_assert_eq(buckets_of(sized.db), at_open);
+	sized.o.expected_keys = 4 * N;
+	tc_store_reopen(&sized);
+	cr_assert_geq(buckets_of(sized.db), 3 * at_open);
+	for (uint64_t i = 0; i < N; i++)
+		expect_numbered(sized.db, i, 0);
+	OK(cellar_close(sized.db));
+	sized.db = NULL;
+	cellar_options ro = sized.o;
+	ro.flags = CELLAR_READONLY;
+	ro.expected_keys = 100 * N;
+	cellar_db *r;
+	OK(cellar_open(&r, sized.dir, &ro));
+	uint64_t ro_buckets = buckets_of(r);
+	cr_assert_lt(ro_buckets, 10 * at_open, "read-only open grew the index");
+	expect_numbered(r, 7, 0);
+	OK(cellar_close(r));
+	tc_store_free(&sized);
+	tc_store_free(&grown);
+}
+
+/* Options of version 1 end before expected_keys: it is not read. */
+Test(db, version_1_options_do_not_read_expected_keys)
+{
+	tc_store s;
+
+	tc_store_init(&s);
+	s.o.version = 1;
+	s.o.expected_keys = 1000000; /* stands for bytes past a v1 struct */
+	tc_store_open(&s);
+	cr_assert_lt(buckets_of(s.db), 1000, "%llu buckets",
+	             (unsigned long long)buckets_of(s.db));
+	put_numbered(s.db, 1, 0);
+	expect_numbered(s.db, 1, 0);
+	tc_store_free(&s);
 }

@@ -59,6 +59,8 @@ static void usage(FILE *f)
 "                       overflow_buckets, load_factor, recovered_records,\n"
 "                       rebuilt_index), then one line per segment, oldest\n"
 "                       first: segment SEQ BYTES LIVE_BYTES DEAD_BYTES\n"
+"  warm DIR             read the whole store once into the page cache (in\n"
+"                       huge pages where the OS can), before serving it\n"
 "  version              print the version of the cellar library\n"
 "\n"
 "Options:\n"
@@ -70,8 +72,8 @@ static void usage(FILE *f)
 "Locking: put, del, load and create open the store for writing and take\n"
 "its write lock (DIR/LOCK); while another process or handle writes the\n"
 "store they fail with \"store is locked\" instead of waiting.  get, count,\n"
-"dump, check and stats open read-only, take no lock, and see the store as\n"
-"it was when they opened it.  Writes are synced before the command exits.\n"
+"dump, check, stats and warm open read-only, take no lock, and see the\n"
+"store as it was when they opened it.  Writes are synced before the command exits.\n"
 "\n"
 "Exit status:\n"
 "  0  success\n"
@@ -449,6 +451,18 @@ static int cmd_stats(char **argv)
 	return close_store(db, 0);
 }
 
+static int cmd_warm(char **argv)
+{
+	cellar_db *db;
+	int rc = open_store(&db, argv[0], CELLAR_READONLY);
+
+	if (rc != CELLAR_OK)
+		return fail(rc);
+	if ((rc = cellar_warm(db)) != CELLAR_OK)
+		return close_store(db, fail(rc));
+	return close_store(db, 0);
+}
+
 static int cmd_version(char **argv)
 {
 	(void)argv;
@@ -471,6 +485,7 @@ static const struct {
 	{ "load", 1, cmd_load, "load DIR < lines" },
 	{ "check", 1, cmd_check, "check DIR" },
 	{ "stats", 1, cmd_stats, "stats DIR" },
+	{ "warm", 1, cmd_warm, "warm DIR" },
 	{ "version", 0, cmd_version, "version" },
 };
 

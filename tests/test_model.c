@@ -14,6 +14,7 @@
 
 #include "cellar.h"
 #include "common.h"
+#include "files.h"
 #include "testhook.h"
 
 #define MAX_KEY 400
@@ -40,6 +41,11 @@ typedef struct config {
 	uint64_t max_segment_size;
 	uint64_t max_buckets;
 	cellar__hash_fn hash;
+	unsigned min_val;       /* added to every put's value length */
+	unsigned reopen_one_in; /* > 1: reopen only at 1 in this many of the
+	                         * reopen steps, iterate at the others */
+	bool log_writes;        /* check that full buffers were cut at 2 MiB
+	                         * boundaries */
 } config;
 
 /* Where we are, for every failure message: "seed 3 step 1234 (put k17)". */
@@ -199,6 +205,7 @@ static void open_db(cellar_db **db, const char *dir, const cellar_options *o)
 static void run_model(const config *c)
 {
 	cellar_fs *fs = tc_fs_new();
+	tc_wlog *log = c->log_writes ? tc_wlog_new(fs) : NULL;
 	char *dir = tc_dir_new();
 	cellar_options o = CELLAR_OPTIONS_INIT;
 	cellar_db *db = NULL;
@@ -206,7 +213,7 @@ static void run_model(const config *c)
 	uint64_t rng = c->seed;
 	unsigned char *val = malloc(LARGE_VAL);
 	unsigned char *buf = malloc(LARGE_VAL);
-	unsigned reopens = 0, large = 0;
+	unsigned reopens = 0, ro_looks = 0, large = 0;
 	/* CELLAR_MODEL_TRACE=1 prints every step, to turn a failure into a
 	 * reproducer. */
 	bool trace = getenv("CELLAR_MODEL_TRACE") != NULL;
@@ -214,7 +221,7 @@ static void run_model(const config *c)
 	cr_assert(val && buf);
 	cellar__test_set_hash(c->hash);
 	cellar__test_set_max_buckets(c->max_buckets);
-	o.fs = fs;
+	o.fs = log ? &log->fs : fs;
 	o.flags = CELLAR_CREATE;
 	o.max_segment_size = c->max_segment_size;
 	o.hash_seed = c->seed * 0x9e3779b97f4a7c15ull | 1; /* replayable */
@@ -239,6 +246,7 @@ static void run_model(const config *c)
 			uint64_t r2 = tc_rand(&rng);
 			n = r2 % 50 == 0 ? 1000 + (size_t)(r2 >> 16) % (LARGE_VAL - 1000)
 			                 : (size_t)(r2 >> 16) % (SMALL_VAL + 1);
+			n = n + c->min_val < LARGE_VAL ? n + c->min_val : LARGE_VAL;
 			large += n > SMALL_VAL;
 			for (size_t j = 0; j < n; j += 8) {
 				uint64_t x = tc_rand(&rng);
@@ -292,15 +300,19 @@ static void run_model(const config *c)
 		} else if (op < 98) {
 			WHERE("count");
 			check_count(&m, db);
-		} else if (op < 99) {
+		} else if (op < 99 ||
+		           (c->reopen_one_in > 1 &&
+		            (r >> 32) % c->reopen_one_in != 0)) {
 			WHERE("iterate");
 			check_all(&m, db);
 		} else {
 			WHERE("reopen");
 			reopens++;
 			CHECK_RC(cellar_close(db), CELLAR_OK);
-			if (r % 5 == 0) {
+			/* (Not r % 5: this branch runs only when r % 100 is 99.) */
+			if ((r >> 40) % 5 == 0) {
 				/* Look at it read-only first. */
+				ro_looks++;
 				cellar_options ro = o;
 				ro.flags = CELLAR_READONLY;
 				open_db(&db, dir, &ro);
@@ -335,7 +347,17 @@ static void run_model(const config *c)
 	CHECK_RC(cellar_close(db), CELLAR_OK);
 
 	cr_assert_gt(reopens, 0, "the walk reopened the store");
+	if (c->steps >= 20000)
+		cr_assert_gt(ro_looks, 0, "the walk opened the store read-only");
 	cr_assert_gt(large, 0, "the walk wrote large values");
+	if (log) {
+		size_t cuts = 0;
+		for (size_t w = 0; w < log->n; w++)
+			cuts += strstr(log->w[w].path, ".seg") &&
+			        (log->w[w].off + log->w[w].len) % FILE_WRITE_UNIT == 0;
+		cr_assert_geq(cuts, 3, "the buffer was cut %zu times", cuts);
+		tc_wlog_free(log);
+	}
 	model_free(&m);
 	free(val);
 	free(buf);
@@ -390,6 +412,18 @@ Test(model, random_walk_tiny_segments_one_bucket)
 {
 	config c = { .seed = 5, .steps = 20000, .nkeys = 300,
 	             .max_segment_size = 64u << 10, .max_buckets = 1 };
+	run_model(&c);
+}
+
+/*
+ * Values of 4 KiB and more, and few reopens: the append buffer fills again
+ * and again, so records cross the 2 MiB cuts of partial flushes and are
+ * read back from the buffer and then from the file.
+ */
+Test(model, random_walk_full_buffers)
+{
+	config c = { .seed = 7, .steps = 6000, .nkeys = 300, .min_val = 4000,
+	             .reopen_one_in = 20, .log_writes = true };
 	run_model(&c);
 }
 

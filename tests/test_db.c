@@ -14,6 +14,7 @@
 #include "cellar.h"
 #include "common.h"
 #include "fault.h"
+#include "files.h"
 #include "testhook.h"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -1642,5 +1643,57 @@ Test(db, version_1_options_do_not_read_expected_keys)
 	             (unsigned long long)buckets_of(s.db));
 	put_numbered(s.db, 1, 0);
 	expect_numbered(s.db, 1, 0);
+	tc_store_free(&s);
+}
+
+/* ---- a read-only open between two flushes ------------------------------ */
+
+/*
+ * A full append buffer is written up to a 2 MiB boundary, so between two
+ * flushes the newest segment's file usually ends inside a record.  A
+ * read-only open then sees exactly the records wholly in the file.
+ */
+Test(db, read_only_open_sees_whole_records_of_a_cut_buffer)
+{
+	enum { N = 60000 };
+	tc_store s;
+	cellar_options ro;
+	cellar_db *r;
+	uint64_t seen = 0, prev = 0, cuts = 0;
+
+	tc_store_new(&s, 0);
+	ro = s.o;
+	ro.flags = CELLAR_READONLY;
+	for (uint64_t i = 0; i < N; i++) {
+		put_numbered(s.db, i, 0);
+		if (i % 10000 != 9999)
+			continue;
+		char path[4200];
+		cellar_file *f;
+		uint64_t size;
+		snprintf(path, sizeof path, "%s/0000000000000001.seg", s.dir);
+		OK(s.fs->open(s.fs, path, CELLAR_FS_READ, &f));
+		OK(s.fs->size(s.fs, f, &size));
+		OK(s.fs->close(s.fs, f));
+		cuts += size > 0 && size % FILE_WRITE_UNIT == 0;
+		OK(cellar_open(&r, s.dir, &ro));
+		seen = count_of(r);
+		cr_assert_leq(seen, i + 1);
+		cr_assert_geq(seen, prev, "a later open saw fewer records");
+		/* Records go to the file in write order: the first seen ones. */
+		for (uint64_t j = 0; j < seen; j++)
+			expect_numbered(r, j, 0);
+		if (seen < i + 1)
+			expect_numbered_absent(r, seen);
+		OK(cellar_close(r));
+		prev = seen;
+	}
+	cr_assert_gt(cuts, 0, "no open found the file ending at a cut");
+	cr_assert_gt(seen, 0, "a full buffer reached the file");
+	cr_assert_lt(seen, N, "the last records were still buffered");
+	tc_store_close(&s);
+	OK(cellar_open(&r, s.dir, &ro));
+	cr_assert_eq(count_of(r), N);
+	OK(cellar_close(r));
 	tc_store_free(&s);
 }

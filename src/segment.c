@@ -485,12 +485,15 @@ static int flush_to(segset *s, segment *g, uint64_t to, uint64_t keep)
 	int rc;
 
 	s->staged = 0;
-	if (to > g->wend &&
-	    (rc = s->fs->write_at(s->fs, g->file, g->wend,
-	                          s->buf + (g->wend - g->flushed),
-	                          (size_t)(to - g->wend))) < 0)
-		return rc;
-	g->wend = to;
+	/* wend may be past to: a record written in place and not yet
+	 * published (a sync in between flushes an empty buffer). */
+	if (to > g->wend) {
+		if ((rc = s->fs->write_at(s->fs, g->file, g->wend,
+		                          s->buf + (g->wend - g->flushed),
+		                          (size_t)(to - g->wend))) < 0)
+			return rc;
+		g->wend = to;
+	}
 	if (drop == 0)
 		return CELLAR_OK;
 	latch_write_lock(s->latch);

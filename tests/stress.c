@@ -16,7 +16,7 @@
  *   - at the end the store is closed, reopened, and must hold exactly what
  *     the writer last wrote.
  * The writer puts, overwrites and deletes (now and then a value larger than
- * the 1 MiB append buffer), syncs and compacts, with small segments so that
+ * the append buffer), syncs and compacts, with small segments so that
  * they roll over, and sync_mode PERIODIC (5 ms) with background compaction,
  * so that the background thread runs too.  Compaction waits while an
  * iterator is open (CELLAR_EBUSY), so the iterator pauses between passes.
@@ -37,13 +37,14 @@
 #include <unistd.h>
 
 #include "cellar.h"
+#include "segment.h" /* SEG_BUFFER_SIZE */
 
 #define NKEYS 2000
 #define STABLE 100
 #define NREADERS 3
 #define KEY_LEN 12
 #define MAX_PAD 3000
-#define BIG_PAD ((1u << 20) + 100)
+#define BIG_PAD (SEG_BUFFER_SIZE + 100) /* written in place, not buffered */
 #define MAX_VAL (KEY_LEN + 8 + BIG_PAD + 8)
 
 static atomic_int stop;

@@ -17,7 +17,7 @@
  * end.  Values are generated from a counter, so every put writes new bytes.
  *
  * Operations: put (small, or up to 4 KiB so that segments roll, and at most
- * once per input a value larger than the 1 MiB append buffer), delete, get (with a
+ * once per input a value larger than the append buffer), delete, get (with a
  * buffer that may be too small), get_alloc, has, sync, reopen, reopen
  * read-only and back, a full iteration, an iterator kept open across
  * writes (and compactions), compaction, and statistics.  Every result, and the count after every operation, must match
@@ -30,11 +30,12 @@
 #include "cellar.h"
 #include "fuzz.h"
 #include "hash.h"
+#include "segment.h" /* SEG_BUFFER_SIZE */
 #include "testhook.h"
 
 #define DIR "/db"
 #define NKEYS 24
-#define BIG_VALUE ((1u << 20) + 100)
+#define BIG_VALUE (SEG_BUFFER_SIZE + 100) /* written in place, not buffered */
 
 struct slot {
 	int present;

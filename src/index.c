@@ -708,15 +708,7 @@ int index_presize(cellar_index *ix, uint64_t keys)
 
 void index_grow(cellar_index *ix)
 {
-	while (ix->count >
-	       ix->prim.n * BUCKET_SLOTS * INDEX_LOAD_NUM / INDEX_LOAD_DEN) {
-		if (ix->level >= INDEX_MAX_LEVEL)
-			return;
-		if (ix->max_buckets && ix->prim.n >= ix->max_buckets)
-			return;
-		if (split_one(ix) < 0)
-			return;
-	}
+	(void)index_presize(ix, ix->count); /* a failed split: stay fuller */
 }
 
 /* ---- the checkpoint file ----------------------------------------------- */
@@ -805,19 +797,19 @@ int index_write(cellar_index *ix, cellar_fs *fs, const char *dir,
 
 	if (!hdr || !tail || !w.buf) {
 		rc = cellar__error(CELLAR_ENOMEM, "index: out of memory");
-		goto fail;
+		goto out;
 	}
 	if ((rc = path_join(tmp, sizeof tmp, dir, FILE_INDEX_TMP)) < 0 ||
 	    (rc = path_join(path, sizeof path, dir, FILE_INDEX)) < 0)
-		goto fail;
+		goto out;
 	if ((rc = fs->open(fs, tmp, CELLAR_FS_WRITE | CELLAR_FS_CREATE, &w.f)) < 0 ||
 	    (rc = fs->truncate(fs, w.f, 0)) < 0)
-		goto fail;
+		goto out;
 	/* A zero header holds the place of the real one, written last. */
 	if ((rc = unit_put(&w, hdr, INDEX_HEADER_SIZE)) < 0 ||
 	    (rc = write_array(&w, &ix->prim, tail)) < 0 ||
 	    (rc = write_array(&w, &ix->ovf, tail + 8 * cp)) < 0)
-		goto fail;
+		goto out;
 	uint8_t *se = tail + 8 * (cp + co);
 	for (size_t i = 0; i < ck->nsegs; i++, se += SEG_ENTRY_SIZE) {
 		le16_store(se, ck->segs[i].id);
@@ -828,7 +820,7 @@ int index_write(cellar_index *ix, cellar_fs *fs, const char *dir,
 		le64_store(se + 32, ck->segs[i].dead);
 	}
 	if ((rc = unit_put(&w, tail, tail_len)) < 0 || (rc = unit_flush(&w)) < 0)
-		goto fail;
+		goto out;
 
 	memcpy(hdr, index_magic, 8);
 	le32_store(hdr + H_VERSION, FORMAT_VERSION);
@@ -848,17 +840,14 @@ int index_write(cellar_index *ix, cellar_fs *fs, const char *dir,
 	le64_store(hdr + H_SUM, hash_checksum(hdr, H_SUM));
 	if ((rc = fs->write_at(fs, w.f, 0, hdr, INDEX_HEADER_SIZE)) < 0 ||
 	    (rc = fs->sync(fs, w.f)) < 0)
-		goto fail;
+		goto out;
 	rc = fs->close(fs, w.f);
 	w.f = NULL;
 	if (rc < 0 || (rc = fs->rename(fs, tmp, path)) < 0 ||
 	    (rc = fs->sync_dir(fs, dir)) < 0)
-		goto fail;
-	free(hdr);
-	free(tail);
-	free(w.buf);
-	return CELLAR_OK;
-fail:
+		goto out;
+	rc = CELLAR_OK;
+out:
 	if (w.f)
 		fs->close(fs, w.f);
 	free(hdr);

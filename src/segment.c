@@ -527,11 +527,11 @@ static int flush_full(segset *s, segment *g)
 
 	if (cut <= g->wend)
 		return flush_to(s, g, end, end);
+	/* (A record across cut starts at or after flushed: the records
+	 * before flushed end at or before it, and flushed <= wend < cut.) */
 	return flush_to(s, g, cut,
-	                s->cross_off < cut && cut < s->cross_end &&
-	                        s->cross_off >= g->flushed
-	                    ? s->cross_off
-	                    : cut);
+	                s->cross_off < cut && cut < s->cross_end ? s->cross_off
+	                                                         : cut);
 }
 
 /* A record of t bytes went into the buffer at file offset off. */

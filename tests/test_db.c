@@ -1586,14 +1586,6 @@ Test(db, warm_returns_a_file_system_error)
 
 /* ---- expected_keys ------------------------------------------------------ */
 
-static uint64_t buckets_of(cellar_db *db)
-{
-	cellar_db_stats st;
-
-	OK(cellar_stats(db, &st));
-	return st.buckets;
-}
-
 /* expected_keys sizes the index at open to what a load of that many keys
  * grows it to, so the load itself never splits. */
 Test(db, expected_keys_sizes_the_index_at_open)
@@ -1608,12 +1600,12 @@ Test(db, expected_keys_sizes_the_index_at_open)
 	tc_store_init(&sized);
 	sized.o.expected_keys = N;
 	tc_store_open(&sized);
-	uint64_t at_open = buckets_of(sized.db);
-	cr_assert_eq(at_open, buckets_of(grown.db), "%llu buckets at open",
+	uint64_t at_open = debug_of(sized.db).buckets;
+	cr_assert_eq(at_open, debug_of(grown.db).buckets, "%llu buckets at open",
 	             (unsigned long long)at_open);
 	for (uint64_t i = 0; i < N; i++)
 		put_numbered(sized.db, i, 0);
-	cr_assert_eq(buckets_of(sized.db), at_open, "the load split buckets");
+	cr_assert_eq(debug_of(sized.db).buckets, at_open, "the load split buckets");
 	for (uint64_t i = 0; i < N; i++)
 		expect_numbered(sized.db, i, 0);
 
@@ -1621,10 +1613,10 @@ Test(db, expected_keys_sizes_the_index_at_open)
 	 * more grows it; a read-only open ignores it. */
 	sized.o.expected_keys = N / 2;
 	tc_store_reopen(&sized);
-	cr_assert_eq(buckets_of(sized.db), at_open);
+	cr_assert_eq(debug_of(sized.db).buckets, at_open);
 	sized.o.expected_keys = 4 * N;
 	tc_store_reopen(&sized);
-	cr_assert_geq(buckets_of(sized.db), 3 * at_open);
+	cr_assert_geq(debug_of(sized.db).buckets, 3 * at_open);
 	for (uint64_t i = 0; i < N; i++)
 		expect_numbered(sized.db, i, 0);
 	OK(cellar_close(sized.db));
@@ -1634,7 +1626,7 @@ Test(db, expected_keys_sizes_the_index_at_open)
 	ro.expected_keys = 100 * N;
 	cellar_db *r;
 	OK(cellar_open(&r, sized.dir, &ro));
-	uint64_t ro_buckets = buckets_of(r);
+	uint64_t ro_buckets = debug_of(r).buckets;
 	cr_assert_lt(ro_buckets, 10 * at_open, "read-only open grew the index");
 	expect_numbered(r, 7, 0);
 	OK(cellar_close(r));
@@ -1651,8 +1643,8 @@ Test(db, version_1_options_do_not_read_expected_keys)
 	s.o.version = 1;
 	s.o.expected_keys = 1000000; /* stands for bytes past a v1 struct */
 	tc_store_open(&s);
-	cr_assert_lt(buckets_of(s.db), 1000, "%llu buckets",
-	             (unsigned long long)buckets_of(s.db));
+	cr_assert_lt(debug_of(s.db).buckets, 1000, "%llu buckets",
+	             (unsigned long long)debug_of(s.db).buckets);
 	put_numbered(s.db, 1, 0);
 	expect_numbered(s.db, 1, 0);
 	tc_store_free(&s);

@@ -25,7 +25,6 @@
 #include "db.h"
 #include "error.h"
 #include "files.h"
-#include "meta.h"
 
 #define BATCH_RECORDS 256
 #define BATCH_BYTES (4u << 20)
@@ -119,7 +118,6 @@ static int finish(cellar_db *db, const uint64_t *seqs, size_t n,
                   cellar_compact_result *res)
 {
 	segset *s = &db->segs;
-	char name[FILE_SEG_NAME_LEN + 1], path[4096];
 	uint64_t *gone = calloc(n ? n : 1, sizeof *gone);
 	size_t ngone = 0;
 	int rc;
@@ -147,13 +145,8 @@ static int finish(cellar_db *db, const uint64_t *seqs, size_t n,
 		goto done;
 	if ((rc = db_sync_locked(db, 1)) < 0)
 		goto done;
-	for (size_t i = 0; i < ngone; i++) {
-		segment_name(name, gone[i]);
-		if ((rc = path_join(path, sizeof path, db->dir, name)) < 0 ||
-		    (rc = db->fs->remove(db->fs, path)) < 0)
-			goto done; /* recovery removes what is left */
-	}
-	if ((rc = db->fs->sync_dir(db->fs, db->dir)) == CELLAR_OK)
+	/* On failure, recovery removes what is left. */
+	if ((rc = files_remove_segments(db->fs, db->dir, gone, ngone)) == CELLAR_OK)
 		segset_release_ids(s);
 	res->segments_compacted += ngone;
 done:

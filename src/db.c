@@ -391,11 +391,11 @@ static int deliver(get_ctx *c, const uint8_t *val, size_t len)
 		if (len)
 			memcpy(*c->out, val, len);
 	}
-	return 1;
+	return CELLAR_OK;
 }
 
 /* Any record: the general decoder, and read_at when there is no mapping. */
-static int match_get_slow(get_ctx *c, uint16_t seg, uint32_t off)
+static int match_get_slow(get_ctx *c, uint16_t seg, uint32_t off, int *hit)
 {
 	rec_view v;
 	int rc = segset_record(&c->db->segs, seg, off, &v);
@@ -405,8 +405,9 @@ static int match_get_slow(get_ctx *c, uint16_t seg, uint32_t off)
 	if (v.h.key_len != c->key_len ||
 	    memcmp(rec_key(&v), c->key, c->key_len) != 0) {
 		rec_release(&v);
-		return 0;
+		return CELLAR_OK;
 	}
+	*hit = 1;
 	if ((rc = rec_verify(&v, c->db->segs.by_id[seg]->seq, off)) ==
 	    CELLAR_OK) {
 		rc = v.h.kind == RECORD_PUT
@@ -421,7 +422,7 @@ static int match_get_slow(get_ctx *c, uint16_t seg, uint32_t off)
  * The common case inline: a put with one-byte lengths, in memory (mapped
  * or in the append buffer).  Anything else goes the general way.
  */
-static inline int match_get(void *ctx, uint16_t seg, uint32_t off)
+static inline int match_get(void *ctx, uint16_t seg, uint32_t off, int *hit)
 {
 	get_ctx *c = ctx;
 	const segset *s = &c->db->segs;
@@ -430,10 +431,10 @@ static inline int match_get(void *ctx, uint16_t seg, uint32_t off)
 	uint64_t avail;
 
 	if (__builtin_expect(!g || off < SEG_HEADER_SIZE || off >= g->size, 0))
-		return match_get_slow(c, seg, off);
+		return match_get_slow(c, seg, off, hit);
 	if (off < g->flushed) {
 		if (__builtin_expect(!g->map, 0))
-			return match_get_slow(c, seg, off);
+			return match_get_slow(c, seg, off, hit);
 		p = g->map + off;
 		avail = g->flushed - off;
 	} else {
@@ -450,15 +451,16 @@ static inline int match_get(void *ctx, uint16_t seg, uint32_t off)
 	if (avail > 128)
 		__builtin_prefetch(p + 128);
 	if (__builtin_expect(avail < 7 || p[4] != RECORD_PUT || (p[5] | p[6]) & 0x80, 0))
-		return match_get_slow(c, seg, off);
+		return match_get_slow(c, seg, off, hit);
 	size_t klen = p[5], vlen = p[6];
 	uint64_t total = 7 + (uint64_t)klen + vlen;
 	if (klen != c->key_len)
-		return 0;
+		return CELLAR_OK;
 	if (__builtin_expect(total > avail, 0))
-		return match_get_slow(c, seg, off);
+		return match_get_slow(c, seg, off, hit);
 	if (!key_equal(p + 7, c->key, klen))
-		return 0;
+		return CELLAR_OK;
+	*hit = 1;
 	if ((uint32_t)hash_checksum(p + 4, (size_t)total - 4) != le32_load(p))
 		return cellar__error(CELLAR_ECORRUPT,
 		                     "segment %016llx.seg: bad checksum at offset %u",
@@ -804,7 +806,7 @@ int cellar_open(cellar_db **out, const char *dir, const cellar_options *opts)
 {
 	cellar_options defaults = CELLAR_OPTIONS_INIT;
 	cellar_db *db = NULL;
-	char path[4096];
+	char path[FILE_PATH_MAX];
 	meta m;
 	int rc;
 
@@ -869,7 +871,7 @@ int cellar_open(cellar_db **out, const char *dir, const cellar_options *opts)
 		goto fail;
 	}
 	if (!db->readonly) {
-		if ((rc = path_join(path, sizeof path, db->dir, FILE_LOCK)) < 0)
+		if ((rc = files_path(path, sizeof path, db->dir, FILE_LOCK)) < 0)
 			goto fail;
 		if ((rc = db->fs->lock(db->fs, path, &db->lock)) < 0) {
 			if (rc == CELLAR_ELOCKED)

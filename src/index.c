@@ -9,7 +9,6 @@
 #include "files.h"
 #include "hash.h"
 #include "index.h"
-#include "meta.h"
 
 
 #define CHUNK_MASK (INDEX_CHUNK_BUCKETS - 1)
@@ -353,21 +352,22 @@ struct loc_ctx {
 	uint32_t off;
 };
 
-static int match_loc(void *ctx, uint16_t seg, uint32_t off)
+static int match_loc(void *ctx, uint16_t seg, uint32_t off, int *hit)
 {
 	const struct loc_ctx *l = ctx;
 
-	return l->seg == seg && l->off == off;
+	*hit = l->seg == seg && l->off == off;
+	return CELLAR_OK;
 }
 
-int index_has_loc(cellar_index *ix, uint64_t hash, uint16_t seg, uint32_t off)
+int index_has_loc(cellar_index *ix, uint64_t hash, uint16_t seg, uint32_t off,
+                  int *found)
 {
 	struct loc_ctx l = { seg, off };
 	int rc = index_lookup(ix, hash, match_loc, &l, NULL);
 
-	if (rc == CELLAR_OK)
-		return 1;
-	return rc == CELLAR_ENOTFOUND ? 0 : rc;
+	*found = rc == CELLAR_OK;
+	return rc == CELLAR_ENOTFOUND ? CELLAR_OK : rc;
 }
 
 int index_find(cellar_index *ix, uint64_t hash, index_match_fn match,
@@ -396,7 +396,8 @@ int index_find(cellar_index *ix, uint64_t hash, index_match_fn match,
 			}
 			if (bucket_tag(b, i) != tag)
 				continue;
-			rc = match(ctx, bucket_seg(b, i), bucket_off(b, i));
+			int hit = 0;
+			rc = match(ctx, bucket_seg(b, i), bucket_off(b, i), &hit);
 			if (rc == CELLAR_ECORRUPT && !damaged.found) {
 				/* Its record can't be read: if no intact record
 				 * holds the key, this slot is the one to replace. */
@@ -413,7 +414,7 @@ int index_find(cellar_index *ix, uint64_t hash, index_match_fn match,
 			}
 			if (rc < 0)
 				return rc;
-			if (rc > 0) {
+			if (hit) {
 				ref->found = 1;
 				ref->in_ovf = cur_ovf;
 				ref->bucket = cur;
@@ -785,32 +786,17 @@ static int write_array(unit_writer *w, index_array *a, uint8_t *sums)
 	return CELLAR_OK;
 }
 
-int index_write(cellar_index *ix, cellar_fs *fs, const char *dir,
-                const index_ckpt *ck)
-{
-	char tmp[4096], path[4096];
-	size_t cp = chunks_for(ix->prim.n), co = chunks_for(ix->ovf.n);
-	size_t tail_len = (cp + co) * 8 + ck->nsegs * SEG_ENTRY_SIZE;
-	uint8_t *hdr = calloc(1, INDEX_HEADER_SIZE), *tail = calloc(1, tail_len);
-	unit_writer w = { fs, NULL, 0, malloc(FILE_WRITE_UNIT), 0 };
-	int rc;
+/* What index_write hands files_replace to write the file's content. */
+typedef struct ckpt_out {
+	cellar_index *ix;
+	const index_ckpt *ck;
+	uint8_t *hdr, *tail;
+	size_t tail_len;
+	unit_writer w;
+} ckpt_out;
 
-	if (!hdr || !tail || !w.buf) {
-		rc = cellar__error(CELLAR_ENOMEM, "index: out of memory");
-		goto out;
-	}
-	if ((rc = path_join(tmp, sizeof tmp, dir, FILE_INDEX_TMP)) < 0 ||
-	    (rc = path_join(path, sizeof path, dir, FILE_INDEX)) < 0)
-		goto out;
-	if ((rc = fs->open(fs, tmp, CELLAR_FS_WRITE | CELLAR_FS_CREATE, &w.f)) < 0 ||
-	    (rc = fs->truncate(fs, w.f, 0)) < 0)
-		goto out;
-	/* A zero header holds the place of the real one, written last. */
-	if ((rc = unit_put(&w, hdr, INDEX_HEADER_SIZE)) < 0 ||
-	    (rc = write_array(&w, &ix->prim, tail)) < 0 ||
-	    (rc = write_array(&w, &ix->ovf, tail + 8 * cp)) < 0)
-		goto out;
-	uint8_t *se = tail + 8 * (cp + co);
+static void encode_tail_segs(uint8_t *se, const index_ckpt *ck)
+{
 	for (size_t i = 0; i < ck->nsegs; i++, se += SEG_ENTRY_SIZE) {
 		le16_store(se, ck->segs[i].id);
 		le32_store(se + 4, ck->segs[i].kept);
@@ -819,9 +805,12 @@ int index_write(cellar_index *ix, cellar_fs *fs, const char *dir,
 		le64_store(se + 24, ck->segs[i].live);
 		le64_store(se + 32, ck->segs[i].dead);
 	}
-	if ((rc = unit_put(&w, tail, tail_len)) < 0 || (rc = unit_flush(&w)) < 0)
-		goto out;
+}
 
+static void encode_header(uint8_t *hdr, const cellar_index *ix,
+                          const index_ckpt *ck, const uint8_t *tail,
+                          size_t tail_len)
+{
 	memcpy(hdr, index_magic, 8);
 	le32_store(hdr + H_VERSION, FORMAT_VERSION);
 	le64_store(hdr + H_SEED, ix->seed);
@@ -838,21 +827,49 @@ int index_write(cellar_index *ix, cellar_fs *fs, const char *dir,
 	le64_store(hdr + H_CHUNK_SHIFT, INDEX_CHUNK_SHIFT);
 	le64_store(hdr + H_TAIL_SUM, hash_checksum(tail, tail_len));
 	le64_store(hdr + H_SUM, hash_checksum(hdr, H_SUM));
-	if ((rc = fs->write_at(fs, w.f, 0, hdr, INDEX_HEADER_SIZE)) < 0 ||
-	    (rc = fs->sync(fs, w.f)) < 0)
-		goto out;
-	rc = fs->close(fs, w.f);
-	w.f = NULL;
-	if (rc < 0 || (rc = fs->rename(fs, tmp, path)) < 0 ||
-	    (rc = fs->sync_dir(fs, dir)) < 0)
-		goto out;
-	rc = CELLAR_OK;
-out:
-	if (w.f)
-		fs->close(fs, w.f);
-	free(hdr);
-	free(tail);
-	free(w.buf);
+}
+
+/* files_write_fn: the whole checkpoint, its header last. */
+static int write_ckpt(void *ctx, cellar_fs *fs, cellar_file *f)
+{
+	ckpt_out *o = ctx;
+	size_t cp = chunks_for(o->ix->prim.n), co = chunks_for(o->ix->ovf.n);
+	int rc;
+
+	o->w.fs = fs;
+	o->w.f = f;
+	/* A zero header holds the place of the real one, written last. */
+	if ((rc = unit_put(&o->w, o->hdr, INDEX_HEADER_SIZE)) < 0 ||
+	    (rc = write_array(&o->w, &o->ix->prim, o->tail)) < 0 ||
+	    (rc = write_array(&o->w, &o->ix->ovf, o->tail + 8 * cp)) < 0)
+		return rc;
+	encode_tail_segs(o->tail + 8 * (cp + co), o->ck);
+	if ((rc = unit_put(&o->w, o->tail, o->tail_len)) < 0 ||
+	    (rc = unit_flush(&o->w)) < 0)
+		return rc;
+	encode_header(o->hdr, o->ix, o->ck, o->tail, o->tail_len);
+	return fs->write_at(fs, f, 0, o->hdr, INDEX_HEADER_SIZE);
+}
+
+int index_write(cellar_index *ix, cellar_fs *fs, const char *dir,
+                const index_ckpt *ck)
+{
+	size_t cp = chunks_for(ix->prim.n), co = chunks_for(ix->ovf.n);
+	ckpt_out o = { ix, ck, NULL, NULL, 0, { 0 } };
+	int rc;
+
+	o.tail_len = (cp + co) * 8 + ck->nsegs * SEG_ENTRY_SIZE;
+	o.hdr = calloc(1, INDEX_HEADER_SIZE);
+	o.tail = calloc(1, o.tail_len);
+	o.w.buf = malloc(FILE_WRITE_UNIT);
+	if (!o.hdr || !o.tail || !o.w.buf)
+		rc = cellar__error(CELLAR_ENOMEM, "index: out of memory");
+	else
+		rc = files_replace(fs, dir, FILE_INDEX_TMP, FILE_INDEX, write_ckpt,
+		                   &o);
+	free(o.hdr);
+	free(o.tail);
+	free(o.w.buf);
 	return rc;
 }
 
@@ -883,7 +900,7 @@ static int load_array(index_array *a, const uint8_t *data, uint64_t pos,
 int index_load(cellar_index **out, cellar_fs *fs, const char *dir,
                index_ckpt *ck)
 {
-	char path[4096];
+	char path[FILE_PATH_MAX];
 	uint8_t hdr[INDEX_HEADER_SIZE];
 	cellar_index *ix = NULL;
 	const uint8_t *data;
@@ -893,7 +910,7 @@ int index_load(cellar_index **out, cellar_fs *fs, const char *dir,
 
 	*out = NULL;
 	memset(ck, 0, sizeof *ck);
-	if ((rc = path_join(path, sizeof path, dir, FILE_INDEX)) < 0)
+	if ((rc = files_path(path, sizeof path, dir, FILE_INDEX)) < 0)
 		return rc;
 	if (!(ix = calloc(1, sizeof *ix)))
 		return cellar__error(CELLAR_ENOMEM, "index: out of memory");

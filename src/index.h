@@ -42,11 +42,12 @@
 #define INDEX_MAX_LEVEL 32
 
 /**
- * Does the record at (seg, off) hold the key being looked up?  Return 1 for
- * yes (the search stops), 0 for no, or a negative error (the search stops
- * and returns it).
+ * Does the record at (seg, off) hold the key being looked up?  Set *hit to
+ * 1 for yes (the search stops) and leave it 0 for no; return CELLAR_OK, or
+ * a negative error (the search stops and returns it).
  */
-typedef int (*index_match_fn)(void *ctx, uint16_t seg, uint32_t off);
+typedef int (*index_match_fn)(void *ctx, uint16_t seg, uint32_t off,
+                              int *hit);
 
 /* How a chunk's buckets are held (index_chunk.owned). */
 enum {
@@ -211,9 +212,10 @@ static inline int index_lookup_inline(cellar_index *ix, uint64_t hash,
 			m &= m - 1;
 			if (!bucket_slot_used(b, i))
 				continue;
-			rc = match(ctx, bucket_seg(b, i), bucket_off(b, i));
-			if (rc)
-				return rc > 0 ? CELLAR_OK : rc;
+			int hit = 0;
+			rc = match(ctx, bucket_seg(b, i), bucket_off(b, i), &hit);
+			if (rc < 0 || hit)
+				return rc;
 		}
 		next = bucket_next(b);
 		if (!next || (steps == 0 && !bucket_chain_may_hold(b, tag)))
@@ -227,16 +229,20 @@ static inline int index_lookup_inline(cellar_index *ix, uint64_t hash,
 }
 
 /**
- * Look hash up (shared latch).  Calls match for each candidate until it
- * returns non-zero; *probes (if not NULL) receives the number of buckets
- * read.  Returns CELLAR_OK if a match returned 1,
- * CELLAR_ENOTFOUND, or an error (CELLAR_ECORRUPT for a damaged chunk).
+ * Look hash up (shared latch).  Calls match for each candidate until one
+ * sets its hit or fails; *probes (if not NULL) receives the number of
+ * buckets read.  Returns CELLAR_OK on a hit, CELLAR_ENOTFOUND, or an error
+ * (match's, or CELLAR_ECORRUPT for a damaged chunk).
  */
 int index_lookup(cellar_index *ix, uint64_t hash, index_match_fn match,
                  void *ctx, unsigned *probes);
 
-/** Is (seg, off) the location stored for hash?  1, 0, or an error. */
-int index_has_loc(cellar_index *ix, uint64_t hash, uint16_t seg, uint32_t off);
+/**
+ * Is (seg, off) the location stored for hash?  *found receives 1 or 0;
+ * returns CELLAR_OK or an error (a damaged chunk or chain).
+ */
+int index_has_loc(cellar_index *ix, uint64_t hash, uint16_t seg, uint32_t off,
+                  int *found);
 
 /**
  * Writer, no latch: where is the key, or where would it go.  A slot with

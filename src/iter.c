@@ -107,15 +107,13 @@ static int step(cellar_iter *it)
 		return rc;
 	}
 	live = 0;
-	if (v.h.kind == RECORD_PUT) {
-		live = index_has_loc(db->ix, db_hash(db, rec_key(&v), v.h.key_len),
-		                     g->id, (uint32_t)it->off);
-		if (live < 0) {
-			/* A damaged index: never guess, and go on after it. */
-			it->off += v.h.total;
-			rec_release(&v);
-			return live;
-		}
+	if (v.h.kind == RECORD_PUT &&
+	    (rc = index_has_loc(db->ix, db_hash(db, rec_key(&v), v.h.key_len),
+	                        g->id, (uint32_t)it->off, &live)) < 0) {
+		/* A damaged index: never guess, and go on after it. */
+		it->off += v.h.total;
+		rec_release(&v);
+		return rc;
 	}
 	it->off += v.h.total;
 	rc = live > 0 ? keep(it, &v) : live;

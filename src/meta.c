@@ -1,5 +1,7 @@
-/* meta.c - the meta file codec and its atomic write (see meta.h). */
-#include <stdio.h>
+/*
+ * meta.c - the meta file codec, and reading and writing the file (see
+ * meta.h).  Owns the meta file's bytes; must not know any other file.
+ */
 #include <string.h>
 
 #include "endian.h"
@@ -9,15 +11,6 @@
 #include "meta.h"
 
 static const char meta_magic[8] = { 'C', 'E', 'L', 'L', 'A', 'R', 'M', 'T' };
-
-int path_join(char *out, size_t cap, const char *dir, const char *name)
-{
-	int n = snprintf(out, cap, "%s/%s", dir, name);
-
-	if (n < 0 || (size_t)n >= cap)
-		return cellar__error(CELLAR_EINVAL, "path too long: %s/%s", dir, name);
-	return CELLAR_OK;
-}
 
 void meta_encode(const meta *m, uint8_t out[META_SIZE])
 {
@@ -49,14 +42,14 @@ int meta_decode(const uint8_t *p, uint64_t len, meta *m)
 
 int meta_read(cellar_fs *fs, const char *dir, meta *m)
 {
-	char path[4096];
+	char path[FILE_PATH_MAX];
 	uint8_t buf[META_SIZE];
 	cellar_file *f = NULL;
 	uint64_t size;
 	size_t got = 0;
 	int rc;
 
-	if ((rc = path_join(path, sizeof path, dir, FILE_META)) < 0)
+	if ((rc = files_path(path, sizeof path, dir, FILE_META)) < 0)
 		return rc;
 	if ((rc = fs->open(fs, path, CELLAR_FS_READ, &f)) < 0)
 		return rc;
@@ -76,29 +69,15 @@ done:
 	return rc;
 }
 
+static int write_encoded(void *ctx, cellar_fs *fs, cellar_file *f)
+{
+	return fs->write_at(fs, f, 0, ctx, META_SIZE);
+}
+
 int meta_write(cellar_fs *fs, const char *dir, const meta *m)
 {
-	char tmp[4096], path[4096];
 	uint8_t buf[META_SIZE];
-	cellar_file *f = NULL;
-	int rc;
 
-	if ((rc = path_join(tmp, sizeof tmp, dir, FILE_META_TMP)) < 0 ||
-	    (rc = path_join(path, sizeof path, dir, FILE_META)) < 0)
-		return rc;
 	meta_encode(m, buf);
-	if ((rc = fs->open(fs, tmp, CELLAR_FS_WRITE | CELLAR_FS_CREATE, &f)) < 0)
-		return rc;
-	if ((rc = fs->truncate(fs, f, 0)) < 0 ||
-	    (rc = fs->write_at(fs, f, 0, buf, META_SIZE)) < 0 ||
-	    (rc = fs->sync(fs, f)) < 0)
-		goto fail;
-	rc = fs->close(fs, f);
-	f = NULL;
-	if (rc < 0 || (rc = fs->rename(fs, tmp, path)) < 0)
-		goto fail;
-	return fs->sync_dir(fs, dir);
-fail:
-	fs->close(fs, f);
-	return rc;
+	return files_replace(fs, dir, FILE_META_TMP, FILE_META, write_encoded, buf);
 }

@@ -36,7 +36,4 @@ int meta_read(cellar_fs *fs, const char *dir, meta *m);
 /** Write <dir>/meta atomically and durably. */
 int meta_write(cellar_fs *fs, const char *dir, const meta *m);
 
-/** Build "<dir>/<name>" into out (size cap); CELLAR_EINVAL if too long. */
-int path_join(char *out, size_t cap, const char *dir, const char *name);
-
 #endif

@@ -4,7 +4,6 @@
 
 #include "error.h"
 #include "files.h"
-#include "meta.h"
 #include "recovery.h"
 
 int recovery_apply(cellar_index *ix, segset *segs, uint64_t hash,
@@ -97,9 +96,12 @@ static int replay_segment(cellar_index *ix, segset *segs, segment *g,
 static int drop_compacted(segset *segs, const index_ckpt *ck, cellar_fs *fs,
                           const char *dir, int readonly)
 {
-	char name[FILE_SEG_NAME_LEN + 1], path[4096];
-	int removed = 0, rc;
+	uint64_t *gone = calloc(segs->n ? segs->n : 1, sizeof *gone);
+	size_t ngone = 0;
+	int rc;
 
+	if (!gone)
+		return cellar__error(CELLAR_ENOMEM, "out of memory");
 	for (size_t i = 0; i < segs->n;) {
 		segment *g = segs->list[i];
 		int listed = 0;
@@ -109,21 +111,14 @@ static int drop_compacted(segset *segs, const index_ckpt *ck, cellar_fs *fs,
 			i++;
 			continue;
 		}
-		uint64_t seq = g->seq;
+		gone[ngone++] = g->seq;
 		segset_forget(segs, g);
-		if (readonly)
-			continue;
-		segment_name(name, seq);
-		if ((rc = path_join(path, sizeof path, dir, name)) < 0 ||
-		    (rc = fs->remove(fs, path)) < 0)
-			return rc;
-		removed = 1;
 	}
-	if (removed && (rc = fs->sync_dir(fs, dir)) < 0)
-		return rc;
-	if (!readonly)
+	rc = readonly ? CELLAR_OK : files_remove_segments(fs, dir, gone, ngone);
+	free(gone);
+	if (rc == CELLAR_OK && !readonly)
 		segset_release_ids(segs);
-	return CELLAR_OK;
+	return rc;
 }
 
 /* Can checkpoint ck be used with the segments on disk? */
@@ -177,12 +172,12 @@ int recovery_run(cellar_index **out, segset *segs, cellar_fs *fs,
 {
 	cellar_index *ix = NULL;
 	index_ckpt ck;
-	char path[4096];
+	char path[FILE_PATH_MAX];
 	int rc;
 
 	*out = NULL;
 	memset(res, 0, sizeof *res);
-	if (!readonly && path_join(path, sizeof path, dir, FILE_INDEX_TMP) == 0)
+	if (!readonly && files_path(path, sizeof path, dir, FILE_INDEX_TMP) == 0)
 		fs->remove(fs, path); /* a checkpoint a crash interrupted */
 	rc = index_load(&ix, fs, dir, &ck);
 	if (rc == CELLAR_EVERSION || rc == CELLAR_ENOMEM || rc == CELLAR_EIO)

@@ -1,5 +1,4 @@
 /* segment.c - segment files, the append buffer and record access (see segment.h). */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,23 +6,13 @@
 #include "error.h"
 #include "files.h"
 #include "hash.h"
-#include "meta.h"
 #include "segment.h"
 
 static const char seg_magic[8] = { 'C', 'E', 'L', 'L', 'A', 'R', 'S', 'G' };
 
-void segment_name(char *out, uint64_t seq)
-{
-	snprintf(out, FILE_SEG_NAME_LEN + 1, "%016llx%s", (unsigned long long)seq,
-	         FILE_SEG_SUFFIX);
-}
-
 static int segment_path(const segset *s, uint64_t seq, char *out, size_t cap)
 {
-	char name[FILE_SEG_NAME_LEN + 1];
-
-	segment_name(name, seq);
-	return path_join(out, cap, s->dir, name);
+	return files_segment_path(out, cap, s->dir, seq);
 }
 
 static void header_encode(uint8_t out[SEG_HEADER_SIZE], uint16_t id,
@@ -110,17 +99,11 @@ static int collect_seq(const char *name, void *ctx)
 {
 	struct seq_list *l = ctx;
 	uint64_t seq = 0;
+	int is_seg;
 
-	if (strlen(name) != FILE_SEG_NAME_LEN ||
-	    strcmp(name + 16, FILE_SEG_SUFFIX) != 0)
+	files_parse_segment_name(name, &is_seg, &seq);
+	if (!is_seg)
 		return 0;
-	for (int i = 0; i < 16; i++) {
-		char c = name[i];
-		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-		if (d < 0)
-			return 0;
-		seq = seq << 4 | (uint64_t)d;
-	}
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? 2 * l->cap : 16;
 		uint64_t *v = realloc(l->v, cap * sizeof *v);
@@ -145,7 +128,7 @@ int segset_open(segset *s, cellar_fs *fs, const char *dir, uint64_t max_size,
 {
 	struct seq_list seqs = { 0 };
 	segment *g = NULL;
-	char path[4096];
+	char path[FILE_PATH_MAX];
 	int rc;
 
 	memset(s, 0, sizeof *s);
@@ -185,8 +168,8 @@ int segset_open(segset *s, cellar_fs *fs, const char *dir, uint64_t max_size,
 		if (size >= SEG_HEADER_SIZE)
 			break;
 		seqs.n--;
-		if (!readonly && ((rc = fs->remove(fs, path)) < 0 ||
-		                  (rc = fs->sync_dir(fs, dir)) < 0))
+		if (!readonly &&
+		    (rc = files_remove_segments(fs, dir, &seqs.v[seqs.n], 1)) < 0)
 			goto fail;
 	}
 	for (size_t i = 0; i < seqs.n; i++) {
@@ -363,7 +346,7 @@ void rec_release(rec_view *v)
 	v->owned = NULL;
 }
 
-int segset_match_key(void *ctx, uint16_t seg, uint32_t off)
+int segset_match_key(void *ctx, uint16_t seg, uint32_t off, int *hit)
 {
 	seg_key *k = ctx;
 	rec_view v;
@@ -371,12 +354,12 @@ int segset_match_key(void *ctx, uint16_t seg, uint32_t off)
 
 	if (rc < 0)
 		return rc;
-	rc = v.h.key_len == k->key_len &&
-	     memcmp(rec_key(&v), k->key, k->key_len) == 0;
-	if (rc)
+	*hit = v.h.key_len == k->key_len &&
+	       memcmp(rec_key(&v), k->key, k->key_len) == 0;
+	if (*hit)
 		k->found_total = v.h.total;
 	rec_release(&v);
-	return rc;
+	return CELLAR_OK;
 }
 
 /* Is there a valid record at p (avail bytes)? */
@@ -573,7 +556,7 @@ static int roll(segset *s, uint64_t first)
 {
 	segment *old = segset_last(s), *g = NULL;
 	uint8_t hdr[SEG_HEADER_SIZE];
-	char path[4096];
+	char path[FILE_PATH_MAX];
 	int created = 0, rc, id = -1;
 
 	/* A full segment is durable before the next one is used. */

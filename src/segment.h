@@ -207,7 +207,7 @@ typedef struct seg_key {
 } seg_key;
 
 /** index_match_fn comparing a record's key with ctx (a seg_key). */
-int segset_match_key(void *ctx, uint16_t seg, uint32_t off);
+int segset_match_key(void *ctx, uint16_t seg, uint32_t off, int *hit);
 
 /**
  * After a damaged record at from: find the next offset in [from + 1, end)
@@ -215,8 +215,5 @@ int segset_match_key(void *ctx, uint16_t seg, uint32_t off);
  */
 int segment_resync(const segset *s, const segment *g, uint64_t from,
                    uint64_t end, uint64_t *next);
-
-/** The file name of sequence seq into out (FILE_SEG_NAME_LEN + 1 bytes). */
-void segment_name(char *out, uint64_t seq);
 
 #endif

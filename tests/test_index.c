@@ -69,7 +69,16 @@ typedef struct want {
 	int fail;     /* return this error from the first call instead */
 } want;
 
-static int match_key(void *ctx, uint16_t seg, uint32_t off)
+/* index_has_loc as a value: 1 or 0, or the error it returned. */
+static int has_loc(cellar_index *ix, uint64_t hash, uint16_t seg, uint32_t off)
+{
+	int found = -1, rc = index_has_loc(ix, hash, seg, off, &found);
+
+	cr_assert(rc < 0 || found == 0 || found == 1, "found not set");
+	return rc < 0 ? rc : found;
+}
+
+static int match_key(void *ctx, uint16_t seg, uint32_t off, int *hit)
 {
 	want *w = ctx;
 
@@ -82,10 +91,11 @@ static int match_key(void *ctx, uint16_t seg, uint32_t off)
 	cr_assert_lt(j, nlocs, "off %u past the table", off);
 	cr_assert_eq(seg, loc_seg(j), "seg %u does not go with off %u", seg, off);
 	if (loc_key[j] != w->key)
-		return 0;
+		return CELLAR_OK;
 	w->seg = seg;
 	w->off = off;
-	return 1;
+	*hit = 1;
+	return CELLAR_OK;
 }
 
 /* Insert or update key at a new location; returns the location. */
@@ -178,7 +188,7 @@ Test(index, new_index_is_empty, .init = reset)
 	cr_assert_eq(ix->split, 0);
 	cr_assert_eq(ix->ovf_used, 0);
 	cr_assert_eq(get(ix, 5, NULL), CELLAR_ENOTFOUND);
-	cr_assert_eq(index_has_loc(ix, mix(5), 0, 32), 0);
+	cr_assert_eq(has_loc(ix, mix(5), 0, 32), 0);
 	OK(index_shape_of(ix, &sh));
 	cr_assert_eq(sh.buckets, 1);
 	cr_assert_eq(sh.overflow_buckets, 0);
@@ -273,7 +283,7 @@ Test(index, update_moves_key_to_new_location, .init = reset)
 	for (uint64_t k = 0; k < 100; k++)
 		put(ix, k);
 	first = 42; /* keys 0..99 got locations 0..99 */
-	cr_assert_eq(index_has_loc(ix, mix(42), loc_seg(first), loc_off(first)), 1);
+	cr_assert_eq(has_loc(ix, mix(42), loc_seg(first), loc_off(first)), 1);
 	OK(index_find(ix, mix(42), match_key, &w, &ref));
 	cr_assert_eq(ref.found, 1);
 	cr_assert_eq(ref.old_seg, loc_seg(first));
@@ -282,8 +292,8 @@ Test(index, update_moves_key_to_new_location, .init = reset)
 	cr_assert_eq(ix->count, 100, "an update does not add a key");
 	OK(get(ix, 42, &j));
 	cr_assert_eq(j, second);
-	cr_assert_eq(index_has_loc(ix, mix(42), loc_seg(first), loc_off(first)), 0);
-	cr_assert_eq(index_has_loc(ix, mix(42), loc_seg(second), loc_off(second)),
+	cr_assert_eq(has_loc(ix, mix(42), loc_seg(first), loc_off(first)), 0);
+	cr_assert_eq(has_loc(ix, mix(42), loc_seg(second), loc_off(second)),
 	             1);
 	index_free(ix);
 }
@@ -294,11 +304,11 @@ Test(index, has_loc_checks_hash_and_location, .init = reset)
 
 	OK(index_new(&ix, 4));
 	size_t j = put(ix, 9);
-	cr_assert_eq(index_has_loc(ix, mix(9), loc_seg(j), loc_off(j)), 1);
-	cr_assert_eq(index_has_loc(ix, mix(9), loc_seg(j), loc_off(j) + 16), 0);
-	cr_assert_eq(index_has_loc(ix, mix(9), (uint16_t)(loc_seg(j) + 1),
+	cr_assert_eq(has_loc(ix, mix(9), loc_seg(j), loc_off(j)), 1);
+	cr_assert_eq(has_loc(ix, mix(9), loc_seg(j), loc_off(j) + 16), 0);
+	cr_assert_eq(has_loc(ix, mix(9), (uint16_t)(loc_seg(j) + 1),
 	                           loc_off(j)), 0);
-	cr_assert_eq(index_has_loc(ix, mix(10), loc_seg(j), loc_off(j)), 0);
+	cr_assert_eq(has_loc(ix, mix(10), loc_seg(j), loc_off(j)), 0);
 	index_free(ix);
 }
 
@@ -764,10 +774,10 @@ static cellar_index *build_and_write(uint64_t n, uint64_t max_buckets,
 	return ix;
 }
 
-static int never_matches(void *ctx, uint16_t seg, uint32_t off)
+static int never_matches(void *ctx, uint16_t seg, uint32_t off, int *hit)
 {
-	(void)ctx, (void)seg, (void)off;
-	return 0;
+	(void)ctx, (void)seg, (void)off, (void)hit;
+	return CELLAR_OK;
 }
 
 /*
@@ -1001,7 +1011,7 @@ Test(index, damaged_bucket_chunk_fails_lookups_lazily, .init = fs_setup,
 		if (a >= INDEX_CHUNK_BUCKETS) {
 			cr_assert_eq(rc, CELLAR_ECORRUPT, "key %llu in chunk 1",
 			             (unsigned long long)k);
-			cr_assert_lt(index_has_loc(lx, mix(k), 0, 32), 0);
+			cr_assert_lt(has_loc(lx, mix(k), 0, 32), 0);
 			bad++;
 		} else {
 			cr_assert_eq(rc, CELLAR_OK, "key %llu in chunk 0: %s",

@@ -1,6 +1,6 @@
 /*
  * test_meta.c - the meta file (src/meta.h): its codec, its atomic write and
- * read on the in-memory file system, and path_join.
+ * read on the in-memory file system, and files_path.
  */
 #include <criterion/criterion.h>
 #include <stdint.h>
@@ -256,24 +256,24 @@ Test(meta, read_reports_newer_version, .init = setup, .fini = teardown)
 	cr_assert_eq(meta_read(fs, "/s", &m), CELLAR_EVERSION);
 }
 
-Test(meta, path_join_builds_dir_slash_name)
+Test(meta, files_path_builds_dir_slash_name)
 {
 	char out[16];
 
-	OK(path_join(out, sizeof out, "/a/b", "meta"));
+	OK(files_path(out, sizeof out, "/a/b", "meta"));
 	cr_assert_str_eq(out, "/a/b/meta");
 	/* exactly fits: 15 characters and the terminator */
-	OK(path_join(out, sizeof out, "/abcdefghi", "wxyz"));
+	OK(files_path(out, sizeof out, "/abcdefghi", "wxyz"));
 	cr_assert_str_eq(out, "/abcdefghi/wxyz");
 }
 
-Test(meta, path_join_too_long_is_einval)
+Test(meta, files_path_too_long_is_einval)
 {
 	char out[16];
 
-	cr_assert_eq(path_join(out, sizeof out, "/abcdefghij", "wxyz"),
+	cr_assert_eq(files_path(out, sizeof out, "/abcdefghij", "wxyz"),
 	             CELLAR_EINVAL);
-	cr_assert_eq(path_join(out, 1, "", ""), CELLAR_EINVAL);
+	cr_assert_eq(files_path(out, 1, "", ""), CELLAR_EINVAL);
 
 	char *dir = malloc(5000);
 	char big[4096];
@@ -283,7 +283,7 @@ Test(meta, path_join_too_long_is_einval)
 	memset(dir, 'd', 4999);
 	dir[0] = '/';
 	dir[4999] = '\0';
-	cr_assert_eq(path_join(big, sizeof big, dir, "meta"), CELLAR_EINVAL);
+	cr_assert_eq(files_path(big, sizeof big, dir, "meta"), CELLAR_EINVAL);
 	OK(cellar_fs_mem_new(&mfs));
 	cr_assert_eq(meta_read(mfs, dir, &m), CELLAR_EINVAL);
 	cr_assert_eq(meta_write(mfs, dir, &sample), CELLAR_EINVAL);

@@ -70,7 +70,7 @@ static void seg_path(char *out, uint64_t seq)
 {
 	char name[FILE_SEG_NAME_LEN + 1];
 
-	segment_name(name, seq);
+	files_segment_name(name, seq);
 	snprintf(out, 4096 + 32, "%s/%s", dir, name);
 }
 
@@ -232,11 +232,11 @@ Test(segment, name_is_sixteen_hex_digits, .init = setup_mem, .fini = teardown)
 {
 	char name[FILE_SEG_NAME_LEN + 1];
 
-	segment_name(name, 0x1234abcdull);
+	files_segment_name(name, 0x1234abcdull);
 	cr_assert_str_eq(name, "000000001234abcd.seg");
-	segment_name(name, UINT64_MAX);
+	files_segment_name(name, UINT64_MAX);
 	cr_assert_str_eq(name, "ffffffffffffffff.seg");
-	segment_name(name, 1);
+	files_segment_name(name, 1);
 	cr_assert_str_eq(name, "0000000000000001.seg");
 	cr_assert_eq(strlen(name), FILE_SEG_NAME_LEN);
 }
@@ -477,15 +477,22 @@ Test(segment, match_key_compares_record_keys, .init = setup_mem,
 	loc a = append(0, 5), b = append(1, 9);
 	seg_key k = { &S, "key-000001", 10, 0 };
 
-	cr_assert_eq(segset_match_key(&k, b.id, (uint32_t)b.off), 1);
+	int hit = 0;
+
+	OK(segset_match_key(&k, b.id, (uint32_t)b.off, &hit));
+	cr_assert_eq(hit, 1);
 	cr_assert_eq(k.found_total, b.total);
 	k.found_total = 0;
-	cr_assert_eq(segset_match_key(&k, a.id, (uint32_t)a.off), 0);
+	hit = 1;
+	OK(segset_match_key(&k, a.id, (uint32_t)a.off, &hit));
+	cr_assert_eq(hit, 0);
 	cr_assert_eq(k.found_total, 0);
 	seg_key shorter = { &S, "key-00000", 9, 0 };
-	cr_assert_eq(segset_match_key(&shorter, a.id, (uint32_t)a.off), 0);
+	hit = 1;
+	OK(segset_match_key(&shorter, a.id, (uint32_t)a.off, &hit));
+	cr_assert_eq(hit, 0);
 	/* A location that does not exist is an error, not a mismatch. */
-	cr_assert_eq(segset_match_key(&k, 7, 32), CELLAR_ECORRUPT);
+	cr_assert_eq(segset_match_key(&k, 7, 32, &hit), CELLAR_ECORRUPT);
 }
 
 Test(segment, roll_over_at_max_size, .init = setup_mem, .fini = teardown)
@@ -524,7 +531,7 @@ Test(segment, roll_over_at_max_size, .init = setup_mem, .fini = teardown)
 	OK(fs->list(fs, dir, list_names, names));
 	for (size_t i = 0; i < S.n; i++) {
 		char name[FILE_SEG_NAME_LEN + 1];
-		segment_name(name, S.list[i]->seq);
+		files_segment_name(name, S.list[i]->seq);
 		cr_assert_not_null(strstr(names, name), "%s in %s", name, names);
 		strcat(want, name);
 		strcat(want, ";");

@@ -48,7 +48,7 @@
  * - Pointers returned by cellar_iter_next() stay valid only until the next
  *   call on that iterator or cellar_iter_free().
  * - Limits: keys are 1 to CELLAR_MAX_KEY_LEN (65,535) bytes, values 0 to
- *   CELLAR_MAX_VALUE_LEN (1 GiB) bytes; at most 65,535 segment files are live
+ *   CELLAR_MAX_VALUE_LEN (1 GiB) bytes; at most 65,536 segment files are live
  *   at once.  Counts and sizes are 64-bit.
  */
 #ifndef CELLAR_H
@@ -63,10 +63,19 @@
 extern "C" {
 #endif
 
-/** Library version. */
+/**
+ * Library version: the one place it is written (meson.build reads it from
+ * here, and cellar_version() returns CELLAR_VERSION_STRING).
+ */
 #define CELLAR_VERSION_MAJOR 0
 #define CELLAR_VERSION_MINOR 1
 #define CELLAR_VERSION_PATCH 0
+#define CELLAR_VERSION_STRING_(a, b, c) #a "." #b "." #c
+#define CELLAR_VERSION_STRING_X(a, b, c) CELLAR_VERSION_STRING_(a, b, c)
+/** "MAJOR.MINOR.PATCH" */
+#define CELLAR_VERSION_STRING                                                   \
+	CELLAR_VERSION_STRING_X(CELLAR_VERSION_MAJOR, CELLAR_VERSION_MINOR,         \
+	                        CELLAR_VERSION_PATCH)
 
 /** Longest key, in bytes.  Keys are at least one byte long. */
 #define CELLAR_MAX_KEY_LEN 65535u

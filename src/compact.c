@@ -1,6 +1,10 @@
 /*
  * compact.c - reclaiming the space of dead records.
  *
+ * Owns the choice of segments, the walk of their records and the order of
+ * the final steps.  Must not: touch the index or the log but through the
+ * writer's calls, or know the public handle.
+ *
  * A pass picks the segments whose dead share has reached the threshold and,
  * oldest first, walks each one: a put the index still points at is copied
  * to the end of the log and the index repointed (so the copy is the newest
@@ -9,8 +13,8 @@
  * is the oldest (nothing older is left for it to hide), and copied forward
  * otherwise.  Everything else is dead and left behind.
  *
- * Each batch of records runs under the writer mutex, so writers wait at most
- * one batch; readers only meet the latch while one index slot changes.  Once
+ * Each batch of records runs under the writer mutex (writer_batch_begin),
+ * so writers wait at most one batch; readers only meet the latch while one index slot changes.  Once
  * every segment of the pass is walked, the copies are synced, the segments
  * are dropped from the set, a checkpoint that no longer lists them is
  * written, and only then are their files removed.  A crash before the
@@ -20,22 +24,13 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "db.h"
+#include "clock.h"
+#include "compact.h"
 #include "error.h"
-#include "files.h"
 
 #define BATCH_RECORDS 256
 #define BATCH_BYTES (4u << 20)
-
-static double now_seconds(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* Dead enough to rewrite?  Carried tombstones would only be carried again. */
 static int worth_compacting(const segment *g, unsigned pct)
@@ -46,17 +41,44 @@ static int worth_compacting(const segment *g, unsigned pct)
 	return dead > 0 && dead * 100 >= (uint64_t)pct * total;
 }
 
+/* Move one valid record on, or let it go (writer mutex held). */
+static int move_record(writer *w, const segment *g, uint64_t off,
+                       const record_view *v, int oldest,
+                       cellar_compact_result *res)
+{
+	int done = 0, rc;
+
+	if (v->h.kind == RECORD_PUT) {
+		rc = writer_copy_if_at(w, record_key(v), v->h.key_len, record_val(v),
+		                       v->h.val_len, g->id, (uint32_t)off, &done);
+		if (done) {
+			res->records_copied++;
+			res->bytes_copied += v->h.total;
+		}
+		return rc;
+	}
+	if (oldest) {
+		res->tombstones_dropped++;
+		return CELLAR_OK;
+	}
+	rc = writer_carry_tombstone(w, record_key(v), v->h.key_len, &done);
+	if (rc == CELLAR_OK && done)
+		res->bytes_copied += v->h.total;
+	else if (rc == CELLAR_OK)
+		res->tombstones_dropped++;
+	return rc;
+}
+
 /*
  * Walk one batch of segment seq from *off (writer mutex held).  oldest: no
  * segment older than it survives this pass, so its tombstones can go.  Sets
  * *done when the segment is finished, *damaged when a record could not be
  * read.
  */
-static int copy_batch(cellar_db *db, uint64_t seq, uint64_t *off,
-                      int oldest, cellar_compact_result *res, int *done,
-                      int *damaged)
+static int copy_batch(writer *w, uint64_t seq, uint64_t *off, int oldest,
+                      cellar_compact_result *res, int *done, int *damaged)
 {
-	segset *s = &db->segs;
+	segset *s = writer_segments(w);
 	segment *g = segset_from(s, seq);
 	uint64_t bytes = 0;
 	int n = 0, rc = CELLAR_OK;
@@ -66,13 +88,13 @@ static int copy_batch(cellar_db *db, uint64_t seq, uint64_t *off,
 		return CELLAR_OK;
 	}
 	while (*off < g->size && n < BATCH_RECORDS && bytes < BATCH_BYTES) {
-		rec_view v;
+		record_view v;
 		rc = segment_record(s, g, *off, g->size, &v);
 		if (rc == CELLAR_OK)
-			rc = rec_verify(&v, g->seq, *off);
+			rc = record_verify(&v, g->seq, *off);
 		if (rc < 0) {
 			uint64_t next;
-			rec_release(&v);
+			record_release(&v);
 			if (rc != CELLAR_ECORRUPT && rc != CELLAR_EVERSION)
 				return rc;
 			*damaged = 1;
@@ -82,26 +104,8 @@ static int copy_batch(cellar_db *db, uint64_t seq, uint64_t *off,
 			continue;
 		}
 		uint64_t total = v.h.total;
-		if (v.h.kind == RECORD_PUT) {
-			db_loc at = { g->id, (uint32_t)*off };
-			rc = db_write(db, RECORD_PUT, rec_key(&v), v.h.key_len,
-			              rec_val(&v), v.h.val_len, WRITE_IF_AT, &at);
-			if (rc == CELLAR_OK) {
-				res->records_copied++;
-				res->bytes_copied += total;
-			}
-		} else if (oldest) {
-			res->tombstones_dropped++;
-			rc = CELLAR_OK;
-		} else {
-			rc = db_write(db, RECORD_DELETE, rec_key(&v), v.h.key_len, NULL, 0,
-			              WRITE_TOMBSTONE, NULL);
-			if (rc == 1)
-				res->tombstones_dropped++;
-			else if (rc == CELLAR_OK)
-				res->bytes_copied += total;
-		}
-		rec_release(&v);
+		rc = move_record(w, g, *off, &v, oldest, res);
+		record_release(&v);
 		if (rc < 0)
 			return rc;
 		*off += total;
@@ -114,20 +118,18 @@ static int copy_batch(cellar_db *db, uint64_t seq, uint64_t *off,
 }
 
 /* Sync the copies, drop the walked segments, checkpoint, remove files. */
-static int finish(cellar_db *db, const uint64_t *seqs, size_t n,
+static int finish(writer *w, const uint64_t *seqs, size_t n,
                   cellar_compact_result *res)
 {
-	segset *s = &db->segs;
+	segset *s = writer_segments(w);
 	uint64_t *gone = calloc(n ? n : 1, sizeof *gone);
 	size_t ngone = 0;
 	int rc;
 
 	if (!gone)
 		return cellar__error(CELLAR_ENOMEM, "out of memory");
-	if ((rc = segset_sync(s)) < 0) {
-		db->failed = rc;
+	if ((rc = writer_sync_data(w)) < 0)
 		goto done;
-	}
 	for (size_t i = 0; i < n; i++) {
 		segment *g = segset_from(s, seqs[i]);
 		/* Walked without damage, every record the index pointed at was
@@ -136,18 +138,15 @@ static int finish(cellar_db *db, const uint64_t *seqs, size_t n,
 		if (!g || g->seq != seqs[i] || g == segset_last(s))
 			continue;
 		res->bytes_reclaimed += g->size;
-		latch_write_lock(&db->latch);
-		segset_forget(s, g);
-		latch_write_unlock(&db->latch);
+		writer_drop_segment(w, g);
 		gone[ngone++] = seqs[i];
 	}
 	if (!ngone)
 		goto done;
-	if ((rc = db_sync_locked(db, 1)) < 0)
-		goto done;
 	/* On failure, recovery removes what is left. */
-	if ((rc = files_remove_segments(db->fs, db->dir, gone, ngone)) == CELLAR_OK)
-		segset_release_ids(s);
+	if ((rc = writer_sync(w, 1)) < 0 ||
+	    (rc = writer_remove_dropped(w, gone, ngone)) < 0)
+		goto done;
 	res->segments_compacted += ngone;
 done:
 	res->bytes_reclaimed = res->bytes_reclaimed > res->bytes_copied
@@ -157,117 +156,125 @@ done:
 	return rc;
 }
 
-int compact_run(cellar_db *db, cellar_compact_result *res,
-                const atomic_int *stop)
+/*
+ * The segments worth compacting, oldest first, into *out (writer mutex
+ * held).  The newest takes writes: it is closed first if it qualifies.
+ */
+static int pick(writer *w, unsigned pct, uint64_t **out, size_t *n)
 {
-	double t0 = now_seconds();
-	uint64_t *seqs = NULL;
-	size_t n = 0, walked = 0;
+	segset *s = writer_segments(w);
+	segment *last = segset_last(s);
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	if ((rc = writer_failed(w)) < 0)
+		return rc;
+	if (last && last->size > SEG_HEADER_SIZE && worth_compacting(last, pct) &&
+	    (rc = writer_roll(w)) < 0)
+		return rc;
+	if (s->n && !(*out = calloc(s->n, sizeof **out)))
+		return cellar__error(CELLAR_ENOMEM, "out of memory");
+	for (size_t i = 0; i + 1 < s->n; i++)
+		if (worth_compacting(s->list[i], pct))
+			(*out)[(*n)++] = s->list[i]->seq;
+	return CELLAR_OK;
+}
+
+/*
+ * Is seqs[walked] the oldest segment that stays?  Segments this pass
+ * walked cleanly are removed with it, so only those may be older.
+ */
+static int oldest_left(writer *w, const uint64_t *seqs, size_t walked)
+{
+	segset *s = writer_segments(w);
+	int oldest = 1;
+
+	writer_lock(w);
+	for (size_t i = 0; i < s->n && oldest; i++) {
+		uint64_t q = s->list[i]->seq;
+		if (q >= seqs[walked])
+			break;
+		int gone = 0;
+		for (size_t j = 0; j < walked && !gone; j++)
+			gone = seqs[j] == q;
+		oldest = gone;
+	}
+	writer_unlock(w);
+	return oldest;
+}
+
+/* Walk segment seq batch by batch; *done once it is all walked. */
+static int walk(writer *w, gate *gt, uint64_t seq, int oldest,
+                const atomic_int *stop, cellar_compact_result *res, int *done,
+                int *damaged)
+{
+	uint64_t off = SEG_HEADER_SIZE;
 	int rc = CELLAR_OK;
 
-	memset(res, 0, sizeof *res);
-	pthread_mutex_lock(&db->wmutex);
-	if (db->failed) {
-		rc = cellar__error(CELLAR_EFAILED, "an earlier write failed (%s)",
-		                   cellar_strerror(db->failed));
-		goto unlock;
+	while (!*done) {
+		int entered;
+		if (stop && atomic_load(stop)) {
+			res->complete = 0;
+			return CELLAR_OK;
+		}
+		/* No batch while an iterator is open: it would see moved
+		 * records twice. */
+		gate_batch_enter(gt, &entered);
+		if (!entered) {
+			res->complete = 0;
+			return cellar__error(CELLAR_EBUSY, "an iterator is open");
+		}
+		writer_batch_begin(w);
+		double b0 = clock_seconds();
+		rc = copy_batch(w, seq, &off, oldest, res, done, damaged);
+		double pause = (clock_seconds() - b0) * 1e3;
+		writer_batch_end(w);
+		gate_batch_leave(gt);
+		if (pause > res->longest_pause_ms)
+			res->longest_pause_ms = pause;
+		if (rc < 0)
+			return rc;
 	}
-	segment *last = segset_last(&db->segs);
-	/* The newest segment takes writes: close it first if it qualifies. */
-	if (last && last->size > SEG_HEADER_SIZE &&
-	    worth_compacting(last, db->opts.compact_dead_pct) &&
-	    (rc = segset_roll(&db->segs)) < 0)
-		goto unlock;
-	if (db->segs.n &&
-	    !(seqs = calloc(db->segs.n, sizeof *seqs))) {
-		rc = cellar__error(CELLAR_ENOMEM, "out of memory");
-		goto unlock;
-	}
-	for (size_t i = 0; i + 1 < db->segs.n; i++)
-		if (worth_compacting(db->segs.list[i], db->opts.compact_dead_pct))
-			seqs[n++] = db->segs.list[i]->seq;
-	pthread_mutex_unlock(&db->wmutex);
+	return CELLAR_OK;
+}
 
+int compact_run(writer *w, gate *gt, unsigned dead_pct, const atomic_int *stop,
+                cellar_compact_result *res)
+{
+	double t0 = clock_seconds();
+	uint64_t *seqs = NULL;
+	size_t n = 0, walked = 0;
+	int rc;
+
+	memset(res, 0, sizeof *res);
+	writer_lock(w);
+	rc = pick(w, dead_pct, &seqs, &n);
+	writer_unlock(w);
+	if (rc < 0)
+		goto out;
 	res->complete = 1;
 	for (; walked < n; walked++) {
-		uint64_t off = SEG_HEADER_SIZE;
 		int done = 0, damaged = 0;
-		/* Segments this pass walked cleanly are removed with it: the
-		 * oldest segment that stays decides whether tombstones may go. */
-		pthread_mutex_lock(&db->wmutex);
-		int oldest = 1;
-		for (size_t i = 0; i < db->segs.n && oldest; i++) {
-			uint64_t q = db->segs.list[i]->seq;
-			if (q >= seqs[walked])
-				break;
-			int gone = 0;
-			for (size_t j = 0; j < walked && !gone; j++)
-				gone = seqs[j] == q;
-			oldest = gone;
-		}
-		pthread_mutex_unlock(&db->wmutex);
-		while (!done) {
-			if (stop && atomic_load(stop)) {
-				res->complete = 0;
-				break;
-			}
-			/* No batch while an iterator is open: it would see moved
-			 * records twice. */
-			pthread_mutex_lock(&db->iter_mutex);
-			int busy = db->iters_open > 0;
-			/* A count: a background pass and cellar_compact may run
-			 * batches at the same time. */
-			db->batch_running += !busy;
-			pthread_mutex_unlock(&db->iter_mutex);
-			if (busy) {
-				res->complete = 0;
-				rc = cellar__error(CELLAR_EBUSY, "an iterator is open");
-				break;
-			}
-			/* Writers waiting for the mutex go first. */
-			unsigned spins = 0;
-			while (atomic_load(&db->writers_waiting) > 0)
-				latch_relax(&spins);
-			pthread_mutex_lock(&db->wmutex);
-			double b0 = now_seconds();
-			rc = copy_batch(db, seqs[walked], &off, oldest, res, &done,
-			                &damaged);
-			double pause = (now_seconds() - b0) * 1e3;
-			pthread_mutex_unlock(&db->wmutex);
-			pthread_mutex_lock(&db->iter_mutex);
-			db->batch_running--;
-			pthread_cond_broadcast(&db->iter_cond);
-			pthread_mutex_unlock(&db->iter_mutex);
-			if (pause > res->longest_pause_ms)
-				res->longest_pause_ms = pause;
-			if (rc < 0)
-				goto out;
-		}
+		rc = walk(w, gt, seqs[walked], oldest_left(w, seqs, walked), stop,
+		          res, &done, &damaged);
 		if (!done || rc < 0)
 			break;
 		if (damaged)
 			seqs[walked] = 0; /* keep it: its damage is still referenced */
 	}
+	/* Writers wait for the final sync and checkpoint too: count it. */
+	writer_lock(w);
+	double f0 = clock_seconds();
+	int rc2 = finish(w, seqs, walked, res);
+	double pause = (clock_seconds() - f0) * 1e3;
+	writer_unlock(w);
+	if (pause > res->longest_pause_ms)
+		res->longest_pause_ms = pause;
+	if (rc == CELLAR_OK)
+		rc = rc2;
 out:
-	pthread_mutex_lock(&db->wmutex);
-	{
-		/* Writers wait for the final sync and checkpoint too: count it. */
-		double f0 = now_seconds();
-		int rc2 = finish(db, seqs, walked, res);
-		double pause = (now_seconds() - f0) * 1e3;
-		if (pause > res->longest_pause_ms)
-			res->longest_pause_ms = pause;
-		if (rc == CELLAR_OK)
-			rc = rc2;
-	}
-unlock:
-	pthread_mutex_unlock(&db->wmutex);
 	free(seqs);
-	res->seconds = now_seconds() - t0;
-	atomic_fetch_add_explicit(&db->compactions, 1, memory_order_relaxed);
-	if (rc == CELLAR_OK) {
-		cellar_event ev = { CELLAR_EVENT_COMPACT, 0, "", res->seconds, res };
-		db_event(db, &ev);
-	}
+	res->seconds = clock_seconds() - t0;
 	return rc;
 }

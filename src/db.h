@@ -1,10 +1,19 @@
 /*
- * db.h - the database handle, shared by db.c (the public API) and iter.c.
+ * db.h - the database handle and the parts of the front that share it:
+ * the public calls (db.c), the read path (read.c), opening and closing
+ * (open.c), the background thread and events (bg.c) and the iterator
+ * (iter.c).
  *
- * Locking: `wmutex` orders writers (put, delete, sync, checkpoint, the
- * background sync); `latch` guards what readers look at (the index and the
- * segment table) and is taken exclusive only around in-memory changes.  A
- * read-only handle has no writer and takes neither.
+ * The handle owns one of each engine piece: the segment set, the index,
+ * the writer (writer.h, which owns the writer mutex and the failure
+ * state), the iterator/compaction gate (gate.h) and the latch.  Code below
+ * the front never sees this struct: it gets the pieces it needs.
+ *
+ * Locking: the writer's mutex orders writers (put, delete, sync,
+ * checkpoint, compaction batches, the background sync); `latch` guards
+ * what readers look at (the index and the segment table) and is taken
+ * exclusive only around in-memory changes.  A read-only handle has no
+ * writer and takes neither.
  */
 #ifndef CELLAR_DB_H
 #define CELLAR_DB_H
@@ -14,12 +23,13 @@
 #include <stdint.h>
 
 #include "cellar.h"
+#include "gate.h"
 #include "hash.h"
 #include "index.h"
 #include "latch.h"
 #include "recovery.h"
 #include "segment.h"
-#include "testhook.h"
+#include "writer.h"
 
 /* Read counters, one cache line per latch slot so threads don't share. */
 typedef struct read_counters {
@@ -27,6 +37,15 @@ typedef struct read_counters {
 	atomic_uint_fast64_t hits;
 	atomic_uint_fast64_t probes;
 } read_counters;
+
+/* The background thread: periodic sync and automatic compaction. */
+typedef struct bg_thread {
+	pthread_t thread;
+	int running;
+	atomic_int stop;
+	pthread_mutex_t mutex;
+	pthread_cond_t cond;
+} bg_thread;
 
 struct cellar_db {
 	latch latch; /* first: needs its cache-line alignment */
@@ -36,41 +55,20 @@ struct cellar_db {
 	cellar_options opts;
 	int readonly;
 	cellar_file *lock;
-	uint64_t seed;
-	cellar__hash_fn hash_fn; /* test hook; NULL: xxhash */
+	keyhash kh;
 	cellar_index *ix;
 	segset segs;
 	recovery_result recovery;
-
 	read_counters reads[LATCH_SLOTS];
-	atomic_uint_fast64_t puts, deletes, syncs, compactions;
-
-	pthread_mutex_t wmutex;
-	atomic_uint writers_waiting; /* callers blocked on wmutex (put, delete) */
-	int failed;               /* error that poisoned writes, or 0 */
-	int bg_error;             /* a background compaction failed, or 0 */
-	uint64_t log_since_ckpt;  /* bytes appended since the last checkpoint */
-	int have_ckpt;            /* an index file matches the log start */
-
-	/* iterators vs compaction: no batch runs while an iterator is open */
-	pthread_mutex_t iter_mutex;
-	pthread_cond_t iter_cond;
-	unsigned iters_open;
-	int batch_running; /* compaction batches in progress (any thread) */
-
-	/* background sync */
-	pthread_t bg;
-	int bg_running;
-	atomic_int bg_stop;
-	pthread_mutex_t bg_mutex;
-	pthread_cond_t bg_cond;
+	atomic_uint_fast64_t compactions;
+	writer w;   /* read-write handles only */
+	gate gate;  /* iterators vs compaction batches */
+	bg_thread bg;
 };
 
 static inline uint64_t db_hash(const cellar_db *db, const void *key, size_t len)
 {
-	if (db->hash_fn)
-		return db->hash_fn(key, len, db->seed);
-	return hash_key(key, len, db->seed);
+	return keyhash_of(&db->kh, key, len);
 }
 
 static inline unsigned db_read_lock(cellar_db *db)
@@ -84,35 +82,41 @@ static inline void db_read_unlock(cellar_db *db, unsigned slot)
 		latch_read_unlock(&db->latch, slot);
 }
 
-/* How db_write treats the key's current entry. */
-enum {
-	WRITE_NORMAL,    /* put or delete */
-	WRITE_IF_AT,     /* put only if the index still points at `at` */
-	WRITE_TOMBSTONE  /* append a delete only if the key is absent */
-};
+/* ---- read.c ------------------------------------------------------------ */
 
-/** A record location, for WRITE_IF_AT. */
-typedef struct db_loc {
-	uint16_t seg;
-	uint32_t off;
-} db_loc;
+/* What a lookup hands back. */
+enum { READ_COPY, READ_ALLOC, READ_HAS };
 
-/*
- * The write path (writer mutex held).  Returns CELLAR_OK when the record was
- * written, 1 when the mode's condition skipped it, CELLAR_ENOTFOUND for a
- * delete of an absent key, or an error.
+typedef struct read_req {
+	const void *key;
+	size_t key_len;
+	int mode;    /* READ_* */
+	void *buf;   /* READ_COPY: the caller's buffer of cap bytes */
+	size_t cap;
+	void **out;  /* READ_ALLOC: receives a malloc'd copy */
+	size_t len;  /* out: the value's length (also when EBUFS) */
+} read_req;
+
+/**
+ * Look the key up and deliver its value as r->mode says: CELLAR_OK,
+ * CELLAR_ENOTFOUND, CELLAR_EBUFS (r->len says how much is needed), or an
+ * error (CELLAR_ECORRUPT for a damaged record or index).
  */
-int db_write(cellar_db *db, unsigned kind, const void *key, size_t key_len,
-             const void *val, size_t val_len, int mode, const db_loc *at);
+int read_lookup(cellar_db *db, read_req *r);
 
-/* Sync (and checkpoint when due, or always if force_ckpt); writer mutex held. */
-int db_sync_locked(cellar_db *db, int force_ckpt);
+/* ---- bg.c -------------------------------------------------------------- */
 
-/* Report an event to the user's callback, if any. */
+/** Report an event to the user's callback, if any. */
 void db_event(cellar_db *db, const cellar_event *ev);
 
-/* A compaction pass; stops between batches once *stop is set. */
-int compact_run(cellar_db *db, cellar_compact_result *res,
-                const atomic_int *stop);
+/** A compaction pass (stops between batches once *stop is set); counted,
+ *  and reported as CELLAR_EVENT_COMPACT when it succeeds. */
+int db_compact(cellar_db *db, cellar_compact_result *res,
+               const atomic_int *stop);
+
+/** Start the background thread if the options ask for it. */
+int bg_start(cellar_db *db);
+/** Stop it (between two compaction batches) and wait; accepts a stopped one. */
+void bg_stop(cellar_db *db);
 
 #endif

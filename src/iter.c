@@ -1,6 +1,9 @@
 /*
  * iter.c - iteration over every live item.
  *
+ * Owns the iterator's position and its copy of the current item.  Must
+ * not: change the store, or run while a compaction batch runs (gate.h).
+ *
  * The iterator walks the log in write order and returns a record only if the
  * index still points at it, so every live key comes out exactly once and
  * dead records cost a scan but no copy.  It holds the shared latch only
@@ -32,11 +35,7 @@ int cellar_iter_new(cellar_db *db, cellar_iter **out)
 		return cellar__error(CELLAR_EINVAL, "db is NULL");
 	if (!(it = calloc(1, sizeof *it)))
 		return cellar__error(CELLAR_ENOMEM, "out of memory");
-	pthread_mutex_lock(&db->iter_mutex);
-	while (db->batch_running)
-		pthread_cond_wait(&db->iter_cond, &db->iter_mutex);
-	db->iters_open++;
-	pthread_mutex_unlock(&db->iter_mutex);
+	gate_iter_enter(&db->gate);
 	it->db = db;
 	it->off = SEG_HEADER_SIZE;
 	*out = it;
@@ -47,14 +46,12 @@ void cellar_iter_free(cellar_iter *it)
 {
 	if (!it)
 		return;
-	pthread_mutex_lock(&it->db->iter_mutex);
-	it->db->iters_open--;
-	pthread_mutex_unlock(&it->db->iter_mutex);
+	gate_iter_leave(&it->db->gate);
 	free(it->buf);
 	free(it);
 }
 
-static int keep(cellar_iter *it, const rec_view *v)
+static int keep(cellar_iter *it, const record_view *v)
 {
 	size_t need = v->h.key_len + v->h.val_len;
 
@@ -65,24 +62,26 @@ static int keep(cellar_iter *it, const rec_view *v)
 		it->buf = b;
 		it->cap = need;
 	}
-	memcpy(it->buf, rec_key(v), need);
+	memcpy(it->buf, record_key(v), need);
 	it->key_len = v->h.key_len;
 	it->val_len = v->h.val_len;
 	return CELLAR_OK;
 }
 
 /*
- * Look at the record at the iterator's position and step past it.
- * Returns 1 if it is live (and copied), 0 if not, or an error.
+ * Look at the record at the iterator's position and step past it.  *live
+ * is 1 if it is live (and copied), 0 if not; the return is CELLAR_OK,
+ * CELLAR_EDONE at the end, or an error.
  */
-static int step(cellar_iter *it)
+static int step(cellar_iter *it, int *live)
 {
 	cellar_db *db = it->db;
 	segset *s = &db->segs;
 	segment *g = segset_from(s, it->seq);
-	rec_view v;
-	int rc, live;
+	record_view v;
+	int rc;
 
+	*live = 0;
 	if (!g)
 		return CELLAR_EDONE;
 	if (g->seq != it->seq) {
@@ -92,33 +91,32 @@ static int step(cellar_iter *it)
 	if (it->off >= g->size) {
 		it->seq++;
 		it->off = SEG_HEADER_SIZE;
-		return 0;
+		return CELLAR_OK;
 	}
 	rc = segment_record(s, g, it->off, g->size, &v);
 	if (rc == CELLAR_OK)
-		rc = rec_verify(&v, g->seq, it->off);
+		rc = record_verify(&v, g->seq, it->off);
 	if (rc < 0) {
 		uint64_t next;
-		rec_release(&v);
+		record_release(&v);
 		/* Damage: go on at the next valid record (its length may lie). */
 		if ((rc == CELLAR_ECORRUPT || rc == CELLAR_EVERSION) &&
 		    segment_resync(s, g, it->off, g->size, &next) == CELLAR_OK)
 			it->off = next;
 		return rc;
 	}
-	live = 0;
 	if (v.h.kind == RECORD_PUT &&
-	    (rc = index_has_loc(db->ix, db_hash(db, rec_key(&v), v.h.key_len),
-	                        g->id, (uint32_t)it->off, &live)) < 0) {
+	    (rc = index_has_loc(db->ix, db_hash(db, record_key(&v), v.h.key_len),
+	                        g->id, (uint32_t)it->off, live)) < 0) {
 		/* A damaged index: never guess, and go on after it. */
 		it->off += v.h.total;
-		rec_release(&v);
+		record_release(&v);
 		return rc;
 	}
 	it->off += v.h.total;
-	rc = live > 0 ? keep(it, &v) : live;
-	rec_release(&v);
-	return rc < 0 ? rc : live;
+	rc = *live ? keep(it, &v) : CELLAR_OK;
+	record_release(&v);
+	return rc;
 }
 
 int cellar_iter_next(cellar_iter *it, const void **key, size_t *key_len,
@@ -129,14 +127,15 @@ int cellar_iter_next(cellar_iter *it, const void **key, size_t *key_len,
 	cellar__error_clear();
 	if (!it)
 		return cellar__error(CELLAR_EINVAL, "iterator is NULL");
+	int live = 0;
 	do {
 		unsigned slot = db_read_lock(it->db);
 		/* Skip runs of dead records under one latch hold. */
 		for (int n = 0; n < 64; n++)
-			if ((rc = step(it)) != 0)
+			if ((rc = step(it, &live)) < 0 || live)
 				break;
 		db_read_unlock(it->db, slot);
-	} while (rc == 0);
+	} while (rc == CELLAR_OK && !live);
 	if (rc < 0)
 		return rc;
 	if (key)

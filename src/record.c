@@ -1,5 +1,10 @@
-/* record.c - encoding and decoding of segment records (see record.h). */
+/*
+ * record.c - encoding, decoding and checking segment records (see
+ * record.h).  Owns the record's bytes; must not do I/O.
+ */
 #include <string.h>
+
+#include "error.h"
 
 #include "cellar.h"
 #include "endian.h"
@@ -66,6 +71,33 @@ size_t record_encode_header(uint8_t *out, unsigned kind, size_t key_len,
 uint32_t record_checksum(const uint8_t *rec, uint64_t total)
 {
 	return (uint32_t)hash_checksum(rec + 4, (size_t)(total - 4));
+}
+
+uint32_t record_checksum_parts(const uint8_t *hdr, size_t hdr_len,
+                               const void *key, size_t key_len,
+                               const void *val, size_t val_len)
+{
+	XXH3_state_t st;
+
+	XXH3_64bits_reset(&st);
+	XXH3_64bits_update(&st, hdr + 4, hdr_len - 4);
+	XXH3_64bits_update(&st, key, key_len);
+	XXH3_64bits_update(&st, val, val_len);
+	return (uint32_t)XXH3_64bits_digest(&st);
+}
+
+int record_bad_checksum(uint64_t seq, uint64_t off)
+{
+	return cellar__error(CELLAR_ECORRUPT,
+	                     "segment %016llx.seg: bad checksum at offset %llu",
+	                     (unsigned long long)seq, (unsigned long long)off);
+}
+
+int record_verify(const record_view *v, uint64_t seq, uint64_t off)
+{
+	if (record_checksum(v->p, v->h.total) != v->h.checksum)
+		return record_bad_checksum(seq, off);
+	return CELLAR_OK;
 }
 
 void record_seal(uint8_t *rec, uint64_t total)

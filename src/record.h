@@ -1,6 +1,11 @@
 /*
  * record.h - the record codec: how one put or delete is laid out in a
- * segment.  Pure functions over byte buffers; no I/O, no index.
+ * segment.  The one place that knows a record's bytes: layout, decoding
+ * (the general decoder and the inline one the read path uses for the
+ * common shape), verification and the checksum, whole or streamed.
+ *
+ * Must not: do I/O, know the index, or know where a record is stored
+ * (segment.h finds the bytes; this only reads them).
  *
  * Layout (docs/format.md has the full description):
  *   u32  checksum   low 32 bits of XXH3-64 over every byte after this field
@@ -15,6 +20,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+
+#include "endian.h"
+#include "hash.h"
 
 #define RECORD_PUT 1
 #define RECORD_DELETE 2
@@ -50,6 +59,15 @@ size_t record_encode_header(uint8_t *out, unsigned kind, size_t key_len,
 /** Checksum of a complete encoded record of total bytes. */
 uint32_t record_checksum(const uint8_t *rec, uint64_t total);
 
+/**
+ * Checksum of a record given in parts, for one written in place without
+ * ever being whole in memory: its header (hdr_len bytes, checksum field
+ * included but not covered), key and value.
+ */
+uint32_t record_checksum_parts(const uint8_t *hdr, size_t hdr_len,
+                               const void *key, size_t key_len,
+                               const void *val, size_t val_len);
+
 /** Compute and store the checksum of a complete encoded record. */
 void record_seal(uint8_t *rec, uint64_t total);
 
@@ -62,5 +80,68 @@ void record_seal(uint8_t *rec, uint64_t total);
  */
 int record_decode_header(const uint8_t *p, size_t avail, uint64_t limit,
                          record_header *h);
+
+/** A record found and decoded in memory. */
+typedef struct record_view {
+	const uint8_t *p;  /* the whole record */
+	record_header h;
+	uint8_t *owned;    /* heap copy when the bytes could not be mapped */
+} record_view;
+
+static inline const uint8_t *record_key(const record_view *v)
+{
+	return v->p + v->h.header_len;
+}
+
+static inline const uint8_t *record_val(const record_view *v)
+{
+	return v->p + v->h.header_len + v->h.key_len;
+}
+
+/**
+ * CELLAR_OK if the record's checksum matches, else CELLAR_ECORRUPT with a
+ * message naming segment seq's file and offset off.
+ */
+int record_verify(const record_view *v, uint64_t seq, uint64_t off);
+
+/** CELLAR_ECORRUPT: "segment <seq's file>: bad checksum at offset <off>". */
+int record_bad_checksum(uint64_t seq, uint64_t off);
+
+/** Free the heap copy, if any. */
+static inline void record_release(record_view *v)
+{
+	free(v->owned);
+	v->owned = NULL;
+}
+
+/*
+ * The shape of most small records, which the read path decodes inline: a
+ * put whose key and value lengths take one byte each (both under 128), so
+ * the key starts at RECORD_SHORT_HEADER.
+ */
+#define RECORD_SHORT_HEADER 7
+
+/** Do the avail bytes at p start with a short put's header? */
+static inline int record_is_short_put(const uint8_t *p, uint64_t avail)
+{
+	return avail >= RECORD_SHORT_HEADER && p[4] == RECORD_PUT &&
+	       !((p[5] | p[6]) & 0x80);
+}
+
+static inline size_t record_short_key_len(const uint8_t *p)
+{
+	return p[5];
+}
+
+static inline size_t record_short_val_len(const uint8_t *p)
+{
+	return p[6];
+}
+
+/** Does the complete record of total bytes at p match its checksum? */
+static inline int record_checksum_ok(const uint8_t *p, uint64_t total)
+{
+	return (uint32_t)hash_checksum(p + 4, (size_t)total - 4) == le32_load(p);
+}
 
 #endif

@@ -7,9 +7,9 @@
 #include "recovery.h"
 
 int recovery_apply(cellar_index *ix, segset *segs, uint64_t hash,
-                   const rec_view *v, segment *g, uint64_t off)
+                   const record_view *v, segment *g, uint64_t off)
 {
-	seg_key k = { segs, rec_key(v), v->h.key_len, 0 };
+	seg_key k = { segs, record_key(v), v->h.key_len, 0 };
 	index_ref ref;
 	int rc;
 
@@ -36,11 +36,11 @@ int recovery_apply(cellar_index *ix, segset *segs, uint64_t hash,
 
 /* Replay segment g from off; sets g's sizes to the valid end. */
 static int replay_segment(cellar_index *ix, segset *segs, segment *g,
-                          uint64_t off, uint64_t seed, recovery_hash_fn hash,
+                          uint64_t off, const keyhash *kh,
                           int newest, int readonly, recovery_result *res)
 {
 	uint64_t end = g->size;
-	rec_view v;
+	record_view v;
 	int rc;
 
 	if (end > UINT32_MAX)
@@ -50,14 +50,14 @@ static int replay_segment(cellar_index *ix, segset *segs, segment *g,
 	while (off < end) {
 		rc = segment_record(segs, g, off, end, &v);
 		if (rc == CELLAR_OK)
-			rc = rec_verify(&v, g->seq, off);
+			rc = record_verify(&v, g->seq, off);
 		if (rc == CELLAR_EVERSION || rc == CELLAR_ENOMEM || rc == CELLAR_EIO) {
-			rec_release(&v);
+			record_release(&v);
 			return rc;
 		}
 		if (rc < 0) {
 			uint64_t next;
-			rec_release(&v);
+			record_release(&v);
 			if ((rc = segment_resync(segs, g, off, end, &next)) < 0)
 				return rc;
 			if (next == end && newest) {
@@ -74,12 +74,12 @@ static int replay_segment(cellar_index *ix, segset *segs, segment *g,
 			off = next;
 			continue;
 		}
-		rc = recovery_apply(ix, segs, hash(rec_key(&v), v.h.key_len, seed),
+		rc = recovery_apply(ix, segs, keyhash_of(kh, record_key(&v), v.h.key_len),
 		                    &v, g, off);
 		off += v.h.total;
 		res->replayed++;
 		res->replayed_bytes += v.h.total;
-		rec_release(&v);
+		record_release(&v);
 		if (rc < 0)
 			return rc;
 	}
@@ -146,7 +146,7 @@ static int ckpt_usable(const segset *segs, const index_ckpt *ck,
 }
 
 static int replay_from(cellar_index *ix, segset *segs, uint64_t seq,
-                       uint64_t off, uint64_t seed, recovery_hash_fn hash,
+                       uint64_t off, const keyhash *kh,
                        int readonly, recovery_result *res)
 {
 	for (size_t i = 0; i < segs->n; i++) {
@@ -158,7 +158,7 @@ static int replay_from(cellar_index *ix, segset *segs, uint64_t seq,
 		start = g->seq == seq ? off : SEG_HEADER_SIZE;
 		if (start < SEG_HEADER_SIZE)
 			start = SEG_HEADER_SIZE;
-		rc = replay_segment(ix, segs, g, start, seed, hash,
+		rc = replay_segment(ix, segs, g, start, kh,
 		                    i + 1 == segs->n, readonly, res);
 		if (rc < 0)
 			return rc;
@@ -167,7 +167,7 @@ static int replay_from(cellar_index *ix, segset *segs, uint64_t seq,
 }
 
 int recovery_run(cellar_index **out, segset *segs, cellar_fs *fs,
-                 const char *dir, uint64_t seed, recovery_hash_fn hash,
+                 const char *dir, const keyhash *kh,
                  int readonly, recovery_result *res)
 {
 	cellar_index *ix = NULL;
@@ -187,7 +187,7 @@ int recovery_run(cellar_index **out, segset *segs, cellar_fs *fs,
 	 * Read-only handles check each chunk when they first touch it. */
 	if (rc == CELLAR_OK && !readonly && index_verify_all(ix) < 0)
 		rc = CELLAR_ECORRUPT;
-	if (rc == CELLAR_OK && ckpt_usable(segs, &ck, ix, seed)) {
+	if (rc == CELLAR_OK && ckpt_usable(segs, &ck, ix, kh->seed)) {
 		/* Only a checkpoint that matches the store may say which older
 		 * segments are compaction leftovers. */
 		if ((rc = drop_compacted(segs, &ck, fs, dir, readonly)) < 0) {
@@ -202,7 +202,7 @@ int recovery_run(cellar_index **out, segset *segs, cellar_fs *fs,
 		}
 		res->ckpt_seq = ck.seq;
 		res->ckpt_off = ck.off;
-		rc = replay_from(ix, segs, ck.seq, ck.off, seed, hash, readonly, res);
+		rc = replay_from(ix, segs, ck.seq, ck.off, kh, readonly, res);
 		free(ck.segs);
 		if (rc == CELLAR_OK) {
 			*out = ix;
@@ -220,9 +220,9 @@ int recovery_run(cellar_index **out, segset *segs, cellar_fs *fs,
 	res->rebuilt = 1;
 	for (size_t i = 0; i < segs->n; i++)
 		segs->list[i]->live = segs->list[i]->dead = segs->list[i]->kept = 0;
-	if ((rc = index_new(&ix, seed)) < 0)
+	if ((rc = index_new(&ix, kh->seed)) < 0)
 		return rc;
-	if ((rc = replay_from(ix, segs, 0, 0, seed, hash, readonly, res)) < 0)
+	if ((rc = replay_from(ix, segs, 0, 0, kh, readonly, res)) < 0)
 		goto fail;
 	*out = ix;
 	return CELLAR_OK;

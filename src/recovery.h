@@ -15,11 +15,9 @@
 
 #include <stdint.h>
 
+#include "hash.h"
 #include "index.h"
 #include "segment.h"
-
-typedef uint64_t (*recovery_hash_fn)(const void *key, size_t len,
-                                     uint64_t seed);
 
 typedef struct recovery_result {
 	uint64_t replayed;      /* records applied */
@@ -30,19 +28,16 @@ typedef struct recovery_result {
 	uint64_t ckpt_seq, ckpt_off; /* position of the loaded checkpoint */
 } recovery_result;
 
-/**
- * Produce the index for segs (already open).  seed is the store's hash
- * seed; hash hashes keys with it.
- */
+/** Produce the index for segs (already open); kh hashes the store's keys. */
 int recovery_run(cellar_index **out, segset *segs, cellar_fs *fs,
-                 const char *dir, uint64_t seed, recovery_hash_fn hash,
-                 int readonly, recovery_result *res);
+                 const char *dir, const keyhash *kh, int readonly,
+                 recovery_result *res);
 
 /**
  * Apply one valid record at (g, off) to the index during replay.  Updates
  * live/dead byte counts.
  */
 int recovery_apply(cellar_index *ix, segset *segs, uint64_t hash,
-                   const rec_view *v, segment *g, uint64_t off);
+                   const record_view *v, segment *g, uint64_t off);
 
 #endif

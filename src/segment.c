@@ -123,12 +123,87 @@ static int cmp_seq(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/*
+ * A newest file too short for its header was created just before a crash,
+ * before any record: drop it first (a writer removes it), so that the
+ * segment before it is the newest and is opened for writing.
+ */
+static int drop_short_newest(segset *s, struct seq_list *seqs)
+{
+	char path[FILE_PATH_MAX];
+	int rc;
+
+	while (seqs->n) {
+		uint64_t size;
+		cellar_file *f = NULL;
+		if ((rc = segment_path(s, seqs->v[seqs->n - 1], path, sizeof path)) < 0 ||
+		    (rc = s->fs->open(s->fs, path, CELLAR_FS_READ, &f)) < 0)
+			return rc;
+		rc = s->fs->size(s->fs, f, &size);
+		s->fs->close(s->fs, f);
+		if (rc < 0)
+			return rc;
+		if (size >= SEG_HEADER_SIZE)
+			break;
+		seqs->n--;
+		if (!s->readonly &&
+		    (rc = files_remove_segments(s->fs, s->dir, &seqs->v[seqs->n], 1)) < 0)
+			return rc;
+	}
+	return CELLAR_OK;
+}
+
+/* Open segment seq, check its header, map it and add it to the set. */
+static int open_one(segset *s, uint64_t seq, int last)
+{
+	char path[FILE_PATH_MAX];
+	uint8_t hdr[SEG_HEADER_SIZE];
+	segment *g;
+	size_t got;
+	int rc;
+
+	if ((rc = segment_path(s, seq, path, sizeof path)) < 0)
+		return rc;
+	if (!(g = calloc(1, sizeof *g)))
+		return cellar__error(CELLAR_ENOMEM, "segments: out of memory");
+	g->seq = seq;
+	rc = s->fs->open(s->fs, path,
+	                 last && !s->readonly ? CELLAR_FS_WRITE : CELLAR_FS_READ,
+	                 &g->file);
+	if (rc < 0 || (rc = s->fs->size(s->fs, g->file, &g->size)) < 0)
+		goto fail;
+	if (g->size < SEG_HEADER_SIZE) {
+		rc = cellar__error(CELLAR_ECORRUPT,
+		                   "segment %016llx: shorter than its header",
+		                   (unsigned long long)g->seq);
+		goto fail;
+	}
+	if ((rc = s->fs->read_at(s->fs, g->file, 0, hdr, sizeof hdr, &got)) < 0 ||
+	    (rc = header_decode(hdr, g->seq, &g->id)) < 0)
+		goto fail;
+	if (s->by_id[g->id]) {
+		rc = cellar__error(CELLAR_ECORRUPT,
+		                   "segments %016llx and %016llx share id %u",
+		                   (unsigned long long)s->by_id[g->id]->seq,
+		                   (unsigned long long)g->seq, (unsigned)g->id);
+		goto fail;
+	}
+	g->flushed = g->wend = g->synced = g->size;
+	segment_map(s, g, last && !s->readonly && g->size < s->max_size
+	                      ? s->max_size
+	                      : g->size);
+	if ((rc = list_add(s, g)) < 0)
+		goto fail;
+	return CELLAR_OK;
+fail:
+	segment_free(s, g);
+	return rc;
+}
+
 int segset_open(segset *s, cellar_fs *fs, const char *dir, uint64_t max_size,
                 int readonly, latch *l)
 {
 	struct seq_list seqs = { 0 };
-	segment *g = NULL;
-	char path[FILE_PATH_MAX];
 	int rc;
 
 	memset(s, 0, sizeof *s);
@@ -150,74 +225,15 @@ int segset_open(segset *s, cellar_fs *fs, const char *dir, uint64_t max_size,
 	}
 	if (seqs.n > 1)
 		qsort(seqs.v, seqs.n, sizeof *seqs.v, cmp_seq);
-	/*
-	 * A newest file too short for its header was created just before a
-	 * crash, before any record: drop it first, so that the segment before
-	 * it is the newest and is opened for writing.
-	 */
-	while (seqs.n) {
-		uint64_t size;
-		cellar_file *f = NULL;
-		if ((rc = segment_path(s, seqs.v[seqs.n - 1], path, sizeof path)) < 0 ||
-		    (rc = fs->open(fs, path, CELLAR_FS_READ, &f)) < 0)
+	if ((rc = drop_short_newest(s, &seqs)) < 0)
+		goto fail;
+	for (size_t i = 0; i < seqs.n; i++)
+		if ((rc = open_one(s, seqs.v[i], i + 1 == seqs.n)) < 0)
 			goto fail;
-		rc = fs->size(fs, f, &size);
-		fs->close(fs, f);
-		if (rc < 0)
-			goto fail;
-		if (size >= SEG_HEADER_SIZE)
-			break;
-		seqs.n--;
-		if (!readonly &&
-		    (rc = files_remove_segments(fs, dir, &seqs.v[seqs.n], 1)) < 0)
-			goto fail;
-	}
-	for (size_t i = 0; i < seqs.n; i++) {
-		int last = i + 1 == seqs.n;
-		uint8_t hdr[SEG_HEADER_SIZE];
-		size_t got;
-
-		if ((rc = segment_path(s, seqs.v[i], path, sizeof path)) < 0)
-			goto fail;
-		if (!(g = calloc(1, sizeof *g))) {
-			rc = cellar__error(CELLAR_ENOMEM, "segments: out of memory");
-			goto fail;
-		}
-		g->seq = seqs.v[i];
-		rc = fs->open(fs, path,
-		              last && !readonly ? CELLAR_FS_WRITE : CELLAR_FS_READ,
-		              &g->file);
-		if (rc < 0 || (rc = fs->size(fs, g->file, &g->size)) < 0)
-			goto fail;
-		if (g->size < SEG_HEADER_SIZE) {
-			rc = cellar__error(CELLAR_ECORRUPT,
-			                   "segment %016llx: shorter than its header",
-			                   (unsigned long long)g->seq);
-			goto fail;
-		}
-		if ((rc = fs->read_at(fs, g->file, 0, hdr, sizeof hdr, &got)) < 0)
-			goto fail;
-		if ((rc = header_decode(hdr, g->seq, &g->id)) < 0)
-			goto fail;
-		if (s->by_id[g->id]) {
-			rc = cellar__error(CELLAR_ECORRUPT,
-			                   "segments %016llx and %016llx share id %u",
-			                   (unsigned long long)s->by_id[g->id]->seq,
-			                   (unsigned long long)g->seq, (unsigned)g->id);
-			goto fail;
-		}
-		g->flushed = g->wend = g->synced = g->size;
-		segment_map(s, g, last && !readonly && g->size < max_size ? max_size
-		                                                          : g->size);
-		if ((rc = list_add(s, g)) < 0)
-			goto fail;
-		g = NULL;
-	}
 	free(seqs.v);
 	return CELLAR_OK;
 fail:
 	free(seqs.v);
-	segment_free(s, g);
 	segset_close(s);
 	return rc;
 }
@@ -240,28 +256,21 @@ void segset_close(segset *s)
 /* ---- reading ----------------------------------------------------------- */
 
 int segment_record(const segset *s, const segment *g, uint64_t off,
-                   uint64_t end, rec_view *v)
+                   uint64_t end, record_view *v)
 {
 	uint8_t hdr[512];
 	const uint8_t *base;
-	uint64_t region_end;
+	uint64_t avail;
 	size_t got;
 	int rc;
 
 	v->owned = NULL;
-	if (off < g->flushed) {
-		region_end = g->flushed < end ? g->flushed : end;
-		base = g->map ? g->map + off : NULL;
-	} else {
-		region_end = g->size < end ? g->size : end;
-		base = s->buf + (off - g->flushed);
-	}
-	if (off >= region_end)
+	segset_locate(s, g, off, end, &base, &avail);
+	if (avail == 0)
 		return cellar__error(CELLAR_ECORRUPT,
 		                     "segment %016llx: offset %llu out of range",
 		                     (unsigned long long)g->seq,
 		                     (unsigned long long)off);
-	uint64_t avail = region_end - off;
 	if (base) {
 		rc = record_decode_header(base, avail < SIZE_MAX ? (size_t)avail : SIZE_MAX,
 		                          avail, &v->h);
@@ -289,7 +298,7 @@ int segment_record(const segset *s, const segment *g, uint64_t off,
 					                    (unsigned long long)g->seq);
 			}
 			if (rc2 < 0) {
-				rec_release(v);
+				record_release(v);
 				return rc2;
 			}
 			v->p = v->owned;
@@ -299,7 +308,7 @@ int segment_record(const segset *s, const segment *g, uint64_t off,
 	    record_checksum(v->p, v->h.total) != v->h.checksum)
 		rc = CELLAR_ECORRUPT;
 	if (rc < 0) {
-		rec_release(v);
+		record_release(v);
 		return rc == CELLAR_EVERSION
 		           ? cellar__error(rc, "segment %016llx: record of unknown "
 		                           "kind at offset %llu",
@@ -312,7 +321,7 @@ int segment_record(const segset *s, const segment *g, uint64_t off,
 	return CELLAR_OK;
 }
 
-int segset_record(const segset *s, uint16_t id, uint32_t off, rec_view *v)
+int segset_record(const segset *s, uint16_t id, uint32_t off, record_view *v)
 {
 	const segment *g = s->by_id[id];
 
@@ -331,34 +340,19 @@ int segset_record(const segset *s, uint16_t id, uint32_t off, rec_view *v)
 	return segment_record(s, g, off, g->size, v);
 }
 
-int rec_verify(const rec_view *v, uint64_t seq, uint64_t off)
-{
-	if (record_checksum(v->p, v->h.total) != v->h.checksum)
-		return cellar__error(CELLAR_ECORRUPT,
-		                     "segment %016llx.seg: bad checksum at offset %llu",
-		                     (unsigned long long)seq, (unsigned long long)off);
-	return CELLAR_OK;
-}
-
-void rec_release(rec_view *v)
-{
-	free(v->owned);
-	v->owned = NULL;
-}
-
 int segset_match_key(void *ctx, uint16_t seg, uint32_t off, int *hit)
 {
 	seg_key *k = ctx;
-	rec_view v;
+	record_view v;
 	int rc = segset_record(k->s, seg, off, &v);
 
 	if (rc < 0)
 		return rc;
 	*hit = v.h.key_len == k->key_len &&
-	       memcmp(rec_key(&v), k->key, k->key_len) == 0;
+	       memcmp(record_key(&v), k->key, k->key_len) == 0;
 	if (*hit)
 		k->found_total = v.h.total;
-	rec_release(&v);
+	record_release(&v);
 	return CELLAR_OK;
 }
 
@@ -374,22 +368,19 @@ static int valid_at(const uint8_t *p, uint64_t avail)
 int segment_resync(const segset *s, const segment *g, uint64_t from,
                    uint64_t end, uint64_t *next)
 {
-	const uint8_t *base = NULL;
+	const uint8_t *base;
 	uint8_t *copy = NULL;
+	uint64_t avail;
 	size_t got;
 	int rc;
 
 	/* Records never straddle the file/buffer boundary: scan one side. */
-	if (from < g->flushed && end > g->flushed)
-		end = g->flushed;
+	segset_locate(s, g, from, end, &base, &avail);
+	end = from + avail;
 	*next = end;
 	if (from + 1 >= end)
 		return CELLAR_OK;
-	if (end <= g->flushed && g->map) {
-		base = g->map + from;
-	} else if (from >= g->flushed) {
-		base = s->buf + (from - g->flushed);
-	} else {
+	if (!base) {
 		/* No mapping: scan a copy of the rest of the segment. */
 		if (!(copy = malloc((size_t)(end - from))))
 			return cellar__error(CELLAR_ENOMEM, "out of memory");
@@ -628,8 +619,8 @@ static void encode_at_end(segset *s, unsigned kind, const void *key,
 	record_seal(p, t);
 }
 
-int segset_stage(segset *s, unsigned kind, const void *key, size_t key_len,
-                 const void *val, size_t val_len)
+void segset_stage(segset *s, unsigned kind, const void *key, size_t key_len,
+                  const void *val, size_t val_len)
 {
 	uint64_t t = record_size(key_len, val_len);
 	segment *g = segset_last(s);
@@ -637,10 +628,9 @@ int segset_stage(segset *s, unsigned kind, const void *key, size_t key_len,
 	s->staged = 0;
 	if (needs_roll(s, g, t) || s->buf_len + t > SEG_BUFFER_SIZE ||
 	    (g->map && g->map_len < seg_end(s, g) + t))
-		return 0;
+		return;
 	encode_at_end(s, kind, key, key_len, val, val_len, t);
 	s->staged = (size_t)t;
-	return 1;
 }
 
 void segset_commit_staged(segset *s, segment **seg, uint64_t *off,
@@ -693,12 +683,7 @@ int segset_append(segset *s, unsigned kind, const void *key, size_t key_len,
 	}
 	/* Larger than the buffer: checksum as a stream, write in place. */
 	size_t h = record_encode_header(hdr, kind, key_len, val_len);
-	XXH3_state_t st;
-	XXH3_64bits_reset(&st);
-	XXH3_64bits_update(&st, hdr + 4, h - 4);
-	XXH3_64bits_update(&st, key, key_len);
-	XXH3_64bits_update(&st, val, val_len);
-	le32_store(hdr, (uint32_t)XXH3_64bits_digest(&st));
+	le32_store(hdr, record_checksum_parts(hdr, h, key, key_len, val, val_len));
 	if ((rc = s->fs->write_at(s->fs, g->file, g->wend, hdr, h)) < 0 ||
 	    (rc = s->fs->write_at(s->fs, g->file, g->wend + h, key, key_len)) < 0 ||
 	    (rc = s->fs->write_at(s->fs, g->file, g->wend + h + key_len, val,

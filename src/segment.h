@@ -75,13 +75,6 @@ typedef struct segset {
 	int sync_failed;    /* an fsync failed: the OS may have dropped data */
 } segset;
 
-/** A record located and decoded. */
-typedef struct rec_view {
-	const uint8_t *p;  /* the whole record */
-	record_header h;
-	uint8_t *owned;    /* heap copy when the fs can't map; free it */
-} rec_view;
-
 /** Read one byte of every 4 KiB page of [p, p + len): fault it all in. */
 static inline void pages_touch(const void *p, uint64_t len)
 {
@@ -89,6 +82,30 @@ static inline void pages_touch(const void *p, uint64_t len)
 
 	for (uint64_t off = 0; off < len; off += 4096)
 		(void)b[off];
+}
+
+/**
+ * Where the bytes of segment g from off on are now: *p, and how many of
+ * them up to end lie there in one piece (*avail, 0 when off is past them).
+ * Below g->flushed they are in the file, read through the mapping (*p is
+ * NULL when the fs does not map: read them with read_at); from flushed on
+ * they are in the append buffer.  No record straddles the two.  Shared
+ * latch or writer.
+ */
+static inline void segset_locate(const segset *s, const segment *g,
+                                 uint64_t off, uint64_t end,
+                                 const uint8_t **p, uint64_t *avail)
+{
+	uint64_t region_end;
+
+	if (off < g->flushed) {
+		region_end = g->flushed < end ? g->flushed : end;
+		*p = g->map ? g->map + off : NULL;
+	} else {
+		region_end = g->size < end ? g->size : end;
+		*p = s->buf + (off - g->flushed);
+	}
+	*avail = off < region_end ? region_end - off : 0;
 }
 
 /**
@@ -117,36 +134,22 @@ static inline segment *segset_last(const segset *s)
  * CELLAR_ECORRUPT if the location or header is impossible.  The checksum is
  * not checked: see rec_verify.
  */
-int segset_record(const segset *s, uint16_t id, uint32_t off, rec_view *v);
+int segset_record(const segset *s, uint16_t id, uint32_t off, record_view *v);
 
 /** Decode the record at off in segment g, reading at most limit. */
 int segment_record(const segset *s, const segment *g, uint64_t off,
-                   uint64_t limit, rec_view *v);
-
-static inline const uint8_t *rec_key(const rec_view *v)
-{
-	return v->p + v->h.header_len;
-}
-
-static inline const uint8_t *rec_val(const rec_view *v)
-{
-	return v->p + v->h.header_len + v->h.key_len;
-}
-
-/** CELLAR_OK if the checksum matches, else CELLAR_ECORRUPT. */
-int rec_verify(const rec_view *v, uint64_t seq, uint64_t off);
-
-void rec_release(rec_view *v);
+                   uint64_t limit, record_view *v);
 
 /**
  * Writer: encode and checksum a record just past the end of the append
- * buffer, without appending it: 1 if staged, 0 if it needs segset_append
- * (a roll-over, a flush or a large record; nothing was done).  The writer
- * does this while the index bucket it is about to read is on its way from
- * memory.  Any other change to the segment set discards the staged record.
+ * buffer, without appending it.  s->staged is then its size, or 0 when it
+ * needs segset_append instead (a roll-over, a flush or a large record;
+ * nothing was done).  The writer does this while the index bucket it is
+ * about to read is on its way from memory.  Any other change to the
+ * segment set discards the staged record.
  */
-int segset_stage(segset *s, unsigned kind, const void *key, size_t key_len,
-                 const void *val, size_t val_len);
+void segset_stage(segset *s, unsigned kind, const void *key, size_t key_len,
+                  const void *val, size_t val_len);
 
 /** Writer: append the staged record; the outputs are segset_append's. */
 void segset_commit_staged(segset *s, segment **seg, uint64_t *off,

@@ -1,10 +1,12 @@
 /*
  * testhook.h - knobs and probes for the test suite only.
  *
- * Not part of the public API and not exported from the shared library; the
- * tests reach them by linking the internal static library.  The knobs are
- * process-wide and read by cellar_open(): set them before opening a store
- * and reset them (to NULL / 0) afterwards.
+ * Not part of the public API: they exist only in test builds, where meson
+ * defines CELLAR_TEST_HOOKS for the internal static library the tests link.
+ * The shipped library has none of them, and no branch or field for them on
+ * any path.  The knobs are process-wide and read by cellar_open(), which
+ * copies them into the handle: set them before opening a store and reset
+ * them (to NULL / 0) afterwards.
  */
 #ifndef CELLAR_TESTHOOK_H
 #define CELLAR_TESTHOOK_H
@@ -16,6 +18,8 @@
 
 /** Key hash used instead of xxhash when non-NULL (to force collisions). */
 typedef uint64_t (*cellar__hash_fn)(const void *key, size_t len, uint64_t seed);
+
+#ifdef CELLAR_TEST_HOOKS
 void cellar__test_set_hash(cellar__hash_fn fn);
 
 /**
@@ -38,5 +42,6 @@ typedef struct cellar__debug_info {
 } cellar__debug_info;
 
 int cellar__debug(cellar_db *db, cellar__debug_info *out);
+#endif
 
 #endif

@@ -201,19 +201,19 @@ static loc append(unsigned i, size_t val_len)
 static void check_loc(const loc *l, unsigned i)
 {
 	static uint8_t val[1 << 16];
-	rec_view v;
+	record_view v;
 
 	OK(segset_record(&S, l->id, (uint32_t)l->off, &v));
 	cr_assert_eq(v.h.kind, l->kind, "record %u", i);
 	cr_assert_eq(v.h.total, l->total, "record %u", i);
 	cr_assert_eq(v.h.key_len, strlen(l->key));
-	cr_assert_arr_eq(rec_key(&v), l->key, v.h.key_len, "record %u", i);
+	cr_assert_arr_eq(record_key(&v), l->key, v.h.key_len, "record %u", i);
 	cr_assert_eq(v.h.val_len, l->val_len, "record %u", i);
 	fill_val(val, l->val_len, i);
 	if (l->val_len)
-		cr_assert_arr_eq(rec_val(&v), val, l->val_len, "record %u", i);
-	OK(rec_verify(&v, 1, l->off));
-	rec_release(&v);
+		cr_assert_arr_eq(record_val(&v), val, l->val_len, "record %u", i);
+	OK(record_verify(&v, 1, l->off));
+	record_release(&v);
 	cr_assert_null(v.owned);
 }
 
@@ -319,6 +319,14 @@ Test(segment, append_publish_read_back, .init = setup_mem, .fini = teardown)
 }
 
 /* Stage record i and, if staged, commit it: what db_write does. */
+/* segset_stage, and whether it staged the record (1) or not (0). */
+static int stage(unsigned kind, const void *key, size_t key_len,
+                 const void *val, size_t val_len)
+{
+	segset_stage(&S, kind, key, key_len, val, val_len);
+	return S.staged != 0;
+}
+
 static int stage_commit(unsigned i, size_t val_len, loc *l)
 {
 	static uint8_t val[1 << 16];
@@ -329,7 +337,7 @@ static int stage_commit(unsigned i, size_t val_len, loc *l)
 	l->kind = RECORD_PUT;
 	l->val_len = val_len;
 	fill_val(val, val_len, i);
-	if (!segset_stage(&S, l->kind, l->key, strlen(l->key), val, val_len))
+	if (!stage(l->kind, l->key, strlen(l->key), val, val_len))
 		return 0;
 	cr_assert_eq(S.staged, record_size(strlen(l->key), val_len));
 	segset_commit_staged(&S, &g, &l->off, &l->total);
@@ -385,7 +393,7 @@ Test(segment, stage_refuses_what_would_outgrow_the_mapping, .init = setup_mem,
 	g = segset_last(&S);
 	cr_assert_not_null(g->map);
 	cr_assert_eq(g->map_len, 8192);
-	cr_assert_eq(segset_stage(&S, RECORD_PUT, "key-000001", 10, val,
+	cr_assert_eq(stage(RECORD_PUT, "key-000001", 10, val,
 	                          sizeof val), 0);
 	cr_assert_eq(S.staged, 0);
 	l = append(1, sizeof val);
@@ -404,10 +412,10 @@ Test(segment, stage_refuses_what_needs_a_flush_or_is_large,
 
 	OK(segset_open(&S, fs, dir, 64 << 20, 0, &L));
 	/* No segment yet: the first record must go through segset_append. */
-	cr_assert_eq(segset_stage(&S, RECORD_PUT, "k", 1, "v", 1), 0);
+	cr_assert_eq(stage(RECORD_PUT, "k", 1, "v", 1), 0);
 	cr_assert_eq(S.staged, 0);
 	l = append(0, 10);
-	cr_assert_eq(segset_stage(&S, RECORD_PUT, "k", 1, big, sizeof big), 0,
+	cr_assert_eq(stage(RECORD_PUT, "k", 1, big, sizeof big), 0,
 	             "larger than the buffer");
 	/* Fill the buffer until the next record would need a flush. */
 	unsigned i = 1;
@@ -416,16 +424,16 @@ Test(segment, stage_refuses_what_needs_a_flush_or_is_large,
 		cr_assert(stage_commit(i++, 4000, &l));
 	}
 	size_t before = S.buf_len;
-	cr_assert_eq(segset_stage(&S, RECORD_PUT, "key-xxxxxx", 10, big, 4000), 0);
+	cr_assert_eq(stage(RECORD_PUT, "key-xxxxxx", 10, big, 4000), 0);
 	cr_assert_eq(S.buf_len, before, "nothing was flushed");
 	OK(segset_flush(&S));
 	cr_assert_eq(S.buf_len, 0);
 	/* A flush discards a staged record. */
-	cr_assert(segset_stage(&S, RECORD_PUT, "k", 1, "v", 1));
+	cr_assert(stage(RECORD_PUT, "k", 1, "v", 1));
 	cr_assert_gt(S.staged, 0);
 	OK(segset_flush(&S));
 	cr_assert_eq(S.staged, 0);
-	cr_assert(segset_stage(&S, RECORD_PUT, "k", 1, "v", 1));
+	cr_assert(stage(RECORD_PUT, "k", 1, "v", 1));
 	/* So does an append. */
 	l = append(i, 10);
 	cr_assert_eq(S.staged, 0);
@@ -437,7 +445,7 @@ Test(segment, record_invisible_until_published, .init = setup_mem,
 {
 	segment *g;
 	uint64_t off, total;
-	rec_view v;
+	record_view v;
 
 	OK(segset_open(&S, fs, dir, 1 << 20, 0, &L));
 	OK(segset_append(&S, RECORD_PUT, "k", 1, "v", 1, &g, &off, &total));
@@ -447,8 +455,8 @@ Test(segment, record_invisible_until_published, .init = setup_mem,
 	segset_publish(&S, g, off + total);
 	OK(segset_record(&S, g->id, (uint32_t)off, &v));
 	cr_assert_eq(v.h.kind, RECORD_PUT);
-	cr_assert_arr_eq(rec_val(&v), "v", 1);
-	rec_release(&v);
+	cr_assert_arr_eq(record_val(&v), "v", 1);
+	record_release(&v);
 }
 
 Test(segment, header_bytes_on_disk, .init = setup_mem, .fini = teardown)
@@ -546,7 +554,7 @@ Test(segment, record_larger_than_max_gets_own_segment, .init = setup_mem,
 	uint8_t *big = malloc(big_len);
 	segment *g;
 	uint64_t off, total;
-	rec_view v;
+	record_view v;
 
 	cr_assert_not_null(big);
 	fill_val(big, big_len, 99);
@@ -562,9 +570,9 @@ Test(segment, record_larger_than_max_gets_own_segment, .init = setup_mem,
 	cr_assert_eq(b.off, SEG_HEADER_SIZE);
 	OK(segset_record(&S, g->id, (uint32_t)off, &v));
 	cr_assert_eq(v.h.val_len, big_len);
-	cr_assert_eq(memcmp(rec_val(&v), big, big_len), 0);
-	OK(rec_verify(&v, g->seq, off));
-	rec_release(&v);
+	cr_assert_eq(memcmp(record_val(&v), big, big_len), 0);
+	OK(record_verify(&v, g->seq, off));
+	record_release(&v);
 	check_loc(&a, 0);
 	check_loc(&b, 1);
 	free(big);
@@ -722,7 +730,7 @@ Test(segment, roll_starts_empty_segment, .init = setup_mem, .fini = teardown)
 Test(segment, truncate_and_forget, .init = setup_mem, .fini = teardown)
 {
 	char path[4200];
-	rec_view v;
+	record_view v;
 
 	OK(segset_open(&S, fs, dir, 1 << 20, 0, &L));
 	loc a = append(0, 10), b = append(1, 10);
@@ -750,7 +758,7 @@ Test(segment, truncate_and_forget, .init = setup_mem, .fini = teardown)
 Test(segment, record_out_of_range_is_corrupt, .init = setup_mem,
      .fini = teardown)
 {
-	rec_view v;
+	record_view v;
 
 	OK(segset_open(&S, fs, dir, 1 << 20, 0, &L));
 	loc a = append(0, 10);
@@ -782,7 +790,7 @@ Test(segment, record_out_of_range_is_corrupt, .init = setup_mem,
 /* Records r0, r1, r2 in segment 1; the middle one's value damaged. */
 static void resync_skips_damaged_record(int flush)
 {
-	rec_view v;
+	record_view v;
 	uint64_t next;
 	char path[4200];
 
@@ -799,12 +807,12 @@ static void resync_skips_damaged_record(int flush)
 		S.buf[r1.off + r1.total - 3 - g->flushed] ^= 0xff;
 	}
 	OK(segset_record(&S, r1.id, (uint32_t)r1.off, &v)); /* header is fine */
-	cr_assert_eq(rec_verify(&v, g->seq, r1.off), CELLAR_ECORRUPT);
+	cr_assert_eq(record_verify(&v, g->seq, r1.off), CELLAR_ECORRUPT);
 	char msg[128];
 	snprintf(msg, sizeof msg, "segment %016llx.seg: bad checksum at offset %llu",
 	         (unsigned long long)g->seq, (unsigned long long)r1.off);
 	cr_assert_str_eq(cellar_errmsg(), msg, "the message names the file");
-	rec_release(&v);
+	record_release(&v);
 	OK(segment_resync(&S, g, r1.off, end, &next));
 	cr_assert_eq(next, r2.off);
 	OK(segment_resync(&S, g, r0.off, end, &next));
@@ -853,27 +861,27 @@ static void resync_after_garbage(void)
 	segment *g = segset_last(&S);
 	uint64_t end = SEG_HEADER_SIZE + n;
 	cr_assert_eq(g->size, end);
-	rec_view v;
+	record_view v;
 	int rc = segment_record(&S, g, SEG_HEADER_SIZE, end, &v);
 	if (rc == CELLAR_OK) {
-		rc = rec_verify(&v, g->seq, SEG_HEADER_SIZE);
-		rec_release(&v);
+		rc = record_verify(&v, g->seq, SEG_HEADER_SIZE);
+		record_release(&v);
 	}
 	cr_assert_eq(rc, CELLAR_ECORRUPT, "garbage is no record");
 	OK(segment_resync(&S, g, SEG_HEADER_SIZE, end, &next));
 	cr_assert_eq(next, SEG_HEADER_SIZE + a);
 	OK(segment_record(&S, g, next, end, &v));
 	cr_assert_eq(v.h.kind, RECORD_PUT);
-	cr_assert_arr_eq(rec_key(&v), "alpha", 5);
-	cr_assert_arr_eq(rec_val(&v), "one", 3);
-	rec_release(&v);
+	cr_assert_arr_eq(record_key(&v), "alpha", 5);
+	cr_assert_arr_eq(record_val(&v), "one", 3);
+	record_release(&v);
 	OK(segment_resync(&S, g, next, end, &next));
 	cr_assert_eq(next, SEG_HEADER_SIZE + b);
 	OK(segment_record(&S, g, next, end, &v));
 	cr_assert_eq(v.h.kind, RECORD_DELETE);
-	cr_assert_arr_eq(rec_key(&v), "beta", 4);
-	OK(rec_verify(&v, g->seq, next));
-	rec_release(&v);
+	cr_assert_arr_eq(record_key(&v), "beta", 4);
+	OK(record_verify(&v, g->seq, next));
+	record_release(&v);
 	/* A limit before the second record's end hides it. */
 	OK(segment_resync(&S, g, SEG_HEADER_SIZE + a, end - 1, &next));
 	cr_assert_eq(next, end - 1);
@@ -896,7 +904,7 @@ Test(segment, unknown_record_kind_is_eversion_only_when_sealed,
 {
 	uint8_t body[64];
 	size_t n = make_record(body, 3, "kkk", "vv");
-	rec_view v;
+	record_view v;
 
 	write_segment(1, 0, body, n);
 	OK(segset_open(&S, fs, dir, 1 << 20, 1, &L));

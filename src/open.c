@@ -1,0 +1,286 @@
+/*
+ * open.c - opening and closing a store.
+ *
+ * cellar_open is a short sequence of named steps: check the options, make
+ * the handle, attach the file system, find or create the store (taking the
+ * write lock for a writer), open the log and recover the index, ready the
+ * writer, start the background thread.  Each step undoes nothing itself:
+ * on failure db_free takes apart whatever was built.
+ *
+ * Owns the handle's life and the test hooks' effect on it.  Must not: read
+ * or write records, or know the index file's or the meta file's bytes.
+ */
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "db.h"
+#include "error.h"
+#include "files.h"
+#include "meta.h"
+
+#define DEFAULT_SEGMENT_SIZE (256ull << 20)
+#define MIN_SEGMENT_SIZE (64ull << 10)
+#define MAX_SEGMENT_SIZE (2ull << 30)
+#define DEFAULT_SYNC_MS 1000
+#define DEFAULT_COMPACT_PCT 20
+
+/* ---- test hooks (test builds only) -------------------------------------- */
+
+#ifdef CELLAR_TEST_HOOKS
+static cellar__hash_fn test_hash;
+static uint64_t test_max_buckets;
+
+void cellar__test_set_hash(cellar__hash_fn fn)
+{
+	test_hash = fn;
+}
+
+void cellar__test_set_max_buckets(uint64_t n)
+{
+	test_max_buckets = n;
+}
+#endif
+
+/* ---- the steps ----------------------------------------------------------- */
+
+static int check_options(const cellar_options *o)
+{
+	if (o->version == 0 || o->version > CELLAR_OPTIONS_VERSION)
+		return cellar__error(CELLAR_EINVAL, "options version %u unknown",
+		                     o->version);
+	if (o->flags & ~(unsigned)(CELLAR_CREATE | CELLAR_READONLY))
+		return cellar__error(CELLAR_EINVAL, "unknown option flags 0x%x",
+		                     o->flags);
+	if (o->sync_mode < CELLAR_SYNC_NONE || o->sync_mode > CELLAR_SYNC_ALWAYS)
+		return cellar__error(CELLAR_EINVAL, "unknown sync mode %d",
+		                     o->sync_mode);
+	if (o->compact_dead_pct > 100 || o->auto_compact_pct > 100)
+		return cellar__error(CELLAR_EINVAL, "percentages must be 0..100");
+	if (o->max_segment_size && (o->max_segment_size < MIN_SEGMENT_SIZE ||
+	                            o->max_segment_size > MAX_SEGMENT_SIZE))
+		return cellar__error(CELLAR_EINVAL,
+		                     "max_segment_size must be 64 KiB..2 GiB");
+	return CELLAR_OK;
+}
+
+/* The caller's options, versions before 2 included, with defaults filled. */
+static void take_options(cellar_db *db, const cellar_options *opts)
+{
+	/* Version 1 callers' options end before expected_keys. */
+	memcpy(&db->opts, opts, opts->version >= 2
+	                            ? sizeof *opts
+	                            : offsetof(cellar_options, expected_keys));
+	if (!db->opts.max_segment_size)
+		db->opts.max_segment_size = DEFAULT_SEGMENT_SIZE;
+	if (!db->opts.sync_interval_ms)
+		db->opts.sync_interval_ms = DEFAULT_SYNC_MS;
+	if (!db->opts.compact_dead_pct)
+		db->opts.compact_dead_pct = DEFAULT_COMPACT_PCT;
+	db->readonly = !!(opts->flags & CELLAR_READONLY);
+}
+
+static int db_new(cellar_db **out, const char *dir, const cellar_options *opts)
+{
+	cellar_db *db = aligned_alloc(64, (sizeof *db + 63) & ~(size_t)63);
+
+	*out = NULL;
+	if (!db)
+		return cellar__error(CELLAR_ENOMEM, "out of memory");
+	memset(db, 0, sizeof *db);
+	latch_init(&db->latch);
+	gate_init(&db->gate);
+	pthread_mutex_init(&db->bg.mutex, NULL);
+	pthread_cond_init(&db->bg.cond, NULL);
+	take_options(db, opts);
+	*out = db;
+	if (!(db->dir = strdup(dir)))
+		return cellar__error(CELLAR_ENOMEM, "out of memory");
+	return CELLAR_OK;
+}
+
+static void db_free(cellar_db *db)
+{
+	bg_stop(db);
+	index_free(db->ix);
+	if (db->segs.by_id)
+		segset_close(&db->segs);
+	if (db->lock)
+		db->fs->unlock(db->fs, db->lock);
+	if (db->own_fs)
+		cellar_fs_free(db->fs);
+	if (db->w.fs) /* writer_init ran */
+		writer_destroy(&db->w);
+	pthread_mutex_destroy(&db->bg.mutex);
+	pthread_cond_destroy(&db->bg.cond);
+	gate_destroy(&db->gate);
+	free(db->dir);
+	free(db);
+}
+
+/* The caller's file system, or a new mmap one the handle owns. */
+static int attach_fs(cellar_db *db)
+{
+	int rc;
+
+	if (db->opts.fs) {
+		db->fs = db->opts.fs;
+	} else {
+		if ((rc = cellar_fs_mmap_new(&db->fs)) < 0)
+			return rc;
+		db->own_fs = 1;
+	}
+	if (db->fs->version != CELLAR_FS_VERSION)
+		return cellar__error(CELLAR_EINVAL, "file system version %u unknown",
+		                     db->fs->version);
+	return CELLAR_OK;
+}
+
+static uint64_t random_seed(const void *salt)
+{
+	struct timespec ts = { 0, 0 };
+	uint64_t mix[4];
+
+	timespec_get(&ts, TIME_UTC);
+	mix[0] = (uint64_t)ts.tv_sec;
+	mix[1] = (uint64_t)ts.tv_nsec;
+	mix[2] = (uint64_t)(uintptr_t)salt;
+	mix[3] = (uint64_t)(uintptr_t)&ts;
+	uint64_t s = hash_checksum(mix, sizeof mix);
+	return s ? s : 1;
+}
+
+/* A writer takes the store's lock, then creates the store if it is new. */
+static int lock_and_create(cellar_db *db, meta *m)
+{
+	char path[FILE_PATH_MAX];
+	int rc;
+
+	if ((rc = files_path(path, sizeof path, db->dir, FILE_LOCK)) < 0)
+		return rc;
+	if ((rc = db->fs->lock(db->fs, path, &db->lock)) < 0) {
+		if (rc == CELLAR_ELOCKED)
+			cellar__error(rc, "%s is open for writing elsewhere", db->dir);
+		return rc;
+	}
+	/* Someone may have created it while we waited for the lock. */
+	rc = meta_read(db->fs, db->dir, m);
+	if (rc != CELLAR_ENOENT)
+		return rc;
+	m->version = FORMAT_VERSION;
+	m->seed = db->opts.hash_seed ? db->opts.hash_seed : random_seed(db);
+	m->created = (uint64_t)time(NULL);
+	return meta_write(db->fs, db->dir, m);
+}
+
+/* Read the store's identity (creating the directory if asked to). */
+static int find_store(cellar_db *db, meta *m)
+{
+	int rc = meta_read(db->fs, db->dir, m);
+
+	if (rc == CELLAR_ENOENT && (db->opts.flags & CELLAR_CREATE) &&
+	    !db->readonly) {
+		rc = db->fs->mkdir(db->fs, db->dir);
+		if (rc < 0 && rc != CELLAR_EEXIST)
+			return rc;
+	} else if (rc == CELLAR_ENOENT) {
+		return cellar__error(CELLAR_ENOENT, "no cellar store in %s", db->dir);
+	} else if (rc < 0) {
+		return rc;
+	}
+	return db->readonly ? CELLAR_OK : lock_and_create(db, m);
+}
+
+/* Open the segments and bring the index up to date with them. */
+static int open_log(cellar_db *db, const meta *m)
+{
+	int rc;
+
+	db->kh.seed = m->seed;
+#ifdef CELLAR_TEST_HOOKS
+	db->kh.fn = test_hash;
+#endif
+	if ((rc = segset_open(&db->segs, db->fs, db->dir,
+	                      db->opts.max_segment_size, db->readonly,
+	                      &db->latch)) < 0 ||
+	    (rc = recovery_run(&db->ix, &db->segs, db->fs, db->dir, &db->kh,
+	                       db->readonly, &db->recovery)) < 0)
+		return rc;
+#ifdef CELLAR_TEST_HOOKS
+	db->ix->max_buckets = test_max_buckets;
+#endif
+	if (!db->readonly && db->opts.expected_keys)
+		return index_presize(db->ix, db->opts.expected_keys);
+	return CELLAR_OK;
+}
+
+/* Ready the writer; save a rebuilt index or a long replay at once. */
+static int start_writer(cellar_db *db)
+{
+	writer_config cfg = { db->fs, db->dir, &db->segs, db->ix, &db->latch,
+	                      &db->kh, db->opts.sync_mode == CELLAR_SYNC_ALWAYS,
+	                      db->recovery.replayed_bytes, !db->recovery.rebuilt };
+
+	/* What the last handle wrote after its checkpoint may never have been
+	 * fsynced (it may have died first): the next sync must. */
+	for (size_t i = 0; i < db->segs.n; i++)
+		if (db->recovery.rebuilt ||
+		    db->segs.list[i]->seq >= db->recovery.ckpt_seq)
+			db->segs.list[i]->synced = 0;
+	db->segs.dir_dirty = 1;
+	writer_init(&db->w, &cfg);
+	/* Save the rebuilt index so the next open is quick; a short replay is
+	 * cheaper than rewriting the whole index. */
+	if (!db->recovery.rebuilt && !writer_ckpt_due(&db->w))
+		return CELLAR_OK;
+	return writer_sync(&db->w, 1);
+}
+
+int cellar_open(cellar_db **out, const char *dir, const cellar_options *opts)
+{
+	cellar_options defaults = CELLAR_OPTIONS_INIT;
+	cellar_db *db = NULL;
+	meta m;
+	int rc;
+
+	cellar__error_clear();
+	if (!out)
+		return cellar__error(CELLAR_EINVAL, "out is NULL");
+	*out = NULL;
+	if (!dir || !*dir)
+		return cellar__error(CELLAR_EINVAL, "dir is NULL or empty");
+	if (!opts)
+		opts = &defaults;
+	if ((rc = check_options(opts)) < 0)
+		return rc;
+	if ((rc = db_new(&db, dir, opts)) < 0 || (rc = attach_fs(db)) < 0 ||
+	    (rc = find_store(db, &m)) < 0 || (rc = open_log(db, &m)) < 0 ||
+	    (!db->readonly && (rc = start_writer(db)) < 0) ||
+	    (rc = bg_start(db)) < 0)
+		goto fail;
+	cellar__error_clear(); /* ignored errors (a stale index.tmp) are no news */
+	*out = db;
+	return CELLAR_OK;
+fail:
+	if (db)
+		db_free(db);
+	return rc;
+}
+
+int cellar_close(cellar_db *db)
+{
+	int rc = CELLAR_OK;
+
+	cellar__error_clear();
+	if (!db)
+		return CELLAR_OK;
+	bg_stop(db); /* stops a background compaction between two batches */
+	if (!db->readonly) {
+		writer_lock(&db->w);
+		rc = writer_sync(&db->w, 1);
+		writer_unlock(&db->w);
+	}
+	db_free(db);
+	return rc;
+}

@@ -1,0 +1,151 @@
+/*
+ * writer.h - the write engine: the one writer at a time, and everything it
+ * changes.
+ *
+ * Owns: the writer mutex (and the count of callers waiting for it), the
+ * failure state that refuses writes after a failed fsync or a failed
+ * background compaction, staging and committing a record (append it, make
+ * the index point at it, move the old record's bytes to dead), sync, and
+ * the index checkpoint with its schedule.  It offers compaction what it
+ * needs through its own calls: batches that let waiting writers in first,
+ * copy-if-still-at, carry-a-tombstone, roll-over and dropping segments.
+ *
+ * Must not: know the public handle (cellar_db), check the caller's
+ * arguments (the front does), or read records for anyone else.  It calls
+ * the index, the segment set, the latch and files.h, never upward.
+ *
+ * Locking: every writer_* call except writer_lock, writer_batch_begin,
+ * writer_set_bg_error and writer_clear_bg_error runs with the mutex held.
+ * Readers are held up only while the exclusive latch is taken around an
+ * in-memory change, never across file I/O.
+ */
+#ifndef CELLAR_WRITER_H
+#define CELLAR_WRITER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hash.h"
+#include "index.h"
+#include "latch.h"
+#include "segment.h"
+
+typedef struct writer {
+	pthread_mutex_t mutex;
+	atomic_uint waiting;      /* callers blocked on mutex (writer_lock) */
+	int failed;               /* error that poisoned writes, or 0 */
+	int bg_error;             /* a background compaction failed, or 0 */
+	int sync_always;          /* fsync every record before it is visible */
+	uint64_t log_since_ckpt;  /* bytes appended since the last checkpoint */
+	int have_ckpt;            /* an index file matches the log start */
+	cellar_fs *fs;
+	const char *dir;
+	segset *segs;
+	cellar_index *ix;
+	latch *latch;
+	const keyhash *kh;
+	atomic_uint_fast64_t puts, deletes, syncs; /* successful calls */
+} writer;
+
+/** Where the writer works; the pointers must outlive it. */
+typedef struct writer_config {
+	cellar_fs *fs;
+	const char *dir;
+	segset *segs;
+	cellar_index *ix;
+	latch *latch;
+	const keyhash *kh;
+	int sync_always;
+	uint64_t log_since_ckpt; /* what recovery replayed past the checkpoint */
+	int have_ckpt;           /* recovery found a usable checkpoint */
+} writer_config;
+
+void writer_init(writer *w, const writer_config *cfg);
+void writer_destroy(writer *w);
+
+/**
+ * Take the mutex, announcing the wait so that a compaction pass lets this
+ * caller in between two batches (pthread mutexes are not fair).
+ */
+void writer_lock(writer *w);
+void writer_unlock(writer *w);
+
+/** CELLAR_OK, or CELLAR_EFAILED (with its message) after a failed write. */
+int writer_failed(const writer *w);
+
+/**
+ * CELLAR_OK, or why writes are refused (with its message): writer_failed,
+ * or the error of a failed background compaction.
+ */
+int writer_refused(const writer *w);
+
+/** Put a value: CELLAR_OK or an error. */
+int writer_put(writer *w, const void *key, size_t key_len, const void *val,
+               size_t val_len);
+
+/** Delete a key: CELLAR_OK, CELLAR_ENOTFOUND, or an error. */
+int writer_delete(writer *w, const void *key, size_t key_len);
+
+/**
+ * Make everything written so far durable, and write a checkpoint when due
+ * (the log grew by half the index since the last) or when force_ckpt and
+ * anything is new.  After a failed fsync every later write is refused.
+ */
+int writer_sync(writer *w, int force_ckpt);
+
+/** Has the log grown enough since the last checkpoint for the next one? */
+int writer_ckpt_due(const writer *w);
+
+/** Flush and fsync the segments only (no checkpoint). */
+int writer_sync_data(writer *w);
+
+/* ---- for compaction ---------------------------------------------------- */
+
+/**
+ * Start a batch: let every announced writer take the mutex first, then
+ * take it.  writer_batch_end releases it.
+ */
+void writer_batch_begin(writer *w);
+void writer_batch_end(writer *w);
+
+/**
+ * Append a copy of a put if the index still points at (seg, off): *copied
+ * is 1 if it did, 0 if the key moved on (nothing written).
+ */
+int writer_copy_if_at(writer *w, const void *key, size_t key_len,
+                      const void *val, size_t val_len, uint16_t seg,
+                      uint32_t off, int *copied);
+
+/**
+ * Append a copy of a delete if its key is absent, so that it goes on
+ * hiding older puts: *carried is 1 if it did, 0 if a put of the key is
+ * live (the tombstone is no longer needed).
+ */
+int writer_carry_tombstone(writer *w, const void *key, size_t key_len,
+                           int *carried);
+
+/** Close the newest segment and start a new one. */
+int writer_roll(writer *w);
+
+/**
+ * Drop segment g from the set (the index no longer points into it).  Its
+ * file stays until writer_remove_dropped, after a checkpoint.
+ */
+void writer_drop_segment(writer *w, segment *g);
+
+/** Remove the files of dropped segments seqs; then their ids may be reused. */
+int writer_remove_dropped(writer *w, const uint64_t *seqs, size_t n);
+
+/** Record (under the mutex) that a background compaction failed, or clear it. */
+void writer_set_bg_error(writer *w, int rc);
+void writer_clear_bg_error(writer *w);
+
+/** The segment set the writer appends to. */
+static inline segset *writer_segments(writer *w)
+{
+	return w->segs;
+}
+
+#endif

@@ -1,4 +1,11 @@
-/* fs_util.c - errno mapping and path helpers for fs/ (see fs_util.h). */
+/*
+ * fs_util.c - errno mapping and path helpers for fs/ (see fs_util.h), and
+ * cellar_fs_free().
+ *
+ * Owns the one errno -> CELLAR_E* mapping of the library.  It makes no
+ * system calls of its own and keeps no state; like all of fs/ it includes
+ * only the public headers and fs/ headers, nothing from src/.
+ */
 #include <errno.h>
 #include <string.h>
 

@@ -4,6 +4,10 @@
  * Only fs/ reads errno: every system-call failure goes through fs__errno(),
  * which maps it to a cellar error code and records a detail message such as
  * "write /x/0001.seg: No space left on device".
+ *
+ * fs/ is the bottom layer: its files include only the public headers
+ * (cellar.h, cellar_fs.h) and each other (this one, error.h for
+ * cellar__error(), posix_impl.h), never anything from src/.
  */
 #ifndef CELLAR_FS_UTIL_H
 #define CELLAR_FS_UTIL_H

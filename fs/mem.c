@@ -25,6 +25,10 @@
  *   and length; its file argument is ignored and may be closed.
  * - sync and sync_dir do nothing.  lock() uses an in-process flag on the
  *   file: a second lock() gives CELLAR_ELOCKED until unlock().
+ *
+ * It must not touch the disk: its only direct system calls are the
+ * anonymous mmap/munmap behind large file buffers (zalloc).  It knows nothing of cellar's files
+ * or formats and, like all of fs/, includes nothing from src/.
  */
 #include <pthread.h>
 #include <stdint.h>

@@ -6,6 +6,10 @@
  * as the file grows (MAP_SHARED shares the page cache with pwrite), and
  * cellar never touches bytes past the size (that would raise SIGBUS).
  * map() of length 0 fails with CELLAR_EINVAL.
+ *
+ * Owns only the mappings; every other operation is posix.c's and must not
+ * be copied here.  As in posix.c, errno goes through fs__errno(), cellar's
+ * formats are unknown here, and nothing from src/ is included.
  */
 #include <errno.h>
 #include <stdint.h>

@@ -4,6 +4,11 @@
  *
  * write_at and truncate on a file opened without CELLAR_FS_WRITE fail with
  * CELLAR_EINVAL (as in the mem file system) rather than the OS's EBADF.
+ *
+ * Owns the file descriptors and every system call on them.  It must not
+ * know cellar's files or formats (it moves bytes at offsets, nothing
+ * more), must not let errno out (each failure goes through fs__errno()),
+ * and, like all of fs/, includes nothing from src/.
  */
 #include <dirent.h>
 #include <errno.h>

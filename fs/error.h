@@ -1,9 +1,17 @@
 /*
- * error.h - error codes and the per-thread detail message.
+ * error.h - error codes and the per-thread detail message: the bottom of
+ * the library.
  *
  * Every module reports failure by returning a negative cellar_error; where a
  * detail helps ("segment 3: bad checksum at offset 1234") it also records a
  * message with cellar__error(), which cellar_errmsg() hands to the user.
+ *
+ * Owns the code messages (cellar_strerror), cellar__error() and the
+ * per-thread message buffer behind cellar_errmsg().  Both fs/ and src/ use
+ * it, so it lives in fs/, the lowest layer: it includes only cellar.h and
+ * standard headers, never anything from src/, and does no I/O (it formats
+ * into its buffer; it never prints or logs, and reads no errno: fs/ maps
+ * errno with fs__errno() in fs_util.h).
  */
 #ifndef CELLAR_ERROR_H
 #define CELLAR_ERROR_H

@@ -1,4 +1,13 @@
-/* error.c - cellar_strerror() and the per-thread detail message. */
+/*
+ * error.c - cellar_strerror(), cellar_errmsg() and cellar__error() with the
+ * per-thread message buffer (see error.h).
+ *
+ * The bottom of the library, used by fs/ and src/ alike: it must include
+ * nothing from src/ and do no I/O (it formats a message into a buffer; it
+ * never prints, logs or calls into a file system).  The buffer is made with
+ * malloc on a thread's first error and freed by a pthread key destructor at
+ * thread exit.
+ */
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>

@@ -5,7 +5,8 @@
  * every operation fails), and simulates a power cut on the wrapped file
  * system by putting every file back to its last synced state.
  *
- * Never installed; linked into the tests through the internal library.
+ * Test-only: it lives in tests/, is never installed and is not part of the
+ * library; tests/meson.build links it into the test suites.
  *
  * Durability model used by fault_fs_power_cut():
  * - A file's content and size are durable as of its last successful sync.

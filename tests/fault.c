@@ -13,6 +13,9 @@
  *   never touched are whatever the base holds, taken as durable.
  * One mutex guards everything, base calls included, so the log order is the
  * order in which the base saw the writes.
+ *
+ * Test-only: not part of the library.  It may use fs/ helpers (fs_util.h,
+ * error.h) but nothing in the library may depend on it.
  */
 #include <pthread.h>
 #include <stdlib.h>

@@ -319,8 +319,9 @@ CELLAR_API int cellar_count(cellar_db *db, uint64_t *out);
 /**
  * Make every write that returned before this call durable: flush the write
  * buffer and fsync the segment files; from time to time (when the log has
- * grown by about the index's size since) also write a new index checkpoint,
- * which bounds the work of recovery after a crash.  Readers are not blocked.
+ * grown by half the index file's size, and at least 8 MiB, since the last
+ * one) also write a new index checkpoint, which bounds the work of recovery
+ * after a crash.  Other writers wait for it; readers are not blocked.
  * @return CELLAR_OK, CELLAR_EINVAL (db NULL), CELLAR_EREADONLY, CELLAR_EIO,
  *   CELLAR_ENOSPC, or CELLAR_EFAILED.
  */
@@ -402,9 +403,11 @@ CELLAR_API int cellar_segments(cellar_db *db, cellar_segment_info *out,
  * loses nothing.
  *
  * Compaction moves records, which would make an iteration in progress
- * return some keys twice, so it never runs while an iterator of this handle
- * is open: it then returns CELLAR_EBUSY, and a pass that meets a new
- * iterator stops between two batches (result->complete is 0).
+ * return some keys twice, so no batch runs while an iterator of this handle
+ * is open: a pass with a segment to rewrite then returns CELLAR_EBUSY (one
+ * with nothing over the threshold returns CELLAR_OK, having done nothing),
+ * and a pass that meets a new iterator stops between two batches
+ * (result->complete is 0).
  * @param[out] result  counts of the pass; may be NULL.
  * @return CELLAR_OK, CELLAR_EBUSY, CELLAR_EREADONLY, CELLAR_EINVAL,
  *   CELLAR_EFAILED, CELLAR_ECORRUPT or CELLAR_EVERSION (the index or a record

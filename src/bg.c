@@ -9,12 +9,12 @@
  */
 #include <time.h>
 
+#include "bg.h"
 #include "clock.h"
 #include "compact.h"
-#include "db.h"
 #include "error.h"
 
-void db_event(cellar_db *db, const cellar_event *ev)
+void bg_event(cellar_db *db, const cellar_event *ev)
 {
 	if (db->opts.on_event)
 		db->opts.on_event(ev, db->opts.event_ctx);
@@ -24,11 +24,11 @@ static void event_error(cellar_db *db, int rc)
 {
 	cellar_event ev = { CELLAR_EVENT_ERROR, rc, cellar_errmsg(), 0, NULL };
 
-	db_event(db, &ev);
+	bg_event(db, &ev);
 }
 
-int db_compact(cellar_db *db, cellar_compact_result *res,
-               const atomic_int *stop)
+int bg_compact_pass(cellar_db *db, cellar_compact_result *res,
+                    const atomic_int *stop)
 {
 	int rc = compact_run(&db->w, &db->gate, db->opts.compact_dead_pct, stop,
 	                     res);
@@ -36,7 +36,7 @@ int db_compact(cellar_db *db, cellar_compact_result *res,
 	atomic_fetch_add_explicit(&db->compactions, 1, memory_order_relaxed);
 	if (rc == CELLAR_OK) {
 		cellar_event ev = { CELLAR_EVENT_COMPACT, 0, "", res->seconds, res };
-		db_event(db, &ev);
+		bg_event(db, &ev);
 	}
 	return rc;
 }
@@ -69,14 +69,14 @@ static void bg_sync(cellar_db *db)
 	} else {
 		cellar_event ev = { CELLAR_EVENT_SYNC, 0, "", clock_seconds() - t0,
 		                    NULL };
-		db_event(db, &ev);
+		bg_event(db, &ev);
 	}
 }
 
 static void bg_compact(cellar_db *db)
 {
 	cellar_compact_result res;
-	int rc = db_compact(db, &res, &db->bg.stop);
+	int rc = bg_compact_pass(db, &res, &db->bg.stop);
 
 	if (rc == CELLAR_EBUSY)
 		return; /* an iterator is open: try again next time */

@@ -10,10 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bg.h"
 #include "bucket.h"
-#include "db.h"
 #include "error.h"
+#include "handle.h"
 #include "meta.h"
+#include "read.h"
 
 /* What a call needs of its arguments (enter). */
 enum {
@@ -96,7 +98,7 @@ int cellar_compact(cellar_db *db, cellar_compact_result *result)
 
 	if ((rc = enter(db, NEED_WRITABLE, NULL, 0)) < 0)
 		return rc;
-	rc = db_compact(db, &res, NULL);
+	rc = bg_compact_pass(db, &res, NULL);
 	if (rc == CELLAR_OK)
 		writer_clear_bg_error(&db->w); /* the failed background pass is done */
 	if (result)

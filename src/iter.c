@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "db.h"
 #include "error.h"
+#include "handle.h"
 
 struct cellar_iter {
 	cellar_db *db;

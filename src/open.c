@@ -15,9 +15,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "db.h"
+#include "bg.h"
 #include "error.h"
 #include "files.h"
+#include "handle.h"
 #include "meta.h"
 
 #define DEFAULT_SEGMENT_SIZE (256ull << 20)

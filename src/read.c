@@ -17,8 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "db.h"
 #include "error.h"
+#include "read.h"
 #include "record.h"
 
 /*

@@ -171,8 +171,9 @@ int segset_flush(segset *s);
 
 /**
  * Writer: flush and fsync every segment with unsynced bytes, and the
- * directory if segments were created.  Does not hold the writer up beyond
- * the flush when called with the files to sync collected first: see db.c.
+ * directory if segments were created.  The writer mutex stays held through
+ * the fsyncs; readers meet the exclusive latch only around the flush's
+ * in-memory step.  A failed fsync is also kept in s->sync_failed.
  */
 int segset_sync(segset *s);
 

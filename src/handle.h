@@ -1,8 +1,8 @@
 /*
- * db.h - the database handle and the parts of the front that share it:
- * the public calls (db.c), the read path (read.c), opening and closing
+ * handle.h - the database handle, shared by the parts of the front: the
+ * public calls (db.c), the read path (read.c), opening and closing
  * (open.c), the background thread and events (bg.c) and the iterator
- * (iter.c).
+ * (iter.c).  It has no .c of its own.
  *
  * The handle owns one of each engine piece: the segment set, the index,
  * the writer (writer.h, which owns the writer mutex and the failure
@@ -15,8 +15,8 @@
  * exclusive only around in-memory changes.  A read-only handle has no
  * writer and takes neither.
  */
-#ifndef CELLAR_DB_H
-#define CELLAR_DB_H
+#ifndef CELLAR_HANDLE_H
+#define CELLAR_HANDLE_H
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -81,42 +81,5 @@ static inline void db_read_unlock(cellar_db *db, unsigned slot)
 	if (!db->readonly)
 		latch_read_unlock(&db->latch, slot);
 }
-
-/* ---- read.c ------------------------------------------------------------ */
-
-/* What a lookup hands back. */
-enum { READ_COPY, READ_ALLOC, READ_HAS };
-
-typedef struct read_req {
-	const void *key;
-	size_t key_len;
-	int mode;    /* READ_* */
-	void *buf;   /* READ_COPY: the caller's buffer of cap bytes */
-	size_t cap;
-	void **out;  /* READ_ALLOC: receives a malloc'd copy */
-	size_t len;  /* out: the value's length (also when EBUFS) */
-} read_req;
-
-/**
- * Look the key up and deliver its value as r->mode says: CELLAR_OK,
- * CELLAR_ENOTFOUND, CELLAR_EBUFS (r->len says how much is needed), or an
- * error (CELLAR_ECORRUPT for a damaged record or index).
- */
-int read_lookup(cellar_db *db, read_req *r);
-
-/* ---- bg.c -------------------------------------------------------------- */
-
-/** Report an event to the user's callback, if any. */
-void db_event(cellar_db *db, const cellar_event *ev);
-
-/** A compaction pass (stops between batches once *stop is set); counted,
- *  and reported as CELLAR_EVENT_COMPACT when it succeeds. */
-int db_compact(cellar_db *db, cellar_compact_result *res,
-               const atomic_int *stop);
-
-/** Start the background thread if the options ask for it. */
-int bg_start(cellar_db *db);
-/** Stop it (between two compaction batches) and wait; accepts a stopped one. */
-void bg_stop(cellar_db *db);
 
 #endif

@@ -1,0 +1,224 @@
+/*
+ * test_writer.c - the write engine (src/writer.h) through a store's own
+ * writer: puts and deletes and their counters, what compaction asks of it
+ * (copy-if-still-at, carrying a tombstone, batches, dropping segments), the
+ * failure state and the checkpoint schedule.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "common.h"
+#include "fault.h"
+#include "handle.h"
+#include "writer.h"
+
+static tc_store S;
+
+static void setup(void)
+{
+	tc_store_new(&S, 0);
+}
+
+static void teardown(void)
+{
+	tc_store_free(&S);
+}
+
+static writer *W(void)
+{
+	return &S.db->w;
+}
+
+/* Where the index says key's record is.  (Not inlined: gcc 12 warns about
+ * XXH3's long-input path specialised for a constant one-byte key.) */
+__attribute__((noinline)) static void where(const char *key, uint16_t *seg, uint32_t *off)
+{
+	seg_key k = { &S.db->segs, key, strlen(key), 0 };
+	index_ref ref;
+
+	OK(index_find(S.db->ix, db_hash(S.db, key, strlen(key)), segset_match_key,
+	              &k, &ref));
+	cr_assert(ref.found, "%s is not in the index", key);
+	*seg = ref.old_seg;
+	*off = ref.old_off;
+}
+
+static void expect_value(const char *key, const char *want)
+{
+	char buf[64];
+	size_t n = 0;
+
+	OK(cellar_get(S.db, key, strlen(key), buf, sizeof buf, &n));
+	cr_assert_eq(n, strlen(want));
+	cr_assert_arr_eq(buf, want, n);
+}
+
+Test(writer, put_and_delete_count_only_what_they_did, .init = setup,
+     .fini = teardown)
+{
+	writer_lock(W());
+	OK(writer_put(W(), "a", 1, "1", 1));
+	OK(writer_put(W(), "a", 1, "2", 1));
+	ERR(CELLAR_ENOTFOUND, writer_delete(W(), "b", 1));
+	OK(writer_delete(W(), "a", 1));
+	writer_unlock(W());
+	cr_assert_eq(atomic_load(&W()->puts), 2);
+	cr_assert_eq(atomic_load(&W()->deletes), 1);
+	ERR(CELLAR_ENOTFOUND, cellar_get(S.db, "a", 1, NULL, 0, NULL));
+}
+
+Test(writer, copy_if_at_copies_only_the_current_record, .init = setup,
+     .fini = teardown)
+{
+	uint16_t seg, seg2;
+	uint32_t off, off2;
+	int copied = -1;
+
+	OK(cellar_put(S.db, "k", 1, "old", 3));
+	where("k", &seg, &off);
+	writer_lock(W());
+	OK(writer_copy_if_at(W(), "k", 1, "old", 3, seg, off, &copied));
+	writer_unlock(W());
+	cr_assert_eq(copied, 1);
+	where("k", &seg2, &off2);
+	cr_assert(seg2 != seg || off2 != off, "the index still names the original");
+	expect_value("k", "old");
+	/* The original is no longer current: nothing is written. */
+	uint64_t before = S.db->segs.list[S.db->segs.n - 1]->size;
+	writer_lock(W());
+	OK(writer_copy_if_at(W(), "k", 1, "old", 3, seg, off, &copied));
+	writer_unlock(W());
+	cr_assert_eq(copied, 0);
+	cr_assert_eq(S.db->segs.list[S.db->segs.n - 1]->size, before);
+	/* Neither is a key that is gone. */
+	OK(cellar_delete(S.db, "k", 1));
+	writer_lock(W());
+	OK(writer_copy_if_at(W(), "k", 1, "old", 3, seg2, off2, &copied));
+	writer_unlock(W());
+	cr_assert_eq(copied, 0);
+	cr_assert_eq(atomic_load(&W()->puts), 1, "copies are not puts");
+}
+
+Test(writer, tombstone_is_carried_only_for_an_absent_key, .init = setup,
+     .fini = teardown)
+{
+	int carried = -1;
+	segment *g;
+
+	OK(cellar_put(S.db, "here", 4, "v", 1));
+	writer_lock(W());
+	OK(writer_carry_tombstone(W(), "here", 4, &carried));
+	cr_assert_eq(carried, 0);
+	OK(writer_carry_tombstone(W(), "gone", 4, &carried));
+	writer_unlock(W());
+	cr_assert_eq(carried, 1);
+	g = S.db->segs.list[S.db->segs.n - 1];
+	/* Dead weight that stays: counted dead and kept, the index untouched. */
+	cr_assert_gt(g->kept, 0);
+	cr_assert_geq(g->dead, g->kept);
+	uint64_t n;
+	OK(cellar_count(S.db, &n));
+	cr_assert_eq(n, 1);
+	expect_value("here", "v");
+}
+
+Test(writer, a_batch_holds_the_mutex, .init = setup, .fini = teardown)
+{
+	writer_batch_begin(W());
+	cr_assert_eq(pthread_mutex_trylock(&W()->mutex), EBUSY);
+	writer_batch_end(W());
+	cr_assert_eq(pthread_mutex_trylock(&W()->mutex), 0);
+	pthread_mutex_unlock(&W()->mutex);
+}
+
+Test(writer, dropped_segments_are_removed_after_a_checkpoint, .init = setup,
+     .fini = teardown)
+{
+	cellar_db_stats st;
+
+	OK(cellar_put(S.db, "a", 1, "1", 1));
+	writer_lock(W());
+	OK(writer_roll(W()));
+	cr_assert_eq(S.db->segs.n, 2);
+	OK(writer_put(W(), "a", 1, "2", 1));
+	segment *old = S.db->segs.list[0];
+	uint64_t seq = old->seq;
+	writer_drop_segment(W(), old);
+	OK(writer_sync(W(), 1));
+	OK(writer_remove_dropped(W(), &seq, 1));
+	writer_unlock(W());
+	OK(cellar_stats(S.db, &st));
+	cr_assert_eq(st.segments, 1);
+	tc_store_reopen(&S);
+	expect_value("a", "2");
+	OK(cellar_stats(S.db, &st));
+	cr_assert_eq(st.segments, 1);
+}
+
+Test(writer, background_error_refuses_writes_until_cleared, .init = setup,
+     .fini = teardown)
+{
+	OK(writer_refused(W()));
+	writer_set_bg_error(W(), CELLAR_ENOSPC);
+	ERR(CELLAR_ENOSPC, writer_refused(W()));
+	cr_assert(strstr(cellar_errmsg(), "background compaction failed"),
+	          "message: %s", cellar_errmsg());
+	ERR(CELLAR_ENOSPC, cellar_put(S.db, "a", 1, "1", 1));
+	OK(writer_failed(W()));
+	writer_clear_bg_error(W());
+	OK(cellar_put(S.db, "a", 1, "1", 1));
+}
+
+Test(writer, failed_fsync_poisons_every_later_write)
+{
+	cellar_fs *base = tc_fs_new_named("mem"), *fs;
+	char *dir = tc_dir_new();
+	cellar_options o = CELLAR_OPTIONS_INIT;
+	cellar_db *db;
+
+	OK(fault_fs_new(&fs, base));
+	o.flags = CELLAR_CREATE;
+	o.fs = fs;
+	OK(cellar_open(&db, dir, &o));
+	OK(cellar_put(db, "a", 1, "1", 1));
+	fault_fs_fail(fs, FAULT_SYNC, fault_fs_count(fs, FAULT_SYNC) + 1,
+	              CELLAR_EIO, 0);
+	writer_lock(&db->w);
+	ERR(CELLAR_EIO, writer_sync(&db->w, 0));
+	ERR(CELLAR_EFAILED, writer_failed(&db->w));
+	cr_assert(strstr(cellar_errmsg(), "an earlier write failed"),
+	          "message: %s", cellar_errmsg());
+	ERR(CELLAR_EFAILED, writer_refused(&db->w));
+	ERR(CELLAR_EFAILED, writer_sync(&db->w, 1));
+	writer_unlock(&db->w);
+	ERR(CELLAR_EFAILED, cellar_put(db, "b", 1, "2", 1));
+	ERR(CELLAR_EFAILED, cellar_close(db));
+	cellar_fs_free(fs);
+	cellar_fs_free(base);
+	tc_dir_free(dir);
+}
+
+Test(writer, checkpoint_falls_due_as_the_log_grows, .init = setup,
+     .fini = teardown)
+{
+	char key[16], val[100];
+
+	memset(val, 'v', sizeof val);
+	writer_lock(W());
+	OK(writer_sync(W(), 1));
+	cr_assert_not(writer_ckpt_due(W()));
+	/* The smallest schedule is 8 MiB of log past the checkpoint. */
+	for (int i = 0; !writer_ckpt_due(W()); i++) {
+		snprintf(key, sizeof key, "k%08d", i);
+		OK(writer_put(W(), key, strlen(key), val, sizeof val));
+		cr_assert_lt(i, 200000, "never due");
+	}
+	cr_assert_geq(W()->log_since_ckpt, 8u << 20);
+	OK(writer_sync(W(), 0));
+	cr_assert_eq(W()->log_since_ckpt, 0, "the due checkpoint was not written");
+	cr_assert_not(writer_ckpt_due(W()));
+	writer_unlock(W());
+}

@@ -111,7 +111,7 @@ static void db_free(cellar_db *db)
 		db->fs->unlock(db->fs, db->lock);
 	if (db->own_fs)
 		cellar_fs_free(db->fs);
-	if (db->w.fs) /* writer_init ran */
+	if (db->w.c.fs) /* writer_init ran */
 		writer_destroy(&db->w);
 	pthread_mutex_destroy(&db->bg.mutex);
 	pthread_cond_destroy(&db->bg.cond);
@@ -220,8 +220,7 @@ static int open_log(cellar_db *db, const meta *m)
 static int start_writer(cellar_db *db)
 {
 	writer_config cfg = { db->fs, db->dir, &db->segs, db->ix, &db->latch,
-	                      &db->kh, db->opts.sync_mode == CELLAR_SYNC_ALWAYS,
-	                      db->recovery.replayed_bytes, !db->recovery.rebuilt };
+	                      &db->kh, db->opts.sync_mode == CELLAR_SYNC_ALWAYS };
 
 	/* What the last handle wrote after its checkpoint may never have been
 	 * fsynced (it may have died first): the next sync must. */
@@ -230,7 +229,8 @@ static int start_writer(cellar_db *db)
 		    db->segs.list[i]->seq >= db->recovery.ckpt_seq)
 			db->segs.list[i]->synced = 0;
 	db->segs.dir_dirty = 1;
-	writer_init(&db->w, &cfg);
+	writer_init(&db->w, &cfg, db->recovery.replayed_bytes,
+	            !db->recovery.rebuilt);
 	/* Save the rebuilt index so the next open is quick; a short replay is
 	 * cheaper than rewriting the whole index. */
 	if (!db->recovery.rebuilt && !writer_ckpt_due(&db->w))

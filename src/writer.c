@@ -19,19 +19,14 @@
 /* Write a checkpoint at sync once this much log is past the last one... */
 #define CKPT_MIN_LOG (8ull << 20)
 
-void writer_init(writer *w, const writer_config *cfg)
+void writer_init(writer *w, const writer_config *cfg, uint64_t log_since_ckpt,
+                 int have_ckpt)
 {
 	memset(w, 0, sizeof *w);
 	pthread_mutex_init(&w->mutex, NULL);
-	w->fs = cfg->fs;
-	w->dir = cfg->dir;
-	w->segs = cfg->segs;
-	w->ix = cfg->ix;
-	w->latch = cfg->latch;
-	w->kh = cfg->kh;
-	w->sync_always = cfg->sync_always;
-	w->log_since_ckpt = cfg->log_since_ckpt;
-	w->have_ckpt = cfg->have_ckpt;
+	w->c = *cfg;
+	w->log_since_ckpt = log_since_ckpt;
+	w->have_ckpt = have_ckpt;
 }
 
 void writer_destroy(writer *w)
@@ -83,7 +78,7 @@ int writer_refused(const writer *w)
 
 static int checkpoint(writer *w)
 {
-	segset *s = w->segs;
+	segset *s = w->c.segs;
 	index_ckpt ck = { 0 };
 	segment *last = segset_last(s);
 	int rc;
@@ -102,7 +97,7 @@ static int checkpoint(writer *w)
 	}
 	ck.seq = last ? last->seq : 0;
 	ck.off = last ? last->wend : 0;
-	rc = index_write(w->ix, w->fs, w->dir, &ck);
+	rc = index_write(w->c.ix, w->c.fs, w->c.dir, &ck);
 	free(ck.segs);
 	if (rc == CELLAR_OK) {
 		w->log_since_ckpt = 0;
@@ -118,7 +113,7 @@ static int checkpoint(writer *w)
  */
 static uint64_t ckpt_due(const writer *w)
 {
-	uint64_t due = index_file_size(w->ix, w->segs->n) / 2;
+	uint64_t due = index_file_size(w->c.ix, w->c.segs->n) / 2;
 
 	return due < CKPT_MIN_LOG ? CKPT_MIN_LOG : due;
 }
@@ -130,7 +125,7 @@ int writer_ckpt_due(const writer *w)
 
 int writer_sync_data(writer *w)
 {
-	int rc = segset_sync(w->segs);
+	int rc = segset_sync(w->c.segs);
 
 	/* After a failed fsync the kernel may have dropped the data: refuse
 	 * further writes rather than pretend. */
@@ -175,8 +170,8 @@ static void pending_init(writer *w, pending *p, unsigned kind, const void *key,
 	p->key_len = key_len;
 	p->val = val;
 	p->val_len = val_len;
-	p->hash = keyhash_of(w->kh, key, key_len);
-	p->match = (seg_key){ w->segs, key, key_len, 0 };
+	p->hash = keyhash_of(w->c.kh, key, key_len);
+	p->match = (seg_key){ w->c.segs, key, key_len, 0 };
 	p->touch_index = 1;
 }
 
@@ -187,9 +182,9 @@ static void pending_init(writer *w, pending *p, unsigned kind, const void *key,
  */
 static int locate(writer *w, pending *p)
 {
-	index_prefetch(w->ix, p->hash);
-	segset_stage(w->segs, p->kind, p->key, p->key_len, p->val, p->val_len);
-	return index_find(w->ix, p->hash, segset_match_key, &p->match, &p->ref);
+	index_prefetch(w->c.ix, p->hash);
+	segset_stage(w->c.segs, p->kind, p->key, p->key_len, p->val, p->val_len);
+	return index_find(w->c.ix, p->hash, segset_match_key, &p->match, &p->ref);
 }
 
 /* Make what publish changes in the index writable (and allocated). */
@@ -197,11 +192,11 @@ static int reserve(writer *w, pending *p)
 {
 	int rc;
 
-	if (!p->touch_index || index_reserve_is_noop(w->ix, &p->ref))
+	if (!p->touch_index || index_reserve_is_noop(w->c.ix, &p->ref))
 		return CELLAR_OK;
-	latch_write_lock(w->latch);
-	rc = index_reserve(w->ix, &p->ref);
-	latch_write_unlock(w->latch);
+	latch_write_lock(w->c.latch);
+	rc = index_reserve(w->c.ix, &p->ref);
+	latch_write_unlock(w->c.latch);
 	return rc;
 }
 
@@ -209,16 +204,16 @@ static int reserve(writer *w, pending *p)
 static void unreserve(writer *w, pending *p)
 {
 	if (p->touch_index && !p->ref.found && p->ref.slot < 0) {
-		latch_write_lock(w->latch);
-		index_unreserve(w->ix, &p->ref);
-		latch_write_unlock(w->latch);
+		latch_write_lock(w->c.latch);
+		index_unreserve(w->c.ix, &p->ref);
+		latch_write_unlock(w->c.latch);
 	}
 }
 
 /* Put the record into the log, not yet visible. */
 static int append(writer *w, pending *p)
 {
-	segset *s = w->segs;
+	segset *s = w->c.segs;
 	int rc;
 
 	if (s->staged) {
@@ -230,7 +225,7 @@ static int append(writer *w, pending *p)
 			w->failed = s->sync_failed; /* fsync in a roll-over */
 		return rc;
 	}
-	if (w->sync_always && (rc = segset_sync(s)) < 0) {
+	if (w->c.sync_always && (rc = segset_sync(s)) < 0) {
 		w->failed = rc;
 		return rc;
 	}
@@ -242,24 +237,24 @@ static void publish(writer *w, pending *p)
 {
 	segment *g = p->g;
 
-	latch_write_lock(w->latch);
-	segset_publish(w->segs, g, p->off + p->total);
+	latch_write_lock(w->c.latch);
+	segset_publish(w->c.segs, g, p->off + p->total);
 	if (!p->touch_index) {
 		/* A carried tombstone is dead weight that must stay for now:
 		 * counted dead, but not as a reason to compact again. */
 		g->dead += p->total;
 		g->kept += p->total;
 	} else if (p->kind == RECORD_PUT) {
-		index_set(w->ix, &p->ref, p->hash, g->id, (uint32_t)p->off);
-		index_grow(w->ix);
+		index_set(w->c.ix, &p->ref, p->hash, g->id, (uint32_t)p->off);
+		index_grow(w->c.ix);
 		g->live += p->total;
 	} else {
-		index_remove(w->ix, &p->ref);
+		index_remove(w->c.ix, &p->ref);
 		g->dead += p->total;
 	}
 	if (p->touch_index && p->ref.found)
-		segset_mark_dead(w->segs, p->ref.old_seg, p->match.found_total);
-	latch_write_unlock(w->latch);
+		segset_mark_dead(w->c.segs, p->ref.old_seg, p->match.found_total);
+	latch_write_unlock(w->c.latch);
 	w->log_since_ckpt += p->total;
 }
 
@@ -364,22 +359,22 @@ int writer_carry_tombstone(writer *w, const void *key, size_t key_len,
 
 int writer_roll(writer *w)
 {
-	return segset_roll(w->segs);
+	return segset_roll(w->c.segs);
 }
 
 void writer_drop_segment(writer *w, segment *g)
 {
-	latch_write_lock(w->latch);
-	segset_forget(w->segs, g);
-	latch_write_unlock(w->latch);
+	latch_write_lock(w->c.latch);
+	segset_forget(w->c.segs, g);
+	latch_write_unlock(w->c.latch);
 }
 
 int writer_remove_dropped(writer *w, const uint64_t *seqs, size_t n)
 {
-	int rc = files_remove_segments(w->fs, w->dir, seqs, n);
+	int rc = files_remove_segments(w->c.fs, w->c.dir, seqs, n);
 
 	if (rc == CELLAR_OK)
-		segset_release_ids(w->segs);
+		segset_release_ids(w->c.segs);
 	return rc;
 }
 

@@ -32,23 +32,6 @@
 #include "latch.h"
 #include "segment.h"
 
-typedef struct writer {
-	pthread_mutex_t mutex;
-	atomic_uint waiting;      /* callers blocked on mutex (writer_lock) */
-	int failed;               /* error that poisoned writes, or 0 */
-	int bg_error;             /* a background compaction failed, or 0 */
-	int sync_always;          /* fsync every record before it is visible */
-	uint64_t log_since_ckpt;  /* bytes appended since the last checkpoint */
-	int have_ckpt;            /* an index file matches the log start */
-	cellar_fs *fs;
-	const char *dir;
-	segset *segs;
-	cellar_index *ix;
-	latch *latch;
-	const keyhash *kh;
-	atomic_uint_fast64_t puts, deletes, syncs; /* successful calls */
-} writer;
-
 /** Where the writer works; the pointers must outlive it. */
 typedef struct writer_config {
 	cellar_fs *fs;
@@ -57,12 +40,26 @@ typedef struct writer_config {
 	cellar_index *ix;
 	latch *latch;
 	const keyhash *kh;
-	int sync_always;
-	uint64_t log_since_ckpt; /* what recovery replayed past the checkpoint */
-	int have_ckpt;           /* recovery found a usable checkpoint */
+	int sync_always; /* fsync every record before it is visible */
 } writer_config;
 
-void writer_init(writer *w, const writer_config *cfg);
+typedef struct writer {
+	writer_config c;
+	pthread_mutex_t mutex;
+	atomic_uint waiting;      /* callers blocked on mutex (writer_lock) */
+	int failed;               /* error that poisoned writes, or 0 */
+	int bg_error;             /* a background compaction failed, or 0 */
+	uint64_t log_since_ckpt;  /* bytes appended since the last checkpoint */
+	int have_ckpt;            /* an index file matches the log start */
+	atomic_uint_fast64_t puts, deletes, syncs; /* successful calls */
+} writer;
+
+/**
+ * Start the writer on cfg.  Recovery says where the log stands: the bytes
+ * it replayed past the checkpoint, and whether that checkpoint is usable.
+ */
+void writer_init(writer *w, const writer_config *cfg, uint64_t log_since_ckpt,
+                 int have_ckpt);
 void writer_destroy(writer *w);
 
 /**
@@ -145,7 +142,7 @@ void writer_clear_bg_error(writer *w);
 /** The segment set the writer appends to. */
 static inline segset *writer_segments(writer *w)
 {
-	return w->segs;
+	return w->c.segs;
 }
 
 #endif

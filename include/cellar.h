@@ -294,6 +294,37 @@ CELLAR_API int cellar_get_alloc(cellar_db *db, const void *key,
 /** Free a buffer returned by cellar_get_alloc().  Accepts NULL. */
 CELLAR_API void cellar_free(void *p);
 
+/** One lookup of a cellar_get_many() batch. */
+typedef struct cellar_get_item {
+	const void *key; /**< in: the key */
+	size_t key_len;  /**< in: its length */
+	void *buf;       /**< in: where the value goes; may be NULL if cap is 0 */
+	size_t cap;      /**< in: capacity of buf in bytes */
+	size_t val_len;  /**< out: the value's length (also on CELLAR_EBUFS) */
+	int status;      /**< out: what cellar_get() would have returned */
+} cellar_get_item;
+
+/**
+ * Look up a batch of keys at once: for each item, exactly what cellar_get()
+ * would do with its key, buf and cap, its result in item->status and
+ * item->val_len.  The lookups are pipelined (hash every key of a group,
+ * prefetch every bucket, match the tags, prefetch every record, then compare,
+ * verify and copy), so that the memory latency of one key overlaps with the
+ * others'; any batch size works, and from about 16 keys on the throughput no
+ * longer grows (README, Performance).  Items are independent: a bad key or a
+ * small buffer affects only its own item.  Values are consistent per key;
+ * a batch is not a snapshot (a writer may change keys between two items).
+ * @param items  n items; key, key_len, buf and cap are read, val_len and
+ *               status written.
+ * @return CELLAR_OK once every item has its status (which may be
+ *   CELLAR_ENOTFOUND, CELLAR_EBUFS, CELLAR_EINVAL for a NULL key or buffer,
+ *   CELLAR_EKEYLEN, CELLAR_ECORRUPT, CELLAR_EVERSION, CELLAR_EIO), or
+ *   CELLAR_EINVAL when db is NULL or items is NULL with n > 0 (no item is
+ *   touched).  cellar_errmsg() describes the last item that failed.
+ */
+CELLAR_API int cellar_get_many(cellar_db *db, cellar_get_item *items,
+                               size_t n);
+
 /**
  * Tell whether key is present.
  * @return CELLAR_OK if it is, CELLAR_ENOTFOUND if not, or an error as for

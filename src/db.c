@@ -23,6 +23,16 @@ enum {
 	NEED_KEY = 2       /* a valid key */
 };
 
+static int check_key(const void *key, size_t key_len)
+{
+	if (!key)
+		return cellar__error(CELLAR_EINVAL, "key is NULL");
+	if (key_len == 0 || key_len > CELLAR_MAX_KEY_LEN)
+		return cellar__error(CELLAR_EKEYLEN, "key length %zu not in 1..%u",
+		                     key_len, CELLAR_MAX_KEY_LEN);
+	return CELLAR_OK;
+}
+
 /*
  * The entry of every public call on a handle: forget this thread's last
  * message, then check the handle and, as need says, that it is writable
@@ -35,14 +45,7 @@ static int enter(cellar_db *db, unsigned need, const void *key, size_t key_len)
 		return cellar__error(CELLAR_EINVAL, "db is NULL");
 	if ((need & NEED_WRITABLE) && db->readonly)
 		return cellar__error(CELLAR_EREADONLY, "store is open read-only");
-	if (!(need & NEED_KEY))
-		return CELLAR_OK;
-	if (!key)
-		return cellar__error(CELLAR_EINVAL, "key is NULL");
-	if (key_len == 0 || key_len > CELLAR_MAX_KEY_LEN)
-		return cellar__error(CELLAR_EKEYLEN, "key length %zu not in 1..%u",
-		                     key_len, CELLAR_MAX_KEY_LEN);
-	return CELLAR_OK;
+	return need & NEED_KEY ? check_key(key, key_len) : CELLAR_OK;
 }
 
 /* ---- writes ------------------------------------------------------------ */
@@ -165,6 +168,27 @@ int cellar_get_alloc(cellar_db *db, const void *key, size_t key_len,
 void cellar_free(void *p)
 {
 	free(p);
+}
+
+int cellar_get_many(cellar_db *db, cellar_get_item *items, size_t n)
+{
+	int rc;
+
+	if ((rc = enter(db, 0, NULL, 0)) < 0)
+		return rc;
+	if (!items && n)
+		return cellar__error(CELLAR_EINVAL, "items is NULL");
+	/* Each item's arguments as cellar_get checks them; the read path
+	 * looks up only the items still at CELLAR_OK. */
+	for (size_t i = 0; i < n; i++) {
+		cellar_get_item *it = &items[i];
+		it->val_len = 0;
+		it->status = check_key(it->key, it->key_len);
+		if (it->status == CELLAR_OK && !it->buf && it->cap)
+			it->status = cellar__error(CELLAR_EINVAL, "buffer is NULL");
+	}
+	read_many(db, items, n);
+	return CELLAR_OK;
 }
 
 int cellar_has(cellar_db *db, const void *key, size_t key_len)

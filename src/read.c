@@ -177,3 +177,17 @@ int read_lookup(cellar_db *db, read_req *r)
 		bump(&rc_->hits, 1);
 	return rc;
 }
+
+void read_many(cellar_db *db, cellar_get_item *items, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		cellar_get_item *it = &items[i];
+		if (it->status != CELLAR_OK)
+			continue;
+		read_req r = { it->key, it->key_len, READ_COPY, it->buf, it->cap,
+		               NULL, 0 };
+		it->status = read_lookup(db, &r);
+		if (it->status == CELLAR_OK || it->status == CELLAR_EBUFS)
+			it->val_len = r.len;
+	}
+}

@@ -27,4 +27,11 @@ typedef struct read_req {
  */
 int read_lookup(cellar_db *db, read_req *r);
 
+/**
+ * cellar_get_many's lookups: every item whose status is CELLAR_OK (its
+ * arguments checked) is looked up as read_lookup would in READ_COPY mode,
+ * its result in status and val_len; the others are left alone.
+ */
+void read_many(cellar_db *db, cellar_get_item *items, size_t n);
+
 #endif

@@ -84,12 +84,12 @@ void bench_error(const char *fmt, ...)
 /* ----------------------------------------------------------------- phases */
 
 enum phase {
-	P_LOAD, P_REOPEN, P_GET, P_MISS, P_ITER, P_MIXED, P_ZIPF, P_SPACE,
-	P_COMPACT, P_RECOVERY, N_PHASES
+	P_LOAD, P_REOPEN, P_GET, P_MULTIGET, P_MISS, P_ITER, P_MIXED, P_ZIPF,
+	P_SPACE, P_COMPACT, P_RECOVERY, N_PHASES
 };
 static const char *const phase_names[N_PHASES] = {
-	"load", "reopen", "get", "miss", "iter", "mixed", "zipf", "space",
-	"compact", "recovery",
+	"load", "reopen", "get", "multiget", "miss", "iter", "mixed", "zipf",
+	"space", "compact", "recovery",
 };
 /* space and compact write ~11 n records: they run only when named. */
 #define DEFAULT_PHASES ((1u << P_SPACE) - 1) /* load .. zipf */
@@ -126,6 +126,7 @@ static struct config {
 	uint64_t n;
 	size_t key_size, val_min, val_max;
 	unsigned threads;
+	unsigned batch; /* keys per get_many call in the multiget phase */
 	unsigned phases; /* bit per enum phase */
 	uint64_t seed;
 	const char *dir;
@@ -140,6 +141,7 @@ static struct config {
 	.val_min = 100,
 	.val_max = 100,
 	.threads = 1,
+	.batch = 32,
 	.runs = 1,
 	.phases = DEFAULT_PHASES,
 	.seed = 42,
@@ -436,10 +438,57 @@ struct worker {
 	const uint32_t *list; /* key indexes, plus offset */
 	uint64_t offset, count;
 	int present;
+	unsigned batch; /* > 0: get_many in batches of this many (multiget) */
 	int failed;
 	double t_start, t_end; /* this thread's own clock readings */
 	char msg[600];
 };
+
+#define MAX_BATCH 1024
+
+/*
+ * The multiget phase's loop: batches of w->batch keys through get_many
+ * (or one get() per key for engines without it), every value verified.
+ */
+static void multiget_loop(struct worker *w, void *r, unsigned char *expect)
+{
+	unsigned b = w->batch;
+	unsigned char *keys = xmalloc((size_t)b * MAX_KEY);
+	unsigned char *bufs = xmalloc((size_t)b * (cfg.val_max + 8));
+	const unsigned char *kp[MAX_BATCH];
+	size_t lens[MAX_BATCH];
+	int rcs[MAX_BATCH];
+	uint32_t vers[MAX_BATCH];
+
+	for (unsigned i = 0; i < b; i++)
+		kp[i] = keys + (size_t)i * MAX_KEY;
+	for (uint64_t j = 0; j < w->count && !w->failed; j += b) {
+		size_t n = w->count - j < b ? (size_t)(w->count - j) : b;
+		for (size_t i = 0; i < n; i++) {
+			uint64_t idx = w->list[j + i] + w->offset;
+			vers[i] = w->present ? versions[idx] : 0;
+			make_key(idx, keys + i * MAX_KEY);
+		}
+		if (eng->get_many) {
+			if (eng->get_many(w->h, r, kp, cfg.key_size, bufs,
+			                  cfg.val_max + 8, lens, rcs, n) != 0)
+				for (size_t i = 0; i < n; i++)
+					rcs[i] = -1;
+		} else {
+			for (size_t i = 0; i < n; i++)
+				rcs[i] = eng->get(w->h, r, kp[i], cfg.key_size,
+				                  bufs + i * (cfg.val_max + 8),
+				                  cfg.val_max + 8, &lens[i]);
+		}
+		for (size_t i = 0; i < n && !w->failed; i++)
+			if (verify(w->list[j + i] + w->offset, vers[i], w->present,
+			           rcs[i], bufs + i * (cfg.val_max + 8), lens[i],
+			           expect, w->msg, sizeof w->msg) != 0)
+				w->failed = 1;
+	}
+	free(keys);
+	free(bufs);
+}
 
 static void *get_worker(void *arg)
 {
@@ -458,7 +507,9 @@ static void *get_worker(void *arg)
 	}
 	pthread_barrier_wait(w->start);
 	w->t_start = now();
-	for (j = 0; j < w->count && !w->failed; j++) {
+	if (w->batch)
+		multiget_loop(w, r, expect);
+	for (j = 0; j < w->count && !w->failed && !w->batch; j++) {
 		uint64_t idx = w->list[j] + w->offset;
 		/* Read before the get, so this cache miss overlaps the engine's
 		 * instead of adding to every engine's time. */
@@ -478,9 +529,12 @@ static void *get_worker(void *arg)
 	return NULL;
 }
 
-/* n gets spread over cfg.threads threads; returns the wall time. */
+/*
+ * n gets spread over cfg.threads threads, in batches of batch keys
+ * through get_many when batch > 0; returns the wall time.
+ */
 static double run_gets(void *h, const uint32_t *list, uint64_t offset,
-                       int present)
+                       int present, unsigned batch)
 {
 	unsigned t, nt = cfg.threads;
 	struct worker *w = calloc(nt, sizeof *w);
@@ -499,6 +553,7 @@ static double run_gets(void *h, const uint32_t *list, uint64_t offset,
 		w[t].offset = offset;
 		w[t].count = share;
 		w[t].present = present;
+		w[t].batch = batch;
 		done += share;
 		if (pthread_create(&w[t].tid, NULL, get_worker, &w[t]) != 0)
 			die("pthread_create failed");
@@ -952,12 +1007,17 @@ static void run_engine(const char *dir)
 
 	if (want(P_GET)) {
 		phase_now = "get";
-		sec = run_gets(h, perm, 0, 1);
+		sec = run_gets(h, perm, 0, 1, 0);
 		emit(P_GET, 1, cfg.n, sec, dir_bytes(dir));
+	}
+	if (want(P_MULTIGET)) {
+		phase_now = "multiget";
+		sec = run_gets(h, perm, 0, 1, cfg.batch);
+		emit(P_MULTIGET, 1, cfg.n, sec, dir_bytes(dir));
 	}
 	if (want(P_MISS)) {
 		phase_now = "miss";
-		sec = run_gets(h, perm, cfg.n, 0);
+		sec = run_gets(h, perm, cfg.n, 0, 0);
 		emit(P_MISS, 1, cfg.n, sec, dir_bytes(dir));
 	}
 	if (want(P_ITER)) {
@@ -995,7 +1055,7 @@ static void run_engine(const char *dir)
 	}
 	if (want(P_ZIPF)) {
 		phase_now = "zipf";
-		sec = run_gets(h, zipf, 0, 1);
+		sec = run_gets(h, zipf, 0, 1, 0);
 		emit(P_ZIPF, 1, cfg.n, sec, dir_bytes(dir));
 	}
 	/* The writing phases come last: they delete keys. */
@@ -1184,7 +1244,7 @@ static void print_table(void)
 		printf("%zu", cfg.val_min);
 	else
 		printf("%zu-%zu", cfg.val_min, cfg.val_max);
-	printf(" threads=%u seed=%" PRIu64, cfg.threads, cfg.seed);
+	printf(" threads=%u batch=%u seed=%" PRIu64, cfg.threads, cfg.batch, cfg.seed);
 	if (cfg.runs > 1)
 		printf(" runs=%u (medians)", cfg.runs);
 	printf("\nops/s per phase; (x) = relative to %s, >1 is faster\n\n%-14s",
@@ -1384,8 +1444,12 @@ static void usage(FILE *f)
 "  --key-size B        key length in bytes, %d-%d (default 16)\n"
 "  --value-size B      value length (default 100), or MIN-MAX for lengths\n"
 "                      spread uniformly (up to %u)\n"
-"  --threads T         reader threads in get, miss and zipf (default 1)\n"
-"  --phases P,Q,..     among load,reopen,get,miss,iter,mixed,zipf,space,\n"
+"  --threads T         reader threads in get, multiget, miss and zipf\n"
+"                      (default 1)\n"
+"  --batch B           keys per cellar_get_many call in multiget, 1-%d\n"
+"                      (default 32)\n"
+"  --phases P,Q,..     among load,reopen,get,multiget,miss,iter,mixed,zipf,\n"
+"                      space,\n"
 "                      recovery,compact (default: load to zipf; space,\n"
 "                      recovery and compact only when named); load and\n"
 "                      the reopen always\n"
@@ -1401,7 +1465,7 @@ static void usage(FILE *f)
 "  --svg FILE          also write the results as an SVG bar chart\n"
 "  --list              print the engines compiled in and their settings\n"
 "  -h, --help          this text\n"
-"\n", MIN_KEY, MAX_KEY, MAX_VALUE);
+"\n", MIN_KEY, MAX_KEY, MAX_VALUE, MAX_BATCH);
 	/* In pieces: ISO C only promises string literals of 4,095 bytes. */
 	fprintf(f,
 "Phases (in this order):\n"
@@ -1411,6 +1475,10 @@ static void usage(FILE *f)
 "          close is not timed; ops=1)\n"
 "  get     N gets of present keys in a shuffled order, T threads sharing\n"
 "          one handle; every value is compared byte for byte\n"
+"  multiget the get phase's keys in the same order, B at a time through\n"
+"          the engine's batch call (cellar_get_many); engines without one\n"
+"          do one get per key, as in get, so the row compares cellar's\n"
+"          batches with each peer's one-at-a-time gets\n"
 "  miss    N gets of keys never written; each must be reported absent\n"
 "  iter    iterate everything once, reading the first and last byte of\n"
 "          each key and value; the count must be N\n"
@@ -1566,13 +1634,14 @@ static void parse_phases(const char *arg)
 
 static void parse_args(int argc, char **argv)
 {
-	enum { O_ENGINES = 256, O_KEY, O_VALUE, O_THREADS, O_PHASES, O_SEED,
+	enum { O_ENGINES = 256, O_KEY, O_VALUE, O_THREADS, O_BATCH, O_PHASES, O_SEED,
 	       O_DIR, O_KEEP, O_RUNS, O_SVG, O_LIST };
 	static const struct option opts[] = {
 		{ "engines", required_argument, NULL, O_ENGINES },
 		{ "key-size", required_argument, NULL, O_KEY },
 		{ "value-size", required_argument, NULL, O_VALUE },
 		{ "threads", required_argument, NULL, O_THREADS },
+		{ "batch", required_argument, NULL, O_BATCH },
 		{ "phases", required_argument, NULL, O_PHASES },
 		{ "seed", required_argument, NULL, O_SEED },
 		{ "dir", required_argument, NULL, O_DIR },
@@ -1632,6 +1701,12 @@ static void parse_args(int argc, char **argv)
 			if (v < 1 || v > 1024)
 				usage_error("--threads: must be 1 to 1024");
 			cfg.threads = (unsigned)v;
+			break;
+		case O_BATCH:
+			v = parse_count(optarg, "--batch");
+			if (v < 1 || v > MAX_BATCH)
+				usage_error("--batch: must be 1 to %d", MAX_BATCH);
+			cfg.batch = (unsigned)v;
 			break;
 		case O_PHASES:
 			parse_phases(optarg);
@@ -1696,7 +1771,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	if (cfg.phases & ((1u << P_GET) | (1u << P_MISS) | (1u << P_ZIPF)))
+	if (cfg.phases & ((1u << P_GET) | (1u << P_MULTIGET) | (1u << P_MISS) |
+	                  (1u << P_ZIPF)))
 		perm = make_permutation(cfg.n, mix64(cfg.seed ^ 0x7065726dull));
 	if (want(P_ZIPF))
 		zipf = make_zipf(cfg.n, perm, mix64(cfg.seed ^ 0x7a697066ull));

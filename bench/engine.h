@@ -15,6 +15,7 @@
  *                       for the mixed phase
  *   reader_new()        one per thread doing gets; reader_free() after
  *   get() / put()       point reads and (mixed phase) overwrites
+ *   get_many()          (multiget phase; optional) a batch of point reads
  *   iterate()           visit every item once, count them, and read the
  *                       first and last byte of each key and value
  *   del()               (space phase) delete keys on a read-write handle
@@ -86,6 +87,15 @@ struct engine {
 	 */
 	int (*get)(void *h, void *r, const void *key, size_t key_len, void *buf,
 	           size_t cap, size_t *val_len);
+	/**
+	 * Optional (NULL: the multiget phase does one get() per key): look up
+	 * n keys of key_len bytes at once.  Value i goes to bufs + i * cap,
+	 * its length to lens[i]; rcs[i] is what get() would return.
+	 * @return 0, or -1 if the call as a whole failed.
+	 */
+	int (*get_many)(void *h, void *r, const unsigned char *const *keys,
+	                size_t key_len, unsigned char *bufs, size_t cap,
+	                size_t *lens, int *rcs, size_t n);
 	/**
 	 * Visit every item; *count = how many, *touch = the sum of
 	 * bench_touch() over them (so lazily mapped data is really read).

@@ -294,6 +294,54 @@ CELLAR_API int cellar_get_alloc(cellar_db *db, const void *key,
 /** Free a buffer returned by cellar_get_alloc().  Accepts NULL. */
 CELLAR_API void cellar_free(void *p);
 
+/**
+ * A pin on a value handed out by cellar_get_pinned().  Declare one (on the
+ * stack is fine) and pass it in; its fields are private.
+ */
+typedef struct cellar_pin {
+	cellar_db *db_;     /**< private */
+	void *owned_;       /**< private: a copy made where nothing is mapped */
+	unsigned slot_;     /**< private */
+	int held_;          /**< private: 1 between get_pinned and release */
+} cellar_pin;
+
+/**
+ * Zero-copy get: point *val at key's value where the store holds it (the
+ * file's mapping or the writer's append buffer) instead of copying it, and
+ * keep it there until cellar_pin_release(pin).
+ *
+ * Lifetime: *val stays valid and unchanged until the pin is released, or
+ * until cellar_close(), whichever comes first; no put, delete, compaction
+ * or checkpoint of this handle moves or unmaps it meanwhile.  On a
+ * read-write handle the pin holds the handle's reader latch: writers (and
+ * compaction batches) of this handle wait until it is released, so hold
+ * pins briefly, and while a thread holds one it must not call cellar on the
+ * same handle (other than cellar_pin_release), or it may deadlock with a
+ * waiting writer; other threads may.  On a read-only handle a pin holds
+ * nothing and costs nothing; it may be held as long as the handle is open.
+ * On a file system without mappings the value is copied into memory the
+ * pin owns.  The bytes were verified against the record's checksum.
+ * @param[out] val      the value (not NUL-terminated); NULL on failure.
+ * @param[out] val_len  its length; may be NULL.
+ * @param pin           receives the pin on success (release it); on failure
+ *                      it holds nothing and need not be released.  It must
+ *                      not be a pin still held (that one would never be
+ *                      released).
+ * @return as cellar_get(), never CELLAR_EBUFS; CELLAR_EINVAL also when val
+ *   or pin is NULL.
+ */
+CELLAR_API int cellar_get_pinned(cellar_db *db, const void *key,
+                                 size_t key_len, const void **val,
+                                 size_t *val_len, cellar_pin *pin);
+
+/**
+ * Release a pin from cellar_get_pinned(); the value's pointer is invalid
+ * from then on.
+ * @return CELLAR_OK, or CELLAR_EINVAL when pin is NULL or was already
+ *   released (only pass pins that cellar_get_pinned() filled).
+ */
+CELLAR_API int cellar_pin_release(cellar_pin *pin);
+
 /** One lookup of a cellar_get_many() batch. */
 typedef struct cellar_get_item {
 	const void *key; /**< in: the key */

@@ -130,7 +130,7 @@ int cellar_warm(cellar_db *db)
 int cellar_get(cellar_db *db, const void *key, size_t key_len, void *buf,
                size_t cap, size_t *val_len)
 {
-	read_req r = { key, key_len, READ_COPY, buf, cap, NULL, 0 };
+	read_req r = { key, key_len, READ_COPY, buf, cap, NULL, 0, NULL, NULL };
 	int rc;
 
 	if ((rc = enter(db, NEED_KEY, key, key_len)) < 0)
@@ -146,7 +146,7 @@ int cellar_get(cellar_db *db, const void *key, size_t key_len, void *buf,
 int cellar_get_alloc(cellar_db *db, const void *key, size_t key_len,
                      void **out, size_t *val_len)
 {
-	read_req r = { key, key_len, READ_ALLOC, NULL, 0, out, 0 };
+	read_req r = { key, key_len, READ_ALLOC, NULL, 0, out, 0, NULL, NULL };
 	int rc;
 
 	cellar__error_clear();
@@ -168,6 +168,39 @@ int cellar_get_alloc(cellar_db *db, const void *key, size_t key_len,
 void cellar_free(void *p)
 {
 	free(p);
+}
+
+int cellar_get_pinned(cellar_db *db, const void *key, size_t key_len,
+                      const void **val, size_t *val_len, cellar_pin *pin)
+{
+	read_req r = { key, key_len, READ_PIN, NULL, 0, NULL, 0, NULL, NULL };
+	unsigned slot;
+	int rc;
+
+	cellar__error_clear();
+	if (!val || !pin)
+		return cellar__error(CELLAR_EINVAL, "val or pin is NULL");
+	*val = NULL;
+	pin->held_ = 0;
+	if ((rc = enter(db, NEED_KEY, key, key_len)) < 0 ||
+	    (rc = read_pinned(db, &r, &slot)) < 0)
+		return rc;
+	*pin = (cellar_pin){ db, r.owned, slot, 1 };
+	*val = r.view;
+	if (val_len)
+		*val_len = r.len;
+	return CELLAR_OK;
+}
+
+int cellar_pin_release(cellar_pin *pin)
+{
+	cellar__error_clear();
+	if (!pin || pin->held_ != 1)
+		return cellar__error(CELLAR_EINVAL, "pin is NULL or not held");
+	pin->held_ = 0;
+	read_unpin(pin->db_, pin->slot_, pin->owned_);
+	pin->owned_ = NULL;
+	return CELLAR_OK;
 }
 
 int cellar_get_many(cellar_db *db, cellar_get_item *items, size_t n)
@@ -193,7 +226,7 @@ int cellar_get_many(cellar_db *db, cellar_get_item *items, size_t n)
 
 int cellar_has(cellar_db *db, const void *key, size_t key_len)
 {
-	read_req r = { key, key_len, READ_HAS, NULL, 0, NULL, 0 };
+	read_req r = { key, key_len, READ_HAS, NULL, 0, NULL, 0, NULL, NULL };
 	int rc;
 
 	if ((rc = enter(db, NEED_KEY, key, key_len)) < 0)

@@ -85,6 +85,8 @@ static int deliver(read_req *r, const uint8_t *val, size_t len)
 			return cellar__error(CELLAR_ENOMEM, "out of memory");
 		if (len)
 			memcpy(*r->out, val, len);
+	} else if (r->mode == READ_PIN) {
+		r->view = val;
 	}
 	return CELLAR_OK;
 }
@@ -109,6 +111,10 @@ static int match_get_slow(get_ctx *c, uint16_t seg, uint32_t off, int *hit)
 		rc = v.h.kind == RECORD_PUT
 		         ? deliver(r, record_val(&v), v.h.val_len)
 		         : cellar__error(CELLAR_ECORRUPT, "index points at a tombstone");
+	}
+	if (rc == CELLAR_OK && r->mode == READ_PIN) {
+		r->owned = v.owned; /* the pin keeps the copy the view is in */
+		v.owned = NULL;
 	}
 	record_release(&v);
 	return rc;
@@ -163,20 +169,49 @@ static inline void bump(atomic_uint_fast64_t *c, uint64_t by)
 	                      memory_order_relaxed);
 }
 
-int read_lookup(cellar_db *db, read_req *r)
+/* The lookup under the latch, counted; the caller holds slot. */
+static inline int lookup_held(cellar_db *db, read_req *r, unsigned slot)
 {
 	uint64_t h = db_hash(db, r->key, r->key_len);
 	get_ctx c = { db, r };
-	unsigned slot = db_read_lock(db), probes;
+	unsigned probes;
 	int rc = index_lookup_inline(db->ix, h, match_get, &c, &probes);
-	read_counters *rc_ = &db->reads[slot];
+	read_counters *cnt = &db->reads[slot];
+
+	bump(&cnt->gets, 1);
+	bump(&cnt->probes, probes);
+	if (rc == CELLAR_OK || rc == CELLAR_EBUFS)
+		bump(&cnt->hits, 1);
+	return rc;
+}
+
+int read_lookup(cellar_db *db, read_req *r)
+{
+	unsigned slot = db_read_lock(db);
+	int rc = lookup_held(db, r, slot);
 
 	db_read_unlock(db, slot);
-	bump(&rc_->gets, 1);
-	bump(&rc_->probes, probes);
-	if (rc == CELLAR_OK || rc == CELLAR_EBUFS)
-		bump(&rc_->hits, 1);
 	return rc;
+}
+
+int read_pinned(cellar_db *db, read_req *r, unsigned *slot)
+{
+	int rc;
+
+	r->owned = NULL;
+	*slot = db_read_lock(db);
+	if ((rc = lookup_held(db, r, *slot)) < 0) {
+		db_read_unlock(db, *slot);
+		free(r->owned);
+		r->owned = NULL;
+	}
+	return rc;
+}
+
+void read_unpin(cellar_db *db, unsigned slot, void *owned)
+{
+	db_read_unlock(db, slot);
+	free(owned);
 }
 
 /* ---- batches ------------------------------------------------------------ */
@@ -275,7 +310,8 @@ static int settle(probe *q, read_req *r, int *done)
 static void finish_one(cellar_db *db, probe *q, read_counters *cnt)
 {
 	cellar_get_item *it = q->it;
-	read_req r = { it->key, it->key_len, READ_COPY, it->buf, it->cap, NULL, 0 };
+	read_req r = { it->key, it->key_len, READ_COPY, it->buf, it->cap, NULL, 0,
+		       NULL, NULL };
 	unsigned probes = 1;
 	int rc = CELLAR_ENOTFOUND, done = q->state == PROBE_ABSENT;
 

@@ -249,6 +249,14 @@ static void *reader_main(void *arg)
 			cellar_free(p);
 		} else if (rnd(&s) % 8 == 0) {
 			read_batch(r, &s, bbuf, who);
+		} else if (rnd(&s) % 8 == 0) {
+			/* Zero-copy: the pinned bytes are checked in place. */
+			cellar_pin pin;
+			const void *v = NULL;
+			rc = cellar_get_pinned(r->db, key, KEY_LEN, &v, &n, &pin);
+			got(r, i, rc, v, n, who, "get_pinned");
+			if (rc == CELLAR_OK && (rc = cellar_pin_release(&pin)) != CELLAR_OK)
+				fail("%s: pin_release: %s", who, cellar_strerror(rc));
 		} else {
 			rc = cellar_get(r->db, key, KEY_LEN, buf, MAX_VAL, &n);
 			got(r, i, rc, buf, n, who, "get");

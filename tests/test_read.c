@@ -3,13 +3,17 @@
  * every item gets exactly what cellar_get would give it, whatever the
  * batch size, the record's shape and place (mapped file, append buffer,
  * values too long for the inline decoder), the table's shape (overflow
- * chains, colliding hashes) and the item's own errors.  Runs once per file
- * system.
+ * chains, colliding hashes) and the item's own errors; and zero-copy reads
+ * (cellar_get_pinned): the bytes, the errors, and what a pin holds off.
+ * Runs once per file system.
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common.h"
 #include "testhook.h"
@@ -244,4 +248,130 @@ Test(read, get_many_reports_a_damaged_record_as_corrupt, .init = setup,
 	cr_assert_eq(items[1].status, CELLAR_ECORRUPT);
 	cr_assert_eq(items[2].status, CELLAR_OK);
 	compare_batch(0, 60, 5000);
+}
+
+/* ---- zero-copy reads (cellar_get_pinned) ---------------------------------- */
+
+static void compare_pinned(unsigned n)
+{
+	unsigned char want[5000];
+	char key[32];
+
+	for (unsigned i = 0; i < n; i++) {
+		cellar_pin pin;
+		const void *v = NULL;
+		size_t len = 0, klen = key_of(i, key), wlen = val_of(i, want);
+		OK(cellar_get_pinned(S.db, key, klen, &v, &len, &pin));
+		cr_assert_eq(len, wlen, "key %u", i);
+		cr_assert_arr_eq(v, want, len, "key %u", i);
+		OK(cellar_pin_release(&pin));
+	}
+}
+
+Test(read, pinned_values_are_the_stored_values, .init = setup,
+     .fini = teardown)
+{
+	load(NKEYS);
+	compare_pinned(NKEYS); /* read-write: the newest are in the buffer */
+	tc_store_close(&S);
+	S.o.flags = CELLAR_READONLY;
+	tc_store_open(&S);
+	compare_pinned(NKEYS);
+}
+
+Test(read, pin_errors, .init = setup, .fini = teardown)
+{
+	cellar_pin pin;
+	const void *v = (const void *)1;
+	size_t len = 7;
+
+	load(10);
+	ERR(CELLAR_ENOTFOUND, cellar_get_pinned(S.db, "nope", 4, &v, &len, &pin));
+	cr_assert_null(v);
+	ERR(CELLAR_EINVAL, cellar_pin_release(&pin)); /* nothing is held */
+	ERR(CELLAR_EINVAL, cellar_get_pinned(S.db, "rk000001", 8, NULL, &len, &pin));
+	ERR(CELLAR_EINVAL, cellar_get_pinned(S.db, "rk000001", 8, &v, &len, NULL));
+	ERR(CELLAR_EINVAL, cellar_get_pinned(NULL, "rk000001", 8, &v, &len, &pin));
+	ERR(CELLAR_EKEYLEN, cellar_get_pinned(S.db, "rk000001", 0, &v, &len, &pin));
+	OK(cellar_get_pinned(S.db, "rk000001", 8, &v, NULL, &pin));
+	OK(cellar_pin_release(&pin));
+	ERR(CELLAR_EINVAL, cellar_pin_release(&pin)); /* released twice */
+	ERR(CELLAR_EINVAL, cellar_pin_release(NULL));
+}
+
+typedef struct overwriter {
+	cellar_db *db;
+	atomic_int done;
+} overwriter;
+
+static void *overwrite_and_compact(void *arg)
+{
+	overwriter *o = arg;
+	cellar_compact_result res;
+
+	OK(cellar_put(o->db, "rk000005", 8, "new", 3));
+	OK(cellar_compact(o->db, &res));
+	atomic_store(&o->done, 1);
+	return NULL;
+}
+
+Test(read, a_pin_holds_writers_and_compaction_off_its_value, .init = setup,
+     .fini = teardown)
+{
+	unsigned char want[5000], copy[5000];
+	size_t wlen = val_of(5, want), len;
+	overwriter o = { S.db, 0 };
+	const void *v;
+	cellar_pin pin;
+	pthread_t t;
+
+	load(NKEYS);
+	for (unsigned i = 0; i < NKEYS; i += 2) { /* make compaction worth it */
+		char key[32];
+		OK(cellar_delete(S.db, key, key_of(i, key)));
+	}
+	OK(cellar_sync(S.db));
+	OK(cellar_get_pinned(S.db, "rk000005", 8, &v, &len, &pin));
+	cr_assert_eq(len, wlen);
+	memcpy(copy, v, len);
+	cr_assert_eq(pthread_create(&t, NULL, overwrite_and_compact, &o), 0);
+	struct timespec ts = { 0, 100 * 1000000L };
+	nanosleep(&ts, NULL);
+	cr_assert_eq(atomic_load(&o.done), 0, "the writer went past a pin");
+	cr_assert_arr_eq(v, copy, len, "a pinned value changed");
+	cr_assert_arr_eq(v, want, len);
+	OK(cellar_pin_release(&pin));
+	cr_assert_eq(pthread_join(t, NULL), 0);
+	cr_assert_eq(atomic_load(&o.done), 1);
+	char buf[8];
+	OK(cellar_get(S.db, "rk000005", 8, buf, sizeof buf, &len));
+	cr_assert_eq(len, 3);
+}
+
+Test(read, a_read_only_pin_outlives_the_writers_compaction, .init = setup,
+     .fini = teardown)
+{
+	unsigned char want[5000];
+	size_t wlen = val_of(7, want), len;
+	cellar_options ro = S.o;
+	cellar_compact_result res;
+	cellar_db *rdb;
+	const void *v;
+	cellar_pin pin;
+	char key[32];
+
+	load(NKEYS);
+	OK(cellar_sync(S.db));
+	ro.flags = CELLAR_READONLY;
+	OK(cellar_open(&rdb, S.dir, &ro));
+	OK(cellar_get_pinned(rdb, "rk000007", 8, &v, &len, &pin));
+	/* The writer rewrites every key and compacts the old segments away. */
+	for (unsigned i = 0; i < NKEYS; i++)
+		OK(cellar_put(S.db, key, key_of(i, key), "x", 1));
+	OK(cellar_compact(S.db, &res));
+	cr_assert_gt(res.segments_compacted, 0);
+	cr_assert_eq(len, wlen);
+	cr_assert_arr_eq(v, want, len, "the pinned value changed");
+	OK(cellar_pin_release(&pin));
+	OK(cellar_close(rdb));
 }

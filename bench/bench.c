@@ -84,12 +84,12 @@ void bench_error(const char *fmt, ...)
 /* ----------------------------------------------------------------- phases */
 
 enum phase {
-	P_LOAD, P_REOPEN, P_GET, P_MULTIGET, P_MISS, P_ITER, P_MIXED, P_ZIPF,
-	P_SPACE, P_COMPACT, P_RECOVERY, N_PHASES
+	P_LOAD, P_REOPEN, P_GET, P_MULTIGET, P_PINNED, P_MISS, P_ITER, P_MIXED,
+	P_ZIPF, P_SPACE, P_COMPACT, P_RECOVERY, N_PHASES
 };
 static const char *const phase_names[N_PHASES] = {
-	"load", "reopen", "get", "multiget", "miss", "iter", "mixed", "zipf",
-	"space", "compact", "recovery",
+	"load", "reopen", "get", "multiget", "pinned", "miss", "iter", "mixed",
+	"zipf", "space", "compact", "recovery",
 };
 /* space and compact write ~11 n records: they run only when named. */
 #define DEFAULT_PHASES ((1u << P_SPACE) - 1) /* load .. zipf */
@@ -439,6 +439,7 @@ struct worker {
 	uint64_t offset, count;
 	int present;
 	unsigned batch; /* > 0: get_many in batches of this many (multiget) */
+	int pinned;     /* get_view instead of get (pinned) */
 	int failed;
 	double t_start, t_end; /* this thread's own clock readings */
 	char msg[600];
@@ -490,6 +491,27 @@ static void multiget_loop(struct worker *w, void *r, unsigned char *expect)
 	free(bufs);
 }
 
+/* The pinned phase's loop: every value verified where the store holds it. */
+static void pinned_loop(struct worker *w, void *r, unsigned char *expect)
+{
+	unsigned char key[MAX_KEY];
+
+	for (uint64_t j = 0; j < w->count && !w->failed; j++) {
+		uint64_t idx = w->list[j] + w->offset;
+		uint32_t version = versions[idx];
+		const void *val = NULL;
+		size_t len = 0;
+		void *token = NULL;
+		make_key(idx, key);
+		int rc = eng->get_view(w->h, r, key, cfg.key_size, &val, &len, &token);
+		if (verify(idx, version, 1, rc, val, len, expect, w->msg,
+		           sizeof w->msg) != 0)
+			w->failed = 1;
+		if (rc == 0)
+			eng->view_release(w->h, token);
+	}
+}
+
 static void *get_worker(void *arg)
 {
 	struct worker *w = arg;
@@ -509,7 +531,10 @@ static void *get_worker(void *arg)
 	w->t_start = now();
 	if (w->batch)
 		multiget_loop(w, r, expect);
-	for (j = 0; j < w->count && !w->failed && !w->batch; j++) {
+	else if (w->pinned && eng->get_view)
+		pinned_loop(w, r, expect);
+	for (j = 0; j < w->count && !w->failed && !w->batch &&
+	            !(w->pinned && eng->get_view); j++) {
 		uint64_t idx = w->list[j] + w->offset;
 		/* Read before the get, so this cache miss overlaps the engine's
 		 * instead of adding to every engine's time. */
@@ -534,7 +559,7 @@ static void *get_worker(void *arg)
  * through get_many when batch > 0; returns the wall time.
  */
 static double run_gets(void *h, const uint32_t *list, uint64_t offset,
-                       int present, unsigned batch)
+                       int present, unsigned batch, int pinned)
 {
 	unsigned t, nt = cfg.threads;
 	struct worker *w = calloc(nt, sizeof *w);
@@ -554,6 +579,7 @@ static double run_gets(void *h, const uint32_t *list, uint64_t offset,
 		w[t].count = share;
 		w[t].present = present;
 		w[t].batch = batch;
+		w[t].pinned = pinned;
 		done += share;
 		if (pthread_create(&w[t].tid, NULL, get_worker, &w[t]) != 0)
 			die("pthread_create failed");
@@ -1007,17 +1033,22 @@ static void run_engine(const char *dir)
 
 	if (want(P_GET)) {
 		phase_now = "get";
-		sec = run_gets(h, perm, 0, 1, 0);
+		sec = run_gets(h, perm, 0, 1, 0, 0);
 		emit(P_GET, 1, cfg.n, sec, dir_bytes(dir));
 	}
 	if (want(P_MULTIGET)) {
 		phase_now = "multiget";
-		sec = run_gets(h, perm, 0, 1, cfg.batch);
+		sec = run_gets(h, perm, 0, 1, cfg.batch, 0);
 		emit(P_MULTIGET, 1, cfg.n, sec, dir_bytes(dir));
+	}
+	if (want(P_PINNED)) {
+		phase_now = "pinned";
+		sec = run_gets(h, perm, 0, 1, 0, 1);
+		emit(P_PINNED, 1, cfg.n, sec, dir_bytes(dir));
 	}
 	if (want(P_MISS)) {
 		phase_now = "miss";
-		sec = run_gets(h, perm, cfg.n, 0, 0);
+		sec = run_gets(h, perm, cfg.n, 0, 0, 0);
 		emit(P_MISS, 1, cfg.n, sec, dir_bytes(dir));
 	}
 	if (want(P_ITER)) {
@@ -1055,7 +1086,7 @@ static void run_engine(const char *dir)
 	}
 	if (want(P_ZIPF)) {
 		phase_now = "zipf";
-		sec = run_gets(h, zipf, 0, 1, 0);
+		sec = run_gets(h, zipf, 0, 1, 0, 0);
 		emit(P_ZIPF, 1, cfg.n, sec, dir_bytes(dir));
 	}
 	/* The writing phases come last: they delete keys. */
@@ -1448,8 +1479,8 @@ static void usage(FILE *f)
 "                      (default 1)\n"
 "  --batch B           keys per cellar_get_many call in multiget, 1-%d\n"
 "                      (default 32)\n"
-"  --phases P,Q,..     among load,reopen,get,multiget,miss,iter,mixed,zipf,\n"
-"                      space,\n"
+"  --phases P,Q,..     among load,reopen,get,multiget,pinned,miss,iter,\n"
+"                      mixed,zipf,space,\n"
 "                      recovery,compact (default: load to zipf; space,\n"
 "                      recovery and compact only when named); load and\n"
 "                      the reopen always\n"
@@ -1479,6 +1510,10 @@ static void usage(FILE *f)
 "          the engine's batch call (cellar_get_many); engines without one\n"
 "          do one get per key, as in get, so the row compares cellar's\n"
 "          batches with each peer's one-at-a-time gets\n"
+"  pinned  the get phase's keys in the same order, through the engine's\n"
+"          zero-copy get (cellar_get_pinned: the value is verified where\n"
+"          the store holds it, then released); engines without one do\n"
+"          gets as in get\n"
 "  miss    N gets of keys never written; each must be reported absent\n"
 "  iter    iterate everything once, reading the first and last byte of\n"
 "          each key and value; the count must be N\n"
@@ -1771,8 +1806,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	if (cfg.phases & ((1u << P_GET) | (1u << P_MULTIGET) | (1u << P_MISS) |
-	                  (1u << P_ZIPF)))
+	if (cfg.phases & ((1u << P_GET) | (1u << P_MULTIGET) | (1u << P_PINNED) |
+	                  (1u << P_MISS) | (1u << P_ZIPF)))
 		perm = make_permutation(cfg.n, mix64(cfg.seed ^ 0x7065726dull));
 	if (want(P_ZIPF))
 		zipf = make_zipf(cfg.n, perm, mix64(cfg.seed ^ 0x7a697066ull));

@@ -16,6 +16,7 @@
  *   reader_new()        one per thread doing gets; reader_free() after
  *   get() / put()       point reads and (mixed phase) overwrites
  *   get_many()          (multiget phase; optional) a batch of point reads
+ *   get_view()          (pinned phase; optional) a point read without a copy
  *   iterate()           visit every item once, count them, and read the
  *                       first and last byte of each key and value
  *   del()               (space phase) delete keys on a read-write handle
@@ -96,6 +97,14 @@ struct engine {
 	int (*get_many)(void *h, void *r, const unsigned char *const *keys,
 	                size_t key_len, unsigned char *bufs, size_t cap,
 	                size_t *lens, int *rcs, size_t n);
+	/**
+	 * Optional (NULL: the pinned phase does get()): point *val at key's
+	 * value where the store holds it, without a copy, until
+	 * view_release(h, *token).  Returns as get().
+	 */
+	int (*get_view)(void *h, void *r, const void *key, size_t key_len,
+	                const void **val, size_t *val_len, void **token);
+	void (*view_release)(void *h, void *token);
 	/**
 	 * Visit every item; *count = how many, *touch = the sum of
 	 * bench_touch() over them (so lazily mapped data is really read).

@@ -131,6 +131,30 @@ static int ce_get_many(void *h, void *r, const unsigned char *const *keys,
 	return 0;
 }
 
+/* One pin per thread: the pinned phase releases each before the next get. */
+static _Thread_local cellar_pin ce_pin;
+
+static int ce_get_view(void *h, void *r, const void *key, size_t key_len,
+                       const void **val, size_t *val_len, void **token)
+{
+	int rc = cellar_get_pinned(h, key, key_len, val, val_len, &ce_pin);
+
+	(void)r;
+	*token = rc == CELLAR_OK ? &ce_pin : NULL;
+	if (rc == CELLAR_OK)
+		return 0;
+	if (rc == CELLAR_ENOTFOUND)
+		return 1;
+	return fail("cellar_get_pinned", rc);
+}
+
+static void ce_view_release(void *h, void *token)
+{
+	(void)h;
+	if (token)
+		cellar_pin_release(token);
+}
+
 static int ce_iterate(void *h, uint64_t *count, uint64_t *touch)
 {
 	cellar_iter *it;
@@ -207,6 +231,8 @@ const struct engine engine_cellar = {
 	.reader_free = ce_reader_free,
 	.get = ce_get,
 	.get_many = ce_get_many,
+	.get_view = ce_get_view,
+	.view_release = ce_view_release,
 	.iterate = ce_iterate,
 	.del = ce_del,
 	.compact = ce_compact,

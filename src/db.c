@@ -118,8 +118,8 @@ int cellar_warm(cellar_db *db)
 	if (!db->readonly)
 		writer_lock(&db->w); /* the segment list stays as it is */
 	rc = segset_warm(&db->segs);
-	if (rc == CELLAR_OK && db->ix->map)
-		pages_touch(db->ix->map, db->ix->map_len);
+	if (rc == CELLAR_OK)
+		rc = index_warm(db->ix);
 	if (!db->readonly)
 		writer_unlock(&db->w);
 	return rc;
@@ -243,7 +243,7 @@ int cellar_count(cellar_db *db, uint64_t *out)
 	if (!out)
 		return cellar__error(CELLAR_EINVAL, "out is NULL");
 	unsigned slot = db_read_lock(db);
-	*out = db->ix->count;
+	*out = index_count(db->ix);
 	db_read_unlock(db, slot);
 	return CELLAR_OK;
 }
@@ -256,7 +256,7 @@ static void stats_of_store(cellar_db *db, cellar_db_stats *out)
 	unsigned slot = db_read_lock(db);
 	cellar_index *ix = db->ix;
 
-	out->keys = ix->count;
+	out->keys = index_count(ix);
 	for (size_t i = 0; i < db->segs.n; i++) {
 		const segment *g = db->segs.list[i];
 		out->live_bytes += g->live;
@@ -265,9 +265,9 @@ static void stats_of_store(cellar_db *db, cellar_db_stats *out)
 	}
 	out->segments = db->segs.n;
 	out->index_bytes = index_file_size(ix, db->segs.n);
-	out->buckets = ix->prim.n;
-	out->overflow_buckets = ix->ovf_used;
-	out->load_factor = (double)ix->count / ((double)ix->prim.n * BUCKET_SLOTS);
+	index_sizes(ix, &out->buckets, &out->overflow_buckets);
+	out->load_factor =
+		(double)out->keys / ((double)out->buckets * BUCKET_SLOTS);
 	db_read_unlock(db, slot);
 	out->bytes_on_disk = out->segment_bytes + out->index_bytes + META_SIZE;
 }
@@ -349,7 +349,7 @@ int cellar__debug(cellar_db *db, cellar__debug_info *out)
 	memset(out, 0, sizeof *out);
 	unsigned slot = db_read_lock(db);
 	rc = index_shape_of(db->ix, &sh);
-	out->keys = db->ix->count;
+	out->keys = index_count(db->ix);
 	out->segments = db->segs.n;
 	db_read_unlock(db, slot);
 	out->buckets = sh.buckets;

@@ -209,7 +209,7 @@ static int open_log(cellar_db *db, const meta *m)
 	                       db->readonly, &db->recovery)) < 0)
 		return rc;
 #ifdef CELLAR_TEST_HOOKS
-	db->ix->max_buckets = test_max_buckets;
+	index_set_max_buckets(db->ix, test_max_buckets);
 #endif
 	if (!db->readonly && db->opts.expected_keys)
 		return index_presize(db->ix, db->opts.expected_keys);

@@ -254,11 +254,12 @@ static void probe_bucket(cellar_db *db, probe *q)
 	cellar_index *ix = db->ix;
 	const segset *s = &db->segs;
 	uint32_t tag = index_tag(q->hash);
-	uint8_t *b;
+	index_chain c;
 
 	q->state = PROBE_FULL;
-	if (index__bucket_at(&ix->prim, index_addr(ix, tag), &b) < 0)
+	if (index_chain_first(&c, ix, index_addr(ix, tag), INDEX_CHAIN_CHECKED) < 0)
 		return; /* the single-key path reports the damage */
+	const uint8_t *b = c.b;
 	for (unsigned m = bucket_match(b, tag); m; m &= m - 1) {
 		int i = __builtin_ctz(m);
 		if (!bucket_slot_used(b, i))

@@ -36,12 +36,11 @@
 #include "files.h"
 #include "index_chunk.h"
 #include "index_file.h"
+#include "index_table.h"
 
 /* Split when keys > slots * LOAD_NUM / LOAD_DEN. */
 #define INDEX_LOAD_NUM 17
 #define INDEX_LOAD_DEN 20
-/* Linear hashing addresses buckets with the 32-bit tag: at most 2^32. */
-#define INDEX_MAX_LEVEL 32
 
 /**
  * Does the record at (seg, off) hold the key being looked up?  Set *hit to
@@ -50,23 +49,6 @@
  */
 typedef int (*index_match_fn)(void *ctx, uint16_t seg, uint32_t off,
                               int *hit);
-
-struct cellar_index {
-	uint64_t seed;
-	uint32_t level;
-	uint64_t split;
-	index_array prim, ovf;
-	uint32_t free_head;  /* overflow free list, 0 = empty */
-	uint64_t ovf_used;   /* overflow buckets in chains */
-	uint64_t count;      /* keys */
-	uint64_t max_buckets; /* test hook; 0 = no limit */
-	/* the checkpoint file the clean chunks point into (index_file.c) */
-	cellar_fs *fs;
-	cellar_file *file;
-	const void *map;
-	uint64_t map_len;
-	uint8_t *loaded;     /* whole file read into memory (no map) */
-};
 
 /** Where index_find found a key, or where it would insert it. */
 typedef struct index_ref {

@@ -11,9 +11,9 @@
 #include "error.h"
 #include "files.h"
 #include "hash.h"
-#include "index.h"
 #include "index_chunk.h"
 #include "index_file.h"
+#include "index_table.h"
 
 #define SEG_ENTRY_SIZE 40
 /* Segment ids are 16-bit: a checkpoint lists at most this many. */

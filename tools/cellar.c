@@ -605,8 +605,9 @@ static int iterate(const char *dir, int keys_only)
 		putc('\n', out);
 	if (damaged)
 		say(status, "%" PRIu64 " damaged item%s skipped, %" PRIu64 " written; "
-		    "'cellar verify' tells more", damaged, damaged == 1 ? "" : "s",
-		    done);
+		    "'cellar verify %s' tells what is damaged, 'cellar repair %s' "
+		    "rebuilds a damaged index", damaged, damaged == 1 ? "" : "s",
+		    done, dir, dir);
 	if (!keys_only && opt.format == FMT_CELLAR && done != count && !damaged)
 		status = worst(status, say(EXIT_DAMAGED, "the store counts %" PRIu64
 		                           " keys but %" PRIu64 " were read", count,
@@ -933,8 +934,9 @@ static int validate(reader *r, seen *s)
 				        cur_dir, r->name,
 				        r->format == FMT_CDB ? "record" : "line", r->line);
 				put_escaped(r->key, r->key_len, stderr);
-				fprintf(stderr, "' again (first at %" PRIu64 "; "
-				        "--dups=error)\n", first);
+				fprintf(stderr, "' again (first on %s %" PRIu64 "; "
+				        "--dups=error)\n",
+				        r->format == FMT_CDB ? "record" : "line", first);
 				return EXIT_ERROR;
 			}
 		}
@@ -1174,9 +1176,13 @@ static void verify_json(const char *dir, const cellar_verify_report *r,
 		if (!d->count)
 			continue;
 		printf("%s\"%s\":{\"count\":%" PRIu64 ",\"bytes\":%" PRIu64
-		       ",\"first_segment\":\"%016" PRIx64 "\",\"first_offset\":%" PRIu64
-		       ",\"first\":", comma++ ? "," : "", damage_names[k], d->count,
-		       d->bytes, d->first_seq, d->first_off);
+		       ",\"first_segment\":", comma++ ? "," : "", damage_names[k],
+		       d->count, d->bytes);
+		if (d->first_seq)
+			printf("\"%016" PRIx64 "\"", d->first_seq);
+		else
+			printf("null");
+		printf(",\"first_offset\":%" PRIu64 ",\"first\":", d->first_off);
 		json_string(c->first[k], strlen(c->first[k]), stdout);
 		putchar('}');
 	}
@@ -1225,8 +1231,8 @@ static void verify_text(const char *dir, const cellar_verify_report *r,
 	if (idx || r->damage[CELLAR_DAMAGE_TAIL].count)
 		printf("; 'cellar repair %s' rebuilds the index from the log", dir);
 	if (r->damage[CELLAR_DAMAGE_RECORD].count)
-		printf("; 'cellar compact --dead-pct 1 %s' drops damaged records "
-		       "(their keys keep older intact values, if any)", dir);
+		printf("; damaged records stay until 'cellar compact' rewrites "
+		       "their segment (see its --dead-pct)");
 	printf("\n");
 }
 
@@ -1284,11 +1290,13 @@ static int cmd_repair(char **argv, int argc)
 		printf("%s: cut %" PRIu64 " bytes of torn tail off the newest "
 		       "segment\n", dir, res.tail_bytes_cut);
 	if (res.damaged_records)
-		printf("%s: %" PRIu64 " damaged record%s (%s) stay%s as dead bytes; "
-		       "'cellar compact --dead-pct 1 %s' drops them\n", dir,
-		       res.damaged_records, res.damaged_records == 1 ? "" : "s",
+		printf("%s: %" PRIu64 " damaged record%s (%s) stay%s as dead bytes "
+		       "until 'cellar compact' rewrites %s segment (see its "
+		       "--dead-pct)\n", dir, res.damaged_records,
+		       res.damaged_records == 1 ? "" : "s",
 		       human(res.damaged_bytes, h, sizeof h),
-		       res.damaged_records == 1 ? "s" : "", dir);
+		       res.damaged_records == 1 ? "s" : "",
+		       res.damaged_records == 1 ? "its" : "their");
 	return finish_output(stdout, "stdout", 0);
 }
 
@@ -1710,8 +1718,9 @@ static const command commands[] = {
 	  "Verify the store; if the index disagrees with the log in any way,\n"
 	  "remove it and rebuild it from the segments, and checkpoint it; cut a\n"
 	  "torn tail off the newest segment.  Print what was done.  Damaged\n"
-	  "records cannot be mended: they stay as dead bytes, and 'compact\n"
-	  "--dead-pct 1' drops them.  Takes the write lock.\n" },
+	  "records cannot be mended: they stay as dead bytes until compact\n"
+	  "rewrites their segment.  Takes the write lock; a store already\n"
+	  "sound is left as it is.\n" },
 	{ "compact", 1, 1, cmd_compact, O_JSON | O_QUIET | O_PCT,
 	  "compact [--dead-pct N] [--json] DIR",
 	  "Run one compaction pass: rewrite every segment whose dead share\n"

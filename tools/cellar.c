@@ -53,12 +53,14 @@ static struct {
 	int no_overwrite; /* load --no-overwrite */
 	int dups;         /* load --dups */
 	unsigned dead_pct; /* compact --dead-pct */
+	int rewrite;      /* repair --rewrite */
 } opt;
 
 /* Option bits: which command takes which option. */
 enum {
 	O_X = 1 << 0, O_JSON = 1 << 1, O_QUIET = 1 << 2, O_FMT = 1 << 3,
-	O_FILE = 1 << 4, O_MANY = 1 << 5, O_LOAD = 1 << 6, O_PCT = 1 << 7
+	O_FILE = 1 << 4, O_MANY = 1 << 5, O_LOAD = 1 << 6, O_PCT = 1 << 7,
+	O_REWRITE = 1 << 8
 };
 
 static const char *cmd_name = "cellar"; /* the command running */
@@ -923,7 +925,10 @@ static int validate(reader *r, seen *s)
 	int rc, st;
 	progress p;
 
+	struct stat sb;
 	progress_begin(&p, "check input", 0, 1);
+	if (fstat(fileno(r->f), &sb) == 0 && S_ISREG(sb.st_mode))
+		p.total = (uint64_t)sb.st_size;
 	while ((rc = next_record(r)) > 0) {
 		if (s->db) {
 			if ((st = seen_check(s, r, &first)))
@@ -1230,9 +1235,10 @@ static void verify_text(const char *dir, const cellar_verify_report *r,
 		idx |= r->damage[k].count != 0;
 	if (idx || r->damage[CELLAR_DAMAGE_TAIL].count)
 		printf("; 'cellar repair %s' rebuilds the index from the log", dir);
-	if (r->damage[CELLAR_DAMAGE_RECORD].count)
-		printf("; damaged records stay until 'cellar compact' rewrites "
-		       "their segment (see its --dead-pct)");
+	if (r->damage[CELLAR_DAMAGE_RECORD].count ||
+	    r->damage[CELLAR_DAMAGE_NEWER_RECORD].count)
+		printf("; 'cellar repair --rewrite %s' copies the store without "
+		       "its damaged records", dir);
 	printf("\n");
 }
 
@@ -1265,6 +1271,104 @@ static int cmd_verify(char **argv, int argc)
 	return status;
 }
 
+/*
+ * repair --rewrite: copy every live item into a new store beside dir and
+ * swap the two directories, so that no damaged record is left in the log.
+ * The old store's write lock is held throughout, which keeps writers out;
+ * it is read through a read-only handle, so that closing it writes nothing
+ * into the directory that by then holds the new store.
+ */
+static int rewrite_store(const char *dir)
+{
+	cellar_fs *fs = NULL;
+	cellar_file *lock = NULL;
+	cellar_db *src = NULL, *dst = NULL;
+	cellar_iter *it = NULL;
+	const void *k, *v;
+	size_t kn, vn;
+	uint64_t count = 0, copied = 0;
+	char tmp[4096], old[4096];
+	progress p;
+	int rc, st = 0;
+
+	snprintf(tmp, sizeof tmp, "%s.rewrite-%ld", dir, (long)getpid());
+	snprintf(old, sizeof old, "%s.old-%ld", dir, (long)getpid());
+	remove_tree(tmp);
+	snprintf(old, sizeof old, "%s/LOCK", dir);
+	if ((rc = cellar_fs_posix_new(&fs)) != CELLAR_OK ||
+	    (rc = fs->lock(fs, old, &lock)) != CELLAR_OK) {
+		st = fail(rc, "rewrite");
+		goto done;
+	}
+	snprintf(old, sizeof old, "%s.old-%ld", dir, (long)getpid());
+	if ((rc = open_store(&src, dir, CELLAR_READONLY, 0)) != CELLAR_OK) {
+		st = status_of(rc);
+		goto done;
+	}
+	if ((rc = cellar_count(src, &count)) != CELLAR_OK ||
+	    (rc = cellar_iter_new(src, &it)) != CELLAR_OK) {
+		st = fail(rc, NULL);
+		goto done;
+	}
+	if ((rc = open_store(&dst, tmp, CELLAR_CREATE, count)) != CELLAR_OK) {
+		st = status_of(rc);
+		goto done;
+	}
+	progress_begin(&p, "rewrite", count, 0);
+	while ((rc = cellar_iter_next(it, &k, &kn, &v, &vn)) != CELLAR_EDONE) {
+		/* The iterator reports the damaged records it steps over; the
+		 * index, just verified, leads to none of them. */
+		if (rc == CELLAR_ECORRUPT || rc == CELLAR_EVERSION)
+			continue;
+		if (rc == CELLAR_OK)
+			rc = cellar_put(dst, k, kn, v, vn);
+		if (rc != CELLAR_OK)
+			break;
+		progress_set(&p, ++copied);
+	}
+	progress_end(&p);
+	if (rc != CELLAR_EDONE) {
+		st = fail(rc, "rewrite");
+		goto done;
+	}
+	cellar_iter_free(it);
+	it = NULL;
+	rc = cellar_close(dst);
+	dst = NULL;
+	if (rc != CELLAR_OK) {
+		st = fail(rc, "rewrite");
+		goto done;
+	}
+	cellar_close(src);
+	src = NULL;
+	if (rename(dir, old) != 0) {
+		st = fail_errno("cannot rename", dir);
+		goto done;
+	}
+	if (rename(tmp, dir) != 0) {
+		st = fail_errno("cannot rename", tmp);
+		if (rename(old, dir) != 0) /* put the old store back */
+			say(st, "the store is now in %s", old);
+		goto done;
+	}
+	printf("%s: rewrote the store: %" PRIu64 " items copied, no damaged "
+	       "record left\n", dir, copied);
+done:
+	cellar_iter_free(it);
+	if (dst)
+		cellar_close(dst);
+	if (src)
+		cellar_close(src);
+	if (lock)
+		fs->unlock(fs, lock);
+	cellar_fs_free(fs);
+	if (st)
+		remove_tree(tmp);
+	else
+		remove_tree(old);
+	return st;
+}
+
 static int cmd_repair(char **argv, int argc)
 {
 	cellar_repair_result res;
@@ -1289,14 +1393,19 @@ static int cmd_repair(char **argv, int argc)
 	if (res.tail_bytes_cut)
 		printf("%s: cut %" PRIu64 " bytes of torn tail off the newest "
 		       "segment\n", dir, res.tail_bytes_cut);
-	if (res.damaged_records)
-		printf("%s: %" PRIu64 " damaged record%s (%s) stay%s as dead bytes "
-		       "until 'cellar compact' rewrites %s segment (see its "
-		       "--dead-pct)\n", dir, res.damaged_records,
+	if (res.damaged_records && !opt.rewrite)
+		printf("%s: %" PRIu64 " damaged record%s (%s) stay%s in the log as "
+		       "dead bytes; 'cellar repair --rewrite %s' copies the store "
+		       "without %s\n", dir, res.damaged_records,
 		       res.damaged_records == 1 ? "" : "s",
 		       human(res.damaged_bytes, h, sizeof h),
-		       res.damaged_records == 1 ? "s" : "",
-		       res.damaged_records == 1 ? "its" : "their");
+		       res.damaged_records == 1 ? "s" : "", dir,
+		       res.damaged_records == 1 ? "it" : "them");
+	if (opt.rewrite && res.damaged_records) {
+		fflush(stdout);
+		if ((rc = rewrite_store(dir)) != 0)
+			return rc;
+	}
 	return finish_output(stdout, "stdout", 0);
 }
 
@@ -1714,13 +1823,17 @@ static const command commands[] = {
 	  "slot-stale, count.  'check' is the same command.\n" },
 	{ "check", 1, 1, cmd_verify, O_JSON | O_QUIET, "check [--json] DIR",
 	  "Same as verify.\n" },
-	{ "repair", 1, 1, cmd_repair, 0, "repair DIR",
+	{ "repair", 1, 1, cmd_repair, O_REWRITE | O_QUIET, "repair [--rewrite] DIR",
 	  "Verify the store; if the index disagrees with the log in any way,\n"
 	  "remove it and rebuild it from the segments, and checkpoint it; cut a\n"
-	  "torn tail off the newest segment.  Print what was done.  Damaged\n"
-	  "records cannot be mended: they stay as dead bytes until compact\n"
-	  "rewrites their segment.  Takes the write lock; a store already\n"
-	  "sound is left as it is.\n" },
+	  "torn tail off the newest segment.  Print what was done.  This is\n"
+	  "what any writable open does to a store whose index is damaged, done\n"
+	  "on purpose.  Damaged records cannot be mended: their keys keep their\n"
+	  "newest intact value, or are gone.  The damaged bytes stay in the\n"
+	  "log (compaction keeps a segment it could not read whole), so verify\n"
+	  "still reports them; with --rewrite, repair then copies every live\n"
+	  "item into a new store beside DIR and renames it to DIR (the old one\n"
+	  "is removed).  Takes the write lock; a sound store is left as it is.\n" },
 	{ "compact", 1, 1, cmd_compact, O_JSON | O_QUIET | O_PCT,
 	  "compact [--dead-pct N] [--json] DIR",
 	  "Run one compaction pass: rewrite every segment whose dead share\n"
@@ -1755,6 +1868,7 @@ static const char general_help[] =
 "      --no-overwrite, --dups=last|first|error   load (see load)\n"
 "      --many          get: keys from stdin\n"
 "      --dead-pct N    compact: threshold in percent\n"
+"      --rewrite       repair: copy the store without its damaged records\n"
 "      --json          verify, compact, stats, info: JSON output\n"
 "  -q, --quiet         no progress bar (load, dump, list, verify, compact,\n"
 "                      warm draw one on stderr when it is a terminal)\n"
@@ -1865,6 +1979,8 @@ int main(int argc, char **argv)
 			opt.format = f, opt.format_given = 1, used |= O_FMT;
 		} else if (strcmp(a, "--many") == 0) {
 			opt.many = 1, used |= O_MANY;
+		} else if (strcmp(a, "--rewrite") == 0) {
+			opt.rewrite = 1, used |= O_REWRITE;
 		} else if (strcmp(a, "--no-overwrite") == 0) {
 			opt.no_overwrite = 1, used |= O_LOAD;
 		} else if (strcmp(a, "-f") == 0 || long_opt(a, "--file", &val)) {
@@ -1934,8 +2050,9 @@ int main(int argc, char **argv)
 	if (used & ~c->options & ~(unsigned)O_QUIET) {
 		static const char *names[] = { "-x", "--json", "--quiet", "--tsv/--cdb",
 		                               "-f/--file", "--many",
-		                               "--no-overwrite/--dups", "--dead-pct" };
-		for (int b = 0; b < 8; b++)
+		                               "--no-overwrite/--dups", "--dead-pct",
+		                               "--rewrite" };
+		for (int b = 0; b < 9; b++)
 			if (used & ~c->options & (1u << b))
 				return usage_error(c, "%s does not apply to %s", names[b],
 				                   c->name);

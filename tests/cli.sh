@@ -848,23 +848,33 @@ ok
 
 # ------------------------------------------------------------- progress
 
-# 150,000 records: enough for a load to take more than the 0.1 s after
-# which the bar is first drawn.
+# The bar is drawn first at once, then at most ten times a second, and a
+# last time when the work is done, before it is erased.
 (echo "cellar-dump 1 150000"
  seq 1 150000 | awk '{printf "key%07d\tvalue-%d-with-some-padding-to-make-it-longer-and-longer\n", $1, $1}'
  echo end) >"$tmp/150k.dump"
 
-begin "load, dump and verify draw a progress bar on a terminal"
+begin "load, dump, verify, compact, warm and list draw a progress bar on a terminal"
 if command -v script >/dev/null 2>&1; then
 	script -qec "'$cellar' load '$tmp/prog' -f '$tmp/150k.dump'" /dev/null \
 		>"$tmp/tty" 2>&1 || fail "load under script failed"
-	grep -qa 'load \[#*\.*\] *[0-9]*%  [0-9.]*k*M* *records/s  ETA [0-9]*:[0-9][0-9]' "$tmp/tty" ||
+	grep -qa 'load \[########################\] 100%  [0-9.]*[kM]* records/s  ETA 0:00' "$tmp/tty" ||
 		{ cat -v "$tmp/tty"; fail "no progress bar in the terminal output of load"; }
 	grep -qa "loaded 150000 records" "$tmp/tty" || fail "load's result is missing"
 	script -qec "'$cellar' dump '$tmp/prog' -f '$tmp/prog.dump'" /dev/null \
 		>"$tmp/tty" 2>&1 || fail "dump under script failed"
 	grep -qa 'dump \[#*\.*\] ' "$tmp/tty" || fail "no progress bar for dump"
 	cmp -s "$tmp/prog.dump" "$tmp/150k.dump" || fail "the dump differs"
+	script -qec "'$cellar' verify '$tmp/prog'" /dev/null >"$tmp/tty" 2>&1 ||
+		fail "verify under script failed"
+	grep -qa 'verify \[########################\] 100%  [0-9.]* [KMG]*i*B*/*s*' "$tmp/tty" ||
+		fail "no progress bar for verify"
+	for c in compact warm list; do
+		script -qec "'$cellar' $c '$tmp/prog' >/dev/null" /dev/null >"$tmp/tty" 2>&1 ||
+			fail "$c under script failed"
+		grep -qa "^.$c.*/s" "$tmp/tty" ||
+			{ cat -v "$tmp/tty"; fail "no progress bar for $c"; }
+	done
 	ok
 
 	begin "no progress bar with --quiet, or when stderr is not a terminal"

@@ -244,6 +244,8 @@ typedef struct progress {
 	int bytes;           /* count bytes (else records) */
 	uint64_t total;
 	double start, last;
+	uint64_t done;
+	int drawn;
 	pthread_mutex_t mu;  /* progress_set may run on a helper thread */
 } progress;
 
@@ -298,24 +300,28 @@ static void progress_draw(progress *p, uint64_t done, double t)
 	fflush(stderr);
 }
 
-/* Note progress; redraws at most ten times a second. */
+/* Note progress; redraws at most ten times a second (the first time at
+ * once, so that even a short run shows, and ends with, a whole bar). */
 static void progress_set(progress *p, uint64_t done)
 {
 	if (!p->on)
 		return;
 	double t = now();
-	if (t - p->last < 0.1)
+	p->done = done;
+	if (p->drawn && t - p->last < 0.1)
 		return;
 	pthread_mutex_lock(&p->mu);
 	p->last = t;
+	p->drawn = 1;
 	progress_draw(p, done, t);
 	pthread_mutex_unlock(&p->mu);
 }
 
-/* Erase the bar. */
+/* Draw the final state, then erase the bar. */
 static void progress_end(progress *p)
 {
-	if (p->on && p->last > p->start) {
+	if (p->on && p->drawn) {
+		progress_draw(p, p->done, now());
 		fputs("\r\033[K", stderr);
 		fflush(stderr);
 	}
@@ -1686,10 +1692,14 @@ static void *warm_poll(void *arg)
 {
 	warm_watch *w = arg;
 
-	while (!w->stop) {
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+
+	for (int last = 0; !last;) {
+		last = w->stop;
 		uint64_t r = resident(w);
-		progress_set(&w->p, r > w->at_start ? r - w->at_start : 0);
-		usleep(100000);
+		progress_set(&w->p, (r > w->at_start ? r - w->at_start : 0) * page);
+		if (!last)
+			usleep(100000);
 	}
 	return NULL;
 }
@@ -1708,11 +1718,11 @@ static int cmd_warm(char **argv, int argc)
 		free(w);
 		return status_of(rc);
 	}
-	progress_begin(&w->p, "warm", 0, 0);
+	/* Counts the bytes that came into the page cache. */
+	progress_begin(&w->p, "warm", 0, 1);
 	if (w->p.on) {
 		warm_watch_open(w, argv[0]);
-		w->p.total = w->pages - w->at_start;
-		w->p.what = "warm (pages)";
+		w->p.total = (w->pages - w->at_start) * (uint64_t)sysconf(_SC_PAGESIZE);
 		if (pthread_create(&t, NULL, warm_poll, w) == 0)
 			threaded = 1;
 	}

@@ -1954,16 +1954,14 @@ static int long_opt(const char *arg, const char *name, const char **value)
 	return 0;
 }
 
-int main(int argc, char **argv)
+/* Parse the command line into pos (the words that are no options) and run. */
+static int dispatch(int argc, char **argv, char **pos)
 {
-	char **pos = calloc((size_t)argc + 1, sizeof *pos);
 	const command *c = NULL;
 	unsigned used = 0;
 	int npos = 0, help = 0, version = 0, dashdash = 0;
 	const char *bad = NULL, *val;
 
-	if (!pos)
-		return EXIT_ERROR;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (dashdash || a[0] != '-' || strcmp(a, "-") == 0) {
@@ -2076,6 +2074,19 @@ int main(int argc, char **argv)
 	if (st == EXIT_USAGE)
 		fprintf(stderr, "usage: cellar %s\n(options may go anywhere on the "
 		        "line)\nTry 'cellar %s --help'.\n", c->synopsis, c->name);
+	return st;
+}
+
+int main(int argc, char **argv)
+{
+	char **pos = calloc((size_t)argc + 1, sizeof *pos);
+	int st;
+
+	if (!pos) {
+		fputs("cellar: out of memory\n", stderr);
+		return EXIT_ERROR;
+	}
+	st = dispatch(argc, argv, pos);
 	free(pos);
 	return st;
 }

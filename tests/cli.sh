@@ -286,6 +286,12 @@ expect_status 0 "$cellar" get "$db" stdin
 expect_stdout_file "$tmp/want"
 ok
 
+begin "put -x KEY '\\x2d' stores a lone dash"
+expect_status 0 "$cellar" put -x "$db" dash '\x2d'
+expect_status 0 "$cellar" get "$db" dash
+expect_stdout "-"
+ok
+
 begin "put --file and -f read a value of 300 KiB from a file"
 head -c 307200 /dev/urandom >"$tmp/big"
 expect_status 0 "$cellar" put "$db" big --file "$tmp/big"
@@ -913,6 +919,8 @@ expect_status 0 "$cellar" version
 	fail "not 'cellar MAJOR.MINOR.PATCH'"
 cp "$out" "$tmp/version"
 expect_status 0 "$cellar" --version
+expect_stdout_file "$tmp/version"
+expect_status 0 "$cellar" get --version
 expect_stdout_file "$tmp/version"
 ok
 

@@ -1768,7 +1768,7 @@ static const command commands[] = {
 	  "Store a value under KEY, replacing any old value.  The value is the\n"
 	  "VALUE argument, standard input when VALUE is '-', or the contents\n"
 	  "of file F with -f/--file F (any size up to 1 GiB).  A VALUE that\n"
-	  "starts with '-' goes after '--'.\n" },
+	  "starts with '-' goes after '--'; the value '-' itself is -x '\\x2d'.\n" },
 	{ "get", 1, 2, cmd_get, O_X | O_MANY, "get DIR KEY | get --many DIR",
 	  "Write the value of KEY to stdout, raw, with no newline added; exit 1\n"
 	  "if KEY is absent.\n"
@@ -2048,7 +2048,7 @@ static int dispatch(int argc, char **argv, char **pos)
 			usage(stdout);
 		return 0;
 	}
-	if (version && !c)
+	if (version)
 		return cmd_version(NULL, 0);
 	if (!c)
 		return usage_error(NULL, bad ? bad : "no command given");

@@ -1870,20 +1870,27 @@ static const command commands[] = {
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
+/* The options, each with the commands it applies to (0: all of them). */
+static const struct {
+	unsigned mask;
+	const char *text;
+} option_help[] = {
+	{ O_X, "  -x, --escaped       KEY and VALUE arguments use dump's \\xHH escapes\n" },
+	{ O_FILE, "  -f, --file FILE     put: the value's file; dump: output; load: input\n" },
+	{ O_FMT, "      --tsv, --cdb    dump and load formats (see dump)\n" },
+	{ O_LOAD, "      --no-overwrite  load: keep the values already in the store\n"
+	          "      --dups=last|first|error   load: a key given twice\n" },
+	{ O_MANY, "      --many          get: keys from stdin\n" },
+	{ O_PCT, "      --dead-pct N    compact: threshold in percent (1..100)\n" },
+	{ O_REWRITE, "      --rewrite       repair: copy the store without its damaged records\n" },
+	{ O_JSON, "      --json          verify, compact, stats, info: JSON output\n" },
+	{ 0, "  -q, --quiet         no progress bar (load, dump, list, verify, compact,\n"
+	     "                      warm draw one on stderr when it is a terminal)\n" },
+	{ 0, "  -h, --help          help (after a command: that command's help)\n" },
+	{ 0, "      --version       the version\n" },
+};
+
 static const char general_help[] =
-"Options (anywhere on the line; '--' ends them):\n"
-"  -x, --escaped       KEY and VALUE arguments use dump's \\xHH escapes\n"
-"  -f, --file FILE     put: the value's file; dump: output; load: input\n"
-"      --tsv, --cdb    dump and load formats (see dump)\n"
-"      --no-overwrite, --dups=last|first|error   load (see load)\n"
-"      --many          get: keys from stdin\n"
-"      --dead-pct N    compact: threshold in percent\n"
-"      --rewrite       repair: copy the store without its damaged records\n"
-"      --json          verify, compact, stats, info: JSON output\n"
-"  -q, --quiet         no progress bar (load, dump, list, verify, compact,\n"
-"                      warm draw one on stderr when it is a terminal)\n"
-"  -h, --help          help (after a command: that command's help)\n"
-"      --version       the version\n"
 "\n"
 "Locking: put, del, load, create, compact and repair open the store for\n"
 "writing and take its write lock (DIR/LOCK); while another process writes\n"
@@ -1902,6 +1909,16 @@ static const char general_help[] =
 "Errors are printed as: cellar: DIR: message (with the library's detail\n"
 "and the key, escaped, where there is one).\n";
 
+/* The options that apply to commands with mask (all: ~0u), then the rest. */
+static void options_help(FILE *f, unsigned mask)
+{
+	fputs("Options (anywhere on the line; '--' ends them):\n", f);
+	for (size_t i = 0; i < sizeof option_help / sizeof option_help[0]; i++)
+		if (option_help[i].mask == 0 || (option_help[i].mask & mask))
+			fputs(option_help[i].text, f);
+	fputs(general_help, f);
+}
+
 static void usage(FILE *f)
 {
 	fputs("usage: cellar COMMAND [options] DIR [args]\n\n"
@@ -1910,13 +1927,13 @@ static void usage(FILE *f)
 	for (size_t c = 0; c < NCOMMANDS; c++)
 		fprintf(f, "  %s\n", commands[c].synopsis);
 	fputs("\n'cellar COMMAND --help' tells what a command does.\n\n", f);
-	fputs(general_help, f);
+	options_help(f, ~0u);
 }
 
 static void command_help(const command *c)
 {
 	printf("usage: cellar %s\n\n%s\n", c->synopsis, c->help);
-	fputs(general_help, stdout);
+	options_help(stdout, c->options);
 }
 
 static int usage_error(const command *c, const char *fmt, ...)

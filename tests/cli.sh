@@ -702,7 +702,7 @@ flip "$tmp/bidx/index" 200000
 expect_status 3 "$cellar" verify "$tmp/bidx"
 expect_stdout_has "20000 records (20000 puts, 0 deletes), 20000 live keys"
 expect_stdout_has "index: not cross-checked"
-expect_stdout_has "damage index-chunk: 2 times, first at index offset 69632"
+expect_stdout_has "damage index-chunk: 2 times, first at index offset 69632, then at index offset 135168"
 expect_stdout_has "DAMAGED: 2 problems; 'cellar repair $tmp/bidx' rebuilds the index"
 expect_status 3 "$cellar" dump "$tmp/bidx" -f "$tmp/bidx.dump"
 expect_stderr_has "'cellar repair $tmp/bidx' rebuilds a damaged index"
@@ -720,7 +720,7 @@ expect_status 3 "$cellar" verify "$tmp/bhdr"
 expect_stdout_has "damage index-file: 1 time"
 rm "$tmp/bhdr/index"
 expect_status 3 "$cellar" verify --json "$tmp/bhdr"
-expect_stdout_has '"index-file":{"count":1,"bytes":0,"first_segment":null,"first_offset":0,"first":"there is no index file"}'
+expect_stdout_has '"index-file":{"count":1,"bytes":0,"first_segment":null,"first_offset":0,"places":[{"segment":null,"offset":0}],"first":"there is no index file"}'
 expect_status 0 "$cellar" repair "$tmp/bhdr"
 expect_status 0 "$cellar" verify "$tmp/bhdr"
 ok

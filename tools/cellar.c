@@ -1122,8 +1122,13 @@ static const char *const damage_names[CELLAR_DAMAGE_KINDS] = {
 };
 
 /* The first problem of each kind, as on_problem told it. */
+/* How many places of each kind of damage verify lists. */
+#define VERIFY_PLACES 3
+
 typedef struct verify_ctx {
 	char first[CELLAR_DAMAGE_KINDS][384];
+	struct { uint64_t seq, off; } at[CELLAR_DAMAGE_KINDS][VERIFY_PLACES];
+	unsigned nat[CELLAR_DAMAGE_KINDS];
 	progress p;
 } verify_ctx;
 
@@ -1133,6 +1138,10 @@ static void on_problem(const cellar_problem *pr, void *ctx)
 	char *s = c->first[pr->kind];
 	FILE *f;
 
+	if (c->nat[pr->kind] < VERIFY_PLACES) {
+		c->at[pr->kind][c->nat[pr->kind]].seq = pr->seq;
+		c->at[pr->kind][c->nat[pr->kind]++].off = pr->off;
+	}
 	if (s[0])
 		return;
 	if (!(f = fmemopen(s, sizeof c->first[0] - 1, "w")))
@@ -1193,7 +1202,16 @@ static void verify_json(const char *dir, const cellar_verify_report *r,
 			printf("\"%016" PRIx64 "\"", d->first_seq);
 		else
 			printf("null");
-		printf(",\"first_offset\":%" PRIu64 ",\"first\":", d->first_off);
+		printf(",\"first_offset\":%" PRIu64 ",\"places\":[", d->first_off);
+		for (unsigned i = 0; i < c->nat[k]; i++) {
+			printf("%s{\"segment\":", i ? "," : "");
+			if (c->at[k][i].seq)
+				printf("\"%016" PRIx64 "\"", c->at[k][i].seq);
+			else
+				printf("null");
+			printf(",\"offset\":%" PRIu64 "}", c->at[k][i].off);
+		}
+		printf("],\"first\":");
 		json_string(c->first[k], strlen(c->first[k]), stdout);
 		putchar('}');
 	}
@@ -1223,11 +1241,17 @@ static void verify_text(const char *dir, const cellar_verify_report *r,
 		       d->count == 1 ? "" : "s");
 		if (d->bytes)
 			printf(", %s", human(d->bytes, h, sizeof h));
-		if (d->first_seq)
-			printf(", first in %016" PRIx64 ".seg at offset %" PRIu64,
-			       d->first_seq, d->first_off);
-		else if (k == CELLAR_DAMAGE_INDEX_CHUNK)
-			printf(", first at index offset %" PRIu64, d->first_off);
+		for (unsigned i = 0; i < c->nat[k]; i++) {
+			const char *lead = i == 0 ? ", first" : ", then";
+			if (c->at[k][i].seq)
+				printf("%s in %016" PRIx64 ".seg at offset %" PRIu64, lead,
+				       c->at[k][i].seq, c->at[k][i].off);
+			else if (k == CELLAR_DAMAGE_INDEX_CHUNK)
+				printf("%s at index offset %" PRIu64, lead,
+				       c->at[k][i].off);
+		}
+		if (d->count > c->nat[k] && c->nat[k] > 1)
+			printf(", ...");
 		printf("\n  first: %s\n", c->first[k]);
 	}
 	if (r->problems == 0) {

@@ -1850,8 +1850,9 @@ static const command commands[] = {
 	  "newest record, every index slot must point at a valid record that\n"
 	  "is its key's newest.  A damaged index does not stop the scan of the\n"
 	  "segments.  Prints a summary: each kind of damage once, with its\n"
-	  "count, bytes, where the first one is, and its message (--json: one\n"
-	  "JSON object).  Exit 3 if anything is damaged.  Kinds: record, tail\n"
+	  "count, bytes, where the first three are, and the first one's\n"
+	  "message (--json: one JSON object).  Exit 3 if anything is damaged.\n"
+	  "Kinds: record, tail\n"
 	  "(a segment cut short, or torn by a crash), newer-record, index-file,\n"
 	  "index-stale, index-chunk, index-table, key-missing, slot-bad,\n"
 	  "slot-stale, count.  'check' is the same command.\n" },

@@ -218,6 +218,17 @@ expect_stderr_prefix "cellar: $tmp/missing: no such store or file"
 [ ! -e "$tmp/missing" ] || fail "put created $tmp/missing"
 ok
 
+begin "a write to a store another process writes exits 4: store is locked"
+if command -v flock >/dev/null 2>&1; then
+	expect_status 4 flock "$db/LOCK" "$cellar" put "$db" k v
+	expect_stderr_prefix "cellar: $db: store is locked by another writer"
+	expect_status 0 flock "$db/LOCK" "$cellar" get "$db" keep
+	expect_stdout "me"
+	ok
+else
+	echo "# SKIP: flock(1) is not installed"
+fi
+
 # ------------------------------------------------------------- put/get
 
 begin "put then get returns the value raw, without a newline"

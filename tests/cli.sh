@@ -521,6 +521,14 @@ sed '3d' "$tmp/dump1" | load_rejects 4 "stdin line 5: the header announced 4 rec
 head -c 38 "$tmp/dump1" >"$tmp/cut"
 load_rejects 4 "$tmp/cut line 2: the last line has no newline" -f "$tmp/cut"
 head -c 30 "$tmp/dump1.tsv" | load_rejects 4 "stdin line 2: the last line has no newline" --tsv
+load_rejects 4 "cannot open $tmp/no-such-dump: " -f "$tmp/no-such-dump"
+ok
+
+begin "load into DIR/ (a trailing slash) builds the store beside it"
+expect_status 0 "$cellar" load "$tmp/slash/" <"$tmp/dump1"
+[ -f "$tmp/slash/meta" ] || fail "no store in $tmp/slash"
+left=("$tmp"/slash/.load* "$tmp"/slash.*)
+[ ${#left[@]} -eq 0 ] || fail "load left ${left[*]} behind"
 ok
 
 begin "load rejects malformed input"

@@ -856,6 +856,16 @@ static int reader_rewind(reader *r)
 	return 0;
 }
 
+/* "DIR.TAG-PID": a directory beside dir (trailing slashes of dir dropped). */
+static void sibling(char *out, size_t cap, const char *dir, const char *tag)
+{
+	size_t n = strlen(dir);
+
+	while (n > 1 && dir[n - 1] == '/')
+		n--;
+	snprintf(out, cap, "%.*s.%s-%ld", (int)n, dir, tag, (long)getpid());
+}
+
 /* Remove a directory this run made, and the store files in it. */
 static void remove_tree(const char *dir)
 {
@@ -883,7 +893,7 @@ typedef struct seen {
 
 static int seen_open(seen *s, const char *dir)
 {
-	snprintf(s->dir, sizeof s->dir, "%s.keys-%ld", dir, (long)getpid());
+	sibling(s->dir, sizeof s->dir, dir, "keys");
 	remove_tree(s->dir);
 	cellar_options o = CELLAR_OPTIONS_INIT;
 	o.flags = CELLAR_CREATE;
@@ -1047,6 +1057,7 @@ static int cmd_load(char **argv, int argc)
 
 	(void)argc;
 	r.format = opt.format;
+	sibling(tmp, sizeof tmp, dir, "load");
 	/* Does DIR hold a store?  A new one is built beside it and renamed
 	 * into place at the end, so a failed load leaves nothing behind. */
 	cellar_options o = CELLAR_OPTIONS_INIT;
@@ -1066,7 +1077,6 @@ static int cmd_load(char **argv, int argc)
 	seen_close(&s);
 	if (opt.dups == DUPS_FIRST && (st = seen_open(&s, dir)))
 		goto done;
-	snprintf(tmp, sizeof tmp, "%s.load-%ld", dir, (long)getpid());
 	if (fresh)
 		remove_tree(tmp);
 	if ((rc = open_store(&db, fresh ? tmp : dir, CELLAR_CREATE,
@@ -1121,10 +1131,10 @@ static const char *const damage_names[CELLAR_DAMAGE_KINDS] = {
 	"count",
 };
 
-/* The first problem of each kind, as on_problem told it. */
 /* How many places of each kind of damage verify lists. */
 #define VERIFY_PLACES 3
 
+/* The first message and places of each kind, as on_problem told them. */
 typedef struct verify_ctx {
 	char first[CELLAR_DAMAGE_KINDS][384];
 	struct { uint64_t seq, off; } at[CELLAR_DAMAGE_KINDS][VERIFY_PLACES];
@@ -1321,8 +1331,7 @@ static int rewrite_store(const char *dir)
 	progress p;
 	int rc, st = 0;
 
-	snprintf(tmp, sizeof tmp, "%s.rewrite-%ld", dir, (long)getpid());
-	snprintf(old, sizeof old, "%s.old-%ld", dir, (long)getpid());
+	sibling(tmp, sizeof tmp, dir, "rewrite");
 	remove_tree(tmp);
 	snprintf(old, sizeof old, "%s/LOCK", dir);
 	if ((rc = cellar_fs_posix_new(&fs)) != CELLAR_OK ||
@@ -1330,7 +1339,7 @@ static int rewrite_store(const char *dir)
 		st = fail(rc, "rewrite");
 		goto done;
 	}
-	snprintf(old, sizeof old, "%s.old-%ld", dir, (long)getpid());
+	sibling(old, sizeof old, dir, "old");
 	if ((rc = open_store(&src, dir, CELLAR_READONLY, 0)) != CELLAR_OK) {
 		st = status_of(rc);
 		goto done;

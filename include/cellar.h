@@ -522,6 +522,185 @@ CELLAR_API int cellar_iter_next(cellar_iter *it, const void **key,
 /** Free an iterator.  Accepts NULL.  Must happen before cellar_close(). */
 CELLAR_API void cellar_iter_free(cellar_iter *it);
 
+/* ---- Verification and repair --------------------------------------------
+ *
+ * cellar_verify() checks a store without opening it as a database: it reads
+ * every record of every segment, checks every checksum, and cross-checks the
+ * index file against the log in both directions.  cellar_repair() rebuilds
+ * what a writable open would rebuild, on purpose.  These are the `cellar
+ * verify` and `cellar repair` commands.
+ */
+
+/** The kinds of damage cellar_verify() tells apart. */
+typedef enum cellar_damage_kind {
+	/** A record fails its checksum or has an impossible header; replay
+	 * skips it and resumes at the next valid record.  Where: the
+	 * segment's sequence number and the record's offset in it. */
+	CELLAR_DAMAGE_RECORD = 0,
+	/** A segment ends in bytes that are no whole record: the file was cut
+	 * short, or (in the newest segment) a write was torn by a crash.
+	 * Where: the segment and the offset at which the bad tail starts. */
+	CELLAR_DAMAGE_TAIL = 1,
+	/** A record with a valid checksum of a kind a newer cellar wrote. */
+	CELLAR_DAMAGE_NEWER_RECORD = 2,
+	/** The index file is missing, not an index, damaged in its header or
+	 * segment table, or of a newer format. */
+	CELLAR_DAMAGE_INDEX_FILE = 3,
+	/** The index file is intact but does not match the store (another
+	 * hash seed, or segments it lists are missing or shorter). */
+	CELLAR_DAMAGE_INDEX_STALE = 4,
+	/** A chunk of 1024 buckets fails its checksum.  Where: seq 0 and the
+	 * chunk's byte offset in the index file. */
+	CELLAR_DAMAGE_INDEX_CHUNK = 5,
+	/** The table's structure is inconsistent: a broken or shared chain,
+	 * or counters that disagree with the chains. */
+	CELLAR_DAMAGE_INDEX_TABLE = 6,
+	/** A key whose newest record is a put is not found through the index
+	 * (plus the log after its checkpoint), or is found at another record.
+	 * Where: that newest record. */
+	CELLAR_DAMAGE_KEY_MISSING = 7,
+	/** An index slot points at no valid record, at a tombstone, or at a
+	 * record whose key does not hash to the slot.  Where: the slot's
+	 * segment (0 if the id names none) and offset. */
+	CELLAR_DAMAGE_SLOT_BAD = 8,
+	/** An index slot points at a valid record that is not its key's
+	 * newest (an overwritten value, or a deleted key). */
+	CELLAR_DAMAGE_SLOT_STALE = 9,
+	/** The index's key count differs from the number of live keys in the
+	 * log. */
+	CELLAR_DAMAGE_COUNT = 10
+} cellar_damage_kind;
+
+/** Number of cellar_damage_kind values. */
+#define CELLAR_DAMAGE_KINDS 11
+
+/** One kind of damage, summed over a cellar_verify() run. */
+typedef struct cellar_damage {
+	uint64_t count;     /**< occurrences */
+	uint64_t bytes;     /**< segment bytes skipped (RECORD, TAIL, NEWER) */
+	uint64_t first_seq; /**< where the first occurrence is: segment seq */
+	uint64_t first_off; /**< ... and offset (see each kind) */
+} cellar_damage;
+
+/** One problem, as cellar_verify_options.on_problem is told it. */
+typedef struct cellar_problem {
+	cellar_damage_kind kind;
+	uint64_t seq, off;   /**< where, as in cellar_damage */
+	uint64_t bytes;      /**< segment bytes skipped, or 0 */
+	const void *key;     /**< the key concerned, or NULL if none is known */
+	size_t key_len;
+	const char *message; /**< a sentence of detail; never NULL */
+} cellar_problem;
+
+/** Version of cellar_verify_options described by this header. */
+#define CELLAR_VERIFY_OPTIONS_VERSION 1
+
+/** Options of cellar_verify() and cellar_repair(); zero fields are defaults. */
+typedef struct cellar_verify_options {
+	/** Must be CELLAR_VERIFY_OPTIONS_VERSION. */
+	unsigned version;
+	/** File system; NULL means a private mmap file system.  Not owned. */
+	cellar_fs *fs;
+	/** Called once per problem found, in the order found; NULL = none.
+	 * The problem and what it points to are valid only during the call. */
+	void (*on_problem)(const cellar_problem *p, void *ctx);
+	/** Called now and then with the segment bytes scanned so far and the
+	 * total; NULL = none. */
+	void (*on_progress)(uint64_t done, uint64_t total, void *ctx);
+	/** Passed to the callbacks. */
+	void *ctx;
+} cellar_verify_options;
+
+/** Initializer giving every verify option its default. */
+#define CELLAR_VERIFY_OPTIONS_INIT \
+	{ CELLAR_VERIFY_OPTIONS_VERSION, NULL, NULL, NULL, NULL }
+
+/** What cellar_verify() found. */
+typedef struct cellar_verify_report {
+	uint64_t segments;      /**< segment files scanned */
+	uint64_t segment_bytes; /**< their total size */
+	uint64_t records;       /**< valid records read (puts and deletes) */
+	uint64_t puts, deletes;
+	uint64_t keys;          /**< live keys according to the log */
+	int index_checked;      /**< 1 if the index could be cross-checked */
+	uint64_t index_keys;    /**< keys the index counts (if it loaded) */
+	uint64_t index_slots;   /**< index slots checked */
+	uint64_t problems;      /**< sum of the counts below; 0 = no damage */
+	cellar_damage damage[CELLAR_DAMAGE_KINDS]; /**< by cellar_damage_kind */
+} cellar_verify_report;
+
+/**
+ * Check the store in dir from end to end, without changing anything.
+ *
+ * Every segment is read record by record and every checksum checked; a
+ * damaged stretch is skipped to the next valid record, so one bad byte
+ * never hides the rest.  From the valid records it builds, in memory, the
+ * table a rebuild would produce (each key's newest record).  It then loads
+ * the index file, checks every bucket chunk's checksum and the table's
+ * structure, replays the log written after the checkpoint into it as an
+ * open would, and compares both ways: every live key must be found at its
+ * newest record, and every slot must point at a valid record that is its
+ * key's newest.  A damaged index is reported and skips the comparison; the
+ * segment scan still runs to the end.
+ *
+ * It takes no lock and opens everything read-only.  A writer appending
+ * meanwhile may make the newest segment's end look torn
+ * (CELLAR_DAMAGE_TAIL): verify a store nobody writes.  Memory: the table
+ * of live keys, about 13 bytes per key.
+ *
+ * @param dir       the store's directory.
+ * @param opts      options, or NULL for the defaults.
+ * @param[out] out  the report; filled as far as the scan got, also on error.
+ *   out->problems is 0 exactly when nothing is damaged.
+ * @return CELLAR_OK when the check ran (damage is in the report, not the
+ *   return code), or
+ *   - CELLAR_EINVAL: dir or out NULL, dir empty, or opts->version unknown;
+ *   - CELLAR_ENOENT: no store in dir (no meta file);
+ *   - CELLAR_ECORRUPT, CELLAR_EVERSION: the store cannot be scanned at all:
+ *     its meta file or a segment's header is damaged, foreign or newer
+ *     (cellar_errmsg() names the file);
+ *   - CELLAR_EIO, CELLAR_ENOMEM.
+ */
+CELLAR_API int cellar_verify(const char *dir, const cellar_verify_options *opts,
+                             cellar_verify_report *out);
+
+/** What cellar_repair() did. */
+typedef struct cellar_repair_result {
+	/** 1 if the index was rebuilt from the segments, 0 if it was kept. */
+	int index_rebuilt;
+	/** Why: the first cellar_damage_kind of the index kinds found
+	 * (INDEX_FILE .. COUNT), or -1 when it was kept. */
+	int rebuild_reason;
+	uint64_t records_replayed; /**< records the open replayed */
+	uint64_t tail_bytes_cut;   /**< torn tail cut off the newest segment */
+	uint64_t keys;             /**< keys in the store afterwards */
+	/** Damaged records left in the log as dead bytes (cellar_compact()
+	 * drops them once their segment is rewritten). */
+	uint64_t damaged_records;
+	uint64_t damaged_bytes;
+} cellar_repair_result;
+
+/**
+ * Repair the store in dir: what a writable cellar_open() does to a damaged
+ * store, done on purpose and reported.
+ *
+ * It verifies the store (as cellar_verify()); if the index disagrees with
+ * the log in any way, it removes the index file, so that the writable open
+ * that follows rebuilds the index from the segments and checkpoints it.
+ * That open also cuts a torn tail off the newest segment.  Damaged records
+ * elsewhere cannot be mended: they stay, counted as dead bytes, and their
+ * keys keep the newest intact value (or are gone, if none survives).
+ * Takes the store's write lock for the open.
+ *
+ * @param dir       the store's directory (it must hold a store).
+ * @param opts      options (only fs is used), or NULL.
+ * @param[out] out  what was done; may be NULL.
+ * @return CELLAR_OK, or as cellar_verify() and cellar_open() (among them
+ *   CELLAR_ELOCKED when another writer has the store open).
+ */
+CELLAR_API int cellar_repair(const char *dir, const cellar_verify_options *opts,
+                             cellar_repair_result *out);
+
 /**
  * A static, human-readable message for an error code; never NULL (unknown
  * codes give "unknown error").

@@ -117,8 +117,9 @@ static inline void index_prefetch(const cellar_index *ix, uint64_t hash)
  *	if (rc < 0)
  *		...
  *
- * Everything is inline, so that the hot path (index_lookup_inline) keeps
- * the cursor in registers.
+ * Everything is inline, so that in the hot path (index_lookup_inline) the
+ * cursor becomes plain local variables and the raw/checked choice folds
+ * away; a lookup does per bucket what it did before the cursor.
  */
 
 /* How the cursor reaches buckets (index_chain_first). */
@@ -176,8 +177,10 @@ static inline int index_chain_follow(index_chain *c, uint32_t next)
 }
 
 /**
- * Step to the next bucket of the chain; at the end c->b becomes NULL.
- * CELLAR_OK or, as index_chain_follow, CELLAR_ECORRUPT.
+ * Step to the next bucket of the chain.  At the end c->b becomes NULL, and
+ * c->at and c->steps still name the last bucket (where an insert into a
+ * full chain links a new one).  CELLAR_OK or, as index_chain_follow,
+ * CELLAR_ECORRUPT.
  */
 static inline int index_chain_next(index_chain *c)
 {

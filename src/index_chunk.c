@@ -5,11 +5,11 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "error.h"
 #include "hash.h"
 #include "index_chunk.h"
+#include "pages.h"
 
 int index_chunk_check(index_chunk *c)
 {
@@ -45,27 +45,6 @@ int index_array_check(index_array *a)
  * take 2 MiB per array.  Slabs live as long as the table.
  */
 
-static uint8_t *slab_new(void)
-{
-	size_t sz = INDEX_SLAB_BYTES;
-	uint8_t *p = mmap(NULL, 2 * sz, PROT_READ | PROT_WRITE,
-	                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	uintptr_t at;
-
-	if (p == MAP_FAILED)
-		return NULL;
-	/* Keep the aligned middle; the kernel maps huge pages only there. */
-	at = ((uintptr_t)p + sz - 1) & ~(uintptr_t)(sz - 1);
-	if (at > (uintptr_t)p)
-		munmap(p, at - (uintptr_t)p);
-	if ((uintptr_t)p + 2 * sz > at + sz)
-		munmap((uint8_t *)at + sz, (uintptr_t)p + 2 * sz - (at + sz));
-#ifdef MADV_HUGEPAGE
-	(void)madvise((void *)at, sz, MADV_HUGEPAGE); /* advice only */
-#endif
-	return (uint8_t *)at;
-}
-
 /* INDEX_CHUNK_BYTES of zeroed private buckets for a (NULL: out of memory);
  * *how gets CHUNK_HEAP or CHUNK_SLAB. */
 static uint8_t *chunk_alloc(index_array *a, uint8_t *how)
@@ -83,7 +62,7 @@ static uint8_t *chunk_alloc(index_array *a, uint8_t *how)
 		if (!v)
 			return NULL;
 		a->slabs = v;
-		if (!(v[a->nslabs] = slab_new()))
+		if (!(v[a->nslabs] = pages_slab_new()))
 			return NULL;
 		a->nslabs++;
 		a->slab_used = 0;
@@ -180,7 +159,7 @@ void index_array_free(index_array *a)
 		if (a->chunks[i].owned == CHUNK_HEAP)
 			free(a->chunks[i].base);
 	for (size_t i = 0; i < a->nslabs; i++)
-		munmap(a->slabs[i], INDEX_SLAB_BYTES);
+		pages_slab_free(a->slabs[i]);
 	free(a->slabs);
 	free(a->chunks);
 	memset(a, 0, sizeof *a);

@@ -26,13 +26,14 @@
 #include "bucket.h"
 #include "cellar.h"
 #include "files.h"
+#include "pages.h"
 
 #define INDEX_CHUNK_SHIFT 10
 #define INDEX_CHUNK_BUCKETS (1u << INDEX_CHUNK_SHIFT)
 #define INDEX_CHUNK_MASK (INDEX_CHUNK_BUCKETS - 1)
 #define INDEX_CHUNK_BYTES ((size_t)INDEX_CHUNK_BUCKETS * BUCKET_SIZE)
 /* Private chunks of a large table come from slabs of this size. */
-#define INDEX_SLAB_BYTES FILE_WRITE_UNIT
+#define INDEX_SLAB_BYTES PAGES_SLAB_BYTES
 #define INDEX_SLAB_CHUNKS (INDEX_SLAB_BYTES / INDEX_CHUNK_BYTES)
 
 /* How a chunk's buckets are held (index_chunk.owned). */

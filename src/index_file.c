@@ -14,6 +14,7 @@
 #include "index_chunk.h"
 #include "index_file.h"
 #include "index_table.h"
+#include "pages.h"
 
 #define SEG_ENTRY_SIZE 40
 /* Segment ids are 16-bit: a checkpoint lists at most this many. */
@@ -47,12 +48,8 @@ uint64_t index_file_size(const cellar_index *ix, size_t nsegs)
 
 int index_warm(cellar_index *ix)
 {
-	const volatile uint8_t *b = ix->map;
-
-	if (!b)
-		return CELLAR_OK; /* no mapping: nothing to fault in */
-	for (uint64_t off = 0; off < ix->map_len; off += 4096)
-		(void)b[off];
+	if (ix->map) /* without a mapping there is nothing to fault in */
+		pages_touch(ix->map, ix->map_len);
 	return CELLAR_OK;
 }
 

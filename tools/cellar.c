@@ -17,6 +17,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1455,7 +1456,7 @@ typedef struct compact_watch {
 	cellar_db *db;
 	progress p;
 	uint64_t last_seq, last_bytes; /* the newest segment when it started */
-	volatile int stop;
+	atomic_int stop;
 } compact_watch;
 
 /* Bytes the log has grown by since w started (what the pass copied). */
@@ -1480,9 +1481,12 @@ static void *compact_poll(void *arg)
 {
 	compact_watch *w = arg;
 
-	while (!w->stop) {
+	/* At least once, and once more after the pass: its final state. */
+	for (int last = 0; !last;) {
+		last = atomic_load(&w->stop);
 		progress_set(&w->p, grown(w));
-		usleep(100000);
+		if (!last)
+			usleep(100000);
 	}
 	return NULL;
 }
@@ -1525,7 +1529,7 @@ static int cmd_compact(char **argv, int argc)
 	if (w.p.on && pthread_create(&t, NULL, compact_poll, &w) == 0)
 		threaded = 1;
 	rc = cellar_compact(db, &res);
-	w.stop = 1;
+	atomic_store(&w.stop, 1);
 	if (threaded)
 		pthread_join(t, NULL);
 	progress_end(&w.p);
@@ -1667,7 +1671,7 @@ typedef struct warm_watch {
 	struct { void *map; size_t len; } files[256];
 	size_t nfiles;
 	uint64_t pages, at_start;
-	volatile int stop;
+	atomic_int stop;
 } warm_watch;
 
 static uint64_t resident(warm_watch *w)
@@ -1728,7 +1732,7 @@ static void *warm_poll(void *arg)
 	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
 
 	for (int last = 0; !last;) {
-		last = w->stop;
+		last = atomic_load(&w->stop);
 		uint64_t r = resident(w);
 		progress_set(&w->p, (r > w->at_start ? r - w->at_start : 0) * page);
 		if (!last)
@@ -1760,7 +1764,7 @@ static int cmd_warm(char **argv, int argc)
 			threaded = 1;
 	}
 	rc = cellar_warm(db);
-	w->stop = 1;
+	atomic_store(&w->stop, 1);
 	if (threaded)
 		pthread_join(t, NULL);
 	progress_end(&w->p);

@@ -105,7 +105,8 @@ typedef enum cellar_error {
 	CELLAR_EEXIST = -15,   /**< the file or directory already exists */
 	CELLAR_ELIMIT = -16,   /**< a store-wide limit was reached (see Caveats) */
 	CELLAR_EFAILED = -17,  /**< an earlier write failed; reopen the store */
-	CELLAR_EBUSY = -18     /**< compaction waits: an iterator is open */
+	CELLAR_EBUSY = -18,    /**< compaction waits: an iterator is open */
+	CELLAR_EACCES = -19    /**< the OS refused: permission denied, read-only file system */
 } cellar_error;
 
 /** Opaque database handle. */
@@ -232,7 +233,12 @@ typedef struct cellar_options {
  * @param opts      options, or NULL for all defaults.
  * @return CELLAR_OK, or
  *   - CELLAR_EINVAL: out or dir NULL, or an option out of range;
- *   - CELLAR_ENOENT: no store in dir and CELLAR_CREATE not given;
+ *   - CELLAR_ENOENT: no store in dir and CELLAR_CREATE not given (or a
+ *     component of dir is a file: "Not a directory");
+ *   - CELLAR_EEXIST: CELLAR_CREATE, and dir holds other files but no store
+ *     (nothing is written into it);
+ *   - CELLAR_EACCES: the OS refused access (permission, read-only file
+ *     system); the message names the file;
  *   - CELLAR_ELOCKED: another writer has the store open;
  *   - CELLAR_ECORRUPT: a file is damaged beyond repair, or is not cellar's;
  *   - CELLAR_EVERSION: the store was written by a newer cellar;

@@ -13,7 +13,7 @@
 #include "error.h"
 
 #define FIRST_CODE CELLAR_OK
-#define LAST_CODE CELLAR_EBUSY
+#define LAST_CODE CELLAR_EACCES
 
 Test(errors, every_code_has_a_message)
 {

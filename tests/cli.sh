@@ -408,6 +408,20 @@ expect_status 2 "$cellar" get --many "$db" keep
 expect_stderr_has "usage: cellar get"
 ok
 
+begin "get --many keeps the input's order across batches and long values"
+seq 1 130 | awk '{printf "m%03d\tv%d\n", $1, $1}' >"$tmp/many.tsv"
+expect_status 0 "$cellar" load --tsv "$tmp/manystore" -f "$tmp/many.tsv"
+head -c 100000 /dev/zero | tr '\0' 'z' >"$tmp/big"
+expect_status 0 "$cellar" put "$tmp/manystore" big --file "$tmp/big"
+{ seq 130 -1 1 | awk '{printf "m%03d\n", $1}'; echo big; echo m001; } >"$tmp/many.keys"
+expect_status 0 "$cellar" get --many "$tmp/manystore" <"$tmp/many.keys"
+[ "$(wc -l <"$out")" -eq 132 ] || fail "want 132 lines, got $(wc -l <"$out")"
+[ "$(sed -n 1p "$out")" = "$(printf 'm130\tv130')" ] || fail "first line: $(sed -n 1p "$out")"
+[ "$(sed -n 130p "$out")" = "$(printf 'm001\tv1')" ] || fail "line 130: $(sed -n 130p "$out")"
+[ "$(sed -n 131p "$out" | wc -c)" -eq 100005 ] || fail "the long value is not whole"
+[ "$(sed -n 132p "$out")" = "$(printf 'm001\tv1')" ] || fail "last line: $(sed -n 132p "$out")"
+ok
+
 # ----------------------------------------------------------------- dump
 
 ddb=$tmp/dump

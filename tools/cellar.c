@@ -1642,6 +1642,8 @@ static int cmd_stats(char **argv, int argc)
 		{ "compactions", (double)st.compactions, 1, "since open" },
 		{ "recovered_records", (double)st.recovered_records, 1, "records" },
 		{ "rebuilt_index", (double)st.rebuilt_index, 1, "flag" },
+		{ "torn_bytes", (double)st.torn_bytes, 1, "bytes" },
+		{ "damaged_bytes", (double)st.damaged_bytes, 1, "bytes" },
 	};
 	const size_t nrows = sizeof rows / sizeof rows[0];
 
@@ -1936,7 +1938,8 @@ static const command commands[] = {
 	  "segments, segment_bytes, index_bytes, bytes_on_disk, buckets,\n"
 	  "overflow_buckets, load_factor, avg_probe, puts, deletes, gets, hits,\n"
 	  "misses, syncs, compactions (those seven count since this open),\n"
-	  "recovered_records, rebuilt_index; then one line per segment, oldest\n"
+	  "recovered_records, rebuilt_index, torn_bytes, damaged_bytes (what\n"
+	  "open cut or skipped); then one line per segment, oldest\n"
 	  "first: segment SEQ BYTES LIVE_BYTES DEAD_BYTES.  --json: one object\n"
 	  "with the same names, a \"units\" object and a \"segment_list\".\n" },
 	{ "info", 1, 1, cmd_stats, O_JSON, "info [--json] DIR",

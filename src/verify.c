@@ -168,6 +168,37 @@ static int after_ckpt(const verifier *v, uint64_t seq, uint64_t off)
 	return seq > v->ck.seq || (seq == v->ck.seq && off >= v->ck.off);
 }
 
+/*
+ * A valid record at (g, off): count it, apply it to the truth table and,
+ * past the checkpoint, to the loaded index as recovery would.
+ */
+static int apply_record(verifier *v, segment *g, uint64_t off,
+                        const record_view *rv)
+{
+	uint64_t h = hash_key(record_key(rv), rv->h.key_len, v->seed);
+	int rc;
+
+	v->r->records++;
+	if (rv->h.kind == RECORD_DELETE)
+		v->r->deletes++;
+	else
+		v->r->puts++;
+	rc = recovery_apply(v->truth, &v->segs, h, rv, g, off);
+	if (rc == CELLAR_OK && v->usable && after_ckpt(v, g->seq, off)) {
+		int rc2 = recovery_apply(v->ix, &v->segs, h, rv, g, off);
+		if (rc2 == CELLAR_ENOMEM) {
+			rc = rc2;
+		} else if (rc2 < 0) {
+			v->usable = 0;
+			problem(v, CELLAR_DAMAGE_INDEX_TABLE, g->seq, off, 0,
+			        record_key(rv), rv->h.key_len,
+			        "replaying the log into the index failed: %s",
+			        cellar_errmsg());
+		}
+	}
+	return rc;
+}
+
 static int scan_segment(verifier *v, segment *g)
 {
 	uint64_t off = SEG_HEADER_SIZE, end = g->size, start = v->done;
@@ -221,25 +252,7 @@ static int scan_segment(verifier *v, segment *g)
 			progress(v, start + off);
 			continue;
 		}
-		v->r->records++;
-		if (rv.h.kind == RECORD_DELETE)
-			v->r->deletes++;
-		else
-			v->r->puts++;
-		uint64_t h = hash_key(record_key(&rv), rv.h.key_len, v->seed);
-		rc = recovery_apply(v->truth, &v->segs, h, &rv, g, off);
-		if (rc == CELLAR_OK && v->usable && after_ckpt(v, g->seq, off)) {
-			int rc2 = recovery_apply(v->ix, &v->segs, h, &rv, g, off);
-			if (rc2 == CELLAR_ENOMEM) {
-				rc = rc2;
-			} else if (rc2 < 0) {
-				v->usable = 0;
-				problem(v, CELLAR_DAMAGE_INDEX_TABLE, g->seq, off, 0,
-				        record_key(&rv), rv.h.key_len,
-				        "replaying the log into the index failed: %s",
-				        cellar_errmsg());
-			}
-		}
+		rc = apply_record(v, g, off, &rv);
 		off += rv.h.total;
 		record_release(&rv);
 		if (rc < 0)
@@ -544,7 +557,6 @@ int cellar_repair(const char *dir, const cellar_verify_options *opts,
 	cellar_db_stats st;
 	cellar_fs *fs = NULL;
 	cellar_db *db = NULL;
-	uint64_t last_seq = 0, last_size = 0;
 	char path[4096];
 	int rc;
 
@@ -577,7 +589,7 @@ int cellar_repair(const char *dir, const cellar_verify_options *opts,
 		goto done;
 	}
 	memset(&r, 0, sizeof r);
-	if ((rc = verify_run(dir, &quiet, fs, &r, &last_seq, &last_size)) < 0)
+	if ((rc = verify_run(dir, &quiet, fs, &r, NULL, NULL)) < 0)
 		goto done;
 	res.rebuild_reason = index_damage(&r);
 	if (res.rebuild_reason >= 0 && r.damage[CELLAR_DAMAGE_INDEX_FILE].count == 0) {
@@ -596,24 +608,7 @@ int cellar_repair(const char *dir, const cellar_verify_options *opts,
 	res.index_rebuilt = st.rebuilt_index;
 	res.records_replayed = st.recovered_records;
 	res.keys = st.keys;
-	/* A tail of the newest segment is what the open cuts off. */
-	if (last_seq && r.damage[CELLAR_DAMAGE_TAIL].count) {
-		size_t n = 0;
-		if ((rc = cellar_segments(db, NULL, 0, &n)) < 0)
-			goto done;
-		cellar_segment_info *all = calloc(n ? n : 1, sizeof *all);
-		if (!all) {
-			rc = cellar__error(CELLAR_ENOMEM, "out of memory");
-			goto done;
-		}
-		if ((rc = cellar_segments(db, all, n, &n)) == CELLAR_OK)
-			for (size_t i = 0; i < n; i++)
-				if (all[i].seq == last_seq && all[i].bytes < last_size)
-					res.tail_bytes_cut = last_size - all[i].bytes;
-		free(all);
-		if (rc < 0)
-			goto done;
-	}
+	res.tail_bytes_cut = st.torn_bytes; /* what the open cut off */
 	res.damaged_records = r.damage[CELLAR_DAMAGE_RECORD].count;
 	res.damaged_bytes = r.damage[CELLAR_DAMAGE_RECORD].bytes;
 	rc = cellar_close(db);

@@ -21,6 +21,7 @@
  *   compact()           (space, compact phases; optional) reclaim the
  *                       space of overwritten and deleted records
  *   space()             (space phase; optional) the store's own accounting
+ *   warm()              (cold phase; optional) load the store into memory
  *
  * Every function returns 0 on success and -1 on failure, after saying why
  * with bench_error().  get() returns 1 when the key is absent.  Everything a
@@ -105,6 +106,11 @@ struct engine {
 	int (*compact)(void *h, struct bench_compact *out);
 	/** Optional: the store's own key count and index size. */
 	int (*space)(void *h, struct bench_space *out);
+	/**
+	 * Optional (cold phase): bring the store read by h into memory before
+	 * it serves (cellar_warm).  NULL: the store has no such call.
+	 */
+	int (*warm)(void *h);
 };
 
 /* First and last byte of key and value: cheap, but faults in their pages. */

@@ -14,6 +14,7 @@
  * - space and compact phases: cellar_delete, cellar_compact (default
  *   compact_dead_pct, 20%) and cellar_stats for the key count and the
  *   size of the index file.
+ * - cold phase: cellar_warm on the freshly opened read-only handle.
  */
 #include <cellar.h>
 
@@ -159,6 +160,12 @@ static int ce_space(void *h, struct bench_space *out)
 	return 0;
 }
 
+static int ce_warm(void *h)
+{
+	int rc = cellar_warm(h);
+	return rc == CELLAR_OK ? 0 : fail("cellar_warm", rc);
+}
+
 const struct engine engine_cellar = {
 	.name = "cellar",
 	.settings = "defaults (mmap fs, SYNC_NONE) + expected_keys=n for the "
@@ -177,4 +184,5 @@ const struct engine engine_cellar = {
 	.del = ce_del,
 	.compact = ce_compact,
 	.space = ce_space,
+	.warm = ce_warm,
 };

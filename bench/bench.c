@@ -75,6 +75,8 @@ static const struct engine *const all_engines[] = {
 };
 #define N_ENGINES (sizeof all_engines / sizeof all_engines[0])
 
+unsigned bench_cellar_access = CELLAR_ACCESS_DEFAULT;
+
 static _Thread_local char err_buf[512];
 
 void bench_error(const char *fmt, ...)
@@ -1477,6 +1479,8 @@ static void print_table(void)
 	printf(" threads=%u", cfg.threads);
 	if (cfg.procs > 1)
 		printf(" procs=%u", cfg.procs);
+	if (bench_cellar_access != CELLAR_ACCESS_DEFAULT)
+		printf(" segment_access=%u", bench_cellar_access);
 	printf(" seed=%" PRIu64, cfg.seed);
 	if (cfg.runs > 1)
 		printf(" runs=%u (medians)", cfg.runs);
@@ -1689,6 +1693,8 @@ static void usage(FILE *f)
 "                      each opening the store read-only itself and doing\n"
 "                      its share with T threads; ops/s = all gets / wall\n"
 "                      time from the first start to the last end\n"
+"  --segment-access A  cellar's segment_access: default (random), random,\n"
+"                      sequential, normal or willneed\n"
 "  --phases P,Q,..     among load,reopen,get,miss,iter,mixed,zipf,space,\n"
 "                      recovery,compact,cold (default: load to zipf;\n"
 "                      space, recovery, compact, cold only when named); load and\n"
@@ -1882,13 +1888,16 @@ static void parse_phases(const char *arg)
 static void parse_args(int argc, char **argv)
 {
 	enum { O_ENGINES = 256, O_KEY, O_VALUE, O_THREADS, O_PHASES, O_SEED,
-	       O_DIR, O_KEEP, O_RUNS, O_SVG, O_LIST, O_PROCS };
+	       O_DIR, O_KEEP, O_RUNS, O_SVG, O_LIST, O_PROCS, O_ACCESS };
+	static const char *const access_names[] = { "default", "random",
+		"sequential", "normal", "willneed" };
 	static const struct option opts[] = {
 		{ "engines", required_argument, NULL, O_ENGINES },
 		{ "key-size", required_argument, NULL, O_KEY },
 		{ "value-size", required_argument, NULL, O_VALUE },
 		{ "threads", required_argument, NULL, O_THREADS },
 		{ "procs", required_argument, NULL, O_PROCS },
+		{ "segment-access", required_argument, NULL, O_ACCESS },
 		{ "phases", required_argument, NULL, O_PHASES },
 		{ "seed", required_argument, NULL, O_SEED },
 		{ "dir", required_argument, NULL, O_DIR },
@@ -1954,6 +1963,15 @@ static void parse_args(int argc, char **argv)
 			if (v < 1 || v > 256)
 				usage_error("--procs: must be 1 to 256");
 			cfg.procs = (unsigned)v;
+			break;
+		case O_ACCESS:
+			for (v = 0; v < 5; v++)
+				if (strcmp(optarg, access_names[v]) == 0)
+					break;
+			if (v == 5)
+				usage_error("--segment-access: one of default, "
+				            "random, sequential, normal, willneed");
+			bench_cellar_access = (unsigned)v;
 			break;
 		case O_PHASES:
 			parse_phases(optarg);

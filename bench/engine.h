@@ -129,6 +129,9 @@ void bench_error(const char *fmt, ...)
 #endif
 	;
 
+/** --segment-access: cellar's segment_access option (a cellar_access). */
+extern unsigned bench_cellar_access;
+
 extern const struct engine engine_cellar;
 #ifdef HAVE_LMDB
 extern const struct engine engine_lmdb;

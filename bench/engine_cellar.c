@@ -15,6 +15,7 @@
  *   compact_dead_pct, 20%) and cellar_stats for the key count and the
  *   size of the index file.
  * - cold phase: cellar_warm on the freshly opened read-only handle.
+ * - --segment-access sets segment_access (default: the default, random).
  */
 #include <cellar.h>
 
@@ -36,6 +37,7 @@ static int open_db(void **out, const char *dir, unsigned flags,
 
 	o.flags = flags;
 	o.expected_keys = expected_keys;
+	o.segment_access = bench_cellar_access;
 	rc = cellar_open(&db, dir, &o);
 	*out = rc == CELLAR_OK ? db : NULL;
 	return rc == CELLAR_OK ? 0 : fail("cellar_open", rc);

@@ -90,12 +90,12 @@ void bench_error(const char *fmt, ...)
 /* ----------------------------------------------------------------- phases */
 
 enum phase {
-	P_LOAD, P_REOPEN, P_GET, P_MISS, P_ITER, P_MIXED, P_ZIPF, P_SPACE,
-	P_COMPACT, P_RECOVERY, P_COLD, N_PHASES
+	P_LOAD, P_REOPEN, P_GET, P_MULTIGET, P_PINNED, P_MISS, P_ITER, P_MIXED,
+	P_ZIPF, P_SPACE, P_COMPACT, P_RECOVERY, P_COLD, N_PHASES
 };
 static const char *const phase_names[N_PHASES] = {
-	"load", "reopen", "get", "miss", "iter", "mixed", "zipf", "space",
-	"compact", "recovery", "cold",
+	"load", "reopen", "get", "multiget", "pinned", "miss", "iter", "mixed",
+	"zipf", "space", "compact", "recovery", "cold",
 };
 /* space and compact write ~11 n records: they run only when named. */
 #define DEFAULT_PHASES ((1u << P_SPACE) - 1) /* load .. zipf */
@@ -136,7 +136,8 @@ static struct config {
 	uint64_t n;
 	size_t key_size, val_min, val_max;
 	unsigned threads;
-	unsigned procs; /* reader processes in get, miss, zipf */
+	unsigned batch; /* keys per get_many call in the multiget phase */
+	unsigned procs; /* reader processes in get, multiget, pinned, miss, zipf */
 	unsigned phases; /* bit per enum phase */
 	uint64_t seed;
 	const char *dir;
@@ -151,6 +152,7 @@ static struct config {
 	.val_min = 100,
 	.val_max = 100,
 	.threads = 1,
+	.batch = 32,
 	.procs = 1,
 	.runs = 1,
 	.phases = DEFAULT_PHASES,
@@ -449,10 +451,79 @@ struct worker {
 	const uint32_t *list; /* key indexes, plus offset */
 	uint64_t offset, count;
 	int present;
+	unsigned batch; /* > 0: get_many in batches of this many (multiget) */
+	int pinned;     /* get_view instead of get (pinned) */
 	int failed;
 	double t_start, t_end; /* this thread's own clock readings */
 	char msg[600];
 };
+
+#define MAX_BATCH 1024
+
+/*
+ * The multiget phase's loop: batches of w->batch keys through get_many
+ * (or one get() per key for engines without it), every value verified.
+ */
+static void multiget_loop(struct worker *w, void *r, unsigned char *expect)
+{
+	unsigned b = w->batch;
+	unsigned char *keys = xmalloc((size_t)b * MAX_KEY);
+	unsigned char *bufs = xmalloc((size_t)b * (cfg.val_max + 8));
+	const unsigned char *kp[MAX_BATCH];
+	size_t lens[MAX_BATCH];
+	int rcs[MAX_BATCH];
+	uint32_t vers[MAX_BATCH];
+
+	for (unsigned i = 0; i < b; i++)
+		kp[i] = keys + (size_t)i * MAX_KEY;
+	for (uint64_t j = 0; j < w->count && !w->failed; j += b) {
+		size_t n = w->count - j < b ? (size_t)(w->count - j) : b;
+		for (size_t i = 0; i < n; i++) {
+			uint64_t idx = w->list[j + i] + w->offset;
+			vers[i] = w->present ? versions[idx] : 0;
+			make_key(idx, keys + i * MAX_KEY);
+		}
+		if (eng->get_many) {
+			if (eng->get_many(w->h, r, kp, cfg.key_size, bufs,
+			                  cfg.val_max + 8, lens, rcs, n) != 0)
+				for (size_t i = 0; i < n; i++)
+					rcs[i] = -1;
+		} else {
+			for (size_t i = 0; i < n; i++)
+				rcs[i] = eng->get(w->h, r, kp[i], cfg.key_size,
+				                  bufs + i * (cfg.val_max + 8),
+				                  cfg.val_max + 8, &lens[i]);
+		}
+		for (size_t i = 0; i < n && !w->failed; i++)
+			if (verify(w->list[j + i] + w->offset, vers[i], w->present,
+			           rcs[i], bufs + i * (cfg.val_max + 8), lens[i],
+			           expect, w->msg, sizeof w->msg) != 0)
+				w->failed = 1;
+	}
+	free(keys);
+	free(bufs);
+}
+
+/* The pinned phase's loop: every value verified where the store holds it. */
+static void pinned_loop(struct worker *w, void *r, unsigned char *expect)
+{
+	unsigned char key[MAX_KEY];
+
+	for (uint64_t j = 0; j < w->count && !w->failed; j++) {
+		uint64_t idx = w->list[j] + w->offset;
+		uint32_t version = versions[idx];
+		const void *val = NULL;
+		size_t len = 0;
+		void *token = NULL;
+		make_key(idx, key);
+		int rc = eng->get_view(w->h, r, key, cfg.key_size, &val, &len, &token);
+		if (verify(idx, version, 1, rc, val, len, expect, w->msg,
+		           sizeof w->msg) != 0)
+			w->failed = 1;
+		if (rc == 0)
+			eng->view_release(w->h, token);
+	}
+}
 
 static void *get_worker(void *arg)
 {
@@ -471,7 +542,12 @@ static void *get_worker(void *arg)
 	}
 	pthread_barrier_wait(w->start);
 	w->t_start = now();
-	for (j = 0; j < w->count && !w->failed; j++) {
+	if (w->batch)
+		multiget_loop(w, r, expect);
+	else if (w->pinned && eng->get_view)
+		pinned_loop(w, r, expect);
+	for (j = 0; j < w->count && !w->failed && !w->batch &&
+	            !(w->pinned && eng->get_view); j++) {
 		uint64_t idx = w->list[j] + w->offset;
 		/* Read before the get, so this cache miss overlaps the engine's
 		 * instead of adding to every engine's time. */
@@ -491,15 +567,23 @@ static void *get_worker(void *arg)
 	return NULL;
 }
 
+/* How a run of gets reads: plain gets, get_many batches, or pinned. */
+struct gets_mode {
+	unsigned batch; /* > 0: get_many in batches of this many */
+	int pinned;
+};
+
 /*
- * count gets of list spread over cfg.threads threads on h; *t0, *t1: the
- * first worker's start and the last one's end.  With go_fd >= 0 (a reader
- * process), the workers wait until a byte can be read from go_fd, after
- * one was written to ready_fd.  Returns 0, or -1 with msg set.
+ * count gets of list spread over cfg.threads threads on h, as mode says;
+ * *t0, *t1: the first worker's start and the last one's end.  With
+ * go_fd >= 0 (a reader process), the workers wait until a byte can be read
+ * from go_fd, after one was written to ready_fd.  Returns 0, or -1 with msg
+ * set.
  */
 static int gets_on(void *h, const uint32_t *list, uint64_t count,
-                   uint64_t offset, int present, int ready_fd, int go_fd,
-                   double *t0_out, double *t1_out, char *msg, size_t msg_cap)
+                   uint64_t offset, int present, struct gets_mode mode,
+                   int ready_fd, int go_fd, double *t0_out, double *t1_out,
+                   char *msg, size_t msg_cap)
 {
 	unsigned t, nt = cfg.threads;
 	struct worker *w = calloc(nt, sizeof *w);
@@ -520,6 +604,8 @@ static int gets_on(void *h, const uint32_t *list, uint64_t count,
 		w[t].offset = offset;
 		w[t].count = share;
 		w[t].present = present;
+		w[t].batch = mode.batch;
+		w[t].pinned = mode.pinned;
 		done += share;
 		if (pthread_create(&w[t].tid, NULL, get_worker, &w[t]) != 0)
 			die("pthread_create failed");
@@ -569,7 +655,7 @@ struct proc_report {
  * to the last end (CLOCK_MONOTONIC is one clock for every process).
  */
 static double run_gets_procs(const uint32_t *list, uint64_t offset,
-                             int present)
+                             int present, struct gets_mode mode)
 {
 	unsigned p, np = cfg.procs;
 	int ready[2], go[2], rep[2], status;
@@ -601,7 +687,7 @@ static double run_gets_procs(const uint32_t *list, uint64_t offset,
 					_exit(1);
 			} else {
 				r.failed = gets_on(h, list + done, share, offset,
-				                   present, ready[1], go[0], &r.t0,
+				                   present, mode, ready[1], go[0], &r.t0,
 				                   &r.t1, r.msg, sizeof r.msg) != 0;
 			}
 			if (write(rep[1], &r, sizeof r) != (ssize_t)sizeof r)
@@ -650,18 +736,20 @@ static double run_gets_procs(const uint32_t *list, uint64_t offset,
 
 /*
  * n gets spread over cfg.threads threads sharing h, or over cfg.procs
- * processes with a handle each; returns the wall time.
+ * processes with a handle each, in batches of batch keys through get_many
+ * when batch > 0; returns the wall time.
  */
 static double run_gets(void *h, const uint32_t *list, uint64_t offset,
-                       int present)
+                       int present, unsigned batch, int pinned)
 {
+	struct gets_mode mode = { batch, pinned };
 	double t0, t1;
 	char msg[600];
 
 	if (cfg.procs > 1)
-		return run_gets_procs(list, offset, present);
-	if (gets_on(h, list, cfg.n, offset, present, -1, -1, &t0, &t1, msg,
-	            sizeof msg) != 0)
+		return run_gets_procs(list, offset, present, mode);
+	if (gets_on(h, list, cfg.n, offset, present, mode, -1, -1, &t0, &t1,
+	            msg, sizeof msg) != 0)
 		die("%s", msg);
 	return t1 - t0;
 }
@@ -1213,12 +1301,22 @@ static void run_engine(const char *dir)
 
 	if (want(P_GET)) {
 		phase_now = "get";
-		sec = run_gets(h, perm, 0, 1);
+		sec = run_gets(h, perm, 0, 1, 0, 0);
 		emit(P_GET, 1, cfg.n, sec, dir_bytes(dir));
+	}
+	if (want(P_MULTIGET)) {
+		phase_now = "multiget";
+		sec = run_gets(h, perm, 0, 1, cfg.batch, 0);
+		emit(P_MULTIGET, 1, cfg.n, sec, dir_bytes(dir));
+	}
+	if (want(P_PINNED)) {
+		phase_now = "pinned";
+		sec = run_gets(h, perm, 0, 1, 0, 1);
+		emit(P_PINNED, 1, cfg.n, sec, dir_bytes(dir));
 	}
 	if (want(P_MISS)) {
 		phase_now = "miss";
-		sec = run_gets(h, perm, cfg.n, 0);
+		sec = run_gets(h, perm, cfg.n, 0, 0, 0);
 		emit(P_MISS, 1, cfg.n, sec, dir_bytes(dir));
 	}
 	if (want(P_ITER)) {
@@ -1256,7 +1354,7 @@ static void run_engine(const char *dir)
 	}
 	if (want(P_ZIPF)) {
 		phase_now = "zipf";
-		sec = run_gets(h, zipf, 0, 1);
+		sec = run_gets(h, zipf, 0, 1, 0, 0);
 		emit(P_ZIPF, 1, cfg.n, sec, dir_bytes(dir));
 	}
 	if (want(P_COLD)) {
@@ -1476,7 +1574,7 @@ static void print_table(void)
 		printf("%zu", cfg.val_min);
 	else
 		printf("%zu-%zu", cfg.val_min, cfg.val_max);
-	printf(" threads=%u", cfg.threads);
+	printf(" threads=%u batch=%u", cfg.threads, cfg.batch);
 	if (cfg.procs > 1)
 		printf(" procs=%u", cfg.procs);
 	if (bench_cellar_access != CELLAR_ACCESS_DEFAULT)
@@ -1688,16 +1786,20 @@ static void usage(FILE *f)
 "  --key-size B        key length in bytes, %d-%d (default 16)\n"
 "  --value-size B      value length (default 100), or MIN-MAX for lengths\n"
 "                      spread uniformly (up to %u)\n"
-"  --threads T         reader threads in get, miss and zipf (default 1)\n"
-"  --procs P           reader processes in get, miss and zipf (default 1),\n"
-"                      each opening the store read-only itself and doing\n"
-"                      its share with T threads; ops/s = all gets / wall\n"
-"                      time from the first start to the last end\n"
+"  --threads T         reader threads in get, multiget, miss and zipf\n"
+"                      (default 1)\n"
+"  --batch B           keys per cellar_get_many call in multiget, 1-%d\n"
+"                      (default 32)\n"
+"  --procs P           reader processes in get, multiget, pinned, miss and\n"
+"                      zipf (default 1), each opening the store read-only\n"
+"                      itself and doing its share with T threads; ops/s =\n"
+"                      all gets / wall time from first start to last end\n"
 "  --segment-access A  cellar's segment_access: default (random), random,\n"
 "                      sequential, normal or willneed\n"
-"  --phases P,Q,..     among load,reopen,get,miss,iter,mixed,zipf,space,\n"
-"                      recovery,compact,cold (default: load to zipf;\n"
-"                      space, recovery, compact, cold only when named); load and\n"
+"  --phases P,Q,..     among load,reopen,get,multiget,pinned,miss,iter,\n"
+"                      mixed,zipf,space,\n"
+"                      recovery,compact,cold (default: load to zipf; space,\n"
+"                      recovery, compact and cold only when named); load and\n"
 "                      the reopen always\n"
 "                      happen, unreported unless chosen\n"
 "  --seed S            seed of keys, values and orders (default 42)\n"
@@ -1711,7 +1813,7 @@ static void usage(FILE *f)
 "  --svg FILE          also write the results as an SVG bar chart\n"
 "  --list              print the engines compiled in and their settings\n"
 "  -h, --help          this text\n"
-"\n", MIN_KEY, MAX_KEY, MAX_VALUE);
+"\n", MIN_KEY, MAX_KEY, MAX_VALUE, MAX_BATCH);
 	/* In pieces: ISO C only promises string literals of 4,095 bytes. */
 	fprintf(f,
 "Phases (in this order):\n"
@@ -1721,6 +1823,14 @@ static void usage(FILE *f)
 "          close is not timed; ops=1)\n"
 "  get     N gets of present keys in a shuffled order, T threads sharing\n"
 "          one handle; every value is compared byte for byte\n"
+"  multiget the get phase's keys in the same order, B at a time through\n"
+"          the engine's batch call (cellar_get_many); engines without one\n"
+"          do one get per key, as in get, so the row compares cellar's\n"
+"          batches with each peer's one-at-a-time gets\n"
+"  pinned  the get phase's keys in the same order, through the engine's\n"
+"          zero-copy get (cellar_get_pinned: the value is verified where\n"
+"          the store holds it, then released); engines without one do\n"
+"          gets as in get\n"
 "  miss    N gets of keys never written; each must be reported absent\n"
 "  iter    iterate everything once, reading the first and last byte of\n"
 "          each key and value; the count must be N\n"
@@ -1887,7 +1997,7 @@ static void parse_phases(const char *arg)
 
 static void parse_args(int argc, char **argv)
 {
-	enum { O_ENGINES = 256, O_KEY, O_VALUE, O_THREADS, O_PHASES, O_SEED,
+	enum { O_ENGINES = 256, O_KEY, O_VALUE, O_THREADS, O_BATCH, O_PHASES, O_SEED,
 	       O_DIR, O_KEEP, O_RUNS, O_SVG, O_LIST, O_PROCS, O_ACCESS };
 	static const char *const access_names[] = { "default", "random",
 		"sequential", "normal", "willneed" };
@@ -1896,6 +2006,7 @@ static void parse_args(int argc, char **argv)
 		{ "key-size", required_argument, NULL, O_KEY },
 		{ "value-size", required_argument, NULL, O_VALUE },
 		{ "threads", required_argument, NULL, O_THREADS },
+		{ "batch", required_argument, NULL, O_BATCH },
 		{ "procs", required_argument, NULL, O_PROCS },
 		{ "segment-access", required_argument, NULL, O_ACCESS },
 		{ "phases", required_argument, NULL, O_PHASES },
@@ -1957,6 +2068,12 @@ static void parse_args(int argc, char **argv)
 			if (v < 1 || v > 1024)
 				usage_error("--threads: must be 1 to 1024");
 			cfg.threads = (unsigned)v;
+			break;
+		case O_BATCH:
+			v = parse_count(optarg, "--batch");
+			if (v < 1 || v > MAX_BATCH)
+				usage_error("--batch: must be 1 to %d", MAX_BATCH);
+			cfg.batch = (unsigned)v;
 			break;
 		case O_PROCS:
 			v = parse_count(optarg, "--procs");
@@ -2043,8 +2160,8 @@ int main(int argc, char **argv)
 		if (cfg.phases == 0)
 			return 0;
 	}
-	if (cfg.phases & ((1u << P_GET) | (1u << P_MISS) | (1u << P_ZIPF) |
-	                  (1u << P_COLD)))
+	if (cfg.phases & ((1u << P_GET) | (1u << P_MULTIGET) | (1u << P_PINNED) |
+	                  (1u << P_MISS) | (1u << P_ZIPF) | (1u << P_COLD)))
 		perm = make_permutation(cfg.n, mix64(cfg.seed ^ 0x7065726dull));
 	if (want(P_ZIPF))
 		zipf = make_zipf(cfg.n, perm, mix64(cfg.seed ^ 0x7a697066ull));

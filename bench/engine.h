@@ -15,6 +15,8 @@
  *                       for the mixed phase
  *   reader_new()        one per thread doing gets; reader_free() after
  *   get() / put()       point reads and (mixed phase) overwrites
+ *   get_many()          (multiget phase; optional) a batch of point reads
+ *   get_view()          (pinned phase; optional) a point read without a copy
  *   iterate()           visit every item once, count them, and read the
  *                       first and last byte of each key and value
  *   del()               (space phase) delete keys on a read-write handle
@@ -87,6 +89,23 @@ struct engine {
 	 */
 	int (*get)(void *h, void *r, const void *key, size_t key_len, void *buf,
 	           size_t cap, size_t *val_len);
+	/**
+	 * Optional (NULL: the multiget phase does one get() per key): look up
+	 * n keys of key_len bytes at once.  Value i goes to bufs + i * cap,
+	 * its length to lens[i]; rcs[i] is what get() would return.
+	 * @return 0, or -1 if the call as a whole failed.
+	 */
+	int (*get_many)(void *h, void *r, const unsigned char *const *keys,
+	                size_t key_len, unsigned char *bufs, size_t cap,
+	                size_t *lens, int *rcs, size_t n);
+	/**
+	 * Optional (NULL: the pinned phase does get()): point *val at key's
+	 * value where the store holds it, without a copy, until
+	 * view_release(h, *token).  Returns as get().
+	 */
+	int (*get_view)(void *h, void *r, const void *key, size_t key_len,
+	                const void **val, size_t *val_len, void **token);
+	void (*view_release)(void *h, void *token);
 	/**
 	 * Visit every item; *count = how many, *touch = the sum of
 	 * bench_touch() over them (so lazily mapped data is really read).

@@ -101,6 +101,63 @@ static int ce_get(void *h, void *r, const void *key, size_t key_len,
 	return fail("cellar_get", rc);
 }
 
+/* The largest batch the multiget phase passes (bench.c's MAX_BATCH). */
+#define CE_MAX_BATCH 1024
+
+static int ce_get_many(void *h, void *r, const unsigned char *const *keys,
+                       size_t key_len, unsigned char *bufs, size_t cap,
+                       size_t *lens, int *rcs, size_t n)
+{
+	cellar_get_item items[CE_MAX_BATCH];
+	int rc;
+
+	(void)r;
+	if (n > CE_MAX_BATCH)
+		return fail("cellar_get_many", CELLAR_EINVAL);
+	for (size_t i = 0; i < n; i++) {
+		items[i].key = keys[i];
+		items[i].key_len = key_len;
+		items[i].buf = bufs + i * cap;
+		items[i].cap = cap;
+	}
+	if ((rc = cellar_get_many(h, items, n)) != CELLAR_OK)
+		return fail("cellar_get_many", rc);
+	for (size_t i = 0; i < n; i++) {
+		lens[i] = items[i].val_len;
+		if (items[i].status == CELLAR_OK)
+			rcs[i] = 0;
+		else if (items[i].status == CELLAR_ENOTFOUND)
+			rcs[i] = 1;
+		else
+			rcs[i] = fail("cellar_get_many", items[i].status);
+	}
+	return 0;
+}
+
+/* One pin per thread: the pinned phase releases each before the next get. */
+static _Thread_local cellar_pin ce_pin;
+
+static int ce_get_view(void *h, void *r, const void *key, size_t key_len,
+                       const void **val, size_t *val_len, void **token)
+{
+	int rc = cellar_get_pinned(h, key, key_len, val, val_len, &ce_pin);
+
+	(void)r;
+	*token = rc == CELLAR_OK ? &ce_pin : NULL;
+	if (rc == CELLAR_OK)
+		return 0;
+	if (rc == CELLAR_ENOTFOUND)
+		return 1;
+	return fail("cellar_get_pinned", rc);
+}
+
+static void ce_view_release(void *h, void *token)
+{
+	(void)h;
+	if (token)
+		cellar_pin_release(token);
+}
+
 static int ce_iterate(void *h, uint64_t *count, uint64_t *touch)
 {
 	cellar_iter *it;
@@ -182,6 +239,9 @@ const struct engine engine_cellar = {
 	.reader_new = ce_reader_new,
 	.reader_free = ce_reader_free,
 	.get = ce_get,
+	.get_many = ce_get_many,
+	.get_view = ce_get_view,
+	.view_release = ce_view_release,
 	.iterate = ce_iterate,
 	.del = ce_del,
 	.compact = ce_compact,

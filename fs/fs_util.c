@@ -21,7 +21,13 @@ int fs__errno(int err, const char *op, const char *path)
 
 	switch (err) {
 	case ENOENT:
+	case ENOTDIR: /* a path component is a file: there is no store there */
 		code = CELLAR_ENOENT;
+		break;
+	case EACCES:
+	case EPERM:
+	case EROFS:
+		code = CELLAR_EACCES;
 		break;
 	case EEXIST:
 		code = CELLAR_EEXIST;

@@ -17,7 +17,8 @@
 
 /**
  * Map errno value err, from operation op on path, to a cellar code:
- * ENOENT -> CELLAR_ENOENT, EEXIST -> CELLAR_EEXIST, ENOSPC and EDQUOT ->
+ * ENOENT and ENOTDIR -> CELLAR_ENOENT, EACCES, EPERM and EROFS ->
+ * CELLAR_EACCES, EEXIST -> CELLAR_EEXIST, ENOSPC and EDQUOT ->
  * CELLAR_ENOSPC, ENOMEM -> CELLAR_ENOMEM, anything else -> CELLAR_EIO; and
  * record "<op> <path>: <strerror(err)>" as the detail message.
  */

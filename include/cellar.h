@@ -106,7 +106,8 @@ typedef enum cellar_error {
 	CELLAR_ELIMIT = -16,   /**< a store-wide limit was reached (see Caveats) */
 	CELLAR_EFAILED = -17,  /**< an earlier write failed; reopen the store */
 	CELLAR_EBUSY = -18,    /**< compaction waits: an iterator is open */
-	CELLAR_EMLOCK = -19    /**< memory could not be locked (RLIMIT_MEMLOCK) */
+	CELLAR_EACCES = -19,   /**< the OS refused: permission denied, read-only file system */
+	CELLAR_EMLOCK = -20    /**< memory could not be locked (RLIMIT_MEMLOCK) */
 } cellar_error;
 
 /** Opaque database handle. */
@@ -279,7 +280,12 @@ typedef struct cellar_options {
  *     without lock_mem;
  *   - CELLAR_EMLOCK: CELLAR_LOCK_INDEX, and the OS refused to lock the
  *     index (RLIMIT_MEMLOCK);
- *   - CELLAR_ENOENT: no store in dir and CELLAR_CREATE not given;
+ *   - CELLAR_ENOENT: no store in dir and CELLAR_CREATE not given (or a
+ *     component of dir is a file: "Not a directory");
+ *   - CELLAR_EEXIST: CELLAR_CREATE, and dir holds other files but no store
+ *     (nothing is written into it);
+ *   - CELLAR_EACCES: the OS refused access (permission, read-only file
+ *     system); the message names the file;
  *   - CELLAR_ELOCKED: another writer has the store open;
  *   - CELLAR_ECORRUPT: a file is damaged beyond repair, or is not cellar's;
  *   - CELLAR_EVERSION: the store was written by a newer cellar;
@@ -340,6 +346,85 @@ CELLAR_API int cellar_get_alloc(cellar_db *db, const void *key,
 
 /** Free a buffer returned by cellar_get_alloc().  Accepts NULL. */
 CELLAR_API void cellar_free(void *p);
+
+/**
+ * A pin on a value handed out by cellar_get_pinned().  Declare one (on the
+ * stack is fine) and pass it in; its fields are private.
+ */
+typedef struct cellar_pin {
+	cellar_db *db_;     /**< private */
+	void *owned_;       /**< private: a copy made where nothing is mapped */
+	unsigned slot_;     /**< private */
+	int held_;          /**< private: 1 between get_pinned and release */
+} cellar_pin;
+
+/**
+ * Zero-copy get: point *val at key's value where the store holds it (the
+ * file's mapping or the writer's append buffer) instead of copying it, and
+ * keep it there until cellar_pin_release(pin).
+ *
+ * Lifetime: *val stays valid and unchanged until the pin is released, or
+ * until cellar_close(), whichever comes first; no put, delete, compaction
+ * or checkpoint of this handle moves or unmaps it meanwhile.  On a
+ * read-write handle the pin holds the handle's reader latch: writers (and
+ * compaction batches) of this handle wait until it is released, so hold
+ * pins briefly, and while a thread holds one it must not call cellar on the
+ * same handle (other than cellar_pin_release), or it may deadlock with a
+ * waiting writer; other threads may.  On a read-only handle a pin holds
+ * nothing and costs nothing; it may be held as long as the handle is open.
+ * On a file system without mappings the value is copied into memory the
+ * pin owns.  The bytes were verified against the record's checksum.
+ * @param[out] val      the value (not NUL-terminated); NULL on failure.
+ * @param[out] val_len  its length; may be NULL.
+ * @param pin           receives the pin on success (release it); on failure
+ *                      it holds nothing and need not be released.  It must
+ *                      not be a pin still held (that one would never be
+ *                      released).
+ * @return as cellar_get(), never CELLAR_EBUFS; CELLAR_EINVAL also when val
+ *   or pin is NULL.
+ */
+CELLAR_API int cellar_get_pinned(cellar_db *db, const void *key,
+                                 size_t key_len, const void **val,
+                                 size_t *val_len, cellar_pin *pin);
+
+/**
+ * Release a pin from cellar_get_pinned(); the value's pointer is invalid
+ * from then on.
+ * @return CELLAR_OK, or CELLAR_EINVAL when pin is NULL or was already
+ *   released (only pass pins that cellar_get_pinned() filled).
+ */
+CELLAR_API int cellar_pin_release(cellar_pin *pin);
+
+/** One lookup of a cellar_get_many() batch. */
+typedef struct cellar_get_item {
+	const void *key; /**< in: the key */
+	size_t key_len;  /**< in: its length */
+	void *buf;       /**< in: where the value goes; may be NULL if cap is 0 */
+	size_t cap;      /**< in: capacity of buf in bytes */
+	size_t val_len;  /**< out: the value's length (also on CELLAR_EBUFS) */
+	int status;      /**< out: what cellar_get() would have returned */
+} cellar_get_item;
+
+/**
+ * Look up a batch of keys at once: for each item, exactly what cellar_get()
+ * would do with its key, buf and cap, its result in item->status and
+ * item->val_len.  The lookups are pipelined (hash every key of a group,
+ * prefetch every bucket, match the tags, prefetch every record, then compare,
+ * verify and copy), so that the memory latency of one key overlaps with the
+ * others'; any batch size works, and from about 16 keys on the throughput no
+ * longer grows (README, Performance).  Items are independent: a bad key or a
+ * small buffer affects only its own item.  Values are consistent per key;
+ * a batch is not a snapshot (a writer may change keys between two items).
+ * @param items  n items; key, key_len, buf and cap are read, val_len and
+ *               status written.
+ * @return CELLAR_OK once every item has its status (which may be
+ *   CELLAR_ENOTFOUND, CELLAR_EBUFS, CELLAR_EINVAL for a NULL key or buffer,
+ *   CELLAR_EKEYLEN, CELLAR_ECORRUPT, CELLAR_EVERSION, CELLAR_EIO), or
+ *   CELLAR_EINVAL when db is NULL or items is NULL with n > 0 (no item is
+ *   touched).  cellar_errmsg() describes the last item that failed.
+ */
+CELLAR_API int cellar_get_many(cellar_db *db, cellar_get_item *items,
+                               size_t n);
 
 /**
  * Tell whether key is present.
@@ -530,6 +615,185 @@ CELLAR_API int cellar_iter_next(cellar_iter *it, const void **key,
 
 /** Free an iterator.  Accepts NULL.  Must happen before cellar_close(). */
 CELLAR_API void cellar_iter_free(cellar_iter *it);
+
+/* ---- Verification and repair --------------------------------------------
+ *
+ * cellar_verify() checks a store without opening it as a database: it reads
+ * every record of every segment, checks every checksum, and cross-checks the
+ * index file against the log in both directions.  cellar_repair() rebuilds
+ * what a writable open would rebuild, on purpose.  These are the `cellar
+ * verify` and `cellar repair` commands.
+ */
+
+/** The kinds of damage cellar_verify() tells apart. */
+typedef enum cellar_damage_kind {
+	/** A record fails its checksum or has an impossible header; replay
+	 * skips it and resumes at the next valid record.  Where: the
+	 * segment's sequence number and the record's offset in it. */
+	CELLAR_DAMAGE_RECORD = 0,
+	/** A segment ends in bytes that are no whole record: the file was cut
+	 * short, or (in the newest segment) a write was torn by a crash.
+	 * Where: the segment and the offset at which the bad tail starts. */
+	CELLAR_DAMAGE_TAIL = 1,
+	/** A record with a valid checksum of a kind a newer cellar wrote. */
+	CELLAR_DAMAGE_NEWER_RECORD = 2,
+	/** The index file is missing, not an index, damaged in its header or
+	 * segment table, or of a newer format. */
+	CELLAR_DAMAGE_INDEX_FILE = 3,
+	/** The index file is intact but does not match the store (another
+	 * hash seed, or segments it lists are missing or shorter). */
+	CELLAR_DAMAGE_INDEX_STALE = 4,
+	/** A chunk of 1024 buckets fails its checksum.  Where: seq 0 and the
+	 * chunk's byte offset in the index file. */
+	CELLAR_DAMAGE_INDEX_CHUNK = 5,
+	/** The table's structure is inconsistent: a broken or shared chain,
+	 * or counters that disagree with the chains. */
+	CELLAR_DAMAGE_INDEX_TABLE = 6,
+	/** A key whose newest record is a put is not found through the index
+	 * (plus the log after its checkpoint), or is found at another record.
+	 * Where: that newest record. */
+	CELLAR_DAMAGE_KEY_MISSING = 7,
+	/** An index slot points at no valid record, at a tombstone, or at a
+	 * record whose key does not hash to the slot.  Where: the slot's
+	 * segment (0 if the id names none) and offset. */
+	CELLAR_DAMAGE_SLOT_BAD = 8,
+	/** An index slot points at a valid record that is not its key's
+	 * newest (an overwritten value, or a deleted key). */
+	CELLAR_DAMAGE_SLOT_STALE = 9,
+	/** The index's key count differs from the number of live keys in the
+	 * log. */
+	CELLAR_DAMAGE_COUNT = 10
+} cellar_damage_kind;
+
+/** Number of cellar_damage_kind values. */
+#define CELLAR_DAMAGE_KINDS 11
+
+/** One kind of damage, summed over a cellar_verify() run. */
+typedef struct cellar_damage {
+	uint64_t count;     /**< occurrences */
+	uint64_t bytes;     /**< segment bytes skipped (RECORD, TAIL, NEWER) */
+	uint64_t first_seq; /**< where the first occurrence is: segment seq */
+	uint64_t first_off; /**< ... and offset (see each kind) */
+} cellar_damage;
+
+/** One problem, as cellar_verify_options.on_problem is told it. */
+typedef struct cellar_problem {
+	cellar_damage_kind kind;
+	uint64_t seq, off;   /**< where, as in cellar_damage */
+	uint64_t bytes;      /**< segment bytes skipped, or 0 */
+	const void *key;     /**< the key concerned, or NULL if none is known */
+	size_t key_len;
+	const char *message; /**< a sentence of detail; never NULL */
+} cellar_problem;
+
+/** Version of cellar_verify_options described by this header. */
+#define CELLAR_VERIFY_OPTIONS_VERSION 1
+
+/** Options of cellar_verify() and cellar_repair(); zero fields are defaults. */
+typedef struct cellar_verify_options {
+	/** Must be CELLAR_VERIFY_OPTIONS_VERSION. */
+	unsigned version;
+	/** File system; NULL means a private mmap file system.  Not owned. */
+	cellar_fs *fs;
+	/** Called once per problem found, in the order found; NULL = none.
+	 * The problem and what it points to are valid only during the call. */
+	void (*on_problem)(const cellar_problem *p, void *ctx);
+	/** Called now and then with the segment bytes scanned so far and the
+	 * total; NULL = none. */
+	void (*on_progress)(uint64_t done, uint64_t total, void *ctx);
+	/** Passed to the callbacks. */
+	void *ctx;
+} cellar_verify_options;
+
+/** Initializer giving every verify option its default. */
+#define CELLAR_VERIFY_OPTIONS_INIT \
+	{ CELLAR_VERIFY_OPTIONS_VERSION, NULL, NULL, NULL, NULL }
+
+/** What cellar_verify() found. */
+typedef struct cellar_verify_report {
+	uint64_t segments;      /**< segment files scanned */
+	uint64_t segment_bytes; /**< their total size */
+	uint64_t records;       /**< valid records read (puts and deletes) */
+	uint64_t puts, deletes;
+	uint64_t keys;          /**< live keys according to the log */
+	int index_checked;      /**< 1 if the index could be cross-checked */
+	uint64_t index_keys;    /**< keys the index counts (if it loaded) */
+	uint64_t index_slots;   /**< index slots checked */
+	uint64_t problems;      /**< sum of the counts below; 0 = no damage */
+	cellar_damage damage[CELLAR_DAMAGE_KINDS]; /**< by cellar_damage_kind */
+} cellar_verify_report;
+
+/**
+ * Check the store in dir from end to end, without changing anything.
+ *
+ * Every segment is read record by record and every checksum checked; a
+ * damaged stretch is skipped to the next valid record, so one bad byte
+ * never hides the rest.  From the valid records it builds, in memory, the
+ * table a rebuild would produce (each key's newest record).  It then loads
+ * the index file, checks every bucket chunk's checksum and the table's
+ * structure, replays the log written after the checkpoint into it as an
+ * open would, and compares both ways: every live key must be found at its
+ * newest record, and every slot must point at a valid record that is its
+ * key's newest.  A damaged index is reported and skips the comparison; the
+ * segment scan still runs to the end.
+ *
+ * It takes no lock and opens everything read-only.  A writer appending
+ * meanwhile may make the newest segment's end look torn
+ * (CELLAR_DAMAGE_TAIL): verify a store nobody writes.  Memory: the table
+ * of live keys, about 13 bytes per key.
+ *
+ * @param dir       the store's directory.
+ * @param opts      options, or NULL for the defaults.
+ * @param[out] out  the report; filled as far as the scan got, also on error.
+ *   out->problems is 0 exactly when nothing is damaged.
+ * @return CELLAR_OK when the check ran (damage is in the report, not the
+ *   return code), or
+ *   - CELLAR_EINVAL: dir or out NULL, dir empty, or opts->version unknown;
+ *   - CELLAR_ENOENT: no store in dir (no meta file);
+ *   - CELLAR_ECORRUPT, CELLAR_EVERSION: the store cannot be scanned at all:
+ *     its meta file or a segment's header is damaged, foreign or newer
+ *     (cellar_errmsg() names the file);
+ *   - CELLAR_EIO, CELLAR_ENOMEM.
+ */
+CELLAR_API int cellar_verify(const char *dir, const cellar_verify_options *opts,
+                             cellar_verify_report *out);
+
+/** What cellar_repair() did. */
+typedef struct cellar_repair_result {
+	/** 1 if the index was rebuilt from the segments, 0 if it was kept. */
+	int index_rebuilt;
+	/** Why: the first cellar_damage_kind of the index kinds found
+	 * (INDEX_FILE .. COUNT), or -1 when it was kept. */
+	int rebuild_reason;
+	uint64_t records_replayed; /**< records the open replayed */
+	uint64_t tail_bytes_cut;   /**< torn tail cut off the newest segment */
+	uint64_t keys;             /**< keys in the store afterwards */
+	/** Damaged records left in the log as dead bytes (cellar_compact()
+	 * drops them once their segment is rewritten). */
+	uint64_t damaged_records;
+	uint64_t damaged_bytes;
+} cellar_repair_result;
+
+/**
+ * Repair the store in dir: what a writable cellar_open() does to a damaged
+ * store, done on purpose and reported.
+ *
+ * It verifies the store (as cellar_verify()); if the index disagrees with
+ * the log in any way, it removes the index file, so that the writable open
+ * that follows rebuilds the index from the segments and checkpoints it.
+ * That open also cuts a torn tail off the newest segment.  Damaged records
+ * elsewhere cannot be mended: they stay, counted as dead bytes, and their
+ * keys keep the newest intact value (or are gone, if none survives).
+ * Takes the store's write lock for the open.
+ *
+ * @param dir       the store's directory (it must hold a store).
+ * @param opts      options (only fs is used), or NULL.
+ * @param[out] out  what was done; may be NULL.
+ * @return CELLAR_OK, or as cellar_verify() and cellar_open() (among them
+ *   CELLAR_ELOCKED when another writer has the store open).
+ */
+CELLAR_API int cellar_repair(const char *dir, const cellar_verify_options *opts,
+                             cellar_repair_result *out);
 
 /**
  * A static, human-readable message for an error code; never NULL (unknown

@@ -23,6 +23,16 @@ enum {
 	NEED_KEY = 2       /* a valid key */
 };
 
+static int check_key(const void *key, size_t key_len)
+{
+	if (!key)
+		return cellar__error(CELLAR_EINVAL, "key is NULL");
+	if (key_len == 0 || key_len > CELLAR_MAX_KEY_LEN)
+		return cellar__error(CELLAR_EKEYLEN, "key length %zu not in 1..%u",
+		                     key_len, CELLAR_MAX_KEY_LEN);
+	return CELLAR_OK;
+}
+
 /*
  * The entry of every public call on a handle: forget this thread's last
  * message, then check the handle and, as need says, that it is writable
@@ -35,14 +45,7 @@ static int enter(cellar_db *db, unsigned need, const void *key, size_t key_len)
 		return cellar__error(CELLAR_EINVAL, "db is NULL");
 	if ((need & NEED_WRITABLE) && db->readonly)
 		return cellar__error(CELLAR_EREADONLY, "store is open read-only");
-	if (!(need & NEED_KEY))
-		return CELLAR_OK;
-	if (!key)
-		return cellar__error(CELLAR_EINVAL, "key is NULL");
-	if (key_len == 0 || key_len > CELLAR_MAX_KEY_LEN)
-		return cellar__error(CELLAR_EKEYLEN, "key length %zu not in 1..%u",
-		                     key_len, CELLAR_MAX_KEY_LEN);
-	return CELLAR_OK;
+	return need & NEED_KEY ? check_key(key, key_len) : CELLAR_OK;
 }
 
 /* ---- writes ------------------------------------------------------------ */
@@ -115,8 +118,8 @@ int cellar_warm(cellar_db *db)
 	if (!db->readonly)
 		writer_lock(&db->w); /* the segment list stays as it is */
 	rc = segset_warm(&db->segs);
-	if (rc == CELLAR_OK && db->ix->map)
-		pages_touch(db->ix->map, db->ix->map_len);
+	if (rc == CELLAR_OK)
+		rc = index_warm(db->ix);
 	if (!db->readonly)
 		writer_unlock(&db->w);
 	return rc;
@@ -143,7 +146,7 @@ int cellar_residency(cellar_db *db, cellar_residency_info *out)
 int cellar_get(cellar_db *db, const void *key, size_t key_len, void *buf,
                size_t cap, size_t *val_len)
 {
-	read_req r = { key, key_len, READ_COPY, buf, cap, NULL, 0 };
+	read_req r = { key, key_len, READ_COPY, buf, cap, NULL, 0, NULL, NULL };
 	int rc;
 
 	if ((rc = enter(db, NEED_KEY, key, key_len)) < 0)
@@ -159,7 +162,7 @@ int cellar_get(cellar_db *db, const void *key, size_t key_len, void *buf,
 int cellar_get_alloc(cellar_db *db, const void *key, size_t key_len,
                      void **out, size_t *val_len)
 {
-	read_req r = { key, key_len, READ_ALLOC, NULL, 0, out, 0 };
+	read_req r = { key, key_len, READ_ALLOC, NULL, 0, out, 0, NULL, NULL };
 	int rc;
 
 	cellar__error_clear();
@@ -183,9 +186,63 @@ void cellar_free(void *p)
 	free(p);
 }
 
+int cellar_get_pinned(cellar_db *db, const void *key, size_t key_len,
+                      const void **val, size_t *val_len, cellar_pin *pin)
+{
+	read_req r = { key, key_len, READ_PIN, NULL, 0, NULL, 0, NULL, NULL };
+	unsigned slot;
+	int rc;
+
+	cellar__error_clear();
+	if (!val || !pin)
+		return cellar__error(CELLAR_EINVAL, "val or pin is NULL");
+	*val = NULL;
+	pin->held_ = 0;
+	if ((rc = enter(db, NEED_KEY, key, key_len)) < 0 ||
+	    (rc = read_pinned(db, &r, &slot)) < 0)
+		return rc;
+	*pin = (cellar_pin){ db, r.owned, slot, 1 };
+	*val = r.view;
+	if (val_len)
+		*val_len = r.len;
+	return CELLAR_OK;
+}
+
+int cellar_pin_release(cellar_pin *pin)
+{
+	cellar__error_clear();
+	if (!pin || pin->held_ != 1)
+		return cellar__error(CELLAR_EINVAL, "pin is NULL or not held");
+	pin->held_ = 0;
+	read_unpin(pin->db_, pin->slot_, pin->owned_);
+	pin->owned_ = NULL;
+	return CELLAR_OK;
+}
+
+int cellar_get_many(cellar_db *db, cellar_get_item *items, size_t n)
+{
+	int rc;
+
+	if ((rc = enter(db, 0, NULL, 0)) < 0)
+		return rc;
+	if (!items && n)
+		return cellar__error(CELLAR_EINVAL, "items is NULL");
+	/* Each item's arguments as cellar_get checks them; the read path
+	 * looks up only the items still at CELLAR_OK. */
+	for (size_t i = 0; i < n; i++) {
+		cellar_get_item *it = &items[i];
+		it->val_len = 0;
+		it->status = check_key(it->key, it->key_len);
+		if (it->status == CELLAR_OK && !it->buf && it->cap)
+			it->status = cellar__error(CELLAR_EINVAL, "buffer is NULL");
+	}
+	read_many(db, items, n);
+	return CELLAR_OK;
+}
+
 int cellar_has(cellar_db *db, const void *key, size_t key_len)
 {
-	read_req r = { key, key_len, READ_HAS, NULL, 0, NULL, 0 };
+	read_req r = { key, key_len, READ_HAS, NULL, 0, NULL, 0, NULL, NULL };
 	int rc;
 
 	if ((rc = enter(db, NEED_KEY, key, key_len)) < 0)
@@ -202,7 +259,7 @@ int cellar_count(cellar_db *db, uint64_t *out)
 	if (!out)
 		return cellar__error(CELLAR_EINVAL, "out is NULL");
 	unsigned slot = db_read_lock(db);
-	*out = db->ix->count;
+	*out = index_count(db->ix);
 	db_read_unlock(db, slot);
 	return CELLAR_OK;
 }
@@ -215,7 +272,7 @@ static void stats_of_store(cellar_db *db, cellar_db_stats *out)
 	unsigned slot = db_read_lock(db);
 	cellar_index *ix = db->ix;
 
-	out->keys = ix->count;
+	out->keys = index_count(ix);
 	for (size_t i = 0; i < db->segs.n; i++) {
 		const segment *g = db->segs.list[i];
 		out->live_bytes += g->live;
@@ -224,9 +281,9 @@ static void stats_of_store(cellar_db *db, cellar_db_stats *out)
 	}
 	out->segments = db->segs.n;
 	out->index_bytes = index_file_size(ix, db->segs.n);
-	out->buckets = ix->prim.n;
-	out->overflow_buckets = ix->ovf_used;
-	out->load_factor = (double)ix->count / ((double)ix->prim.n * BUCKET_SLOTS);
+	index_sizes(ix, &out->buckets, &out->overflow_buckets);
+	out->load_factor =
+		(double)out->keys / ((double)out->buckets * BUCKET_SLOTS);
 	db_read_unlock(db, slot);
 	out->bytes_on_disk = out->segment_bytes + out->index_bytes + META_SIZE;
 }
@@ -308,7 +365,7 @@ int cellar__debug(cellar_db *db, cellar__debug_info *out)
 	memset(out, 0, sizeof *out);
 	unsigned slot = db_read_lock(db);
 	rc = index_shape_of(db->ix, &sh);
-	out->keys = db->ix->count;
+	out->keys = index_count(db->ix);
 	out->segments = db->segs.n;
 	db_read_unlock(db, slot);
 	out->buckets = sh.buckets;

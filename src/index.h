@@ -1,11 +1,18 @@
 /*
  * index.h - the index: a linear-hash table of 64-byte buckets (bucket.h)
  * mapping a key's hash to the location (segment id, offset) of its newest
- * record, plus the index file that checkpoints it.
+ * record.  Its checkpoint file is index_file.h, the memory its buckets live
+ * in index_chunk.h; this header includes both, so that a caller needs only
+ * this one.
  *
- * The index owns the table and its file; it never reads segments.  Whether
- * a slot whose tag matches really holds the key is asked of the caller
- * through an index_match_fn.
+ * Owns (index.c): the table's logic - chain addresses, lookups, find /
+ * reserve / set / remove, overflow buckets and their free list, splits,
+ * grow / presize, the structural check and the shape - and the chain
+ * cursor every walk of an overflow chain goes through.
+ * Must not: read segments (whether a slot whose tag matches really holds the
+ * key is asked of the caller through an index_match_fn), know the file's
+ * layout (index_file.c), or compute a bucket's address itself
+ * (index_chunk.h does).
  *
  * Memory: buckets live in chunks of INDEX_CHUNK_BUCKETS.  A chunk either
  * points into the read-only mapping of the index file (verified against its
@@ -20,7 +27,6 @@
 #ifndef CELLAR_INDEX_H
 #define CELLAR_INDEX_H
 
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,18 +34,13 @@
 #include "cellar.h"
 #include "cellar_fs.h"
 #include "files.h"
+#include "index_chunk.h"
+#include "index_file.h"
+#include "index_table.h"
 
-#define INDEX_CHUNK_SHIFT 10
-#define INDEX_CHUNK_BUCKETS (1u << INDEX_CHUNK_SHIFT)
-#define INDEX_HEADER_SIZE 4096
-/* Private chunks of a large table come from slabs of this size (index.c). */
-#define INDEX_SLAB_BYTES FILE_WRITE_UNIT
-#define INDEX_SLAB_CHUNKS (INDEX_SLAB_BYTES / ((size_t)INDEX_CHUNK_BUCKETS * BUCKET_SIZE))
 /* Split when keys > slots * LOAD_NUM / LOAD_DEN. */
 #define INDEX_LOAD_NUM 17
 #define INDEX_LOAD_DEN 20
-/* Linear hashing addresses buckets with the 32-bit tag: at most 2^32. */
-#define INDEX_MAX_LEVEL 32
 
 /**
  * Does the record at (seg, off) hold the key being looked up?  Set *hit to
@@ -48,63 +49,6 @@
  */
 typedef int (*index_match_fn)(void *ctx, uint16_t seg, uint32_t off,
                               int *hit);
-
-/* How a chunk's buckets are held (index_chunk.owned). */
-enum {
-	CHUNK_SHARED = 0, /* in the checkpoint's mapping, read-only */
-	CHUNK_HEAP = 1,   /* private, from the heap */
-	CHUNK_SLAB = 2    /* private, cut from one of the array's slabs */
-};
-
-typedef struct index_chunk {
-	uint8_t *base;       /* 64-byte-aligned buckets */
-	atomic_uchar state;  /* CHUNK_* */
-	uint8_t owned;       /* base is private: CHUNK_HEAP or CHUNK_SLAB */
-	uint32_t nvalid;     /* buckets covered by checksum (file-backed) */
-	uint64_t checksum;   /* expected XXH3 of the nvalid buckets */
-} index_chunk;
-
-typedef struct index_array {
-	index_chunk *chunks;
-	size_t nchunks, cap;
-	uint64_t n; /* buckets in use (primary) or allocated (overflow) */
-	uint8_t **slabs; /* INDEX_SLAB_BYTES areas private chunks are cut from */
-	size_t nslabs, slab_used; /* bytes of the newest slab handed out */
-} index_array;
-
-/** A segment as recorded in a checkpoint. */
-typedef struct index_seg {
-	uint16_t id;
-	uint64_t seq;
-	uint64_t size; /* bytes the checkpoint covers */
-	uint64_t live; /* bytes of live records */
-	uint64_t dead; /* bytes of dead records and damage */
-	uint32_t kept; /* of dead: carried tombstones (see segment.h) */
-} index_seg;
-
-/** What a checkpoint records besides the table. */
-typedef struct index_ckpt {
-	uint64_t seq, off;  /* log position covered: everything before it */
-	index_seg *segs;    /* live segments at the checkpoint */
-	size_t nsegs;
-} index_ckpt;
-
-typedef struct cellar_index {
-	uint64_t seed;
-	uint32_t level;
-	uint64_t split;
-	index_array prim, ovf;
-	uint32_t free_head;  /* overflow free list, 0 = empty */
-	uint64_t ovf_used;   /* overflow buckets in chains */
-	uint64_t count;      /* keys */
-	uint64_t max_buckets; /* test hook; 0 = no limit */
-	/* the checkpoint file the clean chunks point into */
-	cellar_fs *fs;
-	cellar_file *file;
-	const void *map;
-	uint64_t map_len;
-	uint8_t *loaded;     /* whole file read into memory (no map) */
-} cellar_index;
 
 /** Where index_find found a key, or where it would insert it. */
 typedef struct index_ref {
@@ -123,14 +67,6 @@ typedef struct index_ref {
 
 /** A new, empty table with one bucket. */
 int index_new(cellar_index **out, uint64_t seed);
-
-/**
- * Open the checkpoint <dir>/index.  CELLAR_ENOENT if there is none,
- * CELLAR_ECORRUPT / CELLAR_EVERSION if it can't be used.  *ck receives the
- * covered position and segment table (free ck->segs with free()).
- */
-int index_load(cellar_index **out, cellar_fs *fs, const char *dir,
-               index_ckpt *ck);
 
 /**
  * Check every chunk against its checksum now, and the table's structure
@@ -158,74 +94,150 @@ static inline uint32_t index_tag(uint64_t hash)
 	return (uint32_t)(hash >> 32);
 }
 
-enum { CHUNK_UNCHECKED = 0, CHUNK_OK = 1, CHUNK_BAD = 2 };
-
-/** Verify a chunk against its checksum (first touch); CELLAR_ECORRUPT if bad. */
-int index__chunk_check(index_chunk *c);
-
-static inline int index__bucket_at(index_array *a, uint64_t i, uint8_t **out)
-{
-	index_chunk *c = &a->chunks[i >> INDEX_CHUNK_SHIFT];
-
-	if (__builtin_expect(atomic_load_explicit(&c->state, memory_order_relaxed)
-	                     != CHUNK_OK, 0)) {
-		int rc = index__chunk_check(c);
-		if (rc < 0)
-			return rc;
-	}
-	*out = c->base + ((i & (INDEX_CHUNK_BUCKETS - 1)) * BUCKET_SIZE);
-	return CELLAR_OK;
-}
-
 /** Writer or shared latch: start loading the primary bucket of hash. */
 static inline void index_prefetch(const cellar_index *ix, uint64_t hash)
 {
-	uint64_t i = index_addr(ix, index_tag(hash));
-
-	__builtin_prefetch(ix->prim.chunks[i >> INDEX_CHUNK_SHIFT].base +
-	                   (i & (INDEX_CHUNK_BUCKETS - 1)) * BUCKET_SIZE);
+	__builtin_prefetch(index_bucket_addr(&ix->prim,
+	                                     index_addr(ix, index_tag(hash))));
 }
 
-/** CELLAR_ECORRUPT for a broken chain link (out of line: rare). */
-int index__bad_chain(void);
+/* ---- the chain cursor ---------------------------------------------------- */
+
+/*
+ * Every walk of a chain (a primary bucket and the overflow buckets linked
+ * from it) goes through one cursor, which owns the checks a link needs: the
+ * next bucket exists (next < ovf.n) and the walk has not gone round a cycle
+ * (no more steps than overflow buckets).  A link that fails either is
+ * CELLAR_ECORRUPT, "index: broken overflow chain".
+ *
+ *	index_chain c;
+ *	for (rc = index_chain_first(&c, ix, addr, INDEX_CHAIN_CHECKED);
+ *	     rc == CELLAR_OK && c.b; rc = index_chain_next(&c))
+ *		... c.b, c.steps, c.at ...
+ *	if (rc < 0)
+ *		...
+ *
+ * Everything is inline, so that in the hot path (index_lookup_inline) the
+ * cursor becomes plain local variables and the raw/checked choice folds
+ * away; a lookup does per bucket what it did before the cursor.
+ */
+
+/* How the cursor reaches buckets (index_chain_first). */
+enum {
+	INDEX_CHAIN_CHECKED = 0, /* check each chunk on first touch */
+	INDEX_CHAIN_RAW = 1      /* no check: the caller checked every chunk */
+};
+
+typedef struct index_chain {
+	uint8_t *b;         /* the current bucket; NULL past the chain's end */
+	uint64_t at;        /* its number: in prim at steps 0, else in ovf */
+	uint64_t steps;     /* links followed: 0 at the primary bucket */
+	index_array *ovf;   /* the table's overflow array */
+	int raw;            /* INDEX_CHAIN_RAW */
+} index_chain;
+
+/** CELLAR_ECORRUPT, "index: broken overflow chain" (out of line: rare). */
+int index_chain_broken(void);
+
+/**
+ * Start a walk at primary bucket addr (< ix->prim.n) of ix.  CELLAR_OK, or
+ * CELLAR_ECORRUPT when its chunk fails its checksum (INDEX_CHAIN_CHECKED).
+ */
+static inline int index_chain_first(index_chain *c, cellar_index *ix,
+                                    uint64_t addr, int how)
+{
+	c->at = addr;
+	c->steps = 0;
+	c->ovf = &ix->ovf;
+	c->raw = how == INDEX_CHAIN_RAW;
+	if (c->raw) {
+		c->b = index_bucket_addr(&ix->prim, addr);
+		return CELLAR_OK;
+	}
+	return index_bucket_checked(&ix->prim, addr, &c->b);
+}
+
+/**
+ * Follow the current bucket's link next (bucket_next of c->b, not 0) to
+ * that overflow bucket, for a walk that looks at the link first (the
+ * lookup's chain filter).  CELLAR_ECORRUPT for a broken link or a damaged
+ * chunk; the cursor is then spent.
+ */
+static inline int index_chain_follow(index_chain *c, uint32_t next)
+{
+	if (next >= c->ovf->n || c->steps >= c->ovf->n)
+		return index_chain_broken();
+	c->steps++;
+	c->at = next;
+	if (c->raw) {
+		c->b = index_bucket_addr(c->ovf, next);
+		return CELLAR_OK;
+	}
+	return index_bucket_checked(c->ovf, next, &c->b);
+}
+
+/**
+ * Step to the next bucket of the chain.  At the end c->b becomes NULL, and
+ * c->at and c->steps still name the last bucket (where an insert into a
+ * full chain links a new one).  CELLAR_OK or, as index_chain_follow,
+ * CELLAR_ECORRUPT.
+ */
+static inline int index_chain_next(index_chain *c)
+{
+	uint32_t next = bucket_next(c->b);
+
+	if (!next) {
+		c->b = NULL;
+		return CELLAR_OK;
+	}
+	return index_chain_follow(c, next);
+}
+
+/* index_lookup_inline's walk: c->steps + 1 buckets were read. */
+static inline int index_lookup_walk(cellar_index *ix, uint64_t hash,
+                                    index_match_fn match, void *ctx,
+                                    index_chain *c)
+{
+	uint32_t tag = index_tag(hash), next;
+	int rc;
+
+	if ((rc = index_chain_first(c, ix, index_addr(ix, tag),
+	                            INDEX_CHAIN_CHECKED)) < 0)
+		return rc;
+	for (;;) {
+		unsigned m = bucket_match(c->b, tag);
+		while (m) {
+			int i = __builtin_ctz(m);
+			m &= m - 1;
+			if (!bucket_slot_used(c->b, i))
+				continue;
+			int hit = 0;
+			rc = match(ctx, bucket_seg(c->b, i), bucket_off(c->b, i), &hit);
+			if (rc < 0 || hit)
+				return rc;
+		}
+		/* The primary bucket's filter says whether to walk on at all. */
+		next = bucket_next(c->b);
+		if (!next || (c->steps == 0 && !bucket_chain_may_hold(c->b, tag)))
+			return CELLAR_ENOTFOUND;
+		if ((rc = index_chain_follow(c, next)) < 0)
+			return rc;
+	}
+}
 
 /**
  * index_lookup for the hot path: inline, so that a constant match function
- * is inlined into the probe loop.
+ * is inlined into the probe loop.  *probes gets the buckets read.
  */
 static inline int index_lookup_inline(cellar_index *ix, uint64_t hash,
                                       index_match_fn match, void *ctx,
                                       unsigned *probes)
 {
-	uint32_t tag = index_tag(hash), next;
-	uint64_t steps = 0;
-	uint8_t *b;
-	int rc;
+	index_chain c;
+	int rc = index_lookup_walk(ix, hash, match, ctx, &c);
 
-	*probes = 1;
-	if ((rc = index__bucket_at(&ix->prim, index_addr(ix, tag), &b)) < 0)
-		return rc;
-	for (;;) {
-		unsigned m = bucket_match(b, tag);
-		while (m) {
-			int i = __builtin_ctz(m);
-			m &= m - 1;
-			if (!bucket_slot_used(b, i))
-				continue;
-			int hit = 0;
-			rc = match(ctx, bucket_seg(b, i), bucket_off(b, i), &hit);
-			if (rc < 0 || hit)
-				return rc;
-		}
-		next = bucket_next(b);
-		if (!next || (steps == 0 && !bucket_chain_may_hold(b, tag)))
-			return CELLAR_ENOTFOUND;
-		if (next >= ix->ovf.n || ++steps > ix->ovf.n)
-			return index__bad_chain();
-		++*probes;
-		if ((rc = index__bucket_at(&ix->ovf, next, &b)) < 0)
-			return rc;
-	}
+	*probes = (unsigned)c.steps + 1;
+	return rc;
 }
 
 /**
@@ -290,21 +302,28 @@ void index_grow(cellar_index *ix);
  */
 int index_presize(cellar_index *ix, uint64_t keys);
 
-/**
- * Writer, no latch: write the table as a new checkpoint covering ck,
- * atomically replacing <dir>/index (temporary file, sync, rename, directory
- * sync).
- */
-int index_write(cellar_index *ix, cellar_fs *fs, const char *dir,
-                const index_ckpt *ck);
-
 /** Shape of the table, for statistics and tests. */
 typedef struct index_shape {
 	uint64_t buckets, overflow_buckets, longest_chain, used_slots;
 } index_shape;
 int index_shape_of(cellar_index *ix, index_shape *out);
 
-/** Size in bytes the index file of the current table would have. */
-uint64_t index_file_size(const cellar_index *ix, size_t nsegs);
+/* ---- accessors, for the modules above ------------------------------------ */
+
+/** Keys in the table. */
+uint64_t index_count(const cellar_index *ix);
+
+/** *buckets gets the primary buckets, *overflow the overflow buckets in
+ * chains (either may be NULL). */
+void index_sizes(const cellar_index *ix, uint64_t *buckets,
+                 uint64_t *overflow);
+
+/** The hash seed the table was built with (or loaded with). */
+uint64_t index_seed(const cellar_index *ix);
+
+/** Test hook: never grow past max primary buckets (0: no limit). */
+void index_set_max_buckets(cellar_index *ix, uint64_t max);
+
+/* index_warm (fault the checkpoint's mapping in) is in index_file.h. */
 
 #endif

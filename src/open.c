@@ -187,6 +187,34 @@ static int lock_and_create(cellar_db *db, meta *m)
 	return meta_write(db->fs, db->dir, m);
 }
 
+/* fs->list callback: count the names a new store may find in its dir. */
+static int foreign_name(const char *name, void *ctx)
+{
+	/* What an interrupted creation leaves: the lock, a meta being written. */
+	if (strcmp(name, FILE_LOCK) != 0 && strcmp(name, FILE_META_TMP) != 0 &&
+	    strcmp(name, ".") != 0 && strcmp(name, "..") != 0)
+		++*(unsigned *)ctx;
+	return CELLAR_OK;
+}
+
+/* Make dir for a new store; refuse one that holds anything else. */
+static int make_dir(cellar_db *db)
+{
+	unsigned foreign = 0;
+	int rc = db->fs->mkdir(db->fs, db->dir);
+
+	if (rc == CELLAR_OK)
+		return CELLAR_OK;
+	if (rc != CELLAR_EEXIST ||
+	    (rc = db->fs->list(db->fs, db->dir, foreign_name, &foreign)) < 0)
+		return rc;
+	if (foreign)
+		return cellar__error(CELLAR_EEXIST, "%s holds %u other file%s and no "
+		                     "cellar store: not creating one there", db->dir,
+		                     foreign, foreign == 1 ? "" : "s");
+	return CELLAR_OK;
+}
+
 /* Read the store's identity (creating the directory if asked to). */
 static int find_store(cellar_db *db, meta *m)
 {
@@ -194,8 +222,7 @@ static int find_store(cellar_db *db, meta *m)
 
 	if (rc == CELLAR_ENOENT && (db->opts.flags & CELLAR_CREATE) &&
 	    !db->readonly) {
-		rc = db->fs->mkdir(db->fs, db->dir);
-		if (rc < 0 && rc != CELLAR_EEXIST)
+		if ((rc = make_dir(db)) < 0)
 			return rc;
 	} else if (rc == CELLAR_ENOENT) {
 		return cellar__error(CELLAR_ENOENT, "no cellar store in %s", db->dir);
@@ -222,7 +249,7 @@ static int open_log(cellar_db *db, const meta *m)
 	                       db->readonly, &db->recovery)) < 0)
 		return rc;
 #ifdef CELLAR_TEST_HOOKS
-	db->ix->max_buckets = test_max_buckets;
+	index_set_max_buckets(db->ix, test_max_buckets);
 #endif
 	/* Before presizing, which adds private buckets but no file bytes. */
 	if ((db->opts.flags & CELLAR_LOCK_INDEX) &&

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bucket.h"
 #include "error.h"
 #include "read.h"
 #include "record.h"
@@ -84,6 +85,8 @@ static int deliver(read_req *r, const uint8_t *val, size_t len)
 			return cellar__error(CELLAR_ENOMEM, "out of memory");
 		if (len)
 			memcpy(*r->out, val, len);
+	} else if (r->mode == READ_PIN) {
+		r->view = val;
 	}
 	return CELLAR_OK;
 }
@@ -108,6 +111,10 @@ static int match_get_slow(get_ctx *c, uint16_t seg, uint32_t off, int *hit)
 		rc = v.h.kind == RECORD_PUT
 		         ? deliver(r, record_val(&v), v.h.val_len)
 		         : cellar__error(CELLAR_ECORRUPT, "index points at a tombstone");
+	}
+	if (rc == CELLAR_OK && r->mode == READ_PIN) {
+		r->owned = v.owned; /* the pin keeps the copy the view is in */
+		v.owned = NULL;
 	}
 	record_release(&v);
 	return rc;
@@ -162,18 +169,213 @@ static inline void bump(atomic_uint_fast64_t *c, uint64_t by)
 	                      memory_order_relaxed);
 }
 
-int read_lookup(cellar_db *db, read_req *r)
+/* The lookup under the latch, counted; the caller holds slot. */
+static inline int lookup_held(cellar_db *db, read_req *r, unsigned slot)
 {
 	uint64_t h = db_hash(db, r->key, r->key_len);
 	get_ctx c = { db, r };
-	unsigned slot = db_read_lock(db), probes;
+	unsigned probes;
 	int rc = index_lookup_inline(db->ix, h, match_get, &c, &probes);
-	read_counters *rc_ = &db->reads[slot];
+	read_counters *cnt = &db->reads[slot];
+
+	bump(&cnt->gets, 1);
+	bump(&cnt->probes, probes);
+	if (rc == CELLAR_OK || rc == CELLAR_EBUFS)
+		bump(&cnt->hits, 1);
+	return rc;
+}
+
+int read_lookup(cellar_db *db, read_req *r)
+{
+	unsigned slot = db_read_lock(db);
+	int rc = lookup_held(db, r, slot);
 
 	db_read_unlock(db, slot);
-	bump(&rc_->gets, 1);
-	bump(&rc_->probes, probes);
-	if (rc == CELLAR_OK || rc == CELLAR_EBUFS)
-		bump(&rc_->hits, 1);
 	return rc;
+}
+
+int read_pinned(cellar_db *db, read_req *r, unsigned *slot)
+{
+	int rc;
+
+	r->owned = NULL;
+	*slot = db_read_lock(db);
+	if ((rc = lookup_held(db, r, *slot)) < 0) {
+		db_read_unlock(db, *slot);
+		free(r->owned);
+		r->owned = NULL;
+	}
+	return rc;
+}
+
+void read_unpin(cellar_db *db, unsigned slot, void *owned)
+{
+	db_read_unlock(db, slot);
+	free(owned);
+}
+
+/* ---- batches ------------------------------------------------------------ */
+
+/*
+ * cellar_get_many runs its lookups in groups of GROUP, each in three
+ * passes over the group, so that the cache misses of one key overlap with
+ * the others' (group prefetching):
+ *   1. hash every key and prefetch its primary bucket;
+ *   2. find the first slot of the bucket whose tag matches, locate that
+ *      record's bytes and prefetch them;
+ *   3. compare the key, verify and copy.
+ * What the passes cannot settle on their own (a candidate whose key
+ * differs, a chain to follow, a record that is not a short put in memory)
+ * goes the single-key way, read_lookup's, so every answer is the one
+ * cellar_get gives.  A read-write handle holds the shared latch for one
+ * group at a time.
+ */
+#define GROUP 16
+
+enum {
+	PROBE_FULL,     /* take the single-key path */
+	PROBE_ABSENT,   /* the primary bucket says the key is not there */
+	PROBE_CANDIDATE /* a record to check is located (and prefetched) */
+};
+
+typedef struct probe {
+	cellar_get_item *it;
+	uint64_t hash;
+	const segment *g;
+	const uint8_t *p; /* the candidate's bytes */
+	uint64_t avail;
+	uint32_t off;
+	int state;
+} probe;
+
+/* Pass 2 for one key: its primary bucket's first matching slot. */
+static void probe_bucket(cellar_db *db, probe *q)
+{
+	cellar_index *ix = db->ix;
+	const segset *s = &db->segs;
+	uint32_t tag = index_tag(q->hash);
+	index_chain c;
+
+	q->state = PROBE_FULL;
+	if (index_chain_first(&c, ix, index_addr(ix, tag), INDEX_CHAIN_CHECKED) < 0)
+		return; /* the single-key path reports the damage */
+	const uint8_t *b = c.b;
+	for (unsigned m = bucket_match(b, tag); m; m &= m - 1) {
+		int i = __builtin_ctz(m);
+		if (!bucket_slot_used(b, i))
+			continue;
+		const segment *g = s->by_id[bucket_seg(b, i)];
+		uint32_t off = bucket_off(b, i);
+		if (!g || off < SEG_HEADER_SIZE || off >= g->size)
+			return;
+		segset_locate(s, g, off, g->size, &q->p, &q->avail);
+		if (!q->p)
+			return;
+		__builtin_prefetch(q->p);
+		if (q->avail > 64)
+			__builtin_prefetch(q->p + 64);
+		if (q->avail > 128)
+			__builtin_prefetch(q->p + 128);
+		q->g = g;
+		q->off = off;
+		q->state = PROBE_CANDIDATE;
+		return;
+	}
+	if (!bucket_next(b) || !bucket_chain_may_hold(b, tag))
+		q->state = PROBE_ABSENT;
+}
+
+/*
+ * Pass 3 for one key: settle a candidate that is a short put with the
+ * key; *done is 0 when the single-key path must decide.
+ */
+static int settle(probe *q, read_req *r, int *done)
+{
+	const uint8_t *p = q->p;
+
+	*done = 0;
+	if (!record_is_short_put(p, q->avail))
+		return CELLAR_OK;
+	size_t klen = record_short_key_len(p), vlen = record_short_val_len(p);
+	uint64_t total = RECORD_SHORT_HEADER + (uint64_t)klen + vlen;
+	if (klen != r->key_len || total > q->avail ||
+	    !key_equal(p + RECORD_SHORT_HEADER, r->key, klen))
+		return CELLAR_OK;
+	*done = 1;
+	if (!record_checksum_ok(p, total))
+		return record_bad_checksum(q->g->seq, q->off);
+	return deliver(r, p + RECORD_SHORT_HEADER + klen, vlen);
+}
+
+/* Pass 3 for one key, and its counters. */
+static void finish_one(cellar_db *db, probe *q, read_counters *cnt)
+{
+	cellar_get_item *it = q->it;
+	read_req r = { it->key, it->key_len, READ_COPY, it->buf, it->cap, NULL, 0,
+		       NULL, NULL };
+	unsigned probes = 1;
+	int rc = CELLAR_ENOTFOUND, done = q->state == PROBE_ABSENT;
+
+	if (q->state == PROBE_CANDIDATE)
+		rc = settle(q, &r, &done);
+	if (!done) {
+		get_ctx c = { db, &r };
+		rc = index_lookup_inline(db->ix, q->hash, match_get, &c, &probes);
+	}
+	it->status = rc;
+	if (rc == CELLAR_OK || rc == CELLAR_EBUFS)
+		it->val_len = r.len;
+	bump(&cnt->gets, 1);
+	bump(&cnt->probes, probes);
+	if (rc == CELLAR_OK || rc == CELLAR_EBUFS)
+		bump(&cnt->hits, 1);
+}
+
+/*
+ * Pass 1 for the next group: the items from *i on that are still to be
+ * looked up, at most GROUP; returns how many.
+ */
+static size_t prepare(cellar_db *db, cellar_get_item *items, size_t n,
+                      size_t *i, probe *group)
+{
+	size_t k = 0;
+
+	for (; *i < n && k < GROUP; ++*i) {
+		if (items[*i].status != CELLAR_OK)
+			continue;
+		group[k].it = &items[*i];
+		group[k].hash = db_hash(db, items[*i].key, items[*i].key_len);
+		index_prefetch(db->ix, group[k].hash);
+		k++;
+	}
+	return k;
+}
+
+void read_many(cellar_db *db, cellar_get_item *items, size_t n)
+{
+	probe groups[2][GROUP];
+	size_t i = 0, cur = 0, k;
+	unsigned slot = db_read_lock(db);
+
+	/*
+	 * While one group's records are on their way (pass 2 prefetched
+	 * them), the next group is hashed and its buckets asked for.  A
+	 * group's passes 2 and 3 run under one hold of the latch (its
+	 * pointers into the mappings and the append buffer stay valid); a
+	 * writer may get in between two groups.
+	 */
+	k = prepare(db, items, n, &i, groups[0]);
+	while (k) {
+		probe *g = groups[cur];
+		for (size_t j = 0; j < k; j++)
+			probe_bucket(db, &g[j]);
+		size_t next = prepare(db, items, n, &i, groups[cur ^ 1]);
+		for (size_t j = 0; j < k; j++)
+			finish_one(db, &g[j], &db->reads[slot]);
+		db_read_unlock(db, slot);
+		slot = db_read_lock(db);
+		cur ^= 1;
+		k = next;
+	}
+	db_read_unlock(db, slot);
 }

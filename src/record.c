@@ -144,5 +144,5 @@ int record_decode_header(const uint8_t *p, size_t avail, uint64_t limit,
 		return CELLAR_ECORRUPT;
 	if (h->kind != RECORD_PUT && h->kind != RECORD_DELETE)
 		return CELLAR_EVERSION;
-	return 0;
+	return CELLAR_OK;
 }

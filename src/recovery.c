@@ -125,7 +125,7 @@ static int drop_compacted(segset *segs, const index_ckpt *ck, cellar_fs *fs,
 static int ckpt_usable(const segset *segs, const index_ckpt *ck,
                        const cellar_index *ix, uint64_t seed)
 {
-	if (ix->seed != seed)
+	if (index_seed(ix) != seed)
 		return 0;
 	for (size_t i = 0; i < ck->nsegs; i++) {
 		const segment *g = segs->by_id[ck->segs[i].id];

@@ -103,7 +103,7 @@ static int collect_seq(const char *name, void *ctx)
 
 	files_parse_segment_name(name, &is_seg, &seq);
 	if (!is_seg)
-		return 0;
+		return CELLAR_OK;
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? 2 * l->cap : 16;
 		uint64_t *v = realloc(l->v, cap * sizeof *v);
@@ -113,7 +113,7 @@ static int collect_seq(const char *name, void *ctx)
 		l->cap = cap;
 	}
 	l->v[l->n++] = seq;
-	return 0;
+	return CELLAR_OK;
 }
 
 static int cmp_seq(const void *a, const void *b)

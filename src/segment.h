@@ -28,6 +28,7 @@
 #include "cellar_fs.h"
 #include "files.h"
 #include "latch.h"
+#include "pages.h"
 #include "record.h"
 
 #define SEG_HEADER_SIZE 32
@@ -76,14 +77,6 @@ typedef struct segset {
 	int sync_failed;    /* an fsync failed: the OS may have dropped data */
 } segset;
 
-/** Read one byte of every 4 KiB page of [p, p + len): fault it all in. */
-static inline void pages_touch(const void *p, uint64_t len)
-{
-	const volatile uint8_t *b = p;
-
-	for (uint64_t off = 0; off < len; off += 4096)
-		(void)b[off];
-}
 
 /**
  * Where the bytes of segment g from off on are now: *p, and how many of

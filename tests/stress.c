@@ -165,15 +165,68 @@ typedef struct reader {
 	uint64_t seen[NKEYS]; /* newest version seen per key */
 } reader;
 
+/* A value read for key i: its version never goes back (per reader). */
+static void saw(reader *r, unsigned i, const void *p, size_t n,
+                const char *who)
+{
+	uint64_t ver = decode(i, p, n, who);
+
+	if (ver && ver < r->seen[i])
+		fail("%s: key %u: v%llu after v%llu", who, i, (unsigned long long)ver,
+		     (unsigned long long)r->seen[i]);
+	if (ver > r->seen[i])
+		r->seen[i] = ver;
+}
+
+/* What a get of key i returned: a value, or absent (never a stable key). */
+static void got(reader *r, unsigned i, int rc, const void *p, size_t n,
+                const char *who, const char *call)
+{
+	if (rc == CELLAR_OK)
+		saw(r, i, p, n, who);
+	else if (rc != CELLAR_ENOTFOUND || i < STABLE)
+		fail("%s: %s of key %u: %s", who, call, i, cellar_strerror(rc));
+}
+
+#define BATCH 8
+
+/* cellar_get_many of BATCH random keys (buf holds BATCH values), each
+ * checked as a get. */
+static void read_batch(reader *r, uint64_t *s, unsigned char *buf,
+                       const char *who)
+{
+	char keys[BATCH][KEY_LEN];
+	cellar_get_item items[BATCH];
+	unsigned idx[BATCH];
+	size_t cap = MAX_VAL;
+	int rc;
+
+	for (int k = 0; k < BATCH; k++) {
+		idx[k] = (unsigned)(rnd(s) % NKEYS);
+		key_of(idx[k], keys[k]);
+		items[k] = (cellar_get_item){ keys[k], KEY_LEN, buf + k * cap, cap,
+		                              0, 0 };
+	}
+	if ((rc = cellar_get_many(r->db, items, BATCH)) != CELLAR_OK) {
+		fail("%s: get_many: %s", who, cellar_strerror(rc));
+		return;
+	}
+	for (int k = 0; k < BATCH; k++)
+		got(r, idx[k], items[k].status, items[k].buf, items[k].val_len, who,
+		    "get_many");
+}
+
 static void *reader_main(void *arg)
 {
 	reader *r = arg;
-	unsigned char *buf = malloc(MAX_VAL);
+	unsigned char *buf = malloc(MAX_VAL), *bbuf = malloc(BATCH * MAX_VAL);
 	uint64_t s = 1000 + (uint64_t)r->id, reads = 0;
 	char who[32], key[KEY_LEN];
 
 	snprintf(who, sizeof who, "reader %d", r->id);
-	if (!buf) {
+	if (!buf || !bbuf) {
+		free(buf);
+		free(bbuf);
 		fail("%s: out of memory", who);
 		return NULL;
 	}
@@ -192,37 +245,27 @@ static void *reader_main(void *arg)
 		} else if (rnd(&s) % 8 == 0) {
 			void *p = NULL;
 			rc = cellar_get_alloc(r->db, key, KEY_LEN, &p, &n);
-			if (rc == CELLAR_OK) {
-				uint64_t ver = decode(i, p, n, who);
-				if (ver && ver < r->seen[i])
-					fail("%s: key %u: v%llu after v%llu", who, i,
-					     (unsigned long long)ver,
-					     (unsigned long long)r->seen[i]);
-				if (ver > r->seen[i])
-					r->seen[i] = ver;
-			} else if (rc != CELLAR_ENOTFOUND || i < STABLE) {
-				fail("%s: get_alloc of key %u: %s", who, i,
-				     cellar_strerror(rc));
-			}
+			got(r, i, rc, p, n, who, "get_alloc");
 			cellar_free(p);
+		} else if (rnd(&s) % 8 == 0) {
+			read_batch(r, &s, bbuf, who);
+		} else if (rnd(&s) % 8 == 0) {
+			/* Zero-copy: the pinned bytes are checked in place. */
+			cellar_pin pin;
+			const void *v = NULL;
+			rc = cellar_get_pinned(r->db, key, KEY_LEN, &v, &n, &pin);
+			got(r, i, rc, v, n, who, "get_pinned");
+			if (rc == CELLAR_OK && (rc = cellar_pin_release(&pin)) != CELLAR_OK)
+				fail("%s: pin_release: %s", who, cellar_strerror(rc));
 		} else {
 			rc = cellar_get(r->db, key, KEY_LEN, buf, MAX_VAL, &n);
-			if (rc == CELLAR_OK) {
-				uint64_t ver = decode(i, buf, n, who);
-				if (ver && ver < r->seen[i])
-					fail("%s: key %u: v%llu after v%llu", who, i,
-					     (unsigned long long)ver,
-					     (unsigned long long)r->seen[i]);
-				if (ver > r->seen[i])
-					r->seen[i] = ver;
-			} else if (rc != CELLAR_ENOTFOUND || i < STABLE) {
-				fail("%s: get of key %u: %s", who, i, cellar_strerror(rc));
-			}
+			got(r, i, rc, buf, n, who, "get");
 		}
 		reads++;
 	}
 	atomic_fetch_add(&n_reads, reads);
 	free(buf);
+	free(bbuf);
 	return NULL;
 }
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cellar.h"
@@ -289,6 +290,125 @@ static void expect_good_option(const cellar_options *good, const char *what)
 	OK(cellar_close(db));
 	cellar_fs_free(fs);
 	tc_dir_free(dir);
+}
+
+/* Write a small file at path through fs. */
+static void put_file(cellar_fs *fs, const char *path, const char *text)
+{
+	cellar_file *f;
+
+	OK(fs->open(fs, path, CELLAR_FS_WRITE | CELLAR_FS_CREATE, &f));
+	OK(fs->write_at(fs, f, 0, text, strlen(text)));
+	OK(fs->close(fs, f));
+}
+
+static int count_name(const char *name, void *ctx)
+{
+	(void)name;
+	++*(int *)ctx;
+	return CELLAR_OK;
+}
+
+Test(db, create_refuses_a_directory_of_other_files)
+{
+	cellar_fs *fs = tc_fs_new();
+	char *dir = tc_dir_new(), path[4200];
+	cellar_options o = CELLAR_OPTIONS_INIT;
+	cellar_db *db = (cellar_db *)&o;
+	int n = 0;
+
+	OK(fs->mkdir(fs, dir));
+	snprintf(path, sizeof path, "%s/notes.txt", dir);
+	put_file(fs, path, "mine");
+	o.fs = fs;
+	o.flags = CELLAR_CREATE;
+	ERR(CELLAR_EEXIST, cellar_open(&db, dir, &o));
+	cr_assert_null(db);
+	cr_assert(strstr(cellar_errmsg(), "no cellar store"), "%s", cellar_errmsg());
+	OK(fs->list(fs, dir, count_name, &n));
+	cr_assert_eq(n, 1, "files were added beside notes.txt");
+	OK(fs->remove(fs, path));
+	cellar_fs_free(fs);
+	tc_dir_free(dir);
+}
+
+Test(db, create_goes_on_after_a_creation_cut_short)
+{
+	cellar_fs *fs = tc_fs_new();
+	char *dir = tc_dir_new(), path[4200];
+	cellar_options o = CELLAR_OPTIONS_INIT;
+	cellar_db *db;
+
+	/* A crash after the lock file was made, before meta was renamed. */
+	OK(fs->mkdir(fs, dir));
+	snprintf(path, sizeof path, "%s/LOCK", dir);
+	put_file(fs, path, "");
+	snprintf(path, sizeof path, "%s/meta.tmp", dir);
+	put_file(fs, path, "half");
+	o.fs = fs;
+	o.flags = CELLAR_CREATE;
+	OK(cellar_open(&db, dir, &o));
+	OK(cellar_put(db, "k", 1, "v", 1));
+	OK(cellar_close(db));
+	cellar_fs_free(fs);
+	tc_dir_free(dir);
+}
+
+Test(db, a_file_in_the_path_is_not_a_directory)
+{
+	cellar_fs *fs = tc_fs_new();
+	char *dir = tc_dir_new(), path[4200];
+	cellar_options o = CELLAR_OPTIONS_INIT;
+	cellar_db *db;
+
+	OK(fs->mkdir(fs, dir));
+	snprintf(path, sizeof path, "%s/plain", dir);
+	put_file(fs, path, "a file, not a store");
+	o.fs = fs;
+	o.flags = CELLAR_CREATE;
+	int rc = cellar_open(&db, path, &o);
+	cr_assert(rc == CELLAR_ENOENT || rc == CELLAR_EEXIST, "%s (%s)",
+	          cellar_strerror(rc), cellar_errmsg());
+	if (strcmp(tc_fs_name(), "mem") != 0) {
+		ERR(CELLAR_ENOENT, rc);
+		cr_assert(strstr(cellar_errmsg(), "Not a directory"), "%s",
+		          cellar_errmsg());
+	}
+	OK(fs->remove(fs, path));
+	cellar_fs_free(fs);
+	tc_dir_free(dir);
+}
+
+Test(db, permission_denied_has_its_own_code)
+{
+	if (strcmp(tc_fs_name(), "mem") == 0)
+		cr_skip_test("the mem file system has no permissions");
+	tc_store s;
+	tc_store_new(&s, 0);
+	OK(cellar_put(s.db, "k", 1, "v", 1));
+	tc_store_close(&s);
+	/* As root every permission is granted: try as nobody, in a child. */
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		if (setgid(65534) != 0 || setuid(65534) != 0)
+			_exit(geteuid() == 0 ? 10 : 11);
+		cellar_options o = s.o;
+		cellar_db *db;
+		o.flags = 0;
+		int rc = cellar_open(&db, s.dir, &o);
+		_exit(rc == CELLAR_EACCES && strstr(cellar_errmsg(), "Permission denied")
+		          ? 0 : 20 + (rc < 0 ? -rc : 0));
+	}
+	int st = 0;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 11) {
+		store_free(&s);
+		cr_skip_test("not root: cannot become another user");
+	}
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child exit %d",
+	          WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	store_free(&s);
 }
 
 Test(db, open_rejects_bad_options)

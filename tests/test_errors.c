@@ -56,7 +56,8 @@ Test(errors, codes_are_contiguous_and_stable)
 	cr_assert_eq(CELLAR_ELIMIT, -16);
 	cr_assert_eq(CELLAR_EFAILED, -17);
 	cr_assert_eq(CELLAR_EBUSY, -18);
-	cr_assert_eq(CELLAR_EMLOCK, -19);
+	cr_assert_eq(CELLAR_EACCES, -19);
+	cr_assert_eq(CELLAR_EMLOCK, -20);
 }
 
 Test(errors, unknown_codes_give_unknown_error)

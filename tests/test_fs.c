@@ -882,7 +882,13 @@ Test(fs, errno_maps_to_cellar_codes_with_a_message)
 	cr_assert_eq(fs__errno(ENOENT, "open", "/x"), CELLAR_ENOENT);
 	cr_assert_eq(fs__errno(EEXIST, "mkdir", "/x"), CELLAR_EEXIST);
 	cr_assert_eq(fs__errno(ENOMEM, "map", "/x"), CELLAR_ENOMEM);
-	cr_assert_eq(fs__errno(EACCES, "open", "/x"), CELLAR_EIO);
+	cr_assert_eq(fs__errno(EACCES, "open", "/x/LOCK"), CELLAR_EACCES);
+	cr_assert_str_eq(cellar_errmsg(), "open /x/LOCK: Permission denied");
+	cr_assert_eq(fs__errno(EPERM, "open", "/x"), CELLAR_EACCES);
+	cr_assert_eq(fs__errno(EROFS, "open", "/x"), CELLAR_EACCES);
+	cr_assert_eq(fs__errno(ENOTDIR, "open", "/etc/passwd/meta"), CELLAR_ENOENT);
+	cr_assert_str_eq(cellar_errmsg(), "open /etc/passwd/meta: Not a directory");
+	cr_assert_eq(fs__errno(EIO, "read", "/x"), CELLAR_EIO);
 	cr_assert_eq(fs__errno(EWOULDBLOCK, "read", "/x"), CELLAR_EIO);
 	cr_assert_eq(fs__lock_errno(EWOULDBLOCK, "/x/LOCK"), CELLAR_ELOCKED);
 	cr_assert_eq(fs__lock_errno(EAGAIN, "/x/LOCK"), CELLAR_ELOCKED);

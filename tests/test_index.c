@@ -1,175 +1,11 @@
 /*
- * test_index.c - the linear-hash index (src/index.h) over synthetic keys:
- * keys are numbers, their hashes come from a mixer (or are forced equal),
- * and the "segments" are an in-test table that maps a location (seg, off)
- * back to the key stored there, which the match callback consults.
+ * test_index.c - the linear-hash table (src/index.h): lookups, find /
+ * reserve / set / remove, chains and overflow buckets, splits, the chain
+ * cursor and the accessors, over the synthetic store of test_index_store.h.
+ * Chunk memory is test_index_chunk.c's, the checkpoint file
+ * test_index_file.c's.
  */
-#include <criterion/criterion.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "bucket.h"
-#include "cellar.h"
-#include "cellar_fs.h"
-#include "common.h"
-#include "endian.h"
-#include "files.h"
-#include "hash.h"
-#include "index.h"
-
-/* ---- the synthetic store ------------------------------------------------- */
-
-#define MAX_LOCS 40000
-#define NO_KEY UINT64_MAX
-
-/* Location j is (seg j % 7, off 32 + 16 j); loc_key[j] is the key there. */
-static uint64_t loc_key[MAX_LOCS];
-static size_t nlocs;
-
-static uint16_t loc_seg(size_t j)
-{
-	return (uint16_t)(j % 7);
-}
-
-static uint32_t loc_off(size_t j)
-{
-	return (uint32_t)(32 + 16 * j);
-}
-
-/* A new location holding key. */
-static size_t new_loc(uint64_t key)
-{
-	cr_assert_lt(nlocs, MAX_LOCS);
-	loc_key[nlocs] = key;
-	return nlocs++;
-}
-
-static uint64_t mix(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ull;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
-}
-
-/* Hash of key: mixed, or a constant for keys in the collision range. */
-#define COLLIDE_BASE 1000000u
-#define COLLIDE_HASH 0x5a5a5a5a00000001ull
-static uint64_t key_hash(uint64_t key)
-{
-	return key >= COLLIDE_BASE ? COLLIDE_HASH : mix(key);
-}
-
-typedef struct want {
-	uint64_t key;
-	uint16_t seg; /* where the match was found */
-	uint32_t off;
-	unsigned calls;
-	int fail;     /* return this error from the first call instead */
-} want;
-
-/* index_has_loc as a value: 1 or 0, or the error it returned. */
-static int has_loc(cellar_index *ix, uint64_t hash, uint16_t seg, uint32_t off)
-{
-	int found = -1, rc = index_has_loc(ix, hash, seg, off, &found);
-
-	cr_assert(rc < 0 || found == 0 || found == 1, "found not set");
-	return rc < 0 ? rc : found;
-}
-
-static int match_key(void *ctx, uint16_t seg, uint32_t off, int *hit)
-{
-	want *w = ctx;
-
-	w->calls++;
-	if (w->fail)
-		return w->fail;
-	cr_assert_geq(off, 32u);
-	cr_assert_eq((off - 32) % 16, 0, "off %u is no location", off);
-	size_t j = (off - 32) / 16;
-	cr_assert_lt(j, nlocs, "off %u past the table", off);
-	cr_assert_eq(seg, loc_seg(j), "seg %u does not go with off %u", seg, off);
-	if (loc_key[j] != w->key)
-		return CELLAR_OK;
-	w->seg = seg;
-	w->off = off;
-	*hit = 1;
-	return CELLAR_OK;
-}
-
-/* Insert or update key at a new location; returns the location. */
-static size_t put(cellar_index *ix, uint64_t key)
-{
-	want w = { key, 0, 0, 0, 0 };
-	index_ref ref;
-	size_t j = new_loc(key);
-
-	OK(index_find(ix, key_hash(key), match_key, &w, &ref));
-	OK(index_reserve(ix, &ref));
-	index_set(ix, &ref, key_hash(key), loc_seg(j), loc_off(j));
-	index_grow(ix);
-	return j;
-}
-
-/* Remove key; returns whether it was there. */
-static int del(cellar_index *ix, uint64_t key, index_ref *out)
-{
-	want w = { key, 0, 0, 0, 0 };
-	index_ref ref;
-
-	OK(index_find(ix, key_hash(key), match_key, &w, &ref));
-	if (out)
-		*out = ref;
-	if (!ref.found)
-		return 0;
-	OK(index_reserve(ix, &ref));
-	index_remove(ix, &ref);
-	return 1;
-}
-
-/* Look key up: CELLAR_OK with its location in *j, or an error code. */
-static int get(cellar_index *ix, uint64_t key, size_t *j)
-{
-	want w = { key, 0, 0, 0, 0 };
-	int rc = index_lookup(ix, key_hash(key), match_key, &w, NULL);
-
-	if (rc == CELLAR_OK && j)
-		*j = (w.off - 32) / 16;
-	return rc;
-}
-
-/* Every key in [0, n) maps to where[key], and nothing else is there. */
-static void check_all(cellar_index *ix, const size_t *where, uint64_t n)
-{
-	for (uint64_t k = 0; k < n; k++) {
-		size_t j = 0;
-		int rc = get(ix, k, &j);
-		if (where[k] == SIZE_MAX) {
-			cr_assert_eq(rc, CELLAR_ENOTFOUND, "key %llu: %s",
-			             (unsigned long long)k, cellar_strerror(rc));
-		} else {
-			cr_assert_eq(rc, CELLAR_OK, "key %llu: %s", (unsigned long long)k,
-			             cellar_strerror(rc));
-			cr_assert_eq(j, where[k], "key %llu", (unsigned long long)k);
-		}
-	}
-}
-
-/* Buckets linear hashing grows to for count keys from one bucket: the
- * fewest that keep count <= buckets * slots * LOAD_NUM / LOAD_DEN. */
-static uint64_t expected_buckets(uint64_t count)
-{
-	uint64_t per = (uint64_t)BUCKET_SLOTS * INDEX_LOAD_NUM;
-	uint64_t n = (count * INDEX_LOAD_DEN + per - 1) / per;
-
-	return n ? n : 1;
-}
-
-static void reset(void)
-{
-	nlocs = 0;
-}
+#include "test_index_store.h"
 
 /* ---- the table in memory ------------------------------------------------- */
 
@@ -679,557 +515,186 @@ Test(index, reserve_is_noop_only_when_it_would_change_nothing, .init = reset)
 	index_free(ix);
 }
 
-/* ---- the checkpoint file ------------------------------------------------- */
+/* ---- the chain cursor ---------------------------------------------------- */
 
-static cellar_fs *fs;
-
-static void fs_setup(void)
-{
-	reset();
-	OK(cellar_fs_mem_new(&fs));
-	OK(fs->mkdir(fs, "/d"));
-}
-
-static void fs_teardown(void)
-{
-	cellar_fs_free(fs);
-	fs = NULL;
-}
-
-static uint64_t file_size(const char *path)
-{
-	cellar_file *f;
-	uint64_t size;
-
-	OK(fs->open(fs, path, CELLAR_FS_READ, &f));
-	OK(fs->size(fs, f, &size));
-	OK(fs->close(fs, f));
-	return size;
-}
-
-/* Overwrite len bytes of the file at off (creating it if needed). */
-static void poke(const char *path, uint64_t off, const void *bytes, size_t len)
-{
-	cellar_file *f;
-
-	OK(fs->open(fs, path, CELLAR_FS_WRITE | CELLAR_FS_CREATE, &f));
-	OK(fs->write_at(fs, f, off, bytes, len));
-	OK(fs->close(fs, f));
-}
-
-static void flip(const char *path, uint64_t off)
-{
-	cellar_file *f;
-	uint8_t b;
-	size_t got;
-
-	OK(fs->open(fs, path, CELLAR_FS_WRITE, &f));
-	OK(fs->read_at(fs, f, off, &b, 1, &got));
-	cr_assert_eq(got, 1);
-	b ^= 0x5a;
-	OK(fs->write_at(fs, f, off, &b, 1));
-	OK(fs->close(fs, f));
-}
-
-/* Rewrite one header field and re-seal the header checksum. */
-static void set_header_u64(const char *path, uint64_t off, uint64_t v,
-                           int width)
-{
-	uint8_t *h = malloc(INDEX_HEADER_SIZE);
-	cellar_file *f;
-	size_t got;
-
-	cr_assert_not_null(h);
-	OK(fs->open(fs, path, CELLAR_FS_WRITE, &f));
-	OK(fs->read_at(fs, f, 0, h, INDEX_HEADER_SIZE, &got));
-	cr_assert_eq(got, INDEX_HEADER_SIZE);
-	if (width == 4)
-		le32_store(h + off, (uint32_t)v);
-	else
-		le64_store(h + off, v);
-	le64_store(h + INDEX_HEADER_SIZE - 8,
-	           XXH3_64bits(h, INDEX_HEADER_SIZE - 8));
-	OK(fs->write_at(fs, f, 0, h, INDEX_HEADER_SIZE));
-	OK(fs->close(fs, f));
-	free(h);
-}
-
-static index_seg sample_segs[2] = {
-	{ 3, 10, 65536, 40000, 25504, 0 },
-	{ 0, 11, 1234, 1000, 202, 0 },
-};
-static const index_ckpt sample_ck = { 11, 1234, sample_segs, 2 };
-
-/* A table of n keys (optionally capped) written to /d/index. */
-static cellar_index *build_and_write(uint64_t n, uint64_t max_buckets,
-                                     size_t *where)
+/* A table whose one primary bucket has n colliding keys, in insert order. */
+static cellar_index *one_chain(uint64_t seed, int n)
 {
 	cellar_index *ix;
 
-	OK(index_new(&ix, 0xfeedull));
-	ix->max_buckets = max_buckets;
-	for (uint64_t k = 0; k < n; k++)
-		where[k] = put(ix, k);
-	OK(index_write(ix, fs, "/d", &sample_ck));
+	OK(index_new(&ix, seed));
+	index_set_max_buckets(ix, 1);
+	for (int i = 0; i < n; i++)
+		put(ix, COLLIDE_BASE + (uint64_t)i);
+	cr_assert_eq(ix->prim.n, 1);
 	return ix;
 }
 
-static int never_matches(void *ctx, uint16_t seg, uint32_t off, int *hit)
+/* The overflow bucket at the end of the chain at primary bucket 0. */
+static uint8_t *last_bucket(cellar_index *ix)
 {
-	(void)ctx, (void)seg, (void)off, (void)hit;
-	return CELLAR_OK;
+	index_chain c;
+	uint8_t *last = NULL;
+	int rc;
+
+	for (rc = index_chain_first(&c, ix, 0, INDEX_CHAIN_CHECKED);
+	     rc == CELLAR_OK && c.b; rc = index_chain_next(&c))
+		last = c.b;
+	OK(rc);
+	return last;
 }
 
-/*
- * A checkpoint goes to the file in whole, aligned FILE_WRITE_UNIT pieces
- * (files.h), then the real header over the zeros that held its place.
- */
-Test(index, checkpoint_is_written_in_aligned_units, .init = fs_setup,
-     .fini = fs_teardown)
+/* Walk the chain at bucket 0 with how; the error, and *steps its steps. */
+static int walk(cellar_index *ix, int how, uint64_t *steps)
 {
-	enum { N = 700000 };
-	tc_wlog *log = tc_wlog_new(fs);
-	cellar_index *ix, *lx;
-	index_ckpt ck;
+	index_chain c;
+	int rc;
 
-	OK(index_new(&ix, 7));
-	for (uint64_t k = 0; k < N; k++) {
-		index_ref ref;
-		OK(index_find(ix, mix(k), never_matches, NULL, &ref));
-		OK(index_reserve(ix, &ref));
-		index_set(ix, &ref, mix(k), (uint16_t)(k % 7), 32);
-		index_grow(ix);
-	}
-	/* A large table's chunks past the first slab's worth are cut from
-	 * aligned 2 MiB slabs (huge pages). */
-	cr_assert_gt(ix->prim.nchunks, 2 * INDEX_SLAB_CHUNKS);
-	for (size_t c = 0; c < ix->prim.nchunks; c++)
-		cr_assert_eq(ix->prim.chunks[c].owned,
-		             c < INDEX_SLAB_CHUNKS ? CHUNK_HEAP : CHUNK_SLAB,
-		             "chunk %zu", c);
-	cr_assert_geq(ix->prim.nslabs, 2);
-	for (size_t i = 0; i < ix->prim.nslabs; i++)
-		cr_assert_eq((uintptr_t)ix->prim.slabs[i] % INDEX_SLAB_BYTES, 0);
-	OK(index_write(ix, &log->fs, "/d", &sample_ck));
-	uint64_t size = index_file_size(ix, 2);
-	cr_assert_gt(size, 3 * (uint64_t)FILE_WRITE_UNIT);
-	cr_assert_eq(file_size("/d/index"), size);
-	size_t units = (size_t)(size / FILE_WRITE_UNIT);
-	cr_assert_eq(log->n, units + 2, "%zu writes", log->n);
-	for (size_t i = 0; i <= units; i++) {
-		cr_assert_str_eq(log->w[i].path, "/d/index.tmp");
-		cr_assert_eq(log->w[i].off, i * (uint64_t)FILE_WRITE_UNIT);
-		cr_assert_eq(log->w[i].len, i < units ? FILE_WRITE_UNIT
-		                                      : size % FILE_WRITE_UNIT);
-	}
-	cr_assert_eq(log->w[units + 1].off, 0);
-	cr_assert_eq(log->w[units + 1].len, INDEX_HEADER_SIZE);
-
-	OK(index_load(&lx, fs, "/d", &ck));
-	cr_assert_eq(lx->count, N);
-	cr_assert_eq(lx->prim.n, ix->prim.n);
-	cr_assert_eq(lx->ovf.n, ix->ovf.n);
-	OK(index_verify_all(lx));
-	/* A write into a loaded table copies the chunk into a slab. */
-	index_ref ref;
-	OK(index_find(lx, mix(N), never_matches, NULL, &ref));
-	OK(index_reserve(lx, &ref));
-	index_set(lx, &ref, mix(N), 1, 32);
-	size_t own = 0;
-	for (size_t c = 0; c < lx->prim.nchunks; c++)
-		if (lx->prim.chunks[c].owned) {
-			cr_assert_eq(lx->prim.chunks[c].owned, CHUNK_SLAB);
-			own++;
-		}
-	cr_assert_eq(own, 1);
-	cr_assert_eq(lx->prim.nslabs, 1);
-	index_free(lx);
-	index_free(ix);
-	tc_wlog_free(log);
+	for (rc = index_chain_first(&c, ix, 0, how); rc == CELLAR_OK && c.b;
+	     rc = index_chain_next(&c))
+		cr_assert_leq(c.steps, ix->ovf.n, "the walk goes on too long");
+	*steps = c.steps;
+	return rc;
 }
 
-Test(index, write_and_load_round_trip, .init = fs_setup, .fini = fs_teardown)
+Test(index, chain_cursor_walks_overflow_buckets_in_order, .init = reset)
 {
-	enum { N = 7000 };
-	static size_t where[N + 10];
-	cellar_index *ix, *lx;
-	index_ckpt ck;
+	/* 20 keys: six in the primary bucket, 6 + 6 + 2 in three overflow
+	 * buckets, each filled in insert order. */
+	cellar_index *ix = one_chain(21, 20);
+	const uint8_t *prev = NULL;
+	index_chain c;
+	uint64_t seen = 0;
+	int rc, key = 0;
 
-	ix = build_and_write(N, 0, where);
-	for (uint64_t k = N; k < N + 10; k++)
-		where[k] = SIZE_MAX;
-	cr_assert_eq(file_size("/d/index"), index_file_size(ix, 2));
-	cr_assert_eq(fs->open(fs, "/d/index.tmp", CELLAR_FS_READ,
-	                      &(cellar_file *){ NULL }),
-	             CELLAR_ENOENT, "index.tmp renamed away");
-
-	OK(index_load(&lx, fs, "/d", &ck));
-	cr_assert_eq(lx->seed, 0xfeedull);
-	cr_assert_eq(lx->count, N);
-	cr_assert_eq(lx->level, ix->level);
-	cr_assert_eq(lx->split, ix->split);
-	cr_assert_eq(lx->prim.n, ix->prim.n);
-	cr_assert_eq(lx->ovf.n, ix->ovf.n);
-	cr_assert_eq(lx->ovf_used, ix->ovf_used);
-	cr_assert_eq(lx->free_head, ix->free_head);
-	cr_assert_gt(lx->prim.nchunks, 1, "more than one chunk");
-	for (size_t c = 0; c < lx->prim.nchunks; c++) {
-		cr_assert_eq(lx->prim.chunks[c].owned, 0, "chunk %zu file-backed", c);
-		cr_assert_eq(memcmp(lx->prim.chunks[c].base, ix->prim.chunks[c].base,
-		                    lx->prim.chunks[c].nvalid * BUCKET_SIZE), 0,
-		             "chunk %zu content", c);
-	}
-	cr_assert_eq(ck.seq, 11);
-	cr_assert_eq(ck.off, 1234);
-	cr_assert_eq(ck.nsegs, 2);
-	for (int i = 0; i < 2; i++) {
-		cr_assert_eq(ck.segs[i].id, sample_segs[i].id);
-		cr_assert_eq(ck.segs[i].seq, sample_segs[i].seq);
-		cr_assert_eq(ck.segs[i].size, sample_segs[i].size);
-		cr_assert_eq(ck.segs[i].live, sample_segs[i].live);
-		cr_assert_eq(ck.segs[i].dead, sample_segs[i].dead);
-	}
-	free(ck.segs);
-	check_all(lx, where, N + 10);
-	index_shape sa, sb;
-	OK(index_shape_of(ix, &sa));
-	OK(index_shape_of(lx, &sb));
-	cr_assert_eq(memcmp(&sa, &sb, sizeof sa), 0);
-	index_free(ix);
-	index_free(lx);
-}
-
-Test(index, loaded_table_with_overflow_round_trips, .init = fs_setup,
-     .fini = fs_teardown)
-{
-	enum { N = 900 };
-	static size_t where[N];
-	cellar_index *ix, *lx;
-	index_ckpt ck;
-
-	ix = build_and_write(N, 8, where);
-	cr_assert_gt(ix->ovf_used, 0);
-	/* Leave a free list in the file too: the newest keys sit at the
-	 * chains' ends, so removing them empties whole overflow buckets. */
-	for (uint64_t k = N / 2; k < N; k++) {
-		cr_assert_eq(del(ix, k, NULL), 1);
-		where[k] = SIZE_MAX;
-	}
-	cr_assert_neq(ix->free_head, 0);
-	OK(index_write(ix, fs, "/d", &(index_ckpt){ 1, 32, NULL, 0 }));
-	OK(index_load(&lx, fs, "/d", &ck));
-	cr_assert_eq(ck.nsegs, 0);
-	cr_assert_null(ck.segs);
-	cr_assert_eq(ck.seq, 1);
-	cr_assert_eq(ck.off, 32);
-	cr_assert_eq(lx->count, ix->count);
-	cr_assert_eq(lx->ovf_used, ix->ovf_used);
-	cr_assert_eq(lx->free_head, ix->free_head);
-	cr_assert_eq(lx->ovf.n, ix->ovf.n);
-	check_all(lx, where, N);
-	/* The loaded free list is usable: re-inserting allocates nothing. */
-	lx->max_buckets = 8;
-	uint64_t ovf_n = lx->ovf.n;
-	for (uint64_t k = N / 2; k < N; k++)
-		where[k] = put(lx, k);
-	cr_assert_eq(lx->ovf.n, ovf_n);
-	check_all(lx, where, N);
-	index_free(ix);
-	index_free(lx);
-}
-
-Test(index, loaded_table_is_copy_on_write, .init = fs_setup,
-     .fini = fs_teardown)
-{
-	enum { N = 5000 };
-	static size_t where[N + 3000], orig[N + 3000];
-	cellar_index *ix, *lx, *again;
-	index_ckpt ck;
-
-	ix = build_and_write(N, 0, where);
-	index_free(ix);
-	memcpy(orig, where, sizeof where);
-	for (uint64_t k = N; k < N + 3000; k++)
-		orig[k] = SIZE_MAX;
-	OK(index_load(&lx, fs, "/d", &ck));
-	free(ck.segs);
-	/* Change the loaded table: updates, deletes, inserts and splits. */
-	uint64_t prim_before = lx->prim.n;
-	for (uint64_t k = 0; k < 1000; k++)
-		where[k] = put(lx, k);
-	for (uint64_t k = 1000; k < 2000; k++) {
-		cr_assert_eq(del(lx, k, NULL), 1);
-		where[k] = SIZE_MAX;
-	}
-	for (uint64_t k = N; k < N + 3000; k++)
-		where[k] = put(lx, k);
-	cr_assert_gt(lx->prim.n, prim_before, "the loaded table split");
-	cr_assert_eq(lx->count, N + 3000 - 1000);
-	check_all(lx, where, N + 3000);
-	int owned = 0;
-	for (size_t c = 0; c < lx->prim.nchunks; c++)
-		owned += lx->prim.chunks[c].owned;
-	cr_assert_gt(owned, 0);
-
-	/* The file did not change under the writes. */
-	OK(index_load(&again, fs, "/d", &ck));
-	free(ck.segs);
-	cr_assert_eq(again->count, N);
-	cr_assert_eq(again->prim.n, prim_before);
-	check_all(again, orig, N + 3000);
-	index_free(again);
-
-	/* And the changed table checkpoints and loads again. */
-	OK(index_write(lx, fs, "/d", &sample_ck));
-	index_free(lx);
-	OK(index_load(&again, fs, "/d", &ck));
-	free(ck.segs);
-	cr_assert_eq(again->count, N + 2000);
-	check_all(again, where, N + 3000);
-	index_free(again);
-}
-
-Test(index, damaged_bucket_chunk_fails_lookups_lazily, .init = fs_setup,
-     .fini = fs_teardown)
-{
-	enum { N = 7000 };
-	static size_t where[N];
-	cellar_index *ix, *lx;
-	index_ckpt ck;
-
-	ix = build_and_write(N, 0, where);
-	cr_assert_gt(ix->prim.n, INDEX_CHUNK_BUCKETS, "two primary chunks");
-	index_free(ix);
-	/* Damage one byte of primary bucket 1030, in the second chunk. */
-	flip("/d/index", INDEX_HEADER_SIZE + 1030 * BUCKET_SIZE + 41);
-	OK(index_load(&lx, fs, "/d", &ck)); /* buckets are checked lazily */
-	free(ck.segs);
-	unsigned good = 0, bad = 0;
-	for (uint64_t k = 0; k < N; k++) {
-		uint64_t a = index_addr(lx, index_tag(mix(k)));
-		int rc = get(lx, k, NULL);
-		if (a >= INDEX_CHUNK_BUCKETS) {
-			cr_assert_eq(rc, CELLAR_ECORRUPT, "key %llu in chunk 1",
-			             (unsigned long long)k);
-			cr_assert_lt(has_loc(lx, mix(k), 0, 32), 0);
-			bad++;
+	cr_assert_eq(ix->ovf_used, 3);
+	for (rc = index_chain_first(&c, ix, 0, INDEX_CHAIN_CHECKED);
+	     rc == CELLAR_OK && c.b; rc = index_chain_next(&c)) {
+		if (c.steps == 0) {
+			cr_assert_eq(c.at, 0);
+			cr_assert_eq(c.b, index_bucket_addr(&ix->prim, 0));
 		} else {
-			cr_assert_eq(rc, CELLAR_OK, "key %llu in chunk 0: %s",
-			             (unsigned long long)k, cellar_strerror(rc));
-			good++;
+			cr_assert_eq(c.at, bucket_next(prev), "step %llu",
+			             (unsigned long long)c.steps);
+			cr_assert_eq(c.b, index_bucket_addr(&ix->ovf, c.at));
 		}
+		cr_assert_eq(c.steps, seen, "one step per link");
+		cr_assert_eq(bucket_used(c.b), c.steps < 3 ? 6 : 2);
+		for (int i = 0; i < BUCKET_SLOTS && bucket_slot_used(c.b, i); i++) {
+			size_t j = (bucket_off(c.b, i) - 32) / 16;
+			cr_assert_eq(loc_key[j], COLLIDE_BASE + (uint64_t)key++,
+			             "keys in insert order");
+		}
+		prev = c.b;
+		seen++;
 	}
-	cr_assert_gt(good, 0);
-	cr_assert_gt(bad, 0);
+	OK(rc);
+	cr_assert_eq(seen, 4, "a primary and three overflow buckets");
+	cr_assert_eq(key, 20);
+	cr_assert_null(c.b, "past the end");
+	cr_assert_eq(c.steps, 3, "the cursor still names the last bucket");
+	cr_assert_eq(index_bucket_addr(&ix->ovf, c.at), prev);
+	/* The raw walk sees the same chain. */
+	uint64_t steps = 0;
+	OK(walk(ix, INDEX_CHAIN_RAW, &steps));
+	cr_assert_eq(steps, 3);
+	index_free(ix);
+}
+
+Test(index, chain_cursor_refuses_a_link_out_of_range, .init = reset)
+{
+	cellar_index *ix = one_chain(22, 14);
+	uint8_t *last = last_bucket(ix);
+	uint64_t steps = 0;
+	index_ref ref;
 	index_shape sh;
-	cr_assert_eq(index_shape_of(lx, &sh), CELLAR_ECORRUPT);
-	/* Writing a damaged table refuses rather than sealing the damage. */
-	cr_assert_eq(index_write(lx, fs, "/d", &sample_ck), CELLAR_ECORRUPT);
-	/* Changing a key in the damaged chunk fails too. */
-	for (uint64_t k = 0; k < N; k++) {
-		if (index_addr(lx, index_tag(mix(k))) < INDEX_CHUNK_BUCKETS)
-			continue;
-		want w = { k, 0, 0, 0, 0 };
-		index_ref ref;
-		cr_assert_eq(index_find(lx, mix(k), match_key, &w, &ref),
-		             CELLAR_ECORRUPT);
-		break;
+	want w = { COLLIDE_BASE + 99, 0, 0, 0, 0 };
+
+	bucket_set_next(last, (uint32_t)ix->ovf.n); /* one past the array */
+	for (int how = INDEX_CHAIN_CHECKED; how <= INDEX_CHAIN_RAW; how++) {
+		cr_assert_eq(walk(ix, how, &steps), CELLAR_ECORRUPT);
+		cr_assert_str_eq(cellar_errmsg(), "index: broken overflow chain");
+		cr_assert_eq(steps, 2, "stopped at the bad link");
 	}
-	index_free(lx);
+	/* Every walk of the table reports it. */
+	cr_assert_eq(index_lookup(ix, COLLIDE_HASH, match_key, &w, NULL),
+	             CELLAR_ECORRUPT);
+	cr_assert_str_eq(cellar_errmsg(), "index: broken overflow chain");
+	cr_assert_eq(index_find(ix, COLLIDE_HASH, match_key, &w, &ref),
+	             CELLAR_ECORRUPT);
+	cr_assert_str_eq(cellar_errmsg(), "index: broken overflow chain");
+	cr_assert_eq(index_shape_of(ix, &sh), CELLAR_ECORRUPT);
+	cr_assert_str_eq(cellar_errmsg(), "index: broken overflow chain");
+	cr_assert_eq(index_verify_all(ix), CELLAR_ECORRUPT);
+	/* A key before the break is still found. */
+	OK(get(ix, COLLIDE_BASE + 1, NULL));
+	bucket_set_next(last, 0);
+	OK(index_verify_all(ix));
+	index_free(ix);
 }
 
-Test(index, damaged_overflow_chunk_fails_lookups_through_it,
-     .init = fs_setup, .fini = fs_teardown)
+Test(index, chain_cursor_stops_a_cycle, .init = reset)
 {
-	enum { N = 300 };
-	static size_t where[N];
-	cellar_index *ix, *lx;
-	index_ckpt ck;
+	cellar_index *ix = one_chain(23, 20);
+	uint8_t *last = last_bucket(ix);
+	uint32_t first = bucket_next(index_bucket_addr(&ix->prim, 0));
+	uint64_t steps = 0;
+	unsigned probes = 0;
+	index_shape sh;
+	want w = { COLLIDE_BASE + 99, 0, 0, 0, 0 };
 
-	ix = build_and_write(N, 2, where); /* two long chains */
-	uint64_t prim_n = ix->prim.n;
-	cr_assert_eq(prim_n, 2);
-	cr_assert_gt(ix->ovf_used, 40);
-	index_free(ix);
-	/* Overflow bucket 1 (the first real one). */
-	flip("/d/index", INDEX_HEADER_SIZE + (prim_n + 1) * BUCKET_SIZE + 3);
-	OK(index_load(&lx, fs, "/d", &ck));
-	free(ck.segs);
-	unsigned bad = 0;
-	for (uint64_t k = 0; k < N; k++) {
-		int rc = get(lx, k, NULL);
-		cr_assert(rc == CELLAR_OK || rc == CELLAR_ECORRUPT, "key %llu: %s",
-		          (unsigned long long)k, cellar_strerror(rc));
-		bad += rc == CELLAR_ECORRUPT;
+	cr_assert_neq(first, 0);
+	bucket_set_next(last, first); /* back to the first overflow bucket */
+	for (int how = INDEX_CHAIN_CHECKED; how <= INDEX_CHAIN_RAW; how++) {
+		cr_assert_eq(walk(ix, how, &steps), CELLAR_ECORRUPT);
+		cr_assert_str_eq(cellar_errmsg(), "index: broken overflow chain");
+		cr_assert_eq(steps, ix->ovf.n, "no more steps than buckets");
 	}
-	cr_assert_gt(bad, 0);
-	index_free(lx);
-}
-
-Test(index, damaged_tail_fails_load, .init = fs_setup, .fini = fs_teardown)
-{
-	enum { N = 200 };
-	static size_t where[N];
-	cellar_index *ix, *lx = (cellar_index *)1;
-	index_ckpt ck;
-
-	ix = build_and_write(N, 0, where);
-	uint64_t sums = INDEX_HEADER_SIZE + (ix->prim.n + ix->ovf.n) * BUCKET_SIZE;
-	uint64_t size = index_file_size(ix, 2);
+	cr_assert_eq(index_lookup(ix, COLLIDE_HASH, match_key, &w, &probes),
+	             CELLAR_ECORRUPT);
+	cr_assert_str_eq(cellar_errmsg(), "index: broken overflow chain");
+	cr_assert_eq(probes, ix->ovf.n + 1, "buckets read before the stop");
+	cr_assert_eq(index_shape_of(ix, &sh), CELLAR_ECORRUPT);
+	cr_assert_eq(index_verify_all(ix), CELLAR_ECORRUPT);
+	bucket_set_next(last, 0);
+	OK(index_verify_all(ix));
 	index_free(ix);
-	/* The tail (chunk sums, segment table) is checked when loading. */
-	static const uint64_t at[] = { 0, 2, 8, 16 + 8, 16 + 40 + 12 };
-	for (size_t i = 0; i < sizeof at / sizeof *at; i++) {
-		cr_assert_lt(sums + at[i], size);
-		flip("/d/index", sums + at[i]);
-		cr_assert_eq(index_load(&lx, fs, "/d", &ck), CELLAR_ECORRUPT,
-		             "tail byte %llu", (unsigned long long)at[i]);
-		cr_assert_null(lx);
-		cr_assert_null(ck.segs);
-		flip("/d/index", sums + at[i]);
-	}
-	flip("/d/index", size - 1);
-	cr_assert_eq(index_load(&lx, fs, "/d", &ck), CELLAR_ECORRUPT);
-	flip("/d/index", size - 1);
-	OK(index_load(&lx, fs, "/d", &ck));
-	free(ck.segs);
-	for (uint64_t k = 0; k < N; k++)
-		OK(get(lx, k, NULL));
-	index_free(lx);
 }
 
-Test(index, damaged_header_fails_load, .init = fs_setup, .fini = fs_teardown)
-{
-	static const uint64_t offs[] = { 0, 7, 8, 17, 24, 33, 48, 56, 64, 80, 96,
-	                                 104, 112, 119, 200, 4000,
-	                                 INDEX_HEADER_SIZE - 1 };
-	static size_t where[100];
-	cellar_index *ix, *lx = (cellar_index *)1;
-	index_ckpt ck;
+/* ---- accessors ------------------------------------------------------------- */
 
-	ix = build_and_write(100, 0, where);
+Test(index, accessors_report_the_table, .init = reset)
+{
+	cellar_index *ix;
+	uint64_t buckets = 0, overflow = 0;
+
+	OK(index_new(&ix, 0xabcdefull));
+	cr_assert_eq(index_seed(ix), 0xabcdefull);
+	cr_assert_eq(index_count(ix), 0);
+	index_sizes(ix, &buckets, &overflow);
+	cr_assert_eq(buckets, 1);
+	cr_assert_eq(overflow, 0);
+	/* The cap holds the table at one bucket: 13 keys need two more. */
+	index_set_max_buckets(ix, 1);
+	cr_assert_eq(ix->max_buckets, 1);
+	for (int i = 0; i < 13; i++)
+		put(ix, COLLIDE_BASE + (uint64_t)i);
+	cr_assert_eq(index_count(ix), 13);
+	index_sizes(ix, &buckets, &overflow);
+	cr_assert_eq(buckets, 1);
+	cr_assert_eq(overflow, 2);
+	cr_assert_eq(overflow, ix->ovf_used);
+	index_sizes(ix, NULL, &overflow); /* either output may be NULL */
+	index_sizes(ix, &buckets, NULL);
+	cr_assert_eq(buckets, 1);
+	/* Lifting it lets the table grow to its load. */
+	index_set_max_buckets(ix, 0);
+	for (uint64_t k = 0; k < 1000; k++)
+		put(ix, k);
+	cr_assert_eq(index_count(ix), 1013);
+	index_sizes(ix, &buckets, NULL);
+	cr_assert_eq(buckets, expected_buckets(1013));
+	cr_assert_eq(buckets, ix->prim.n);
+	OK(index_warm(ix)); /* built in memory: no mapping, nothing to do */
 	index_free(ix);
-	for (size_t i = 0; i < sizeof offs / sizeof *offs; i++) {
-		flip("/d/index", offs[i]);
-		cr_assert_eq(index_load(&lx, fs, "/d", &ck), CELLAR_ECORRUPT,
-		             "byte %llu", (unsigned long long)offs[i]);
-		cr_assert_null(lx);
-		cr_assert_null(ck.segs);
-		flip("/d/index", offs[i]);
-	}
-	OK(index_load(&lx, fs, "/d", &ck));
-	free(ck.segs);
-	index_free(lx);
-}
-
-Test(index, impossible_header_fails_load, .init = fs_setup,
-     .fini = fs_teardown)
-{
-	static size_t where[500];
-	cellar_index *ix, *lx;
-	index_ckpt ck;
-
-	ix = build_and_write(500, 0, where);
-	uint64_t n = ix->prim.n, m = ix->ovf.n, level = ix->level;
-	uint64_t split = ix->split;
-	index_free(ix);
-	/* Sealed headers whose fields contradict each other. */
-	set_header_u64("/d/index", 48, n + 1, 8); /* buckets != 2^level + split */
-	cr_assert_eq(index_load(&lx, fs, "/d", &ck), CELLAR_ECORRUPT);
-	set_header_u64("/d/index", 48, n, 8);
-	set_header_u64("/d/index", 40, 1ull << level, 8); /* split >= 2^level */
-	cr_assert_eq(index_load(&lx, fs, "/d", &ck), CELLAR_ECORRUPT);
-	set_header_u64("/d/index", 40, split, 8);
-	set_header_u64("/d/index", 32, 33, 8); /* level > 32 */
-	cr_assert_eq(index_load(&lx, fs, "/d", &ck), CELLAR_ECORRUPT);
-	set_header_u64("/d/index", 32, level, 8);
-	set_header_u64("/d/index", 104, INDEX_CHUNK_SHIFT + 1, 8);
-	cr_assert_eq(index_load(&lx, fs, "/d", &ck), CELLAR_ECORRUPT);
-	set_header_u64("/d/index", 104, INDEX_CHUNK_SHIFT, 8);
-	set_header_u64("/d/index", 24, (n + m) * BUCKET_SLOTS + 1, 8); /* count */
-	cr_assert_eq(index_load(&lx, fs, "/d", &ck), CELLAR_ECORRUPT);
-	set_header_u64("/d/index", 24, 500, 8);
-	OK(index_load(&lx, fs, "/d", &ck));
-	free(ck.segs);
-	cr_assert_eq(lx->count, 500);
-	index_free(lx);
-}
-
-Test(index, wrong_file_size_fails_load, .init = fs_setup, .fini = fs_teardown)
-{
-	static size_t where[100];
-	cellar_index *ix, *lx;
-	index_ckpt ck;
-	cellar_file *f;
-
-	ix = build_and_write(100, 0, where);
-	uint64_t size = index_file_size(ix, 2);
-	index_free(ix);
-	cr_assert_eq(file_size("/d/index"), size);
-	poke("/d/index", size, "x", 1); /* one byte too long */
-	cr_assert_eq(index_load(&lx, fs, "/d", &ck), CELLAR_ECORRUPT);
-	OK(fs->open(fs, "/d/index", CELLAR_FS_WRITE, &f));
-	OK(fs->truncate(fs, f, size - 1)); /* one byte too short */
-	OK(fs->close(fs, f));
-	cr_assert_eq(index_load(&lx, fs, "/d", &ck), CELLAR_ECORRUPT);
-	OK(fs->open(fs, "/d/index", CELLAR_FS_WRITE, &f));
-	OK(fs->truncate(fs, f, 100)); /* shorter than the header */
-	OK(fs->close(fs, f));
-	cr_assert_eq(index_load(&lx, fs, "/d", &ck), CELLAR_ECORRUPT);
-	OK(fs->open(fs, "/d/index", CELLAR_FS_WRITE, &f));
-	OK(fs->truncate(fs, f, 0));
-	OK(fs->close(fs, f));
-	cr_assert_eq(index_load(&lx, fs, "/d", &ck), CELLAR_ECORRUPT);
-}
-
-Test(index, newer_version_is_eversion, .init = fs_setup, .fini = fs_teardown)
-{
-	static size_t where[10];
-	cellar_index *ix, *lx;
-	index_ckpt ck;
-
-	ix = build_and_write(10, 0, where);
-	index_free(ix);
-	set_header_u64("/d/index", 8, 2, 4);
-	cr_assert_eq(index_load(&lx, fs, "/d", &ck), CELLAR_EVERSION);
-	cr_assert_null(lx);
-	set_header_u64("/d/index", 8, 0, 4);
-	cr_assert_eq(index_load(&lx, fs, "/d", &ck), CELLAR_ECORRUPT);
-	set_header_u64("/d/index", 8, 1, 4);
-	OK(index_load(&lx, fs, "/d", &ck));
-	free(ck.segs);
-	index_free(lx);
-}
-
-Test(index, missing_file_is_enoent, .init = fs_setup, .fini = fs_teardown)
-{
-	cellar_index *lx = (cellar_index *)1;
-	index_ckpt ck;
-
-	cr_assert_eq(index_load(&lx, fs, "/d", &ck), CELLAR_ENOENT);
-	cr_assert_null(lx);
-	cr_assert_eq(index_load(&lx, fs, "/nowhere", &ck), CELLAR_ENOENT);
-}
-
-Test(index, write_replaces_previous_checkpoint, .init = fs_setup,
-     .fini = fs_teardown)
-{
-	static size_t where[50];
-	cellar_index *ix, *lx;
-	index_ckpt ck;
-
-	ix = build_and_write(50, 0, where);
-	/* A stale index.tmp does not get in the way. */
-	poke("/d/index.tmp", 0, "garbage", 7);
-	cr_assert_eq(del(ix, 3, NULL), 1);
-	OK(index_write(ix, fs, "/d", &(index_ckpt){ 2, 99, NULL, 0 }));
-	OK(index_load(&lx, fs, "/d", &ck));
-	cr_assert_eq(lx->count, 49);
-	cr_assert_eq(ck.seq, 2);
-	cr_assert_eq(ck.off, 99);
-	cr_assert_eq(get(lx, 3, NULL), CELLAR_ENOTFOUND);
-	cr_assert_eq(get(lx, 4, NULL), CELLAR_OK);
-	cr_assert_eq(file_size("/d/index"), index_file_size(ix, 0));
-	index_free(ix);
-	index_free(lx);
 }

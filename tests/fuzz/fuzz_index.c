@@ -50,9 +50,12 @@ static int probe_match(void *ctx, uint16_t seg, uint32_t off, int *hit)
 	return CELLAR_OK;
 }
 
-/* A slot of a bucket as stored in the file, for lookups that hit. */
-static int file_slot(const uint8_t *file, size_t len, uint64_t nbuckets,
-                     uint64_t r, uint32_t *tag, uint16_t *seg, uint32_t *off)
+/* Is there a bucket r picks in the file (bucket r % nbuckets, slot from r's
+ * high bits)?  Then its slot goes to *tag, *seg, *off, for lookups that hit.
+ * A predicate: it never fails. */
+static int file_has_slot(const uint8_t *file, size_t len, uint64_t nbuckets,
+                         uint64_t r, uint32_t *tag, uint16_t *seg,
+                         uint32_t *off)
 {
 	if (nbuckets == 0)
 		return 0;
@@ -75,8 +78,8 @@ static void lookups(cellar_index *ix, const uint8_t *file, size_t len,
 		uint32_t tag;
 		int rc;
 
-		if (k & 1 && file_slot(file, len, ix->prim.n + ix->ovf.n, r, &tag,
-		                       &p.seg, &p.off))
+		if (k & 1 && file_has_slot(file, len, ix->prim.n + ix->ovf.n, r,
+		                           &tag, &p.seg, &p.off))
 			hash = (uint64_t)tag << 32 | (r & 0xffffffffu);
 		unsigned probes = 0;
 		rc = index_lookup(ix, hash, probe_match, &p, k & 2 ? &probes : NULL);
@@ -105,8 +108,8 @@ static void writer_ops(cellar_index *ix, const uint8_t *file, size_t len,
 		uint32_t tag;
 		int remove = (r >> 8) % 3 == 0, rc;
 
-		if (r & 1 && file_slot(file, len, ix->prim.n + ix->ovf.n, r, &tag,
-		                       &p.seg, &p.off)) {
+		if (r & 1 && file_has_slot(file, len, ix->prim.n + ix->ovf.n, r,
+		                           &tag, &p.seg, &p.off)) {
 			hash = (uint64_t)tag << 32 | (r >> 32);
 			if (!remove) {
 				p.seg = 0xffff; /* insert next to existing keys */

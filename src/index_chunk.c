@@ -1,0 +1,166 @@
+/*
+ * index_chunk.c - the index's chunk memory (see index_chunk.h): slabs,
+ * chunk allocation, copy-on-write of checkpoint chunks, the first-touch
+ * checksum check.  Knows nothing of chains, the table or the file layout.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "hash.h"
+#include "index_chunk.h"
+#include "pages.h"
+
+int index_chunk_check(index_chunk *c)
+{
+	unsigned char st = atomic_load_explicit(&c->state, memory_order_acquire);
+
+	if (st == CHUNK_UNCHECKED) {
+		uint64_t sum = hash_checksum(c->base, (size_t)c->nvalid * BUCKET_SIZE);
+		st = sum == c->checksum ? CHUNK_OK : CHUNK_BAD;
+		atomic_store_explicit(&c->state, st, memory_order_release);
+	}
+	if (st == CHUNK_BAD)
+		return cellar__error(CELLAR_ECORRUPT,
+		                     "index: bucket chunk failed its checksum; "
+		                     "remove the index file to rebuild it");
+	return CELLAR_OK;
+}
+
+int index_array_check(index_array *a)
+{
+	for (size_t c = 0; c < a->nchunks; c++) {
+		int rc = index_chunk_check(&a->chunks[c]);
+		if (rc < 0)
+			return rc;
+	}
+	return CELLAR_OK;
+}
+
+/*
+ * A large table's private chunks are cut from 2 MiB slabs that ask for
+ * transparent huge pages: a write touches a random bucket, and with 4 KiB
+ * pages nearly every one would also miss the TLB.  Small tables (under one
+ * slab's worth of chunks) use the heap, so that a small store does not
+ * take 2 MiB per array.  Slabs live as long as the table.
+ */
+
+/* INDEX_CHUNK_BYTES of zeroed private buckets for a (NULL: out of memory);
+ * *how gets CHUNK_HEAP or CHUNK_SLAB. */
+static uint8_t *chunk_alloc(index_array *a, uint8_t *how)
+{
+	uint8_t *p;
+
+	if (a->nchunks < INDEX_SLAB_CHUNKS) {
+		if ((p = aligned_alloc(64, INDEX_CHUNK_BYTES)))
+			memset(p, 0, INDEX_CHUNK_BYTES);
+		*how = CHUNK_HEAP;
+		return p;
+	}
+	if (!a->nslabs || a->slab_used == INDEX_SLAB_BYTES) {
+		uint8_t **v = realloc(a->slabs, (a->nslabs + 1) * sizeof *v);
+		if (!v)
+			return NULL;
+		a->slabs = v;
+		if (!(v[a->nslabs] = pages_slab_new()))
+			return NULL;
+		a->nslabs++;
+		a->slab_used = 0;
+	}
+	p = a->slabs[a->nslabs - 1] + a->slab_used;
+	a->slab_used += INDEX_CHUNK_BYTES; /* fresh anonymous memory: zero */
+	*how = CHUNK_SLAB;
+	return p;
+}
+
+/* Make chunk ci of a a private copy the writer may change. */
+static int chunk_own(index_array *a, size_t ci)
+{
+	index_chunk *c = &a->chunks[ci];
+	size_t valid = (size_t)c->nvalid * BUCKET_SIZE;
+	uint8_t *p, how;
+	int rc;
+
+	if (c->owned)
+		return CELLAR_OK;
+	if ((rc = index_chunk_check(c)) < 0)
+		return rc;
+	if (!(p = chunk_alloc(a, &how)))
+		return cellar__error(CELLAR_ENOMEM, "index: out of memory");
+	memcpy(p, c->base, valid);
+	memset(p + valid, 0, INDEX_CHUNK_BYTES - valid);
+	c->base = p;
+	c->owned = how;
+	return CELLAR_OK;
+}
+
+int index_bucket_own(index_array *a, uint64_t i, uint8_t **out)
+{
+	int rc = chunk_own(a, (size_t)(i >> INDEX_CHUNK_SHIFT));
+
+	if (rc < 0)
+		return rc;
+	*out = index_bucket_addr(a, i);
+	return CELLAR_OK;
+}
+
+int index_array_reserve(index_array *a, uint64_t nbuckets)
+{
+	size_t need = index_chunks_for(nbuckets);
+
+	if (need > a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 4;
+		while (cap < need)
+			cap *= 2;
+		index_chunk *c = realloc(a->chunks, cap * sizeof *c);
+		if (!c)
+			return cellar__error(CELLAR_ENOMEM, "index: out of memory");
+		a->chunks = c;
+		a->cap = cap;
+	}
+	while (a->nchunks < need) {
+		index_chunk *c = &a->chunks[a->nchunks];
+		if (!(c->base = chunk_alloc(a, &c->owned)))
+			return cellar__error(CELLAR_ENOMEM, "index: out of memory");
+		c->nvalid = 0;
+		c->checksum = 0;
+		atomic_init(&c->state, CHUNK_OK);
+		a->nchunks++;
+	}
+	return CELLAR_OK;
+}
+
+int index_array_alloc_chunks(index_array *a, size_t nchunks)
+{
+	size_t cap = nchunks ? nchunks : 1;
+
+	if (!(a->chunks = calloc(cap, sizeof *a->chunks)))
+		return cellar__error(CELLAR_ENOMEM, "index: out of memory");
+	a->cap = cap;
+	a->nchunks = nchunks;
+	return CELLAR_OK;
+}
+
+void index_chunk_share(index_array *a, size_t ci, const uint8_t *base,
+                       uint32_t nvalid, uint64_t checksum)
+{
+	index_chunk *c = &a->chunks[ci];
+
+	c->base = (uint8_t *)base; /* never written while shared */
+	c->owned = CHUNK_SHARED;
+	c->nvalid = nvalid;
+	c->checksum = checksum;
+	atomic_init(&c->state, CHUNK_UNCHECKED);
+}
+
+void index_array_free(index_array *a)
+{
+	for (size_t i = 0; i < a->nchunks; i++)
+		if (a->chunks[i].owned == CHUNK_HEAP)
+			free(a->chunks[i].base);
+	for (size_t i = 0; i < a->nslabs; i++)
+		pages_slab_free(a->slabs[i]);
+	free(a->slabs);
+	free(a->chunks);
+	memset(a, 0, sizeof *a);
+}

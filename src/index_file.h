@@ -1,0 +1,72 @@
+/*
+ * index_file.h - the index checkpoint file <dir>/index (docs/format.md):
+ * a header, the primary and overflow buckets, their chunk checksums and the
+ * segment table.
+ *
+ * Owns: the file's layout and its codec (header fields, tail), loading a
+ * checkpoint into a table whose chunks point into the file's mapping (or an
+ * in-memory copy), writing a table out as a new checkpoint, and the mapping
+ * while the table lives.
+ * Must not: change the table's contents, walk its chains, or decide what a
+ * lookup finds (index.c does); manage chunk memory other than through
+ * index_chunk.h; call the OS other than through the cellar_fs vtable.
+ */
+#ifndef CELLAR_INDEX_FILE_H
+#define CELLAR_INDEX_FILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cellar_fs.h"
+
+#define INDEX_HEADER_SIZE 4096
+
+typedef struct cellar_index cellar_index;
+
+/** A segment as recorded in a checkpoint. */
+typedef struct index_seg {
+	uint16_t id;
+	uint64_t seq;
+	uint64_t size; /* bytes the checkpoint covers */
+	uint64_t live; /* bytes of live records */
+	uint64_t dead; /* bytes of dead records and damage */
+	uint32_t kept; /* of dead: carried tombstones (see segment.h) */
+} index_seg;
+
+/** What a checkpoint records besides the table. */
+typedef struct index_ckpt {
+	uint64_t seq, off;  /* log position covered: everything before it */
+	index_seg *segs;    /* live segments at the checkpoint */
+	size_t nsegs;
+} index_ckpt;
+
+/**
+ * Open the checkpoint <dir>/index.  CELLAR_ENOENT if there is none,
+ * CELLAR_ECORRUPT / CELLAR_EVERSION if it can't be used.  *ck receives the
+ * covered position and segment table (free ck->segs with free()).
+ */
+int index_load(cellar_index **out, cellar_fs *fs, const char *dir,
+               index_ckpt *ck);
+
+/**
+ * Writer, no latch: write the table as a new checkpoint covering ck,
+ * atomically replacing <dir>/index (temporary file, sync, rename, directory
+ * sync).
+ */
+int index_write(cellar_index *ix, cellar_fs *fs, const char *dir,
+                const index_ckpt *ck);
+
+/** Size in bytes the index file of the current table would have. */
+uint64_t index_file_size(const cellar_index *ix, size_t nsegs);
+
+/**
+ * Fault the whole mapping of the loaded checkpoint in (one read per 4 KiB
+ * page), so that later lookups take no page faults; nothing to do for a
+ * table that was built in memory or read into memory.  CELLAR_OK.
+ */
+int index_warm(cellar_index *ix);
+
+/** Release the checkpoint a loaded table points into (index_free does). */
+void index_file_release(cellar_index *ix);
+
+#endif

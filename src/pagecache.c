@@ -2,6 +2,8 @@
  * pagecache.c - the residency report, the index lock and the segment map
  * hint (see pagecache.h).
  *
+ * It reads the index's checkpoint through the table's fields (map, map_len,
+ * loaded, file: index_table.h) until index.h offers an accessor for them.
  * Every question goes to the file system: resident (mincore with the mmap
  * and posix file systems), lock_mem and unlock_mem (mlock, munlock).  This
  * file only decides which bytes to ask about and adds up the answers.  It

@@ -170,7 +170,14 @@ typedef enum cellar_access {
 typedef enum cellar_event_kind {
 	CELLAR_EVENT_SYNC = 1,    /**< the background thread synced the store */
 	CELLAR_EVENT_COMPACT = 2, /**< a compaction pass finished (any thread) */
-	CELLAR_EVENT_ERROR = 3    /**< a background sync or compaction failed */
+	CELLAR_EVENT_ERROR = 3,   /**< a background sync or compaction failed */
+	/**
+	 * cellar_open recovered from damage: it cut (read-write) or ignored
+	 * (read-only) a torn tail at the end of the newest segment, or
+	 * skipped damaged records.  message says what and where; the bytes
+	 * are in cellar_stats (torn_bytes, damaged_bytes).
+	 */
+	CELLAR_EVENT_RECOVERED = 4
 } cellar_event_kind;
 
 /** Counts of one compaction pass, from cellar_compact() or an event. */
@@ -539,6 +546,11 @@ typedef struct cellar_db_stats {
 	uint64_t compactions;      /**< compaction passes since open */
 	uint64_t recovered_records; /**< records open replayed past the checkpoint */
 	int rebuilt_index;         /**< 1 if open rebuilt the index from segments */
+	/** Bytes of a torn write that open cut from (read-write) or ignored at
+	 *  (read-only) the end of the newest segment; 0 after a clean close. */
+	uint64_t torn_bytes;
+	/** Bytes open skipped as damaged records while replaying the log. */
+	uint64_t damaged_bytes;
 } cellar_db_stats;
 
 /**

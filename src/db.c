@@ -311,6 +311,8 @@ static void stats_of_calls(cellar_db *db, cellar_db_stats *out)
 	out->compactions = load_relaxed(&db->compactions);
 	out->recovered_records = db->recovery.replayed;
 	out->rebuilt_index = db->recovery.rebuilt;
+	out->torn_bytes = db->recovery.cut_bytes;
+	out->damaged_bytes = db->recovery.damaged_bytes;
 }
 
 int cellar_stats(cellar_db *db, cellar_db_stats *out)

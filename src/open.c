@@ -12,6 +12,7 @@
  * or write records, or know the index file's or the meta file's bytes.
  */
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -282,6 +283,24 @@ static int start_writer(cellar_db *db)
 	return writer_sync(&db->w, 1);
 }
 
+/* Tell the event callback what recovery cut or skipped, if anything. */
+static void report_recovery(cellar_db *db)
+{
+	const recovery_result *r = &db->recovery;
+	char msg[256];
+
+	if (!r->cut_bytes && !r->damaged_bytes)
+		return;
+	snprintf(msg, sizeof msg,
+	         "%s %llu bytes of a torn write at the end of the newest "
+	         "segment; skipped %llu bytes of damaged records",
+	         db->readonly ? "ignored" : "cut",
+	         (unsigned long long)r->cut_bytes,
+	         (unsigned long long)r->damaged_bytes);
+	cellar_event ev = { CELLAR_EVENT_RECOVERED, 0, msg, 0, NULL };
+	bg_event(db, &ev);
+}
+
 int cellar_open(cellar_db **out, const char *dir, const cellar_options *opts)
 {
 	cellar_options defaults = CELLAR_OPTIONS_INIT;
@@ -304,6 +323,7 @@ int cellar_open(cellar_db **out, const char *dir, const cellar_options *opts)
 	    (!db->readonly && (rc = start_writer(db)) < 0) ||
 	    (rc = bg_start(db)) < 0)
 		goto fail;
+	report_recovery(db);
 	cellar__error_clear(); /* ignored errors (a stale index.tmp) are no news */
 	*out = db;
 	return CELLAR_OK;

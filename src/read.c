@@ -67,6 +67,10 @@ static inline int key_equal(const uint8_t *a, const uint8_t *b, size_t len)
 typedef struct get_ctx {
 	cellar_db *db;
 	read_req *r;
+	/* A candidate whose key differed and whose checksum failed: its key
+	 * bytes may be the damaged ones of the key looked up (mismatched). */
+	int damaged;
+	uint64_t damaged_seq, damaged_off;
 } get_ctx;
 
 /* Hand the value of a matching, verified record to the caller. */
@@ -102,6 +106,13 @@ static int match_get_slow(get_ctx *c, uint16_t seg, uint32_t off, int *hit)
 		return rc;
 	if (v.h.key_len != r->key_len ||
 	    memcmp(record_key(&v), r->key, r->key_len) != 0) {
+		/* The tag matched: is the key different, or damaged? */
+		uint64_t seq = c->db->segs.by_id[seg]->seq;
+		if (!c->damaged && record_verify(&v, seq, off) < 0) {
+			c->damaged = 1;
+			c->damaged_seq = seq;
+			c->damaged_off = off;
+		}
 		record_release(&v);
 		return CELLAR_OK;
 	}
@@ -150,16 +161,30 @@ static inline int match_get(void *ctx, uint16_t seg, uint32_t off, int *hit)
 		return match_get_slow(c, seg, off, hit);
 	size_t klen = record_short_key_len(p), vlen = record_short_val_len(p);
 	uint64_t total = RECORD_SHORT_HEADER + (uint64_t)klen + vlen;
-	if (klen != c->r->key_len)
-		return CELLAR_OK;
-	if (__builtin_expect(total > avail, 0))
+	/* A tag that matches a different key is rare (six slots of 32-bit
+	 * tags): the general path then tells a damaged key from another key. */
+	if (__builtin_expect(klen != c->r->key_len || total > avail, 0))
 		return match_get_slow(c, seg, off, hit);
-	if (!key_equal(p + RECORD_SHORT_HEADER, c->r->key, klen))
-		return CELLAR_OK;
+	if (__builtin_expect(!key_equal(p + RECORD_SHORT_HEADER, c->r->key, klen),
+	                     0))
+		return match_get_slow(c, seg, off, hit);
 	*hit = 1;
 	if (!record_checksum_ok(p, total))
 		return record_bad_checksum(g->seq, off);
 	return deliver(c->r, p + RECORD_SHORT_HEADER + klen, vlen);
+}
+
+/*
+ * No intact record holds the key, but one whose tag matched failed its
+ * checksum: the key may be the one damaged, so never call it absent.
+ */
+static int damaged_key(const get_ctx *c)
+{
+	return cellar__error(CELLAR_ECORRUPT,
+	                     "segment %016llx.seg: bad checksum at offset %llu, "
+	                     "in a record that may hold this key",
+	                     (unsigned long long)c->damaged_seq,
+	                     (unsigned long long)c->damaged_off);
 }
 
 /* Bump a per-thread counter: plain loads and stores, no locked RMW. */
@@ -173,9 +198,12 @@ static inline void bump(atomic_uint_fast64_t *c, uint64_t by)
 static inline int lookup_held(cellar_db *db, read_req *r, unsigned slot)
 {
 	uint64_t h = db_hash(db, r->key, r->key_len);
-	get_ctx c = { db, r };
+	get_ctx c = { db, r, 0, 0, 0 };
 	unsigned probes;
 	int rc = index_lookup_inline(db->ix, h, match_get, &c, &probes);
+
+	if (__builtin_expect(rc == CELLAR_ENOTFOUND && c.damaged, 0))
+		rc = damaged_key(&c);
 	read_counters *cnt = &db->reads[slot];
 
 	bump(&cnt->gets, 1);
@@ -319,8 +347,10 @@ static void finish_one(cellar_db *db, probe *q, read_counters *cnt)
 	if (q->state == PROBE_CANDIDATE)
 		rc = settle(q, &r, &done);
 	if (!done) {
-		get_ctx c = { db, &r };
+		get_ctx c = { db, &r, 0, 0, 0 };
 		rc = index_lookup_inline(db->ix, q->hash, match_get, &c, &probes);
+		if (rc == CELLAR_ENOTFOUND && c.damaged)
+			rc = damaged_key(&c);
 	}
 	it->status = rc;
 	if (rc == CELLAR_OK || rc == CELLAR_EBUFS)

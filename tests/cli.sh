@@ -408,6 +408,20 @@ expect_status 2 "$cellar" get --many "$db" keep
 expect_stderr_has "usage: cellar get"
 ok
 
+begin "get --many keeps the input's order across batches and long values"
+seq 1 130 | awk '{printf "m%03d\tv%d\n", $1, $1}' >"$tmp/many.tsv"
+expect_status 0 "$cellar" load --tsv "$tmp/manystore" -f "$tmp/many.tsv"
+head -c 100000 /dev/zero | tr '\0' 'z' >"$tmp/big"
+expect_status 0 "$cellar" put "$tmp/manystore" big --file "$tmp/big"
+{ seq 130 -1 1 | awk '{printf "m%03d\n", $1}'; echo big; echo m001; } >"$tmp/many.keys"
+expect_status 0 "$cellar" get --many "$tmp/manystore" <"$tmp/many.keys"
+[ "$(wc -l <"$out")" -eq 132 ] || fail "want 132 lines, got $(wc -l <"$out")"
+[ "$(sed -n 1p "$out")" = "$(printf 'm130\tv130')" ] || fail "first line: $(sed -n 1p "$out")"
+[ "$(sed -n 130p "$out")" = "$(printf 'm001\tv1')" ] || fail "line 130: $(sed -n 130p "$out")"
+[ "$(sed -n 131p "$out" | wc -c)" -eq 100005 ] || fail "the long value is not whole"
+[ "$(sed -n 132p "$out")" = "$(printf 'm001\tv1')" ] || fail "last line: $(sed -n 132p "$out")"
+ok
+
 # ----------------------------------------------------------------- dump
 
 ddb=$tmp/dump
@@ -808,14 +822,14 @@ ok
 
 # ---------------------------------------------------------------- stats
 
-names="keys live_bytes dead_bytes segments segment_bytes index_bytes bytes_on_disk buckets overflow_buckets load_factor avg_probe puts deletes gets hits misses syncs compactions recovered_records rebuilt_index "
+names="keys live_bytes dead_bytes segments segment_bytes index_bytes bytes_on_disk buckets overflow_buckets load_factor avg_probe puts deletes gets hits misses syncs compactions recovered_records rebuilt_index torn_bytes damaged_bytes "
 begin "stats prints every cellar_stats() field in order, with units, then the segments"
 expect_status 0 "$cellar" stats "$cdb"
 expect_stderr_empty
 cp "$out" "$tmp/stats"
-got=$(head -n 20 "$tmp/stats" | cut -d' ' -f1 | tr '\n' ' ')
+got=$(head -n 22 "$tmp/stats" | cut -d' ' -f1 | tr '\n' ' ')
 [ "$got" = "$names" ] || fail "unexpected names or order: $got"
-head -n 20 "$tmp/stats" | grep -vqE '^[a-z_]+ [0-9.]+ [a-z]' &&
+head -n 22 "$tmp/stats" | grep -vqE '^[a-z_]+ [0-9.]+ [a-z]' &&
 	fail "a line without a unit"
 grep -Eq '^load_factor [0-9]+\.[0-9]{3} keys per slot$' "$tmp/stats" ||
 	fail "load_factor is not printed with three decimals and its unit"

@@ -375,3 +375,44 @@ Test(read, a_read_only_pin_outlives_the_writers_compaction, .init = setup,
 	OK(cellar_pin_release(&pin));
 	OK(cellar_close(rdb));
 }
+
+Test(read, a_damaged_key_is_corrupt_not_absent, .init = setup,
+     .fini = teardown)
+{
+	char buf[5000];
+	size_t len;
+	const void *v;
+	cellar_pin pin;
+
+	load(30);
+	tc_store_close(&S);
+	flip_in_segments((const unsigned char *)"rk000020", 8);
+	S.o.flags = CELLAR_READONLY;
+	tc_store_open(&S);
+	/* The slot's tag is the key's; its record's key bytes no longer match
+	 * and its checksum fails: damage, never "not found". */
+	ERR(CELLAR_ECORRUPT, cellar_get(S.db, "rk000020", 8, buf, sizeof buf, &len));
+	cr_assert(strstr(cellar_errmsg(), "may hold this key"), "%s",
+	          cellar_errmsg());
+	ERR(CELLAR_ECORRUPT, cellar_has(S.db, "rk000020", 8));
+	ERR(CELLAR_ECORRUPT, cellar_get_pinned(S.db, "rk000020", 8, &v, &len, &pin));
+	cellar_get_item it = { "rk000020", 8, buf, sizeof buf, 0, 0 };
+	OK(cellar_get_many(S.db, &it, 1));
+	cr_assert_eq(it.status, CELLAR_ECORRUPT);
+	OK(cellar_get(S.db, "rk000021", 8, buf, sizeof buf, &len));
+	ERR(CELLAR_ENOTFOUND, cellar_get(S.db, "rk000099", 8, buf, sizeof buf, &len));
+}
+
+Test(read, a_colliding_intact_key_is_not_damage, .fini = teardown)
+{
+	char buf[5000];
+	size_t len;
+
+	cellar__test_set_hash(hash_by_tens);
+	setup();
+	load(25); /* rk000020..24 present: rk000025..29 share their hash */
+	ERR(CELLAR_ENOTFOUND, cellar_get(S.db, "rk000027", 8, buf, sizeof buf, &len));
+	cellar_get_item it = { "rk000027", 8, buf, sizeof buf, 0, 0 };
+	OK(cellar_get_many(S.db, &it, 1));
+	cr_assert_eq(it.status, CELLAR_ENOTFOUND);
+}

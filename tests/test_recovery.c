@@ -388,6 +388,32 @@ Test(recovery, missing_index_rebuilt_read_only_without_writing,
 	cr_assert(!exists("index"), "a read-only open writes nothing");
 }
 
+/* Events seen by the callback: how many RECOVERED, and the last message. */
+static int recovered_events;
+static char recovered_msg[256];
+
+static void on_event(const cellar_event *ev, void *ctx)
+{
+	(void)ctx;
+	if (ev->kind != CELLAR_EVENT_RECOVERED)
+		return;
+	recovered_events++;
+	snprintf(recovered_msg, sizeof recovered_msg, "%s", ev->message);
+}
+
+/* The torn tail open found, as cellar_stats and the event report it. */
+static void expect_torn(cellar_db *db, uint64_t bytes, const char *verb)
+{
+	cellar_db_stats st;
+
+	OK(cellar_stats(db, &st));
+	cr_assert_eq(st.torn_bytes, bytes);
+	cr_assert_eq(st.damaged_bytes, 0);
+	cr_assert_eq(recovered_events, 1, "RECOVERED events: %d", recovered_events);
+	cr_assert(strstr(recovered_msg, verb), "message: %s", recovered_msg);
+	recovered_events = 0;
+}
+
 static void garbage_tail(uint8_t pattern)
 {
 	cellar_db *db;
@@ -403,8 +429,11 @@ static void garbage_tail(uint8_t pattern)
 	write_at(newest, size, junk, sizeof junk);
 	cr_assert_eq(size_of(newest), size + sizeof junk);
 
-	/* Read-only: the tail is ignored and left alone. */
+	/* Read-only: the tail is ignored and left alone, and reported. */
+	opts.on_event = on_event;
+	recovered_events = 0;
 	db = open_ro();
+	expect_torn(db, sizeof junk, "ignored 100 bytes");
 	check_all(db, 800, NULL);
 	OK(cellar_close(db));
 	cr_assert_eq(size_of(newest), size + sizeof junk);
@@ -415,8 +444,9 @@ static void garbage_tail(uint8_t pattern)
 	free(all);
 	cr_assert_arr_eq(back, junk, sizeof junk, "tail bytes unchanged");
 
-	/* Read-write: cut off. */
+	/* Read-write: cut off, and reported. */
 	db = open_rw();
+	expect_torn(db, sizeof junk, "cut 100 bytes");
 	check_all(db, 800, NULL);
 	cr_assert_eq(size_of(newest), size);
 	/* And the store goes on from there. */
@@ -424,7 +454,9 @@ static void garbage_tail(uint8_t pattern)
 	OK(cellar_close(db));
 	db = open_rw();
 	check_all(db, MAXKEYS, NULL);
+	cr_assert_eq(recovered_events, 0, "a clean store reported recovery");
 	OK(cellar_close(db));
+	opts.on_event = NULL;
 }
 
 Test(recovery, garbage_tail_cut_on_read_write_open, .init = setup,
@@ -661,10 +693,20 @@ Test(recovery, damaged_record_mid_newest_segment_is_skipped_not_cut,
 	free(buf);
 	write_at(newest, (uint64_t)at + 9, &b, 1);
 	remove_file("index");
+	opts.on_event = on_event;
+	recovered_events = 0;
 	db = open_rw();
+	opts.on_event = NULL;
 	cellar__debug_info d = debug_of(db);
 	cr_assert_eq(d.rebuilt, 1);
 	cr_assert_eq(size_of(newest), size, "valid records follow: nothing cut");
+	/* The loss is not silent: open reports the bytes it skipped. */
+	cellar_db_stats st;
+	OK(cellar_stats(db, &st));
+	cr_assert_gt(st.damaged_bytes, 0);
+	cr_assert_eq(st.torn_bytes, 0);
+	cr_assert_eq(recovered_events, 1);
+	cr_assert(strstr(recovered_msg, "damaged records"), "%s", recovered_msg);
 	/* Key 100 was put once (fill overwrites i % 3 == 0 and deletes
 	 * i % 10 == 1): its only record is gone. */
 	cr_assert_eq(check_key(db, VICTIM), CELLAR_ENOTFOUND);

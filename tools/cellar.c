@@ -452,38 +452,79 @@ static int cmd_put(char **argv, int argc)
 	return close_store(db, status);
 }
 
-/* get --many: keys on stdin, one per line, escaped; KEY<TAB>VALUE out. */
+/* get --many reads this many keys, then looks them up in one call. */
+#define MANY_BATCH 64
+/* Each key's value goes to a buffer of this size; longer ones are
+ * fetched again with cellar_get_alloc. */
+#define MANY_VALUE_CAP (64u << 10)
+
+/* Print one item of a get --many batch; the status so far, worsened. */
+static int many_item(cellar_db *db, cellar_get_item *it, int status, int *stop)
+{
+	void *val = it->buf;
+	size_t vn = it->val_len;
+	int rc = it->status;
+
+	if (rc == CELLAR_EBUFS) /* longer than the batch's buffers */
+		rc = cellar_get_alloc(db, it->key, it->key_len, &val, &vn);
+	if (rc != CELLAR_OK) {
+		status = worst(status, fail_key(rc, NULL, it->key, it->key_len));
+		*stop = status_of(rc) != EXIT_NOTFOUND && status_of(rc) != EXIT_DAMAGED;
+		return status;
+	}
+	put_escaped(it->key, it->key_len, stdout);
+	putchar('\t');
+	put_escaped(val, vn, stdout);
+	putchar('\n');
+	if (val != it->buf)
+		cellar_free(val);
+	return status;
+}
+
+/*
+ * get --many: keys on stdin, one per line, escaped; KEY<TAB>VALUE out, in
+ * the input's order.  Keys go to cellar_get_many MANY_BATCH at a time.
+ */
 static int get_many(cellar_db *db)
 {
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t len;
-	int status = 0;
+	cellar_get_item items[MANY_BATCH];
+	char *keys[MANY_BATCH] = { 0 };
+	size_t caps[MANY_BATCH] = { 0 }, n = 0;
+	uint8_t *vals = malloc((size_t)MANY_BATCH * MANY_VALUE_CAP);
+	int status = 0, stop = 0, eof = 0, rc;
 
-	while ((len = getline(&line, &cap, stdin)) >= 0) {
-		if (len > 0 && line[len - 1] == '\n')
-			len--;
-		if (len > 0 && line[len - 1] == '\r')
-			len--;
-		size_t kn = unescape(line, (size_t)len);
-		void *val;
-		size_t vn;
-		int rc = cellar_get_alloc(db, line, kn, &val, &vn);
-		if (rc != CELLAR_OK) {
-			status = worst(status, fail_key(rc, NULL, line, kn));
-			if (status_of(rc) != EXIT_NOTFOUND && status_of(rc) != EXIT_DAMAGED)
-				break;
-			continue;
+	if (!vals)
+		return say(EXIT_ERROR, "out of memory");
+	while (!stop && !eof) {
+		ssize_t len = getline(&keys[n], &caps[n], stdin);
+		if (len >= 0) {
+			if (len > 0 && keys[n][len - 1] == '\n')
+				len--;
+			if (len > 0 && keys[n][len - 1] == '\r')
+				len--;
+			items[n] = (cellar_get_item){ keys[n],
+			                              unescape(keys[n], (size_t)len),
+			                              vals + n * MANY_VALUE_CAP,
+			                              MANY_VALUE_CAP, 0, 0 };
+			n++;
+		} else {
+			eof = 1;
 		}
-		put_escaped(line, kn, stdout);
-		putchar('\t');
-		put_escaped(val, vn, stdout);
-		putchar('\n');
-		cellar_free(val);
+		if (n == MANY_BATCH || (eof && n)) {
+			if ((rc = cellar_get_many(db, items, n)) != CELLAR_OK) {
+				status = worst(status, fail(rc, "get --many"));
+				break;
+			}
+			for (size_t i = 0; i < n && !stop; i++)
+				status = many_item(db, &items[i], status, &stop);
+			n = 0;
+		}
 	}
 	if (ferror(stdin))
 		status = worst(status, fail_errno("reading", "stdin"));
-	free(line);
+	for (size_t i = 0; i < MANY_BATCH; i++)
+		free(keys[i]);
+	free(vals);
 	return finish_output(stdout, "stdout", status);
 }
 
@@ -1601,6 +1642,8 @@ static int cmd_stats(char **argv, int argc)
 		{ "compactions", (double)st.compactions, 1, "since open" },
 		{ "recovered_records", (double)st.recovered_records, 1, "records" },
 		{ "rebuilt_index", (double)st.rebuilt_index, 1, "flag" },
+		{ "torn_bytes", (double)st.torn_bytes, 1, "bytes" },
+		{ "damaged_bytes", (double)st.damaged_bytes, 1, "bytes" },
 	};
 	const size_t nrows = sizeof rows / sizeof rows[0];
 
@@ -1895,7 +1938,8 @@ static const command commands[] = {
 	  "segments, segment_bytes, index_bytes, bytes_on_disk, buckets,\n"
 	  "overflow_buckets, load_factor, avg_probe, puts, deletes, gets, hits,\n"
 	  "misses, syncs, compactions (those seven count since this open),\n"
-	  "recovered_records, rebuilt_index; then one line per segment, oldest\n"
+	  "recovered_records, rebuilt_index, torn_bytes, damaged_bytes (what\n"
+	  "open cut or skipped); then one line per segment, oldest\n"
 	  "first: segment SEQ BYTES LIVE_BYTES DEAD_BYTES.  --json: one object\n"
 	  "with the same names, a \"units\" object and a \"segment_list\".\n" },
 	{ "info", 1, 1, cmd_stats, O_JSON, "info [--json] DIR",

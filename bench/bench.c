@@ -24,6 +24,10 @@
  *           every live key once, then one compaction pass while a writer
  *           thread keeps putting; records copied per second, the pass's
  *           longest writer pause and the writer's slowest put
+ *   cold    (only when asked for; root) drop the page cache, open
+ *           read-only and time each of the first 10,000 gets (p50, p99);
+ *           where the engine has warm(), again after dropping the cache
+ *           and warming
  *
  * Keys and values are functions of (seed, index[, version]) so every value
  * a get returns is checked byte for byte; any mismatch, missing key or
@@ -71,6 +75,8 @@ static const struct engine *const all_engines[] = {
 };
 #define N_ENGINES (sizeof all_engines / sizeof all_engines[0])
 
+unsigned bench_cellar_access = CELLAR_ACCESS_DEFAULT;
+
 static _Thread_local char err_buf[512];
 
 void bench_error(const char *fmt, ...)
@@ -85,11 +91,11 @@ void bench_error(const char *fmt, ...)
 
 enum phase {
 	P_LOAD, P_REOPEN, P_GET, P_MULTIGET, P_PINNED, P_MISS, P_ITER, P_MIXED,
-	P_ZIPF, P_SPACE, P_COMPACT, P_RECOVERY, N_PHASES
+	P_ZIPF, P_SPACE, P_COMPACT, P_RECOVERY, P_COLD, N_PHASES
 };
 static const char *const phase_names[N_PHASES] = {
 	"load", "reopen", "get", "multiget", "pinned", "miss", "iter", "mixed",
-	"zipf", "space", "compact", "recovery",
+	"zipf", "space", "compact", "recovery", "cold",
 };
 /* space and compact write ~11 n records: they run only when named. */
 #define DEFAULT_PHASES ((1u << P_SPACE) - 1) /* load .. zipf */
@@ -114,6 +120,10 @@ struct result {
 	/* recovery */
 	uint64_t replayed;
 	double rebuild_seconds;
+	/* cold: open time, per-lookup latencies; warmed: after warm() */
+	double cold_open_s, cold_p50, cold_p99, cold_max;
+	int warmed; /* 1: the engine has warm() and the warmed figures are set */
+	double warm_s, warm_p50, warm_p99, warm_max;
 };
 
 /* ----------------------------------------------------------------- config */
@@ -127,6 +137,7 @@ static struct config {
 	size_t key_size, val_min, val_max;
 	unsigned threads;
 	unsigned batch; /* keys per get_many call in the multiget phase */
+	unsigned procs; /* reader processes in get, multiget, pinned, miss, zipf */
 	unsigned phases; /* bit per enum phase */
 	uint64_t seed;
 	const char *dir;
@@ -142,6 +153,7 @@ static struct config {
 	.val_max = 100,
 	.threads = 1,
 	.batch = 32,
+	.procs = 1,
 	.runs = 1,
 	.phases = DEFAULT_PHASES,
 	.seed = 42,
@@ -357,6 +369,7 @@ static uint32_t *perm, *zipf;
 
 /* Per-child state. */
 static const struct engine *eng;
+static const char *store_dir; /* the engine's store, for reader processes */
 static const char *phase_now = "load";
 static uint32_t *versions; /* overwrites per key (mixed, space, compact) */
 static unsigned char *deleted; /* keys the space phase deleted */
@@ -554,32 +567,45 @@ static void *get_worker(void *arg)
 	return NULL;
 }
 
+/* How a run of gets reads: plain gets, get_many batches, or pinned. */
+struct gets_mode {
+	unsigned batch; /* > 0: get_many in batches of this many */
+	int pinned;
+};
+
 /*
- * n gets spread over cfg.threads threads, in batches of batch keys
- * through get_many when batch > 0; returns the wall time.
+ * count gets of list spread over cfg.threads threads on h, as mode says;
+ * *t0, *t1: the first worker's start and the last one's end.  With
+ * go_fd >= 0 (a reader process), the workers wait until a byte can be read
+ * from go_fd, after one was written to ready_fd.  Returns 0, or -1 with msg
+ * set.
  */
-static double run_gets(void *h, const uint32_t *list, uint64_t offset,
-                       int present, unsigned batch, int pinned)
+static int gets_on(void *h, const uint32_t *list, uint64_t count,
+                   uint64_t offset, int present, struct gets_mode mode,
+                   int ready_fd, int go_fd, double *t0_out, double *t1_out,
+                   char *msg, size_t msg_cap)
 {
 	unsigned t, nt = cfg.threads;
 	struct worker *w = calloc(nt, sizeof *w);
 	pthread_barrier_t start;
 	uint64_t done = 0;
 	double t0, t1;
+	int failed = 0;
+	char c = 'r';
 
 	if (w == NULL)
 		die("out of memory");
 	pthread_barrier_init(&start, NULL, nt + 1);
 	for (t = 0; t < nt; t++) {
-		uint64_t share = cfg.n / nt + (t < cfg.n % nt);
+		uint64_t share = count / nt + (t < count % nt);
 		w[t].start = &start;
 		w[t].h = h;
 		w[t].list = list + done;
 		w[t].offset = offset;
 		w[t].count = share;
 		w[t].present = present;
-		w[t].batch = batch;
-		w[t].pinned = pinned;
+		w[t].batch = mode.batch;
+		w[t].pinned = mode.pinned;
 		done += share;
 		if (pthread_create(&w[t].tid, NULL, get_worker, &w[t]) != 0)
 			die("pthread_create failed");
@@ -590,6 +616,8 @@ static double run_gets(void *h, const uint32_t *list, uint64_t offset,
 	 * may be scheduled late (on a busy machine, after a worker finished),
 	 * so the main thread's own reading would cut the phase short.
 	 */
+	if (go_fd >= 0 && (write(ready_fd, &c, 1) != 1 || read(go_fd, &c, 1) != 1))
+		die("reader process: lost the parent");
 	pthread_barrier_wait(&start);
 	for (t = 0; t < nt; t++)
 		pthread_join(w[t].tid, NULL);
@@ -603,9 +631,126 @@ static double run_gets(void *h, const uint32_t *list, uint64_t offset,
 	}
 	pthread_barrier_destroy(&start);
 	for (t = 0; t < nt; t++)
-		if (w[t].failed)
-			die("%s", w[t].msg);
+		if (w[t].failed && !failed) {
+			snprintf(msg, msg_cap, "%s", w[t].msg);
+			failed = 1;
+		}
 	free(w);
+	*t0_out = t0;
+	*t1_out = t1;
+	return failed ? -1 : 0;
+}
+
+/* What a reader process reports to the engine's process. */
+struct proc_report {
+	double t0, t1;
+	int failed;
+	char msg[600];
+};
+
+/*
+ * --procs P: P reader processes, each opening the store read-only itself
+ * and doing its share of the n gets with cfg.threads threads.  All of them
+ * open first and start together; the wall time runs from the first start
+ * to the last end (CLOCK_MONOTONIC is one clock for every process).
+ */
+static double run_gets_procs(const uint32_t *list, uint64_t offset,
+                             int present, struct gets_mode mode)
+{
+	unsigned p, np = cfg.procs;
+	int ready[2], go[2], rep[2], status;
+	pid_t *pids = calloc(np, sizeof *pids);
+	uint64_t done = 0;
+	double t0 = 0, t1 = 0;
+	char c = 'g', msg[600] = "";
+
+	if (pids == NULL || pipe(ready) != 0 || pipe(go) != 0 || pipe(rep) != 0)
+		die("reader processes: %s", strerror(errno));
+	fflush(NULL);
+	for (p = 0; p < np; p++) {
+		uint64_t share = cfg.n / np + (p < cfg.n % np);
+		if ((pids[p] = fork()) < 0)
+			die("fork: %s", strerror(errno));
+		if (pids[p] == 0) {
+			struct proc_report r;
+			void *h = NULL;
+			memset(&r, 0, sizeof r);
+			close(ready[0]);
+			close(go[1]);
+			close(rep[0]);
+			if (eng->open(&h, store_dir, 0, cfg.n, cfg.key_size,
+			              cfg.val_max) != 0) {
+				snprintf(r.msg, sizeof r.msg, "reader process: %s",
+				         err_buf);
+				r.failed = 1;
+				if (write(ready[1], &c, 1) != 1)
+					_exit(1);
+			} else {
+				r.failed = gets_on(h, list + done, share, offset,
+				                   present, mode, ready[1], go[0], &r.t0,
+				                   &r.t1, r.msg, sizeof r.msg) != 0;
+			}
+			if (write(rep[1], &r, sizeof r) != (ssize_t)sizeof r)
+				_exit(1);
+			_exit(0); /* the handle goes with the process */
+		}
+		done += share;
+	}
+	close(ready[1]);
+	close(go[0]);
+	close(rep[1]);
+	for (p = 0; p < np; p++)
+		if (read(ready[0], &c, 1) != 1)
+			die("a reader process died before it was ready");
+	for (p = 0; p < np; p++)
+		if (write(go[1], &c, 1) != 1)
+			die("starting the reader processes: %s", strerror(errno));
+	for (p = 0; p < np; p++) {
+		struct proc_report r;
+		size_t got = 0;
+		ssize_t k;
+		while (got < sizeof r &&
+		       ((k = read(rep[0], (char *)&r + got, sizeof r - got)) > 0 ||
+		        (k < 0 && errno == EINTR)))
+			got += k > 0 ? (size_t)k : 0;
+		if (got < sizeof r)
+			die("a reader process died");
+		if (r.failed && msg[0] == '\0')
+			snprintf(msg, sizeof msg, "%s", r.msg);
+		if (p == 0 || r.t0 < t0)
+			t0 = r.t0;
+		if (p == 0 || r.t1 > t1)
+			t1 = r.t1;
+	}
+	for (p = 0; p < np; p++)
+		while (waitpid(pids[p], &status, 0) < 0 && errno == EINTR)
+			;
+	close(ready[0]);
+	close(go[1]);
+	close(rep[0]);
+	free(pids);
+	if (msg[0] != '\0')
+		die("%s", msg);
+	return t1 - t0;
+}
+
+/*
+ * n gets spread over cfg.threads threads sharing h, or over cfg.procs
+ * processes with a handle each, in batches of batch keys through get_many
+ * when batch > 0; returns the wall time.
+ */
+static double run_gets(void *h, const uint32_t *list, uint64_t offset,
+                       int present, unsigned batch, int pinned)
+{
+	struct gets_mode mode = { batch, pinned };
+	double t0, t1;
+	char msg[600];
+
+	if (cfg.procs > 1)
+		return run_gets_procs(list, offset, present, mode);
+	if (gets_on(h, list, cfg.n, offset, present, mode, -1, -1, &t0, &t1,
+	            msg, sizeof msg) != 0)
+		die("%s", msg);
 	return t1 - t0;
 }
 
@@ -877,6 +1022,128 @@ static void run_recovery(void **h, const char *dir)
 	reopen(h, dir, 0);
 }
 
+/*
+ * cold: lookups on a cold page cache.  COLD_LOOKUPS gets of present keys
+ * (the start of perm), each timed, right after dropping the page cache and
+ * opening read-only; then, for engines with warm(), the same after dropping
+ * the cache again, opening and warming.  Needs root (drop_caches).
+ */
+#define COLD_LOOKUPS 10000
+
+/* Write back dirty pages, then drop the clean ones: 0, or -1 if not allowed. */
+static int drop_page_cache(void)
+{
+	FILE *f;
+	int ok;
+
+	sync();
+	if ((f = fopen("/proc/sys/vm/drop_caches", "w")) == NULL)
+		return -1;
+	ok = fputs("3\n", f) >= 0;
+	return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+/* Time each of the lookups on h; sorted latencies in lat[]; total seconds. */
+static double timed_lookups(void *h, double *lat, uint64_t count)
+{
+	unsigned char key[MAX_KEY];
+	unsigned char *buf = xmalloc(cfg.val_max + 8);
+	unsigned char *expect = xmalloc(cfg.val_max + 8);
+	char msg[600];
+	double total = 0;
+	size_t len = 0;
+	void *r;
+
+	if (eng->reader_new(h, &r) != 0)
+		die("%s", err_buf);
+	for (uint64_t j = 0; j < count; j++) {
+		uint64_t idx = perm[j];
+		uint32_t version = versions[idx];
+		double t0;
+		int rc;
+		make_key(idx, key);
+		t0 = now();
+		rc = eng->get(h, r, key, cfg.key_size, buf, cfg.val_max, &len);
+		lat[j] = now() - t0;
+		total += lat[j];
+		if (verify(idx, version, 1, rc, buf, len, expect, msg,
+		           sizeof msg) != 0)
+			die("%s", msg);
+	}
+	eng->reader_free(h, r);
+	qsort(lat, count, sizeof *lat, cmp_double);
+	free(buf);
+	free(expect);
+	return total;
+}
+
+/* The q-quantile of count sorted values (nearest rank). */
+static double quantile(const double *v, uint64_t count, double q)
+{
+	uint64_t i = (uint64_t)ceil(q * (double)count);
+	return v[i > 0 ? i - 1 : 0];
+}
+
+static void run_cold(void **h, const char *dir)
+{
+	uint64_t count = cfg.n < COLD_LOOKUPS ? cfg.n : COLD_LOOKUPS;
+	double *lat = xmalloc(count * sizeof *lat), t0;
+	struct result r;
+
+	memset(&r, 0, sizeof r);
+	if (eng->close(*h) != 0)
+		die("%s", err_buf);
+	*h = NULL;
+	if (drop_page_cache() != 0) {
+		printf("bench engine=%s phase=cold skipped: needs root "
+		       "(/proc/sys/vm/drop_caches: %s)\n", eng->name,
+		       strerror(errno));
+		fflush(stdout);
+		emit(P_COLD, 0, 0, 0, 0);
+		reopen(h, dir, 0);
+		free(lat);
+		return;
+	}
+	t0 = now();
+	if (eng->open(h, dir, 0, cfg.n, cfg.key_size, cfg.val_max) != 0)
+		die("%s", err_buf);
+	r.cold_open_s = now() - t0;
+	r.seconds = timed_lookups(*h, lat, count);
+	r.cold_p50 = quantile(lat, count, 0.50);
+	r.cold_p99 = quantile(lat, count, 0.99);
+	r.cold_max = lat[count - 1];
+	if (eng->warm != NULL) {
+		if (eng->close(*h) != 0)
+			die("%s", err_buf);
+		*h = NULL;
+		if (drop_page_cache() != 0)
+			die("drop_caches: %s", strerror(errno));
+		if (eng->open(h, dir, 0, cfg.n, cfg.key_size, cfg.val_max) != 0)
+			die("%s", err_buf);
+		t0 = now();
+		if (eng->warm(*h) != 0)
+			die("%s", err_buf);
+		r.warm_s = now() - t0;
+		timed_lookups(*h, lat, count);
+		r.warmed = 1;
+		r.warm_p50 = quantile(lat, count, 0.50);
+		r.warm_p99 = quantile(lat, count, 0.99);
+		r.warm_max = lat[count - 1];
+	}
+	r.phase = P_COLD;
+	r.done = 1;
+	r.ops = count;
+	r.bytes = dir_bytes(dir);
+	send(&r);
+	free(lat);
+}
+
 /* The compact phase's writer: overwrites random live keys until told. */
 struct pass_writer {
 	pthread_t tid;
@@ -980,6 +1247,7 @@ static void run_engine(const char *dir)
 	long load_rss;
 	int reads = cfg.phases & ~((1u << P_LOAD) | (1u << P_REOPEN));
 
+	store_dir = dir;
 	versions = calloc(cfg.n, sizeof *versions);
 	deleted = calloc(cfg.n, 1);
 	if (versions == NULL || deleted == NULL)
@@ -1089,6 +1357,10 @@ static void run_engine(const char *dir)
 		sec = run_gets(h, zipf, 0, 1, 0, 0);
 		emit(P_ZIPF, 1, cfg.n, sec, dir_bytes(dir));
 	}
+	if (want(P_COLD)) {
+		phase_now = "cold";
+		run_cold(&h, dir);
+	}
 	/* The writing phases come last: they delete keys. */
 	if (want(P_SPACE)) {
 		phase_now = "space";
@@ -1165,6 +1437,20 @@ static void print_line(const char *name, const struct result *r)
 		       " rebuild_seconds=%.6f ratio=%.4f\n", name, r->ops,
 		       r->replayed, r->seconds, r->rebuild_seconds,
 		       r->rebuild_seconds > 0 ? r->seconds / r->rebuild_seconds : 0);
+	if (r->phase == P_COLD) {
+		printf("bench engine=%s phase=cold lookups=%" PRIu64
+		       " open_ms=%.3f p50_us=%.2f p99_us=%.2f max_us=%.2f",
+		       name, r->ops, r->cold_open_s * 1e3, r->cold_p50 * 1e6,
+		       r->cold_p99 * 1e6, r->cold_max * 1e6);
+		if (r->warmed)
+			printf(" warm_ms=%.3f warm_p50_us=%.2f warm_p99_us=%.2f"
+			       " warm_max_us=%.2f", r->warm_s * 1e3,
+			       r->warm_p50 * 1e6, r->warm_p99 * 1e6,
+			       r->warm_max * 1e6);
+		else
+			printf(" warm=none");
+		printf("\n");
+	}
 	if (r->phase == P_COMPACT)
 		printf("bench engine=%s phase=compact segments=%" PRIu64
 		       " records_copied=%" PRIu64 " bytes_reclaimed=%" PRIu64
@@ -1198,7 +1484,8 @@ static size_t base_engine(void)
 }
 
 /* One row of the summary under the table: a number per engine, or "-". */
-enum extra { X_MIB, X_PER_RECORD, X_MS, X_RATIO, X_PAUSE, X_PUT_MS, X_HUGE };
+enum extra { X_MIB, X_PER_RECORD, X_MS, X_RATIO, X_PAUSE, X_PUT_MS, X_HUGE,
+             X_COLD_P50, X_COLD_P99, X_WARM_MS, X_WARM_P50, X_WARM_P99 };
 
 static void print_extra(const char *label, enum phase p, enum extra x)
 {
@@ -1223,6 +1510,18 @@ static void print_extra(const char *label, enum phase p, enum extra x)
 			         r->pass.longest_pause_ms);
 		else if (x == X_PUT_MS)
 			snprintf(cell, sizeof cell, "%.3f", r->writer_max_ms);
+		else if (x == X_COLD_P50)
+			snprintf(cell, sizeof cell, "%.1f", r->cold_p50 * 1e6);
+		else if (x == X_COLD_P99)
+			snprintf(cell, sizeof cell, "%.1f", r->cold_p99 * 1e6);
+		else if (x >= X_WARM_MS && !r->warmed)
+			snprintf(cell, sizeof cell, "n/a");
+		else if (x == X_WARM_MS)
+			snprintf(cell, sizeof cell, "%.1f", r->warm_s * 1e3);
+		else if (x == X_WARM_P50)
+			snprintf(cell, sizeof cell, "%.1f", r->warm_p50 * 1e6);
+		else if (x == X_WARM_P99)
+			snprintf(cell, sizeof cell, "%.1f", r->warm_p99 * 1e6);
 		else if (x == X_HUGE && r->huge_kb < 0)
 			snprintf(cell, sizeof cell, "?");
 		else if (x == X_HUGE)
@@ -1275,7 +1574,12 @@ static void print_table(void)
 		printf("%zu", cfg.val_min);
 	else
 		printf("%zu-%zu", cfg.val_min, cfg.val_max);
-	printf(" threads=%u batch=%u seed=%" PRIu64, cfg.threads, cfg.batch, cfg.seed);
+	printf(" threads=%u batch=%u", cfg.threads, cfg.batch);
+	if (cfg.procs > 1)
+		printf(" procs=%u", cfg.procs);
+	if (bench_cellar_access != CELLAR_ACCESS_DEFAULT)
+		printf(" segment_access=%u", bench_cellar_access);
+	printf(" seed=%" PRIu64, cfg.seed);
 	if (cfg.runs > 1)
 		printf(" runs=%u (medians)", cfg.runs);
 	printf("\nops/s per phase; (x) = relative to %s, >1 is faster\n\n%-14s",
@@ -1320,6 +1624,13 @@ static void print_table(void)
 	if (want(P_COMPACT)) {
 		print_extra("pause ms", P_COMPACT, X_PAUSE);
 		print_extra("max put ms", P_COMPACT, X_PUT_MS);
+	}
+	if (want(P_COLD)) {
+		print_extra("cold p50 us", P_COLD, X_COLD_P50);
+		print_extra("cold p99 us", P_COLD, X_COLD_P99);
+		print_extra("warm ms", P_COLD, X_WARM_MS);
+		print_extra("warmed p50 us", P_COLD, X_WARM_P50);
+		print_extra("warmed p99 us", P_COLD, X_WARM_P99);
 	}
 }
 
@@ -1479,10 +1790,16 @@ static void usage(FILE *f)
 "                      (default 1)\n"
 "  --batch B           keys per cellar_get_many call in multiget, 1-%d\n"
 "                      (default 32)\n"
+"  --procs P           reader processes in get, multiget, pinned, miss and\n"
+"                      zipf (default 1), each opening the store read-only\n"
+"                      itself and doing its share with T threads; ops/s =\n"
+"                      all gets / wall time from first start to last end\n"
+"  --segment-access A  cellar's segment_access: default (random), random,\n"
+"                      sequential, normal or willneed\n"
 "  --phases P,Q,..     among load,reopen,get,multiget,pinned,miss,iter,\n"
 "                      mixed,zipf,space,\n"
-"                      recovery,compact (default: load to zipf; space,\n"
-"                      recovery and compact only when named); load and\n"
+"                      recovery,compact,cold (default: load to zipf; space,\n"
+"                      recovery, compact and cold only when named); load and\n"
 "                      the reopen always\n"
 "                      happen, unreported unless chosen\n"
 "  --seed S            seed of keys, values and orders (default 42)\n"
@@ -1557,6 +1874,17 @@ static void usage(FILE *f)
 "            longest_pause_ms=P writer_puts=W writer_max_put_ms=M\n"
 "          P is the longest time the pass held writers up, as the store\n"
 "          measures it; M the slowest single put the writer saw\n"
+"  cold    not in the default list; needs root (else a \"skipped: needs\n"
+"          root\" line).  Drop the page cache (sync, drop_caches), open\n"
+"          read-only (timed) and time each of the first 10,000 gets of\n"
+"          present keys; then, for engines with a warm call (cellar:\n"
+"          cellar_warm; tinycdb and LMDB have none and show n/a), drop\n"
+"          the cache again, open, warm (timed) and time the same gets.\n"
+"          ops = the gets, seconds = their sum.  It drops the cache of\n"
+"          the whole machine.  Extra line:\n"
+"            bench engine=E phase=cold lookups=N open_ms=O p50_us=A\n"
+"            p99_us=B max_us=M warm_ms=W warm_p50_us=C warm_p99_us=D\n"
+"            warm_max_us=X   (or warm=none)\n"
 "  Phases that write (mixed, space, compact) run after the read phases.\n"
 "\n"
 "Output: per engine and phase one line\n"
@@ -1670,13 +1998,17 @@ static void parse_phases(const char *arg)
 static void parse_args(int argc, char **argv)
 {
 	enum { O_ENGINES = 256, O_KEY, O_VALUE, O_THREADS, O_BATCH, O_PHASES, O_SEED,
-	       O_DIR, O_KEEP, O_RUNS, O_SVG, O_LIST };
+	       O_DIR, O_KEEP, O_RUNS, O_SVG, O_LIST, O_PROCS, O_ACCESS };
+	static const char *const access_names[] = { "default", "random",
+		"sequential", "normal", "willneed" };
 	static const struct option opts[] = {
 		{ "engines", required_argument, NULL, O_ENGINES },
 		{ "key-size", required_argument, NULL, O_KEY },
 		{ "value-size", required_argument, NULL, O_VALUE },
 		{ "threads", required_argument, NULL, O_THREADS },
 		{ "batch", required_argument, NULL, O_BATCH },
+		{ "procs", required_argument, NULL, O_PROCS },
+		{ "segment-access", required_argument, NULL, O_ACCESS },
 		{ "phases", required_argument, NULL, O_PHASES },
 		{ "seed", required_argument, NULL, O_SEED },
 		{ "dir", required_argument, NULL, O_DIR },
@@ -1743,6 +2075,21 @@ static void parse_args(int argc, char **argv)
 				usage_error("--batch: must be 1 to %d", MAX_BATCH);
 			cfg.batch = (unsigned)v;
 			break;
+		case O_PROCS:
+			v = parse_count(optarg, "--procs");
+			if (v < 1 || v > 256)
+				usage_error("--procs: must be 1 to 256");
+			cfg.procs = (unsigned)v;
+			break;
+		case O_ACCESS:
+			for (v = 0; v < 5; v++)
+				if (strcmp(optarg, access_names[v]) == 0)
+					break;
+			if (v == 5)
+				usage_error("--segment-access: one of default, "
+				            "random, sequential, normal, willneed");
+			bench_cellar_access = (unsigned)v;
+			break;
 		case O_PHASES:
 			parse_phases(optarg);
 			break;
@@ -1806,8 +2153,15 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	if (want(P_COLD) && geteuid() != 0) {
+		printf("cellar-bench: phase cold skipped: needs root (it drops "
+		       "the page cache)\n");
+		cfg.phases &= ~(1u << P_COLD);
+		if (cfg.phases == 0)
+			return 0;
+	}
 	if (cfg.phases & ((1u << P_GET) | (1u << P_MULTIGET) | (1u << P_PINNED) |
-	                  (1u << P_MISS) | (1u << P_ZIPF)))
+	                  (1u << P_MISS) | (1u << P_ZIPF) | (1u << P_COLD)))
 		perm = make_permutation(cfg.n, mix64(cfg.seed ^ 0x7065726dull));
 	if (want(P_ZIPF))
 		zipf = make_zipf(cfg.n, perm, mix64(cfg.seed ^ 0x7a697066ull));

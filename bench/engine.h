@@ -23,6 +23,7 @@
  *   compact()           (space, compact phases; optional) reclaim the
  *                       space of overwritten and deleted records
  *   space()             (space phase; optional) the store's own accounting
+ *   warm()              (cold phase; optional) load the store into memory
  *
  * Every function returns 0 on success and -1 on failure, after saying why
  * with bench_error().  get() returns 1 when the key is absent.  Everything a
@@ -124,6 +125,11 @@ struct engine {
 	int (*compact)(void *h, struct bench_compact *out);
 	/** Optional: the store's own key count and index size. */
 	int (*space)(void *h, struct bench_space *out);
+	/**
+	 * Optional (cold phase): bring the store read by h into memory before
+	 * it serves (cellar_warm).  NULL: the store has no such call.
+	 */
+	int (*warm)(void *h);
 };
 
 /* First and last byte of key and value: cheap, but faults in their pages. */
@@ -141,6 +147,9 @@ void bench_error(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2)))
 #endif
 	;
+
+/** --segment-access: cellar's segment_access option (a cellar_access). */
+extern unsigned bench_cellar_access;
 
 extern const struct engine engine_cellar;
 #ifdef HAVE_LMDB

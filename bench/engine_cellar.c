@@ -14,6 +14,8 @@
  * - space and compact phases: cellar_delete, cellar_compact (default
  *   compact_dead_pct, 20%) and cellar_stats for the key count and the
  *   size of the index file.
+ * - cold phase: cellar_warm on the freshly opened read-only handle.
+ * - --segment-access sets segment_access (default: the default, random).
  */
 #include <cellar.h>
 
@@ -35,6 +37,7 @@ static int open_db(void **out, const char *dir, unsigned flags,
 
 	o.flags = flags;
 	o.expected_keys = expected_keys;
+	o.segment_access = bench_cellar_access;
 	rc = cellar_open(&db, dir, &o);
 	*out = rc == CELLAR_OK ? db : NULL;
 	return rc == CELLAR_OK ? 0 : fail("cellar_open", rc);
@@ -216,6 +219,12 @@ static int ce_space(void *h, struct bench_space *out)
 	return 0;
 }
 
+static int ce_warm(void *h)
+{
+	int rc = cellar_warm(h);
+	return rc == CELLAR_OK ? 0 : fail("cellar_warm", rc);
+}
+
 const struct engine engine_cellar = {
 	.name = "cellar",
 	.settings = "defaults (mmap fs, SYNC_NONE) + expected_keys=n for the "
@@ -237,4 +246,5 @@ const struct engine engine_cellar = {
 	.del = ce_del,
 	.compact = ce_compact,
 	.space = ce_space,
+	.warm = ce_warm,
 };

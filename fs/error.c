@@ -86,6 +86,8 @@ const char *cellar_strerror(int err)
 	case CELLAR_EFAILED: return "an earlier write failed; reopen the store";
 	case CELLAR_EBUSY: return "an iterator is open; compaction must wait";
 	case CELLAR_EACCES: return "permission denied";
+	case CELLAR_EMLOCK:
+		return "memory could not be locked (RLIMIT_MEMLOCK too small)";
 	}
 	return "unknown error";
 }

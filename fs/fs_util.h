@@ -13,6 +13,7 @@
 #define CELLAR_FS_UTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /**
  * Map errno value err, from operation op on path, to a cellar code:
@@ -28,6 +29,13 @@ int fs__errno(int err, const char *op, const char *path);
  * holder has the lock and give CELLAR_ELOCKED.
  */
 int fs__lock_errno(int err, const char *path);
+
+/**
+ * As fs__errno() for a failed mlock() of len bytes of path: a refusal
+ * (ENOMEM, EPERM, EAGAIN) gives CELLAR_EMLOCK with a message naming the
+ * bytes asked for and RLIMIT_MEMLOCK's soft limit.
+ */
+int fs__mlock_errno(int err, const char *path, uint64_t len);
 
 /**
  * Length of the parent-directory part of path: the bytes before its last

@@ -23,6 +23,8 @@
  *   once, with its final length.  Bytes past the size read as zeros.
  *   map(len 0) gives CELLAR_EINVAL.  unmap() finds the mapping by address
  *   and length; its file argument is ignored and may be closed.
+ * - resident reports every byte as in memory, and lock_mem/unlock_mem
+ *   succeed without doing anything: the files are this process's memory.
  * - sync and sync_dir do nothing.  lock() uses an in-process flag on the
  *   file: a second lock() gives CELLAR_ELOCKED until unlock().
  *
@@ -442,6 +444,29 @@ static int mem_unmap(cellar_fs *fs, cellar_file *f, const void *addr,
 	return CELLAR_OK;
 }
 
+static int mem_resident(cellar_fs *fs, cellar_file *f, const void *addr,
+                        uint64_t len, uint64_t *bytes)
+{
+	(void)fs, (void)f, (void)addr;
+	*bytes = len;
+	return CELLAR_OK;
+}
+
+static int mem_lock_mem(cellar_fs *fs, cellar_file *f, const void *addr,
+                        uint64_t len)
+{
+	(void)fs, (void)f;
+	if (!addr || len == 0)
+		return cellar__error(CELLAR_EINVAL, "lock: bad range");
+	return CELLAR_OK;
+}
+
+static int mem_unlock_mem(cellar_fs *fs, cellar_file *f, const void *addr,
+                          uint64_t len)
+{
+	return mem_lock_mem(fs, f, addr, len);
+}
+
 static int mem_remove(cellar_fs *fs, const char *path)
 {
 	struct mem_fs *m = mem_of(fs);
@@ -678,6 +703,9 @@ int cellar_fs_mem_new(cellar_fs **out)
 	fs->lock = mem_lock;
 	fs->unlock = mem_unlock;
 	fs->destroy = mem_destroy;
+	fs->resident = mem_resident;
+	fs->lock_mem = mem_lock_mem;
+	fs->unlock_mem = mem_unlock_mem;
 	*out = fs;
 	return CELLAR_OK;
 fail:

@@ -322,6 +322,11 @@ int fs__posix_alloc(cellar_fs **out)
 	fs->lock = posix_lock;
 	fs->unlock = posix_unlock;
 	fs->destroy = posix_destroy;
+	/* mmap.c's memory calls: they work on any memory, and on a file
+	 * through a temporary mapping, so posix has them too. */
+	fs->resident = fs__resident;
+	fs->lock_mem = fs__lock_mem;
+	fs->unlock_mem = fs__unlock_mem;
 	*out = fs;
 	return CELLAR_OK;
 }

@@ -106,7 +106,8 @@ typedef enum cellar_error {
 	CELLAR_ELIMIT = -16,   /**< a store-wide limit was reached (see Caveats) */
 	CELLAR_EFAILED = -17,  /**< an earlier write failed; reopen the store */
 	CELLAR_EBUSY = -18,    /**< compaction waits: an iterator is open */
-	CELLAR_EACCES = -19    /**< the OS refused: permission denied, read-only file system */
+	CELLAR_EACCES = -19,   /**< the OS refused: permission denied, read-only file system */
+	CELLAR_EMLOCK = -20    /**< memory could not be locked (RLIMIT_MEMLOCK) */
 } cellar_error;
 
 /** Opaque database handle. */
@@ -117,6 +118,20 @@ typedef struct cellar_iter cellar_iter;
 /** cellar_options.flags */
 #define CELLAR_CREATE 0x1   /**< create the store if it does not exist */
 #define CELLAR_READONLY 0x2 /**< open read-only; writes fail with EREADONLY */
+/**
+ * Lock the index in memory at open (mlock through the file system's
+ * lock_mem), so that no lookup ever waits for the index to be read from
+ * disk, and keep it locked until cellar_close.  What is locked is the index
+ * file as open found it (its mapping, or with the posix file system the
+ * private copy read from it): the whole index of a read-only handle.
+ * Buckets a read-write handle changes or adds later are private memory and
+ * not locked; a new store has no index file yet and locks nothing.  The
+ * open fails with CELLAR_EMLOCK when the OS refuses (RLIMIT_MEMLOCK, see
+ * `ulimit -l`, is smaller than the index and no CAP_IPC_LOCK; the message
+ * gives both numbers), and with CELLAR_EINVAL when the file system has no
+ * lock_mem.
+ */
+#define CELLAR_LOCK_INDEX 0x4
 
 /** cellar_options.sync_mode */
 typedef enum cellar_sync_mode {
@@ -129,7 +144,27 @@ typedef enum cellar_sync_mode {
 } cellar_sync_mode;
 
 /** Version of cellar_options described by this header. */
-#define CELLAR_OPTIONS_VERSION 2
+#define CELLAR_OPTIONS_VERSION 3
+
+/**
+ * cellar_options.segment_access: how lookups are expected to read the
+ * segment files, passed to the file system as the hint of each segment's
+ * mapping (the mmap file system turns it into madvise advice).
+ */
+typedef enum cellar_access {
+	/** The default: CELLAR_ACCESS_RANDOM. */
+	CELLAR_ACCESS_DEFAULT = 0,
+	/** Point reads all over the files: no read-ahead (MADV_RANDOM). */
+	CELLAR_ACCESS_RANDOM = 1,
+	/** Mostly front to back, as a scan: aggressive read-ahead
+	 *  (MADV_SEQUENTIAL). */
+	CELLAR_ACCESS_SEQUENTIAL = 2,
+	/** The OS's default read-ahead (no advice). */
+	CELLAR_ACCESS_NORMAL = 3,
+	/** As NORMAL, and ask the OS to start reading every segment in at
+	 *  open, in the background (MADV_WILLNEED): a lighter cellar_warm. */
+	CELLAR_ACCESS_WILLNEED = 4
+} cellar_access;
 
 /** Kinds of cellar_event. */
 typedef enum cellar_event_kind {
@@ -221,11 +256,19 @@ typedef struct cellar_options {
 	 * can't be had, the open fails with CELLAR_ENOMEM.
 	 */
 	uint64_t expected_keys;
+	/**
+	 * Since version 3.  A cellar_access: the access hint of the segment
+	 * mappings; default CELLAR_ACCESS_RANDOM.  Advice only: file systems
+	 * without mappings, and those of table version 1 for NORMAL and
+	 * WILLNEED, ignore it.  cellar_warm maps with its own hint and is not
+	 * affected.
+	 */
+	unsigned segment_access;
 } cellar_options;
 
 /** Initializer giving every option its default. */
 #define CELLAR_OPTIONS_INIT \
-	{ CELLAR_OPTIONS_VERSION, 0, NULL, 0, 0, 0, 0, 0, 0, NULL, NULL, 0 }
+	{ CELLAR_OPTIONS_VERSION, 0, NULL, 0, 0, 0, 0, 0, 0, NULL, NULL, 0, 0 }
 
 /**
  * Open (and with CELLAR_CREATE create) the store in directory dir.
@@ -239,7 +282,11 @@ typedef struct cellar_options {
  * @param dir       the store's directory; created with CELLAR_CREATE.
  * @param opts      options, or NULL for all defaults.
  * @return CELLAR_OK, or
- *   - CELLAR_EINVAL: out or dir NULL, or an option out of range;
+ *   - CELLAR_EINVAL: out or dir NULL, an option out of range, a file system
+ *     table of an unknown version, or CELLAR_LOCK_INDEX on a file system
+ *     without lock_mem;
+ *   - CELLAR_EMLOCK: CELLAR_LOCK_INDEX, and the OS refused to lock the
+ *     index (RLIMIT_MEMLOCK);
  *   - CELLAR_ENOENT: no store in dir and CELLAR_CREATE not given (or a
  *     component of dir is a file: "Not a directory");
  *   - CELLAR_EEXIST: CELLAR_CREATE, and dir holds other files but no store
@@ -438,6 +485,47 @@ CELLAR_API int cellar_sync(cellar_db *db);
  *   system (CELLAR_EIO, CELLAR_ENOMEM, ...).
  */
 CELLAR_API int cellar_warm(cellar_db *db);
+
+/** A cellar_residency field the file system could not tell. */
+#define CELLAR_RESIDENT_UNKNOWN UINT64_MAX
+
+/** How much of a store is in memory, from cellar_residency(). */
+typedef struct cellar_residency_info {
+	/** Bytes of the index file as the handle reads it (its mapping, or
+	 *  the private copy read at open); 0 when there is none yet. */
+	uint64_t index_bytes;
+	/** Of those, bytes in memory now; CELLAR_RESIDENT_UNKNOWN if the file
+	 *  system can't tell. */
+	uint64_t index_resident;
+	/** Bytes of the segment files (the records). */
+	uint64_t data_bytes;
+	/** Of those, bytes in memory now (the writer's unwritten append buffer
+	 *  counts as resident); CELLAR_RESIDENT_UNKNOWN if the file system
+	 *  can't tell. */
+	uint64_t data_resident;
+	/** 1 if CELLAR_LOCK_INDEX holds index_bytes locked in memory. */
+	int index_locked;
+} cellar_residency_info;
+
+/**
+ * Tell how much of the store is in memory: of the index and of the
+ * segments, the bytes there are and the bytes resident now (in the OS page
+ * cache, for the default mmap file system: mincore() on the mappings).  For
+ * watching a service warm up, or a cache being evicted under it.
+ *
+ * The file system's resident op answers: with the posix file system
+ * through a temporary mapping of each segment file (the index is its
+ * private copy, resident unless swapped out), with the mem file system
+ * everything is resident, and a file system without the op (or of table
+ * version 1) gives CELLAR_RESIDENT_UNKNOWN in the resident fields, with the
+ * sizes still filled in.  The answer may be stale by the time it returns.
+ * On a read-write handle writers wait while it runs (one system call per
+ * segment with the mmap file system).  Works on read-only handles.
+ * @param[out] out  the figures; zeroed on failure.
+ * @return CELLAR_OK, CELLAR_EINVAL (db or out NULL), or an error of the
+ *   file system (CELLAR_EIO, CELLAR_ENOMEM).
+ */
+CELLAR_API int cellar_residency(cellar_db *db, cellar_residency_info *out);
 
 /** Statistics of an open store, from cellar_stats(). */
 typedef struct cellar_db_stats {

@@ -31,6 +31,9 @@
  *   visible through every live mapping as soon as write_at returns, and a
  *   mapping stays valid until unmap, whatever happens to the file (truncate,
  *   remove, rename).
+ * - resident, lock_mem and unlock_mem (version 2) are optional and called
+ *   only from the thread that opens and closes the store, or under the
+ *   store's writer; they may run beside read_at and map on other threads.
  */
 #ifndef CELLAR_FS_H
 #define CELLAR_FS_H
@@ -51,7 +54,15 @@ extern "C" {
 #endif
 
 /** Version of the cellar_fs table described by this header. */
-#define CELLAR_FS_VERSION 1
+#define CELLAR_FS_VERSION 2
+/*
+ * Version history: 1, the table up to destroy; 2 appends resident, lock_mem
+ * and unlock_mem, and the map hints NORMAL and WILLNEED.  cellar accepts
+ * tables of either version: it reads the version-2 members only of a table
+ * whose version is 2 (a version-1 table may end at destroy), treats them as
+ * absent otherwise, and passes a version-1 table no hint above
+ * CELLAR_FS_MAP_HOT.
+ */
 
 /** An open file of some cellar_fs; its layout belongs to the implementation. */
 typedef struct cellar_file cellar_file;
@@ -68,6 +79,10 @@ typedef struct cellar_file cellar_file;
 /** point reads at random offsets all over the mapping, all the time (the
  *  index): worth keeping in memory in huge pages where the OS has them */
 #define CELLAR_FS_MAP_HOT 2
+/** since version 2: no advice; the OS's default read-ahead */
+#define CELLAR_FS_MAP_NORMAL 3
+/** since version 2: as NORMAL, and start reading the whole mapping in now */
+#define CELLAR_FS_MAP_WILLNEED 4
 
 typedef struct cellar_fs cellar_fs;
 
@@ -132,10 +147,40 @@ struct cellar_fs {
 	int (*unlock)(cellar_fs *fs, cellar_file *lock);
 	/** Free the table and its state.  Called by cellar_fs_free(). */
 	void (*destroy)(cellar_fs *fs);
+
+	/* ---- since version 2 (read only when version >= 2) ---- */
+
+	/**
+	 * Optional.  How many of the bytes [0, len) of file f are in memory
+	 * right now (for POSIX files: in the OS page cache), into *bytes (at
+	 * most len).  addr is where cellar holds those bytes, when it does: a
+	 * live mapping of f from map, or a private copy it read from f; NULL
+	 * asks about the file itself.  Advice only: the answer may be stale by
+	 * the time it returns.  NULL member: cellar reports "unknown".
+	 */
+	int (*resident)(cellar_fs *fs, cellar_file *f, const void *addr,
+	                uint64_t len, uint64_t *bytes);
+	/**
+	 * Optional (with unlock_mem).  Keep the len bytes at addr (a mapping of
+	 * f from map, or a private copy of f's bytes) in memory until
+	 * unlock_mem, reading them in now (mlock).  f is for messages and may be
+	 * NULL.  When the OS refuses for want of locked-memory allowance, return
+	 * CELLAR_EMLOCK with a message naming the bytes asked for and the limit
+	 * (RLIMIT_MEMLOCK).  NULL member: cellar cannot lock memory on this file
+	 * system, and CELLAR_LOCK_INDEX gives CELLAR_EINVAL.
+	 */
+	int (*lock_mem)(cellar_fs *fs, cellar_file *f, const void *addr,
+	                uint64_t len);
+	/** Optional (with lock_mem).  Undo lock_mem of the same range. */
+	int (*unlock_mem)(cellar_fs *fs, cellar_file *f, const void *addr,
+	                  uint64_t len);
 };
 
 /**
- * Create a POSIX file system that reads with pread().
+ * Create a POSIX file system that reads with pread().  It has no map, but
+ * has resident (for a file: through a temporary mapping and mincore; for a
+ * private copy: mincore on it) and lock_mem/unlock_mem (mlock on cellar's
+ * private copy of the index).
  * @param[out] out  the new file system; NULL on failure.
  * @return CELLAR_OK or CELLAR_ENOMEM.
  */

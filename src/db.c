@@ -125,6 +125,22 @@ int cellar_warm(cellar_db *db)
 	return rc;
 }
 
+int cellar_residency(cellar_db *db, cellar_residency_info *out)
+{
+	int rc;
+
+	if ((rc = enter(db, 0, NULL, 0)) < 0)
+		return rc;
+	if (!out)
+		return cellar__error(CELLAR_EINVAL, "out is NULL");
+	if (!db->readonly)
+		writer_lock(&db->w); /* the segment list stays as it is */
+	rc = pagecache_residency(&db->pc, db->fs, db->ix, &db->segs, out);
+	if (!db->readonly)
+		writer_unlock(&db->w);
+	return rc;
+}
+
 /* ---- reads ------------------------------------------------------------- */
 
 int cellar_get(cellar_db *db, const void *key, size_t key_len, void *buf,

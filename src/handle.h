@@ -27,6 +27,7 @@
 #include "hash.h"
 #include "index.h"
 #include "latch.h"
+#include "pagecache.h"
 #include "recovery.h"
 #include "segment.h"
 #include "writer.h"
@@ -57,6 +58,7 @@ struct cellar_db {
 	cellar_file *lock;
 	keyhash kh;
 	cellar_index *ix;
+	pagecache pc; /* what CELLAR_LOCK_INDEX locked */
 	segset segs;
 	recovery_result recovery;
 	read_counters reads[LATCH_SLOTS];

@@ -3,7 +3,8 @@
  *
  * cellar_open is a short sequence of named steps: check the options, make
  * the handle, attach the file system, find or create the store (taking the
- * write lock for a writer), open the log and recover the index, ready the
+ * write lock for a writer), open the log and recover the index (and lock it
+ * in memory with CELLAR_LOCK_INDEX), ready the
  * writer, start the background thread.  Each step undoes nothing itself:
  * on failure db_free takes apart whatever was built.
  *
@@ -52,7 +53,8 @@ static int check_options(const cellar_options *o)
 	if (o->version == 0 || o->version > CELLAR_OPTIONS_VERSION)
 		return cellar__error(CELLAR_EINVAL, "options version %u unknown",
 		                     o->version);
-	if (o->flags & ~(unsigned)(CELLAR_CREATE | CELLAR_READONLY))
+	if (o->flags & ~(unsigned)(CELLAR_CREATE | CELLAR_READONLY |
+	                           CELLAR_LOCK_INDEX))
 		return cellar__error(CELLAR_EINVAL, "unknown option flags 0x%x",
 		                     o->flags);
 	if (o->sync_mode < CELLAR_SYNC_NONE || o->sync_mode > CELLAR_SYNC_ALWAYS)
@@ -64,16 +66,23 @@ static int check_options(const cellar_options *o)
 	                            o->max_segment_size > MAX_SEGMENT_SIZE))
 		return cellar__error(CELLAR_EINVAL,
 		                     "max_segment_size must be 64 KiB..2 GiB");
+	if (o->version >= 3 && o->segment_access > CELLAR_ACCESS_WILLNEED)
+		return cellar__error(CELLAR_EINVAL, "unknown segment_access %u",
+		                     o->segment_access);
 	return CELLAR_OK;
 }
 
-/* The caller's options, versions before 2 included, with defaults filled. */
+/* The caller's options, earlier versions included, with defaults filled. */
 static void take_options(cellar_db *db, const cellar_options *opts)
 {
-	/* Version 1 callers' options end before expected_keys. */
-	memcpy(&db->opts, opts, opts->version >= 2
-	                            ? sizeof *opts
-	                            : offsetof(cellar_options, expected_keys));
+	/* Version 1 callers' options end before expected_keys, version 2
+	 * callers' before segment_access; the rest stays zero (default). */
+	size_t len = opts->version >= 3 ? sizeof *opts
+	             : opts->version == 2
+	                 ? offsetof(cellar_options, segment_access)
+	                 : offsetof(cellar_options, expected_keys);
+
+	memcpy(&db->opts, opts, len);
 	if (!db->opts.max_segment_size)
 		db->opts.max_segment_size = DEFAULT_SEGMENT_SIZE;
 	if (!db->opts.sync_interval_ms)
@@ -105,6 +114,7 @@ static int db_new(cellar_db **out, const char *dir, const cellar_options *opts)
 static void db_free(cellar_db *db)
 {
 	bg_stop(db);
+	pagecache_unlock(&db->pc);
 	index_free(db->ix);
 	if (db->segs.by_id)
 		segset_close(&db->segs);
@@ -133,7 +143,9 @@ static int attach_fs(cellar_db *db)
 			return rc;
 		db->own_fs = 1;
 	}
-	if (db->fs->version != CELLAR_FS_VERSION)
+	/* Version 1 tables end at destroy: their version-2 members are never
+	 * read (PAGECACHE_FS_OP). */
+	if (db->fs->version < 1 || db->fs->version > CELLAR_FS_VERSION)
 		return cellar__error(CELLAR_EINVAL, "file system version %u unknown",
 		                     db->fs->version);
 	return CELLAR_OK;
@@ -230,15 +242,20 @@ static int open_log(cellar_db *db, const meta *m)
 #ifdef CELLAR_TEST_HOOKS
 	db->kh.fn = test_hash;
 #endif
-	if ((rc = segset_open(&db->segs, db->fs, db->dir,
-	                      db->opts.max_segment_size, db->readonly,
-	                      &db->latch)) < 0 ||
+	if ((rc = segset_open_hinted(&db->segs, db->fs, db->dir,
+	                             db->opts.max_segment_size, db->readonly,
+	                             &db->latch, pagecache_segment_hint(
+	                                 db->fs, db->opts.segment_access))) < 0 ||
 	    (rc = recovery_run(&db->ix, &db->segs, db->fs, db->dir, &db->kh,
 	                       db->readonly, &db->recovery)) < 0)
 		return rc;
 #ifdef CELLAR_TEST_HOOKS
 	index_set_max_buckets(db->ix, test_max_buckets);
 #endif
+	/* Before presizing, which adds private buckets but no file bytes. */
+	if ((db->opts.flags & CELLAR_LOCK_INDEX) &&
+	    (rc = pagecache_lock_index(&db->pc, db->fs, db->ix)) < 0)
+		return rc;
 	if (!db->readonly && db->opts.expected_keys)
 		return index_presize(db->ix, db->opts.expected_keys);
 	return CELLAR_OK;

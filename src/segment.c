@@ -69,7 +69,7 @@ static void segment_map(segset *s, segment *g, uint64_t len)
 	g->map = NULL;
 	g->map_len = 0;
 	/* Without a mapping the segment is read with read_at: slower, correct. */
-	if (s->fs->map(s->fs, g->file, len, CELLAR_FS_MAP_RANDOM, &p) == CELLAR_OK) {
+	if (s->fs->map(s->fs, g->file, len, s->map_hint, &p) == CELLAR_OK) {
 		g->map = p;
 		g->map_len = len;
 	}
@@ -203,10 +203,19 @@ fail:
 int segset_open(segset *s, cellar_fs *fs, const char *dir, uint64_t max_size,
                 int readonly, latch *l)
 {
+	return segset_open_hinted(s, fs, dir, max_size, readonly, l,
+	                          CELLAR_FS_MAP_RANDOM);
+}
+
+int segset_open_hinted(segset *s, cellar_fs *fs, const char *dir,
+                       uint64_t max_size, int readonly, latch *l,
+                       int map_hint)
+{
 	struct seq_list seqs = { 0 };
 	int rc;
 
 	memset(s, 0, sizeof *s);
+	s->map_hint = map_hint;
 	s->fs = fs;
 	s->dir = dir;
 	s->latch = l;

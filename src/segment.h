@@ -63,6 +63,7 @@ typedef struct segset {
 	latch *latch;
 	uint64_t max_size;
 	int readonly;
+	int map_hint;       /* CELLAR_FS_MAP_* of the segment mappings */
 	segment **by_id;    /* SEG_MAX_SEGMENTS entries */
 	uint8_t *retired;   /* ids of dropped segments whose file may remain */
 	segment **list;     /* live segments by sequence */
@@ -114,6 +115,11 @@ int segset_warm(segset *s);
  */
 int segset_open(segset *s, cellar_fs *fs, const char *dir, uint64_t max_size,
                 int readonly, latch *l);
+/** segset_open with map_hint (a CELLAR_FS_MAP_*) for every segment mapping
+ *  instead of CELLAR_FS_MAP_RANDOM. */
+int segset_open_hinted(segset *s, cellar_fs *fs, const char *dir,
+                       uint64_t max_size, int readonly, latch *l,
+                       int map_hint);
 void segset_close(segset *s);
 
 /** The newest segment, or NULL. */

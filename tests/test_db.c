@@ -423,8 +423,8 @@ Test(db, open_rejects_bad_options)
 	expect_bad_option(&o, "version too new");
 	o = init, o.version = ~0u;
 	expect_bad_option(&o, "version ~0");
-	o = init, o.flags |= 0x4;
-	expect_bad_option(&o, "flag 0x4");
+	o = init, o.flags |= 0x8;
+	expect_bad_option(&o, "flag 0x8");
 	o = init, o.flags |= 0x80000000u;
 	expect_bad_option(&o, "flag 0x80000000");
 	o = init, o.max_segment_size = 64 * 1024 - 1;
@@ -439,6 +439,8 @@ Test(db, open_rejects_bad_options)
 	expect_bad_option(&o, "sync_mode 3");
 	o = init, o.sync_mode = -1;
 	expect_bad_option(&o, "sync_mode -1");
+	o = init, o.segment_access = CELLAR_ACCESS_WILLNEED + 1;
+	expect_bad_option(&o, "segment_access 5");
 }
 
 Test(db, open_accepts_boundary_options)

@@ -13,7 +13,7 @@
 #include "error.h"
 
 #define FIRST_CODE CELLAR_OK
-#define LAST_CODE CELLAR_EACCES
+#define LAST_CODE CELLAR_EMLOCK
 
 Test(errors, every_code_has_a_message)
 {
@@ -56,6 +56,8 @@ Test(errors, codes_are_contiguous_and_stable)
 	cr_assert_eq(CELLAR_ELIMIT, -16);
 	cr_assert_eq(CELLAR_EFAILED, -17);
 	cr_assert_eq(CELLAR_EBUSY, -18);
+	cr_assert_eq(CELLAR_EACCES, -19);
+	cr_assert_eq(CELLAR_EMLOCK, -20);
 }
 
 Test(errors, unknown_codes_give_unknown_error)

@@ -569,6 +569,8 @@ Test(fs, mmap_hints_become_madvise_flags)
 	                              CELLAR_FS_MAP_SEQUENTIAL,
 	                              CELLAR_FS_MAP_HOT };
 	static const char *const want[3] = { " rr", " sr", " hg" };
+	static const int plain[2] = { CELLAR_FS_MAP_NORMAL,
+	                              CELLAR_FS_MAP_WILLNEED };
 	FILE *thp = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
 	char mode[128] = "";
 
@@ -593,8 +595,121 @@ Test(fs, mmap_hints_become_madvise_flags)
 	}
 	for (int i = 0; i < 3; i++)
 		OK(e.fs->unmap(e.fs, f, p[i], 4u << 20));
+	/* NORMAL and WILLNEED leave the kernel's default read-ahead. */
+	for (int i = 0; i < 2; i++) {
+		const void *q;
+		OK(e.fs->map(e.fs, f, 4u << 20, plain[i], &q));
+		vm_flags(q, flags, sizeof flags);
+		cr_assert_neq(flags[0], '\0', "mapping not in smaps");
+		cr_assert_null(strstr(flags, " rr"), "hint %d: VmFlags%s",
+		               plain[i], flags);
+		cr_assert_null(strstr(flags, " sr"), "hint %d: VmFlags%s",
+		               plain[i], flags);
+		OK(e.fs->unmap(e.fs, f, q, 4u << 20));
+	}
 	e.fs->close(e.fs, f);
 	env_close(&e);
+}
+
+/* ---- version 2: resident, lock_mem, unlock_mem ---------------------- */
+
+#define MEMFILE (1u << 20)
+
+/* A file of MEMFILE bytes, all written (so all in the page cache). */
+static cellar_file *filled_file(struct env *e, unsigned char *buf)
+{
+	cellar_file *f = create(e, P(e, 0, "data"));
+
+	memset(buf, 0xab, MEMFILE);
+	OK(e->fs->write_at(e->fs, f, 0, buf, MEMFILE));
+	return f;
+}
+
+static void check_resident(struct env *e)
+{
+	unsigned char *buf = malloc(MEMFILE);
+	cellar_file *f;
+	const void *p = NULL;
+	uint64_t r = 1;
+
+	cr_assert_not_null(buf);
+	cr_assert_eq(e->fs->version, 2, "[%s]", e->name);
+	cr_assert_not_null(e->fs->resident, "[%s]", e->name);
+	f = filled_file(e, buf);
+	/* The file itself (posix: through a temporary mapping). */
+	if (strcmp(e->name, "mem") != 0) {
+		OK(e->fs->resident(e->fs, f, NULL, MEMFILE, &r));
+		cr_assert_leq(r, MEMFILE, "[%s]", e->name);
+	}
+	/* Through a mapping, after reading every page of it. */
+	if (e->fs->map) {
+		OK(e->fs->map(e->fs, f, MEMFILE, CELLAR_FS_MAP_RANDOM, &p));
+		for (size_t i = 0; i < MEMFILE; i += 4096)
+			cr_assert_eq(((const unsigned char *)p)[i], 0xab);
+		OK(e->fs->resident(e->fs, f, p, MEMFILE, &r));
+		cr_assert_eq(r, MEMFILE, "[%s] %llu resident", e->name,
+		             (unsigned long long)r);
+		/* An odd sub-range counts only its own bytes. */
+		OK(e->fs->resident(e->fs, f, (const char *)p + 100, 5000, &r));
+		cr_assert_eq(r, 5000, "[%s]", e->name);
+		OK(e->fs->unmap(e->fs, f, p, MEMFILE));
+	}
+	/* A private copy: any memory of the process. */
+	OK(e->fs->resident(e->fs, f, buf, MEMFILE, &r));
+	cr_assert_eq(r, MEMFILE, "[%s]", e->name);
+	OK(e->fs->resident(e->fs, f, buf, 0, &r));
+	cr_assert_eq(r, 0, "[%s]", e->name);
+	e->fs->close(e->fs, f);
+	free(buf);
+}
+
+Test(fs, resident_counts_bytes_in_memory)
+{
+	each_fs(check_resident);
+}
+
+static void check_lock_mem(struct env *e)
+{
+	unsigned char *buf = malloc(MEMFILE);
+	cellar_file *f;
+	const void *p = NULL;
+
+	cr_assert_not_null(buf);
+	cr_assert_not_null(e->fs->lock_mem, "[%s]", e->name);
+	cr_assert_not_null(e->fs->unlock_mem, "[%s]", e->name);
+	f = filled_file(e, buf);
+	if (e->fs->map) {
+		OK(e->fs->map(e->fs, f, MEMFILE, CELLAR_FS_MAP_HOT, &p));
+		OK(e->fs->lock_mem(e->fs, f, p, MEMFILE));
+		OK(e->fs->unlock_mem(e->fs, f, p, MEMFILE));
+		OK(e->fs->unmap(e->fs, f, p, MEMFILE));
+	}
+	OK(e->fs->lock_mem(e->fs, f, buf + 7, 10000));
+	OK(e->fs->unlock_mem(e->fs, NULL, buf + 7, 10000));
+	ERR(CELLAR_EINVAL, e->fs->lock_mem(e->fs, f, NULL, 10));
+	ERR(CELLAR_EINVAL, e->fs->lock_mem(e->fs, f, buf, 0));
+	ERR(CELLAR_EINVAL, e->fs->unlock_mem(e->fs, f, NULL, 10));
+	e->fs->close(e->fs, f);
+	free(buf);
+}
+
+Test(fs, lock_mem_then_unlock_mem)
+{
+	each_fs(check_lock_mem);
+}
+
+Test(fs, mlock_refusal_names_rlimit_memlock)
+{
+	/* The errno mapping alone: the real refusal is in test_pagecache. */
+	ERR(CELLAR_EMLOCK, fs__mlock_errno(ENOMEM, "/x/index", 123456));
+	cr_assert(strstr(cellar_errmsg(), "RLIMIT_MEMLOCK"), "%s",
+	          cellar_errmsg());
+	cr_assert(strstr(cellar_errmsg(), "123456 bytes needed"), "%s",
+	          cellar_errmsg());
+	cr_assert(strstr(cellar_errmsg(), "/x/index"), "%s", cellar_errmsg());
+	ERR(CELLAR_EMLOCK, fs__mlock_errno(EPERM, "/x/index", 1));
+	ERR(CELLAR_EMLOCK, fs__mlock_errno(EAGAIN, "/x/index", 1));
+	ERR(CELLAR_EIO, fs__mlock_errno(EINVAL, "/x/index", 1));
 }
 
 static void check_map_zero(struct env *e)

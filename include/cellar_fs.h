@@ -51,7 +51,7 @@ extern "C" {
 #endif
 
 /** Version of the cellar_fs table described by this header. */
-#define CELLAR_FS_VERSION 1
+#define CELLAR_FS_VERSION 2
 
 /** An open file of some cellar_fs; its layout belongs to the implementation. */
 typedef struct cellar_file cellar_file;
@@ -110,7 +110,10 @@ struct cellar_fs {
 	int (*unmap)(cellar_fs *fs, cellar_file *f, const void *addr, uint64_t len);
 	/** Remove the file at path (CELLAR_ENOENT if there is none). */
 	int (*remove)(cellar_fs *fs, const char *path);
-	/** Atomically rename from to to, replacing to if it exists. */
+	/**
+	 * Atomically rename from to to, replacing to if it exists.  from may
+	 * also be a directory, renamed onto a name that does not exist.
+	 */
 	int (*rename)(cellar_fs *fs, const char *from, const char *to);
 	/**
 	 * Call cb once for each entry name in directory dir (not "." or "..").
@@ -132,6 +135,24 @@ struct cellar_fs {
 	int (*unlock)(cellar_fs *fs, cellar_file *lock);
 	/** Free the table and its state.  Called by cellar_fs_free(). */
 	void (*destroy)(cellar_fs *fs);
+
+	/* ---- since version 2 ---- */
+
+	/**
+	 * Optional.  Atomically exchange the directories (or files) at a and
+	 * b, both of which must exist (Linux renameat2(RENAME_EXCHANGE)): the
+	 * name a then holds what b held and the other way round, with no
+	 * moment at which either name is missing.  Open files and mappings
+	 * under either are unaffected.  The builder needs it to publish a
+	 * build over an existing store; NULL means "not supported".
+	 */
+	int (*exchange)(cellar_fs *fs, const char *a, const char *b);
+	/**
+	 * Optional.  Remove the empty directory at path (CELLAR_ENOENT if there
+	 * is none, CELLAR_EIO if it is not empty).  NULL: directories are
+	 * left behind.
+	 */
+	int (*rmdir)(cellar_fs *fs, const char *path);
 };
 
 /**

@@ -133,6 +133,11 @@ static int chunk_next(chunker *c, uint8_t **b, uint64_t *num)
 
 /* ---- one pass ------------------------------------------------------------ */
 
+/* Bits of the radix sort's digits: 2048 counters stay in the L1 cache and
+ * 2048 output streams in the write-combining buffers' reach. */
+#define RADIX_BITS 11
+#define RADIX_PASSES 3 /* addresses have at most 33 bits */
+
 typedef struct pass {
 	build_source *src;
 	geom g;
@@ -141,8 +146,7 @@ typedef struct pass {
 	uint64_t keys;
 	build_pair *chain;  /* a chain's pairs after duplicates went */
 	size_t chain_cap;
-	uint32_t *count;    /* counting sort of a partition by address */
-	size_t count_cap;
+	size_t (*cnt)[RADIX_PASSES][1u << RADIX_BITS]; /* the sort's counters */
 } pass;
 
 static int cmp_pair(const void *a, const void *b)
@@ -252,51 +256,68 @@ static int emit_chain(pass *p, size_t n)
 }
 
 /*
- * Write the chains of addresses [lo, hi) from the pairs e[0, n), all of
- * whose addresses lie there: a counting sort by address (in place, as in
- * American flag sort), then each chain in turn.
+ * Sort e[0, n) by address, all in [lo, lo + span), with aux (room for n)
+ * as the other buffer of an LSD radix sort: sequential reads, 2048
+ * sequential write streams, no random access.  The result is in *out (e
+ * or aux).  Stable, so pairs of one chain keep their input order.
  */
-static int emit_range(pass *p, build_pair *e, size_t n, uint64_t lo,
-                      uint64_t hi)
+typedef size_t radix_counts[RADIX_PASSES][1u << RADIX_BITS];
+
+static void sort_by_addr(const geom *g, build_pair *e, build_pair *aux,
+                         size_t n, uint64_t lo, uint64_t span,
+                         radix_counts cnt, build_pair **out)
 {
-	size_t span = (size_t)(hi - lo);
-	uint32_t *start, *next;
+	unsigned bits = span > 1 ? 64 - (unsigned)__builtin_clzll(span - 1) : 0;
+	unsigned passes = (bits + RADIX_BITS - 1) / RADIX_BITS;
+	const uint64_t mask = (1u << RADIX_BITS) - 1;
+	build_pair *src = e, *dst = aux, *t;
+
+	memset(cnt, 0, sizeof(radix_counts));
+	for (size_t i = 0; i < n; i++) {
+		uint64_t k = addr_of(g, e[i].hash) - lo;
+		for (unsigned q = 0; q < passes; q++)
+			cnt[q][(k >> (q * RADIX_BITS)) & mask]++;
+	}
+	for (unsigned q = 0; q < passes; q++) {
+		size_t sum = 0;
+		for (size_t d = 0; d <= mask; d++) {
+			size_t c = cnt[q][d];
+			cnt[q][d] = sum;
+			sum += c;
+		}
+		for (size_t i = 0; i < n; i++) {
+			uint64_t k = addr_of(g, src[i].hash) - lo;
+			dst[cnt[q][(k >> (q * RADIX_BITS)) & mask]++] = src[i];
+		}
+		t = src;
+		src = dst;
+		dst = t;
+	}
+	*out = src;
+}
+
+/*
+ * Write the chains of addresses [lo, hi) from the pairs e[0, n), all of
+ * whose addresses lie there, sorting them by address first (aux: room for
+ * n more), then each chain in turn.
+ */
+static int emit_range(pass *p, build_pair *e, build_pair *aux, size_t n,
+                      uint64_t lo, uint64_t hi)
+{
+	build_pair *sorted;
+	size_t i = 0;
 	int rc;
 
-	if (2 * span + 1 > p->count_cap) {
-		uint32_t *nc = realloc(p->count, (2 * span + 1) * sizeof *nc);
-		if (!nc)
-			return cellar__error(CELLAR_ENOMEM, "build: out of memory");
-		p->count = nc;
-		p->count_cap = 2 * span + 1;
-	}
-	start = p->count;
-	next = p->count + span + 1;
-	memset(start, 0, (span + 1) * sizeof *start);
-	for (size_t i = 0; i < n; i++)
-		start[addr_of(&p->g, e[i].hash) - lo + 1]++;
-	for (size_t a = 0; a < span; a++)
-		start[a + 1] += start[a];
-	memcpy(next, start, span * sizeof *next);
-	for (size_t a = 0; a < span; a++) {
-		while (next[a] < start[a + 1]) {
-			build_pair v = e[next[a]];
-			size_t d = (size_t)(addr_of(&p->g, v.hash) - lo);
-			while (d != a) {
-				build_pair t = e[next[d]];
-				e[next[d]++] = v;
-				v = t;
-				d = (size_t)(addr_of(&p->g, v.hash) - lo);
-			}
-			e[next[a]++] = v;
-		}
-	}
-	for (size_t a = 0; a < span; a++) {
-		size_t k = 0, len = start[a + 1] - start[a];
-		sort_chain(e + start[a], len);
-		if ((rc = dedup_chain(p, e + start[a], len, &k)) < 0 ||
+	sort_by_addr(&p->g, e, aux, n, lo, hi - lo, *p->cnt, &sorted);
+	for (uint64_t a = lo; a < hi; a++) {
+		size_t j = i, k = 0;
+		while (j < n && addr_of(&p->g, sorted[j].hash) == a)
+			j++;
+		sort_chain(sorted + i, j - i);
+		if ((rc = dedup_chain(p, sorted + i, j - i, &k)) < 0 ||
 		    (rc = emit_chain(p, k)) < 0)
 			return rc;
+		i = j;
 	}
 	return CELLAR_OK;
 }
@@ -406,20 +427,20 @@ static int emit_parts(pass *p, parts *pt)
 		uint64_t lo = (k * p->g.n + pt->np - 1) / pt->np;
 		uint64_t hi = ((k + 1) * p->g.n + pt->np - 1) / pt->np;
 		size_t n = (size_t)pt->count[k], got;
-		if (n > s->cap) {
+		if (n > s->cap / 2) {
 			/* A skewed partition (many duplicates): over the budget. */
-			build_pair *nm = realloc(s->mem, n * sizeof *nm);
+			build_pair *nm = realloc(s->mem, 2 * n * sizeof *nm);
 			if (!nm)
 				return cellar__error(CELLAR_ENOMEM, "build: out of memory");
 			s->mem = nm;
-			s->cap = n;
+			s->cap = 2 * n;
 		}
 		if (n && (rc = s->fs->read_at(s->fs, pt->f[k], 0, s->mem,
 		                              n * sizeof *s->mem, &got)) < 0)
 			return rc;
 		if (n && got != n * sizeof *s->mem)
 			return cellar__error(CELLAR_EIO, "build: partition cut short");
-		if ((rc = emit_range(p, s->mem, n, lo, hi)) < 0)
+		if ((rc = emit_range(p, s->mem, s->mem + s->cap / 2, n, lo, hi)) < 0)
 			return rc;
 	}
 	return CELLAR_OK;
@@ -497,7 +518,7 @@ static void pass_free(pass *p)
 	free(p->ovf.sums);
 	free(p->out.buf);
 	free(p->chain);
-	free(p->count);
+	free(p->cnt);
 }
 
 /*
@@ -523,7 +544,8 @@ static int run_pass(build_source *s, uint64_t keys, cellar_file *out,
 	p.ovf.scratch = ovf_scratch;
 	if (!(p.out.buf = malloc(FILE_WRITE_UNIT)) ||
 	    !(p.prim.buf = malloc(INDEX_CHUNK_BYTES)) ||
-	    !(p.ovf.buf = malloc(INDEX_CHUNK_BYTES))) {
+	    !(p.ovf.buf = malloc(INDEX_CHUNK_BYTES)) ||
+	    !(p.cnt = malloc(sizeof *p.cnt))) {
 		rc = cellar__error(CELLAR_ENOMEM, "build: out of memory");
 		goto done;
 	}
@@ -534,10 +556,11 @@ static int run_pass(build_source *s, uint64_t keys, cellar_file *out,
 	if ((rc = chunk_next(&p.ovf, &b, &num)) < 0)
 		goto done;
 	if (!s->nspill) {
-		rc = emit_range(&p, s->mem, s->nmem, 0, p.g.n);
+		rc = emit_range(&p, s->mem, s->mem + s->cap / 2, s->nmem, 0, p.g.n);
 	} else {
-		/* About 7/8 of the budget per partition: room for skew. */
-		uint64_t per = s->cap - s->cap / 8;
+		/* Half the budget per partition (the sort's other half is its
+		 * second buffer), less 1/8 of it: room for skew. */
+		uint64_t per = s->cap / 2 - s->cap / 16;
 		pt.np = (size_t)((s->nspill + per - 1) / per);
 		if (pt.np < 1)
 			pt.np = 1;
@@ -572,8 +595,16 @@ int build_index_write(build_source *s, const char *name, uint64_t *keys)
 	uint64_t want, found = 0;
 	int rc;
 
-	/* Everything on disk, in order, so that mem is free for partitions. */
-	if (s->nspill && s->nmem) {
+	/* Everything on disk, in order, so that mem is free for partitions;
+	 * pairs in memory are sorted there only if they fill at most half
+	 * of it (the sort needs the other half). */
+	if (!s->spill && s->nmem > s->cap / 2) {
+		if ((rc = files_path(path, sizeof path, s->dir, FILE_BUILD_PAIRS)) < 0 ||
+		    (rc = fs->open(fs, path, CELLAR_FS_WRITE | CELLAR_FS_CREATE,
+		                   &s->spill)) < 0)
+			return rc;
+	}
+	if (s->spill && s->nmem) {
 		if ((rc = fs->write_at(fs, s->spill, s->nspill * sizeof *s->mem,
 		                       s->mem, s->nmem * sizeof *s->mem)) < 0)
 			return rc;

@@ -49,7 +49,9 @@ typedef struct build_source {
 	uint64_t seed;
 	int unique;           /* a duplicate key is CELLAR_EEXIST */
 	/* The pairs, in input order: nspill in the spill file (if any), then
-	 * nmem in mem (room for cap). */
+	 * nmem in mem (room for cap).  build_index_write may open the spill
+	 * file <dir>/FILE_BUILD_PAIRS itself (the caller closes and removes
+	 * it) and grow mem for a skewed partition. */
 	cellar_file *spill;
 	uint64_t nspill;
 	build_pair *mem;

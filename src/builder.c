@@ -531,6 +531,7 @@ int cellar_builder_finish(cellar_builder *b)
 	rc = build_index_write(&src, FILE_INDEX, &keys);
 	b->mem = src.mem; /* it may have grown */
 	b->cap = src.cap;
+	b->spill = src.spill; /* it may have made one */
 	if (rc < 0)
 		return rc;
 	if (b->spill) {

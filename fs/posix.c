@@ -308,6 +308,18 @@ static int posix_exchange(cellar_fs *fs, const char *a, const char *b)
 #endif
 }
 
+static int posix_writeback(cellar_fs *fs, cellar_file *f, uint64_t off,
+                           uint64_t len)
+{
+	struct posix_file *pf = posix_file_of(f);
+
+	(void)fs;
+	if (sync_file_range(pf->fd, (off_t)off, (off_t)len,
+	                    SYNC_FILE_RANGE_WRITE) < 0)
+		return fs__errno(errno, "writeback", pf->path);
+	return CELLAR_OK;
+}
+
 static int posix_rmdir(cellar_fs *fs, const char *path)
 {
 	(void)fs;
@@ -348,6 +360,7 @@ int fs__posix_alloc(cellar_fs **out)
 	fs->destroy = posix_destroy;
 	fs->exchange = posix_exchange;
 	fs->rmdir = posix_rmdir;
+	fs->writeback = posix_writeback;
 	*out = fs;
 	return CELLAR_OK;
 }

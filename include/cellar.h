@@ -33,6 +33,8 @@
  *   (microseconds), never while it writes or syncs files.  cellar_close must
  *   not race with any other call on the handle.
  * - cellar_iter: belongs to one thread at a time.
+ * - cellar_builder: belongs to one thread at a time; builders of different
+ *   targets are independent.
  * - cellar_errmsg() is per thread.
  *
  * Caveats

@@ -153,6 +153,14 @@ struct cellar_fs {
 	 * left behind.
 	 */
 	int (*rmdir)(cellar_fs *fs, const char *path);
+	/**
+	 * Optional.  Start writing bytes [off, off + len) of f to stable
+	 * storage without waiting for it (Linux sync_file_range with
+	 * SYNC_FILE_RANGE_WRITE): a hint that makes a later sync quicker.
+	 * Guarantees nothing; NULL means "no such hint".
+	 */
+	int (*writeback)(cellar_fs *fs, cellar_file *f, uint64_t off,
+	                 uint64_t len);
 };
 
 /**

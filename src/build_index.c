@@ -50,7 +50,11 @@ typedef struct out_file {
 	uint64_t pos;   /* file offset of buf[0] */
 	uint8_t *buf;   /* FILE_WRITE_UNIT bytes, as index_file.c writes */
 	size_t len;
+	uint64_t kicked; /* bytes given to the fs's writeback hint */
 } out_file;
+
+/* Bytes written between two writeback hints (as the builder's). */
+#define KICK_BYTES (32ull << 20)
 
 static int out_flush(out_file *o)
 {
@@ -59,6 +63,12 @@ static int out_flush(out_file *o)
 
 	o->pos += o->len;
 	o->len = 0;
+	/* Let the disk start on it: the final fsync then waits less. */
+	if (rc == CELLAR_OK && o->fs->writeback &&
+	    o->pos - o->kicked >= KICK_BYTES) {
+		(void)o->fs->writeback(o->fs, o->f, o->kicked, o->pos - o->kicked);
+		o->kicked = o->pos;
+	}
 	return rc;
 }
 

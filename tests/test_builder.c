@@ -473,11 +473,10 @@ Test(builder, a_writer_on_the_store_makes_finish_fail)
  * Before the publication, a power cut is also simulated.  A second build
  * must then succeed and leave no build directory behind.
  */
-static void crash_loop(uint64_t old)
+static void crash_loop(uint64_t old, uint64_t n)
 {
 	const char *dir = "/s/store";
 	uint64_t total = 0, renames = 0;
-	const uint64_t n = 3000;
 
 	for (uint64_t k = 0;; k++) {
 		cellar_fs *base, *fs;
@@ -536,10 +535,16 @@ static void crash_loop(uint64_t old)
 
 Test(builder, crash_at_every_mutation_of_a_new_build, .timeout = 600)
 {
-	crash_loop(0);
+	crash_loop(0, 3000);
 }
 
 Test(builder, crash_at_every_mutation_of_a_build_over_a_store, .timeout = 600)
 {
-	crash_loop(500);
+	crash_loop(500, 3000);
+}
+
+/* 80,000 pairs with a 1 MiB budget: a spill file and partitions. */
+Test(builder, crash_at_every_mutation_of_a_spilling_build, .timeout = 600)
+{
+	crash_loop(500, 80000);
 }

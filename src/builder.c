@@ -554,8 +554,11 @@ int cellar_builder_finish(cellar_builder *b)
 	src.dropped = dropped;
 	src.checkpoint = checkpoint;
 	src.ctx = b;
-	/* Segments first: the index must never name a record not yet durable. */
-	if ((rc = segset_sync(&b->segs)) < 0)
+	/* The segments' bytes go to the files now and are fsynced after the
+	 * index is written: nothing in the build directory is visible before
+	 * the publication, so the order of the two fsyncs does not matter, and
+	 * the disk writes the segments back while the index is being made. */
+	if ((rc = segset_flush(&b->segs)) < 0)
 		return rc;
 	rc = build_index_write(&src, FILE_INDEX, &keys);
 	b->mem = src.mem; /* it may have grown */
@@ -570,6 +573,8 @@ int cellar_builder_finish(cellar_builder *b)
 		    (rc = b->fs->remove(b->fs, path)) < 0)
 			return rc;
 	}
+	if ((rc = segset_sync(&b->segs)) < 0)
+		return rc;
 	segset_close(&b->segs);
 	b->segs_open = 0;
 	free(b->mem);

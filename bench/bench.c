@@ -5,6 +5,8 @@
  * child that builds a fresh store of n records and runs the phases on it:
  *
  *   load    create, put n records in random key order, one sync at the end
+ *           (the load and build phases begin with an untimed sync(), so
+ *           that neither pays for the writeback of earlier phases' files)
  *   reopen  open a read-only handle on the cleanly closed store (ops = 1);
  *           closing the loading handle before it is not timed
  *   get     n gets of present keys in a shuffled order, values verified
@@ -28,6 +30,14 @@
  *           read-only and time each of the first 10,000 gets (p50, p99);
  *           where the engine has warm(), again after dropping the cache
  *           and warming
+ *   build   (only when asked for; stores with a bulk build: cellar's
+ *           builder, cdb's cdb_make) the same n records as the load, built
+ *           into a fresh DIR/<engine>.built, first thing in the child, in a
+ *           process of its own: its peak RSS is that process's VmHWM after
+ *           the inherited driver arrays are freed and the high-water mark
+ *           is reset (/proc/self/clear_refs 5; ru_maxrss where that fails)
+ *   built-get (with build) the get phase's gets on the built store, right
+ *           after the get phase on the put-loaded one
  *
  * Keys and values are functions of (seed, index[, version]) so every value
  * a get returns is checked byte for byte; any mismatch, missing key or
@@ -91,11 +101,12 @@ void bench_error(const char *fmt, ...)
 
 enum phase {
 	P_LOAD, P_REOPEN, P_GET, P_MULTIGET, P_PINNED, P_MISS, P_ITER, P_MIXED,
-	P_ZIPF, P_SPACE, P_COMPACT, P_RECOVERY, P_COLD, N_PHASES
+	P_ZIPF, P_SPACE, P_COMPACT, P_RECOVERY, P_COLD, P_BUILD, P_BUILT_GET,
+	N_PHASES
 };
 static const char *const phase_names[N_PHASES] = {
 	"load", "reopen", "get", "multiget", "pinned", "miss", "iter", "mixed",
-	"zipf", "space", "compact", "recovery", "cold",
+	"zipf", "space", "compact", "recovery", "cold", "build", "built-get",
 };
 /* space and compact write ~11 n records: they run only when named. */
 #define DEFAULT_PHASES ((1u << P_SPACE) - 1) /* load .. zipf */
@@ -1236,6 +1247,104 @@ static void run_compact(void **h, const char *dir)
 	free(val);
 }
 
+static char built_dir[4200]; /* the build phase's store */
+
+/* VmHWM of this process, in kB (-1 if unknown). */
+static long vm_hwm_kb(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long kb = -1;
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof line, f))
+		if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+/* The build phase, in a process of its own (see the top of the file). */
+static void run_build(const char *dir)
+{
+	unsigned char key[MAX_KEY];
+	struct result r;
+	int fds[2], status, reset;
+	size_t got = 0;
+	ssize_t k;
+	pid_t pid;
+
+	snprintf(built_dir, sizeof built_dir, "%s.built", dir);
+	if (eng->build_open == NULL) {
+		emit(P_BUILD, 0, 0, 0, 0);
+		return;
+	}
+	phase_now = "build";
+	if (pipe(fds) != 0)
+		die("pipe: %s", strerror(errno));
+	fflush(NULL);
+	if ((pid = fork()) < 0)
+		die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		unsigned char *val = xmalloc(cfg.val_max + 8);
+		void *b;
+		FILE *f;
+		double t0;
+
+		close(fds[0]);
+		/* Only the build's own memory counts. */
+		free(perm);
+		free(zipf);
+		perm = zipf = NULL;
+		f = fopen("/proc/self/clear_refs", "w");
+		reset = f != NULL && fputs("5", f) >= 0;
+		if (f != NULL && fclose(f) != 0)
+			reset = 0;
+		t0 = now();
+		if (eng->build_open(&b, built_dir, cfg.n, cfg.key_size,
+		                    cfg.val_max) != 0)
+			die("%s", err_buf);
+		for (uint64_t i = 0; i < cfg.n; i++) {
+			size_t len = make_value(i, 0, val);
+			make_key(i, key);
+			if (eng->build_add(b, key, cfg.key_size, val, len) != 0)
+				die("build key #%" PRIu64 ": %s", i, err_buf);
+		}
+		if (eng->build_finish(b) != 0)
+			die("%s", err_buf);
+		memset(&r, 0, sizeof r);
+		r.phase = P_BUILD;
+		r.done = 1;
+		r.ops = cfg.n;
+		r.seconds = now() - t0;
+		r.bytes = dir_bytes(built_dir);
+		r.rss_kb = reset && vm_hwm_kb() > 0 ? vm_hwm_kb() : peak_rss_kb();
+		r.huge_kb = -1;
+		if (write(fds[1], &r, sizeof r) != (ssize_t)sizeof r)
+			die("writing to the parent: %s", strerror(errno));
+		free(val);
+		_exit(0);
+	}
+	close(fds[1]);
+	while ((k = read(fds[0], (char *)&r + got, sizeof r - got)) != 0) {
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			break;
+		got += (size_t)k;
+		if (got == sizeof r)
+			break;
+	}
+	close(fds[0]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (got != sizeof r || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		die("the build process failed");
+	if (write(out_fd, &r, sizeof r) != (ssize_t)sizeof r)
+		die("writing to the parent: %s", strerror(errno));
+}
+
 /* Everything for one engine, in the child process. */
 static void run_engine(const char *dir)
 {
@@ -1248,6 +1357,13 @@ static void run_engine(const char *dir)
 	int reads = cfg.phases & ~((1u << P_LOAD) | (1u << P_REOPEN));
 
 	store_dir = dir;
+	/* The writing phases start on a quiet disk: an untimed sync() first,
+	 * so that none pays for the writeback of what ran before it. */
+	if (want(P_BUILD)) {
+		sync();
+		run_build(dir); /* first: the child is still small */
+	}
+	sync();
 	versions = calloc(cfg.n, sizeof *versions);
 	deleted = calloc(cfg.n, 1);
 	if (versions == NULL || deleted == NULL)
@@ -1303,6 +1419,21 @@ static void run_engine(const char *dir)
 		phase_now = "get";
 		sec = run_gets(h, perm, 0, 1, 0, 0);
 		emit(P_GET, 1, cfg.n, sec, dir_bytes(dir));
+	}
+	if (want(P_BUILT_GET)) {
+		void *hb = NULL;
+		phase_now = "built-get";
+		if (eng->build_open == NULL || !want(P_GET)) {
+			emit(P_BUILT_GET, 0, 0, 0, 0);
+		} else {
+			if (eng->open(&hb, built_dir, 0, cfg.n, cfg.key_size,
+			              cfg.val_max) != 0)
+				die("%s", err_buf);
+			sec = run_gets(hb, perm, 0, 1, 0, 0);
+			emit(P_BUILT_GET, 1, cfg.n, sec, dir_bytes(built_dir));
+			if (eng->close(hb) != 0)
+				die("%s", err_buf);
+		}
 	}
 	if (want(P_MULTIGET)) {
 		phase_now = "multiget";
@@ -1386,6 +1517,8 @@ static void run_engine(const char *dir)
 	phase_now = "close";
 	if (eng->close(h) != 0)
 		die("%s", err_buf);
+	if (want(P_BUILD) && !cfg.keep)
+		remove_tree(built_dir);
 	free(val);
 	free(versions);
 	free(deleted);
@@ -1798,8 +1931,9 @@ static void usage(FILE *f)
 "                      sequential, normal or willneed\n"
 "  --phases P,Q,..     among load,reopen,get,multiget,pinned,miss,iter,\n"
 "                      mixed,zipf,space,\n"
-"                      recovery,compact,cold (default: load to zipf; space,\n"
-"                      recovery, compact and cold only when named); load and\n"
+"                      recovery,compact,cold,build (default: load to\n"
+"                      zipf; space, recovery, compact, cold and build only\n"
+"                      when named; build adds built-get); load and\n"
 "                      the reopen always\n"
 "                      happen, unreported unless chosen\n"
 "  --seed S            seed of keys, values and orders (default 42)\n"
@@ -1989,6 +2123,8 @@ static void parse_phases(const char *arg)
 		if (p == N_PHASES)
 			usage_error("unknown phase '%s'", name);
 		cfg.phases |= 1u << p;
+		if (p == P_BUILD) /* the build's gets come with it */
+			cfg.phases |= 1u << P_BUILT_GET;
 	}
 	free(list);
 	if (cfg.phases == 0)
@@ -2161,7 +2297,8 @@ int main(int argc, char **argv)
 			return 0;
 	}
 	if (cfg.phases & ((1u << P_GET) | (1u << P_MULTIGET) | (1u << P_PINNED) |
-	                  (1u << P_MISS) | (1u << P_ZIPF) | (1u << P_COLD)))
+	                  (1u << P_MISS) | (1u << P_ZIPF) | (1u << P_COLD) |
+	                  (1u << P_BUILT_GET)))
 		perm = make_permutation(cfg.n, mix64(cfg.seed ^ 0x7065726dull));
 	if (want(P_ZIPF))
 		zipf = make_zipf(cfg.n, perm, mix64(cfg.seed ^ 0x7a697066ull));

@@ -130,6 +130,18 @@ struct engine {
 	 * it serves (cellar_warm).  NULL: the store has no such call.
 	 */
 	int (*warm)(void *h);
+
+	/**
+	 * Optional (build phase; NULL: the store has no bulk build): build a
+	 * store of n records at dir, which does not exist yet, in one go:
+	 * build_open, build_add per record, build_finish (durable, published,
+	 * and the builder freed, also on failure).  open() reads it after.
+	 */
+	int (*build_open)(void **b, const char *dir, uint64_t n, size_t key_max,
+	                  size_t val_max);
+	int (*build_add)(void *b, const void *key, size_t key_len,
+	                 const void *val, size_t val_len);
+	int (*build_finish)(void *b);
 };
 
 /* First and last byte of key and value: cheap, but faults in their pages. */

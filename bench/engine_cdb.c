@@ -12,6 +12,8 @@
  * - Iteration: cdb_seqinit / cdb_seqnext.
  * - No updates after the build, so the mixed phase does not apply; files
  *   are limited to 4 GiB.
+ * - Build phase: the load itself (cdb_make into a fresh directory), cdb's
+ *   one way of making a store.
  */
 #include <cdb.h>
 #include <errno.h>
@@ -19,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine.h"
@@ -214,6 +217,25 @@ static int cdbe_iterate(void *vh, uint64_t *count, uint64_t *touch)
 	return 0;
 }
 
+/* The build phase is cdb_make, exactly as the load does it. */
+static int cdbe_build_open(void **out, const char *dir, uint64_t n,
+                           size_t key_max, size_t val_max)
+{
+	*out = NULL;
+	if (mkdir(dir, 0755) != 0)
+		return fail_errno("mkdir");
+	return cdbe_load_open(out, dir, n, key_max, val_max);
+}
+
+static int cdbe_build_finish(void *h)
+{
+	int rc = cdbe_sync(h);
+
+	if (cdbe_close(h) != 0)
+		rc = -1;
+	return rc;
+}
+
 const struct engine engine_cdb = {
 	.name = "cdb",
 	.settings = "tinycdb constant db: cdb_make_add + cdb_make_finish + "
@@ -228,4 +250,7 @@ const struct engine engine_cdb = {
 	.reader_free = cdbe_reader_free,
 	.get = cdbe_get,
 	.iterate = cdbe_iterate,
+	.build_open = cdbe_build_open,
+	.build_add = cdbe_put,
+	.build_finish = cdbe_build_finish,
 };

@@ -11,6 +11,10 @@
  *   serving handle, shared by every reader thread (cellar_db is thread-safe;
  *   there is no per-thread state).  The mixed phase opens read-write.
  * - get: cellar_get into the caller's buffer; iterate: cellar_iter_next.
+ * - build phase: cellar_builder_open (CELLAR_BUILD_OPTIONS_INIT: a 64 MiB
+ *   pair budget, last value wins), cellar_builder_add per record,
+ *   cellar_builder_finish (fsync and publish) and cellar_builder_abort
+ *   (which only frees after a finish).
  * - space and compact phases: cellar_delete, cellar_compact (default
  *   compact_dead_pct, 20%) and cellar_stats for the key count and the
  *   size of the index file.
@@ -225,6 +229,35 @@ static int ce_warm(void *h)
 	return rc == CELLAR_OK ? 0 : fail("cellar_warm", rc);
 }
 
+static int ce_build_open(void **out, const char *dir, uint64_t n,
+                         size_t key_max, size_t val_max)
+{
+	cellar_builder *b;
+	int rc;
+
+	(void)n, (void)key_max, (void)val_max;
+	rc = cellar_builder_open(&b, dir, NULL);
+	*out = rc == CELLAR_OK ? b : NULL;
+	return rc == CELLAR_OK ? 0 : fail("cellar_builder_open", rc);
+}
+
+static int ce_build_add(void *b, const void *key, size_t key_len,
+                        const void *val, size_t val_len)
+{
+	int rc = cellar_builder_add(b, key, key_len, val, val_len);
+	return rc == CELLAR_OK ? 0 : fail("cellar_builder_add", rc);
+}
+
+static int ce_build_finish(void *b)
+{
+	int rc = cellar_builder_finish(b);
+
+	if (rc != CELLAR_OK)
+		fail("cellar_builder_finish", rc);
+	cellar_builder_abort(b);
+	return rc == CELLAR_OK ? 0 : -1;
+}
+
 const struct engine engine_cellar = {
 	.name = "cellar",
 	.settings = "defaults (mmap fs, SYNC_NONE) + expected_keys=n for the "
@@ -247,4 +280,7 @@ const struct engine engine_cellar = {
 	.compact = ce_compact,
 	.space = ce_space,
 	.warm = ce_warm,
+	.build_open = ce_build_open,
+	.build_add = ce_build_add,
+	.build_finish = ce_build_finish,
 };

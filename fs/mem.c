@@ -8,8 +8,9 @@
  * Behaviour worth knowing:
  * - Directories are real: a file needs its parent directory (mkdir), else
  *   CELLAR_ENOENT.  The root ("/", "" or ".") always exists.  list() gives
- *   direct children only.  Renaming a directory is not supported
- *   (CELLAR_EINVAL); removing one gives CELLAR_EIO (as unlink() would).
+ *   direct children only.  A directory can be renamed onto a name that does
+ *   not exist, exchanged with another (exchange) and removed when empty
+ *   (rmdir); remove() on one gives CELLAR_EIO (as unlink() would).
  * - write_at and truncate on a file opened without CELLAR_FS_WRITE give
  *   CELLAR_EINVAL.  Opening a directory gives CELLAR_EIO.
  * - A removed or replaced file lives on for handles and mappings still open
@@ -485,6 +486,9 @@ static int mem_remove(cellar_fs *fs, const char *path)
 	return rc;
 }
 
+static int move_trees(struct mem_fs *m, const char *a, const char *b,
+                      const char *c, const char *d);
+
 static int mem_rename(cellar_fs *fs, const char *from, const char *to)
 {
 	struct mem_fs *m = mem_of(fs);
@@ -498,8 +502,12 @@ static int mem_rename(cellar_fs *fs, const char *from, const char *to)
 	if (!src) {
 		rc = cellar__error(CELLAR_ENOENT, "rename %s: no such file", from);
 	} else if (!src->node) {
-		rc = cellar__error(CELLAR_EINVAL, "rename %s: the mem fs cannot "
-		                   "rename directories", from);
+		rc = dst ? cellar__error(CELLAR_EEXIST, "rename %s: %s exists", from,
+		                         to)
+		         : !parent_exists(m, to)
+		               ? cellar__error(CELLAR_ENOENT,
+		                               "rename %s: no such directory", to)
+		               : move_trees(m, from, to, NULL, NULL);
 	} else if (!parent_exists(m, to)) {
 		rc = cellar__error(CELLAR_ENOENT, "rename %s: no such directory",
 		                   to);
@@ -526,6 +534,92 @@ static int mem_rename(cellar_fs *fs, const char *from, const char *to)
 			src->path = p;
 		}
 	}
+	pthread_mutex_unlock(&m->mu);
+	return rc;
+}
+
+/* Is path the tree root or inside it? */
+static int in_tree(const char *path, const char *root)
+{
+	size_t n = strlen(root);
+
+	return strncmp(path, root, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+/*
+ * Move every entry of the tree at a to b and, if c is not NULL, every
+ * entry of the tree at c to d, all at once (new names are made first, so
+ * that running out of memory changes nothing).  Caller holds the mutex.
+ */
+static int move_trees(struct mem_fs *m, const char *a, const char *b,
+                      const char *c, const char *d)
+{
+	char **np = calloc(m->nents + 1, sizeof *np);
+
+	if (!np)
+		return cellar__error(CELLAR_ENOMEM, "mem fs: out of memory");
+	for (size_t i = 0; i < m->nents; i++) {
+		const char *p = m->ents[i].path, *from = NULL, *to = NULL;
+		if (in_tree(p, a))
+			from = a, to = b;
+		else if (c && in_tree(p, c))
+			from = c, to = d;
+		if (!from)
+			continue;
+		size_t fl = strlen(from), tl = strlen(to), rest = strlen(p) - fl;
+		if (!(np[i] = malloc(tl + rest + 1))) {
+			for (size_t j = 0; j <= i; j++)
+				free(np[j]);
+			free(np);
+			return cellar__error(CELLAR_ENOMEM, "mem fs: out of memory");
+		}
+		memcpy(np[i], to, tl);
+		memcpy(np[i] + tl, p + fl, rest + 1);
+	}
+	for (size_t i = 0; i < m->nents; i++) {
+		if (np[i]) {
+			free(m->ents[i].path);
+			m->ents[i].path = np[i];
+		}
+	}
+	free(np);
+	return CELLAR_OK;
+}
+
+static int mem_exchange(cellar_fs *fs, const char *a, const char *b)
+{
+	struct mem_fs *m = mem_of(fs);
+	int rc;
+
+	pthread_mutex_lock(&m->mu);
+	if (!find(m, a) || !find(m, b))
+		rc = cellar__error(CELLAR_ENOENT, "exchange %s %s: no such file", a,
+		                   b);
+	else if (in_tree(a, b) || in_tree(b, a))
+		rc = cellar__error(CELLAR_EINVAL, "exchange %s %s: nested", a, b);
+	else
+		rc = move_trees(m, a, b, b, a);
+	pthread_mutex_unlock(&m->mu);
+	return rc;
+}
+
+static int mem_rmdir(cellar_fs *fs, const char *path)
+{
+	struct mem_fs *m = mem_of(fs);
+	struct mem_entry *e;
+	int rc = CELLAR_OK;
+
+	pthread_mutex_lock(&m->mu);
+	e = find(m, path);
+	if (!e)
+		rc = cellar__error(CELLAR_ENOENT, "rmdir %s: no such directory", path);
+	else if (e->node)
+		rc = cellar__error(CELLAR_EIO, "rmdir %s: not a directory", path);
+	for (size_t i = 0; rc == CELLAR_OK && i < m->nents; i++)
+		if (&m->ents[i] != e && in_tree(m->ents[i].path, path))
+			rc = cellar__error(CELLAR_EIO, "rmdir %s: not empty", path);
+	if (rc == CELLAR_OK)
+		del_entry(m, e);
 	pthread_mutex_unlock(&m->mu);
 	return rc;
 }
@@ -706,6 +800,8 @@ int cellar_fs_mem_new(cellar_fs **out)
 	fs->resident = mem_resident;
 	fs->lock_mem = mem_lock_mem;
 	fs->unlock_mem = mem_unlock_mem;
+	fs->exchange = mem_exchange;
+	fs->rmdir = mem_rmdir;
 	*out = fs;
 	return CELLAR_OK;
 fail:

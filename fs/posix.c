@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -292,6 +293,41 @@ static int posix_unlock(cellar_fs *fs, cellar_file *lock)
 	return posix_close(fs, lock);
 }
 
+/* renameat2(RENAME_EXCHANGE), through syscall() so that an older libc
+ * without the wrapper still builds; kernels before 3.15 give ENOSYS. */
+static int posix_exchange(cellar_fs *fs, const char *a, const char *b)
+{
+	(void)fs;
+#if defined(SYS_renameat2)
+	if (syscall(SYS_renameat2, AT_FDCWD, a, AT_FDCWD, b, 2 /* EXCHANGE */) < 0)
+		return fs__errno(errno, "exchange", a);
+	return CELLAR_OK;
+#else
+	(void)b;
+	return fs__errno(ENOSYS, "exchange", a);
+#endif
+}
+
+static int posix_writeback(cellar_fs *fs, cellar_file *f, uint64_t off,
+                           uint64_t len)
+{
+	struct posix_file *pf = posix_file_of(f);
+
+	(void)fs;
+	if (sync_file_range(pf->fd, (off_t)off, (off_t)len,
+	                    SYNC_FILE_RANGE_WRITE) < 0)
+		return fs__errno(errno, "writeback", pf->path);
+	return CELLAR_OK;
+}
+
+static int posix_rmdir(cellar_fs *fs, const char *path)
+{
+	(void)fs;
+	if (rmdir(path) < 0)
+		return fs__errno(errno, "rmdir", path);
+	return CELLAR_OK;
+}
+
 static void posix_destroy(cellar_fs *fs)
 {
 	free(fs);
@@ -327,6 +363,9 @@ int fs__posix_alloc(cellar_fs **out)
 	fs->resident = fs__resident;
 	fs->lock_mem = fs__lock_mem;
 	fs->unlock_mem = fs__unlock_mem;
+	fs->exchange = posix_exchange;
+	fs->rmdir = posix_rmdir;
+	fs->writeback = posix_writeback;
 	*out = fs;
 	return CELLAR_OK;
 }

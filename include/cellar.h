@@ -33,6 +33,8 @@
  *   (microseconds), never while it writes or syncs files.  cellar_close must
  *   not race with any other call on the handle.
  * - cellar_iter: belongs to one thread at a time.
+ * - cellar_builder: belongs to one thread at a time; builders of different
+ *   targets are independent.
  * - cellar_errmsg() is per thread.
  *
  * Caveats
@@ -806,6 +808,125 @@ typedef struct cellar_repair_result {
  */
 CELLAR_API int cellar_repair(const char *dir, const cellar_verify_options *opts,
                              cellar_repair_result *out);
+
+/* ---- bulk loading -------------------------------------------------------- */
+
+/** Opaque bulk builder (cellar_builder_open). */
+typedef struct cellar_builder cellar_builder;
+
+/** cellar_build_options.flags: a key added twice makes finish fail. */
+#define CELLAR_BUILD_UNIQUE 0x1
+
+/** Version of cellar_build_options described by this header. */
+#define CELLAR_BUILD_OPTIONS_VERSION 1
+
+/** Smallest memory budget a builder accepts (1 MiB). */
+#define CELLAR_BUILD_MIN_BUDGET (1ull << 20)
+
+/**
+ * Options for cellar_builder_open().  Start from CELLAR_BUILD_OPTIONS_INIT:
+ * a zero field means "the default".  New fields are only added at the end.
+ */
+typedef struct cellar_build_options {
+	/** Must be CELLAR_BUILD_OPTIONS_VERSION. */
+	unsigned version;
+	/** CELLAR_BUILD_UNIQUE, or 0: a key added twice keeps its last value. */
+	unsigned flags;
+	/** File system; NULL means a private mmap file system.  Not owned. */
+	cellar_fs *fs;
+	/**
+	 * Memory for the (hash, location) pairs the builder collects, 16 bytes
+	 * per key, in bytes; default 64 MiB, at least CELLAR_BUILD_MIN_BUDGET.
+	 * Past it, pairs spill to temporary files and finish sorts them in
+	 * pieces of this size.  The builder's peak memory is about the budget
+	 * plus 5 MiB of buffers.
+	 */
+	uint64_t memory_budget;
+	/** Seed of the new store's key hash; 0 = random. */
+	uint64_t hash_seed;
+	/** As cellar_options.max_segment_size; default 256 MiB. */
+	uint64_t max_segment_size;
+} cellar_build_options;
+
+/** Initializer giving every build option its default. */
+#define CELLAR_BUILD_OPTIONS_INIT \
+	{ CELLAR_BUILD_OPTIONS_VERSION, 0, NULL, 0, 0, 0 }
+
+/**
+ * Start building a new store for directory dir from scratch, much faster
+ * than a put per key: records are appended in input order without index
+ * updates or fsyncs, and finish writes the index in one pass.
+ *
+ * Everything is written to a temporary directory beside dir, named
+ * "<dir>.build-<16 hex digits>"; dir itself is untouched until
+ * cellar_builder_finish() publishes the build, atomically.  dir may be
+ * absent (it is then created by the publication) or hold a store, which
+ * the build replaces; anything else is refused.  A temporary directory left
+ * by a build that crashed is never looked at by cellar_open(); this call
+ * removes the ones whose builder is dead (each holds a lock file while its
+ * builder lives).
+ *
+ * The builder belongs to one thread at a time.
+ *
+ * @param[out] out  the new builder; NULL on failure.
+ * @param dir       where the store is to be published.
+ * @param opts      options, or NULL for all defaults.
+ * @return CELLAR_OK, or
+ *   - CELLAR_EINVAL: out or dir NULL or empty, an option out of range (a
+ *     memory budget below CELLAR_BUILD_MIN_BUDGET, unknown flags);
+ *   - CELLAR_EEXIST: dir exists but is not a cellar store;
+ *   - CELLAR_EIO, CELLAR_ENOSPC, CELLAR_ENOMEM.
+ */
+CELLAR_API int cellar_builder_open(cellar_builder **out, const char *dir,
+                                   const cellar_build_options *opts);
+
+/**
+ * Add a key and its value.  The bytes are copied; the store gets them in
+ * the order added.  A key added twice keeps its last value (the earlier
+ * record is dead weight that compaction reclaims), or with
+ * CELLAR_BUILD_UNIQUE makes finish fail; duplicates are found at finish,
+ * not here.
+ * @return CELLAR_OK, or
+ *   - CELLAR_EINVAL: b NULL, key NULL, value NULL with val_len > 0, or the
+ *     builder is finished or failed;
+ *   - CELLAR_EKEYLEN, CELLAR_EVALLEN: see the limits;
+ *   - CELLAR_ELIMIT: too many segment files (raise max_segment_size);
+ *   - CELLAR_EIO, CELLAR_ENOSPC, CELLAR_ENOMEM: the builder has failed;
+ *     only cellar_builder_abort() is left.
+ */
+CELLAR_API int cellar_builder_add(cellar_builder *b, const void *key,
+                                  size_t key_len, const void *val,
+                                  size_t val_len);
+
+/**
+ * Finish the build and publish it at dir: write the index, fsync every
+ * file, then move the temporary directory onto dir (a rename when dir is
+ * absent; over an existing store, an atomic exchange of the two
+ * directories under the store's write lock, after which the old store's
+ * files are removed - read-only handles still open on it keep reading it).
+ * Until this returns CELLAR_OK, dir is absent or still the previous store;
+ * after a crash at any point, it is one or the other, whole.  The result is
+ * an ordinary store: cellar_open() it to read, or to write more.
+ *
+ * Finish does not free the builder: call cellar_builder_abort() after it,
+ * whatever it returned.  A failed finish leaves dir as it was.
+ * @return CELLAR_OK, or
+ *   - CELLAR_EINVAL: b NULL, finished or failed already; or dir holds a
+ *     store and the file system cannot exchange directories;
+ *   - CELLAR_EEXIST: with CELLAR_BUILD_UNIQUE, a key was added twice (the
+ *     message names its length); or dir has become something other than a
+ *     store;
+ *   - CELLAR_ELOCKED: a writer has the store at dir open;
+ *   - CELLAR_EIO, CELLAR_ENOSPC, CELLAR_ENOMEM.
+ */
+CELLAR_API int cellar_builder_finish(cellar_builder *b);
+
+/**
+ * Free the builder.  Before a successful finish it discards the build (the
+ * temporary directory is removed; dir is untouched); after one it only
+ * frees.  Accepts NULL.
+ */
+CELLAR_API void cellar_builder_abort(cellar_builder *b);
 
 /**
  * A static, human-readable message for an error code; never NULL (unknown

@@ -56,8 +56,9 @@ extern "C" {
 /** Version of the cellar_fs table described by this header. */
 #define CELLAR_FS_VERSION 2
 /*
- * Version history: 1, the table up to destroy; 2 appends resident, lock_mem
- * and unlock_mem, and the map hints NORMAL and WILLNEED.  cellar accepts
+ * Version history: 1, the table up to destroy; 2 appends resident, lock_mem,
+ * unlock_mem, exchange, rmdir and writeback, and the map hints NORMAL and
+ * WILLNEED.  cellar accepts
  * tables of either version: it reads the version-2 members only of a table
  * whose version is 2 (a version-1 table may end at destroy), treats them as
  * absent otherwise, and passes a version-1 table no hint above
@@ -125,7 +126,10 @@ struct cellar_fs {
 	int (*unmap)(cellar_fs *fs, cellar_file *f, const void *addr, uint64_t len);
 	/** Remove the file at path (CELLAR_ENOENT if there is none). */
 	int (*remove)(cellar_fs *fs, const char *path);
-	/** Atomically rename from to to, replacing to if it exists. */
+	/**
+	 * Atomically rename from to to, replacing to if it exists.  from may
+	 * also be a directory, renamed onto a name that does not exist.
+	 */
 	int (*rename)(cellar_fs *fs, const char *from, const char *to);
 	/**
 	 * Call cb once for each entry name in directory dir (not "." or "..").
@@ -174,6 +178,29 @@ struct cellar_fs {
 	/** Optional (with lock_mem).  Undo lock_mem of the same range. */
 	int (*unlock_mem)(cellar_fs *fs, cellar_file *f, const void *addr,
 	                  uint64_t len);
+	/**
+	 * Optional.  Atomically exchange the directories (or files) at a and
+	 * b, both of which must exist (Linux renameat2(RENAME_EXCHANGE)): the
+	 * name a then holds what b held and the other way round, with no
+	 * moment at which either name is missing.  Open files and mappings
+	 * under either are unaffected.  The builder needs it to publish a
+	 * build over an existing store; NULL means "not supported".
+	 */
+	int (*exchange)(cellar_fs *fs, const char *a, const char *b);
+	/**
+	 * Optional.  Remove the empty directory at path (CELLAR_ENOENT if there
+	 * is none, CELLAR_EIO if it is not empty).  NULL: directories are
+	 * left behind.
+	 */
+	int (*rmdir)(cellar_fs *fs, const char *path);
+	/**
+	 * Optional.  Start writing bytes [off, off + len) of f to stable
+	 * storage without waiting for it (Linux sync_file_range with
+	 * SYNC_FILE_RANGE_WRITE): a hint that makes a later sync quicker.
+	 * Guarantees nothing; NULL means "no such hint".
+	 */
+	int (*writeback)(cellar_fs *fs, cellar_file *f, uint64_t off,
+	                 uint64_t len);
 };
 
 /**

@@ -8,6 +8,10 @@
  *   <dir>/index            the last index checkpoint
  *   <dir>/index.tmp        a checkpoint being written (removed on open)
  *   <dir>/<16 hex>.seg     segments, named by sequence number
+ *   <dir>.build-<16 hex>/  a bulk build in progress (builder.c), beside
+ *                          the store; inside it, besides a store's files,
+ *                          the builder's scratch files build.pairs,
+ *                          build.ovf, build.part.<n>
  *
  * Owns: names and paths, and the sequences of file-system calls that make a
  * replacement or a removal durable.  Must not: know what is inside a file
@@ -28,6 +32,11 @@
 #define FILE_INDEX "index"
 #define FILE_INDEX_TMP "index.tmp"
 #define FILE_SEG_SUFFIX ".seg"
+/* A build directory: the target's path, this, 16 hex digits. */
+#define FILE_BUILD_INFIX ".build-"
+#define FILE_BUILD_PAIRS "build.pairs"
+#define FILE_BUILD_OVF "build.ovf"
+#define FILE_BUILD_PART_PREFIX "build.part."
 /* "%016llx.seg": the sequence number in fixed-width hex sorts in log order. */
 #define FILE_SEG_NAME_LEN 20
 /* Room for any path the library builds (files_path refuses longer ones). */

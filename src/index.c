@@ -634,6 +634,31 @@ int index_presize(cellar_index *ix, uint64_t keys)
 	return CELLAR_OK;
 }
 
+/* Does a table of n primary buckets hold keys without a split? */
+static int holds(uint64_t n, uint64_t keys)
+{
+	return !(keys > n * BUCKET_SLOTS * INDEX_LOAD_NUM / INDEX_LOAD_DEN);
+}
+
+void index_geometry_for(uint64_t keys, uint32_t *level, uint64_t *split)
+{
+	uint64_t max = 1ull << INDEX_MAX_LEVEL, n;
+
+	/* index_presize splits one bucket at a time from n = 1 until n holds
+	 * keys or the level reaches INDEX_MAX_LEVEL: the least such n. */
+	n = keys / (BUCKET_SLOTS * INDEX_LOAD_NUM / INDEX_LOAD_DEN + 1);
+	if (n < 1)
+		n = 1;
+	if (n > max)
+		n = max;
+	while (n > 1 && holds(n - 1, keys))
+		n--;
+	while (n < max && !holds(n, keys))
+		n++;
+	*level = 63 - (uint32_t)__builtin_clzll(n);
+	*split = n - (1ull << *level);
+}
+
 void index_grow(cellar_index *ix)
 {
 	(void)index_presize(ix, ix->count); /* a failed split: stay fuller */

@@ -302,6 +302,13 @@ void index_grow(cellar_index *ix);
  */
 int index_presize(cellar_index *ix, uint64_t keys);
 
+/**
+ * The geometry index_presize(keys) gives a new table (same rule, no
+ * splits): *level and *split, with n = 2^level + split primary buckets.
+ * The builder lays its table out with it.
+ */
+void index_geometry_for(uint64_t keys, uint32_t *level, uint64_t *split);
+
 /** Shape of the table, for statistics and tests. */
 typedef struct index_shape {
 	uint64_t buckets, overflow_buckets, longest_chain, used_slots;

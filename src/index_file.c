@@ -406,3 +406,30 @@ fail:
 	free(ix);
 	return rc;
 }
+
+/* ---- for writers that stream their own buckets (the builder) ------------ */
+
+void index_file_encode_segs(uint8_t *out, const index_ckpt *ck)
+{
+	encode_tail_segs(out, ck);
+}
+
+void index_file_encode_header(uint8_t hdr[INDEX_HEADER_SIZE],
+                              const index_file_shape *sh,
+                              const index_ckpt *ck, const uint8_t *tail,
+                              size_t tail_len)
+{
+	cellar_index ix;
+
+	memset(&ix, 0, sizeof ix);
+	ix.seed = sh->seed;
+	ix.count = sh->count;
+	ix.level = sh->level;
+	ix.split = sh->split;
+	ix.prim.n = sh->nprim;
+	ix.ovf.n = sh->novf;
+	ix.free_head = (uint32_t)sh->free_head;
+	ix.ovf_used = sh->ovf_used;
+	memset(hdr, 0, INDEX_HEADER_SIZE);
+	encode_header(hdr, &ix, ck, tail, tail_len);
+}

@@ -56,6 +56,33 @@ int index_load(cellar_index **out, cellar_fs *fs, const char *dir,
 int index_write(cellar_index *ix, cellar_fs *fs, const char *dir,
                 const index_ckpt *ck);
 
+/** Bytes of one segment-table entry in the file. */
+#define INDEX_SEG_ENTRY_SIZE 40
+
+/** A table's header fields, for a writer that lays buckets out itself. */
+typedef struct index_file_shape {
+	uint64_t seed, count;
+	uint32_t level;
+	uint64_t split, nprim, novf, free_head, ovf_used;
+} index_file_shape;
+
+/**
+ * Encode a checkpoint's segment table (ck->nsegs entries of
+ * INDEX_SEG_ENTRY_SIZE bytes) at out, the last part of the tail.
+ */
+void index_file_encode_segs(uint8_t *out, const index_ckpt *ck);
+
+/**
+ * Encode and seal the header of a file with the given shape, covering ck,
+ * whose tail (chunk sums, then segment table) is tail_len bytes at tail.
+ * For the builder, which streams buckets in its own order: the file then
+ * loads with index_load like any checkpoint.
+ */
+void index_file_encode_header(uint8_t hdr[INDEX_HEADER_SIZE],
+                              const index_file_shape *sh,
+                              const index_ckpt *ck, const uint8_t *tail,
+                              size_t tail_len);
+
 /** Size in bytes the index file of the current table would have. */
 uint64_t index_file_size(const cellar_index *ix, size_t nsegs);
 

@@ -165,8 +165,9 @@ if [ $# -eq 2 ] && [ "$1" = --installed ]; then
 	if [ $sanitized = 1 ]; then
 		echo "# SKIP: a sanitizer build; plain cc cannot link it"
 	fi
-	sed -n '/^```c$/,/^```$/p' "$(dirname "$0")/../README.md" | sed '1d;$d' \
-		>"$tmp/app.c"
+	# The first C block of the README (Using it), alone.
+	awk '/^```c$/ { if (!seen++) { on = 1; next } } on && /^```$/ { exit } on' \
+		"$(dirname "$0")/../README.md" >"$tmp/app.c"
 	grep -q cellar_open "$tmp/app.c" || fail "no example in README.md"
 	sed -i "s|/tmp/fruit|$tmp/fruit|" "$tmp/app.c"
 	if [ $sanitized = 0 ]; then

@@ -625,6 +625,21 @@ static int fault_remove(cellar_fs *fs, const char *path)
 	return rc;
 }
 
+static int stop_listing(const char *name, void *ctx)
+{
+	(void)name;
+	(void)ctx;
+	return 1;
+}
+
+/* Is path a directory of the base (empty or not)? */
+static int base_is_dir(struct fault_fs *ff, const char *path)
+{
+	int rc = ff->base->list(ff->base, path, stop_listing, NULL);
+
+	return rc == CELLAR_OK || rc == 1;
+}
+
 static int fault_rename(cellar_fs *fs, const char *from, const char *to)
 {
 	struct fault_fs *ff = fs->ctx;
@@ -633,6 +648,12 @@ static int fault_rename(cellar_fs *fs, const char *from, const char *to)
 
 	pthread_mutex_lock(&ff->mu);
 	rc = gate(ff, FAULT_RENAME, 1, &crash);
+	if (rc == CELLAR_OK && base_is_dir(ff, from)) {
+		/* A directory (a build's publication): not modelled (fault.h). */
+		rc = ff->base->rename(ff->base, from, to);
+		pthread_mutex_unlock(&ff->mu);
+		return rc;
+	}
 	if (rc == CELLAR_OK)
 		rc = path_track(ff, from, &src);
 	if (rc == CELLAR_OK)
@@ -725,6 +746,34 @@ static int fault_sync_dir(cellar_fs *fs, const char *path)
 				fp->dur = fp->cur;
 		}
 	}
+	pthread_mutex_unlock(&ff->mu);
+	return rc;
+}
+
+/* Directory operations (version 2): counted and crashed like the file
+ * operations, but not modelled by the power cut (see fault.h). */
+static int fault_exchange(cellar_fs *fs, const char *a, const char *b)
+{
+	struct fault_fs *ff = fs->ctx;
+	int crash, rc;
+
+	pthread_mutex_lock(&ff->mu);
+	rc = gate(ff, FAULT_RENAME, 1, &crash);
+	if (rc == CELLAR_OK)
+		rc = ff->base->exchange(ff->base, a, b);
+	pthread_mutex_unlock(&ff->mu);
+	return rc;
+}
+
+static int fault_rmdir(cellar_fs *fs, const char *path)
+{
+	struct fault_fs *ff = fs->ctx;
+	int crash, rc;
+
+	pthread_mutex_lock(&ff->mu);
+	rc = gate(ff, FAULT_REMOVE, 1, &crash);
+	if (rc == CELLAR_OK)
+		rc = ff->base->rmdir(ff->base, path);
 	pthread_mutex_unlock(&ff->mu);
 	return rc;
 }
@@ -834,6 +883,8 @@ int fault_fs_new(cellar_fs **out, cellar_fs *base)
 	fs->lock = fault_lock;
 	fs->unlock = fault_unlock;
 	fs->destroy = fault_destroy;
+	fs->exchange = base->exchange ? fault_exchange : NULL;
+	fs->rmdir = base->rmdir ? fault_rmdir : NULL;
 	*out = fs;
 	return CELLAR_OK;
 fail:

@@ -12,7 +12,9 @@
  * - A file's content and size are durable as of its last successful sync.
  * - A name (create, rename, remove of a file) is durable once the directory
  *   holding it has had a successful sync_dir; a rename touches two names.
- * - mkdir is durable at once (the vtable has no rmdir to undo it).
+ * - mkdir is durable at once.  Directory renames, exchange and rmdir (a
+ *   build's publication) are counted as mutations (rename, rename, remove)
+ *   and crash like the others, but a power cut does not undo them.
  * - Files that existed before the wrapper first touched them count as
  *   durable.  Only files are tracked: do not rename or remove directories
  *   through the wrapper.

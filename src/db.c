@@ -88,10 +88,8 @@ int cellar_sync(cellar_db *db)
 
 	if ((rc = enter(db, NEED_WRITABLE, NULL, 0)) < 0)
 		return rc;
-	writer_lock(&db->w);
-	rc = writer_sync(&db->w, 0);
-	writer_unlock(&db->w);
-	return rc;
+	/* A due checkpoint is written here, with writers going on. */
+	return writer_sync_offpath(&db->w, 0, NULL, NULL, NULL);
 }
 
 int cellar_compact(cellar_db *db, cellar_compact_result *result)
@@ -118,10 +116,12 @@ int cellar_warm(cellar_db *db)
 	if (!db->readonly)
 		writer_lock(&db->w); /* the segment list stays as it is */
 	rc = segset_warm(&db->segs);
-	if (rc == CELLAR_OK)
-		rc = index_warm(db->ix);
 	if (!db->readonly)
 		writer_unlock(&db->w);
+	/* The checkpoint's mapping lives as long as the table: no mutex, so
+	 * writers wait only for the segments' part. */
+	if (rc == CELLAR_OK)
+		rc = index_warm(db->ix);
 	return rc;
 }
 

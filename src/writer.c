@@ -12,9 +12,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "error.h"
 #include "files.h"
+#include "testhook.h"
 #include "writer.h"
+
+#ifdef CELLAR_TEST_HOOKS
+static void (*test_ckpt_hook)(void *ctx);
+static void *test_ckpt_ctx;
+
+void cellar__test_set_ckpt_hook(void (*fn)(void *ctx), void *ctx)
+{
+	test_ckpt_hook = fn;
+	test_ckpt_ctx = ctx;
+}
+#endif
 
 /* Write a checkpoint at sync once this much log is past the last one... */
 #define CKPT_MIN_LOG (8ull << 20)
@@ -24,6 +37,7 @@ void writer_init(writer *w, const writer_config *cfg, uint64_t log_since_ckpt,
 {
 	memset(w, 0, sizeof *w);
 	pthread_mutex_init(&w->mutex, NULL);
+	pthread_mutex_init(&w->ckpt_mutex, NULL);
 	w->c = *cfg;
 	w->log_since_ckpt = log_since_ckpt;
 	w->have_ckpt = have_ckpt;
@@ -32,6 +46,7 @@ void writer_init(writer *w, const writer_config *cfg, uint64_t log_since_ckpt,
 void writer_destroy(writer *w)
 {
 	pthread_mutex_destroy(&w->mutex);
+	pthread_mutex_destroy(&w->ckpt_mutex);
 }
 
 void writer_lock(writer *w)
@@ -76,33 +91,66 @@ int writer_refused(const writer *w)
 
 /* ---- checkpoints and sync ---------------------------------------------- */
 
-static int checkpoint(writer *w)
+/* What a checkpoint covers, taken under the mutex. */
+typedef struct ckpt_version {
+	index_ckpt ck;          /* log position and segment table */
+	uint64_t log_covered;   /* log_since_ckpt when it was taken */
+	uint64_t drops;         /* segments dropped before it was taken */
+} ckpt_version;
+
+/* The segment table and log position now (mutex held). */
+static int ckpt_take(writer *w, ckpt_version *v)
 {
 	segset *s = w->c.segs;
-	index_ckpt ck = { 0 };
 	segment *last = segset_last(s);
-	int rc;
 
-	if (s->n && !(ck.segs = calloc(s->n, sizeof *ck.segs)))
+	memset(v, 0, sizeof *v);
+	if (s->n && !(v->ck.segs = calloc(s->n, sizeof *v->ck.segs)))
 		return cellar__error(CELLAR_ENOMEM, "out of memory");
-	ck.nsegs = s->n;
+	v->ck.nsegs = s->n;
 	for (size_t i = 0; i < s->n; i++) {
 		segment *g = s->list[i];
-		ck.segs[i].id = g->id;
-		ck.segs[i].seq = g->seq;
-		ck.segs[i].size = g->wend;
-		ck.segs[i].live = g->live;
-		ck.segs[i].dead = g->dead;
-		ck.segs[i].kept = g->kept > UINT32_MAX ? UINT32_MAX : (uint32_t)g->kept;
+		v->ck.segs[i].id = g->id;
+		v->ck.segs[i].seq = g->seq;
+		v->ck.segs[i].size = g->wend;
+		v->ck.segs[i].live = g->live;
+		v->ck.segs[i].dead = g->dead;
+		v->ck.segs[i].kept = g->kept > UINT32_MAX ? UINT32_MAX
+		                                          : (uint32_t)g->kept;
 	}
-	ck.seq = last ? last->seq : 0;
-	ck.off = last ? last->wend : 0;
-	rc = index_write(w->c.ix, w->c.fs, w->c.dir, &ck);
-	free(ck.segs);
-	if (rc == CELLAR_OK) {
-		w->log_since_ckpt = 0;
-		w->have_ckpt = 1;
+	v->ck.seq = last ? last->seq : 0;
+	v->ck.off = last ? last->wend : 0;
+	v->log_covered = w->log_since_ckpt;
+	v->drops = w->drops;
+	return CELLAR_OK;
+}
+
+/* The checkpoint of v is written (rc == CELLAR_OK) or not (mutex held):
+ * only the log it covered stops counting; what came meanwhile still does. */
+static void ckpt_done(writer *w, ckpt_version *v, int rc)
+{
+	free(v->ck.segs);
+	v->ck.segs = NULL;
+	if (rc < 0) {
+		atomic_fetch_add_explicit(&w->ckpt_failures, 1, memory_order_relaxed);
+		return;
 	}
+	w->log_since_ckpt -= v->log_covered;
+	w->drops_ckpt = v->drops;
+	w->have_ckpt = 1;
+	atomic_fetch_add_explicit(&w->ckpts, 1, memory_order_relaxed);
+}
+
+/* A checkpoint of the live table, the mutex held throughout. */
+static int checkpoint(writer *w)
+{
+	ckpt_version v;
+	int rc;
+
+	if ((rc = ckpt_take(w, &v)) < 0)
+		return rc;
+	rc = index_write(w->c.ix, w->c.fs, w->c.dir, &v.ck);
+	ckpt_done(w, &v, rc);
 	return rc;
 }
 
@@ -134,6 +182,16 @@ int writer_sync_data(writer *w)
 	return rc;
 }
 
+/* Is a checkpoint wanted now (mutex held)? */
+static int ckpt_wanted(const writer *w, int force_ckpt)
+{
+	/* Dropped segments must leave the checkpoint before their files go. */
+	if (w->drops != w->drops_ckpt)
+		return 1;
+	return force_ckpt ? (w->log_since_ckpt > 0 || !w->have_ckpt)
+	                  : writer_ckpt_due(w);
+}
+
 int writer_sync(writer *w, int force_ckpt)
 {
 	int rc;
@@ -141,9 +199,147 @@ int writer_sync(writer *w, int force_ckpt)
 	atomic_fetch_add_explicit(&w->syncs, 1, memory_order_relaxed);
 	if ((rc = writer_failed(w)) < 0 || (rc = writer_sync_data(w)) < 0)
 		return rc;
-	if (force_ckpt ? (w->log_since_ckpt > 0 || !w->have_ckpt)
-	               : writer_ckpt_due(w))
+	/* A checkpoint being written off the path owns index.tmp: the next
+	 * sync writes this one. */
+	if (!w->ckpt_busy && ckpt_wanted(w, force_ckpt))
 		rc = checkpoint(w);
+	return rc;
+}
+
+/* How long the mutex was held since t0, in ms: noted, and returned. */
+static double note_pause(writer *w, double t0)
+{
+	double ms = (clock_seconds() - t0) * 1e3;
+	uint64_t ns = (uint64_t)(ms * 1e6);
+
+	if (ns > atomic_load_explicit(&w->ckpt_pause_max_ns, memory_order_relaxed))
+		atomic_store_explicit(&w->ckpt_pause_max_ns, ns,
+		                      memory_order_relaxed);
+	return ms;
+}
+
+/* A segment presync fsyncs, and how far that makes it durable. */
+typedef struct presync_item {
+	segment *g;
+	uint64_t upto;
+} presync_item;
+
+/*
+ * The bulk of a sync, with the mutex released: flush the append buffer
+ * (under the mutex: at most one buffer's worth), fsync every segment with
+ * unsynced bytes without it, then mark them synced; the sync under the
+ * mutex that follows covers only what came meanwhile.  A segment is freed
+ * only when dropped, and drops run inside writer_sync_offpath's step,
+ * under ckpt_mutex, which the caller holds.  Out of memory just leaves the
+ * work to the sync under the mutex.
+ */
+static int presync(writer *w, double *held)
+{
+	segset *s = w->c.segs;
+	presync_item *v = NULL;
+	size_t n = 0;
+	double t0;
+	int rc;
+
+	writer_lock(w);
+	t0 = clock_seconds();
+	if ((rc = writer_failed(w)) == CELLAR_OK &&
+	    (rc = segset_flush(s)) == CELLAR_OK && s->n &&
+	    (v = calloc(s->n, sizeof *v)))
+		for (size_t i = 0; i < s->n; i++)
+			if (s->list[i]->synced < s->list[i]->wend)
+				v[n++] = (presync_item){ s->list[i], s->list[i]->wend };
+	if (rc < 0 && !w->failed)
+		w->failed = rc; /* as writer_sync_data: a failed write */
+	*held += note_pause(w, t0);
+	writer_unlock(w);
+	for (size_t i = 0; i < n && rc == CELLAR_OK; i++)
+		rc = s->fs->sync(s->fs, v[i].g->file);
+	if (n) {
+		writer_lock(w);
+		t0 = clock_seconds();
+		if (rc < 0) {
+			w->failed = rc; /* the kernel may have dropped the data */
+			s->sync_failed = rc;
+		}
+		for (size_t i = 0; i < n && rc == CELLAR_OK; i++)
+			if (v[i].g->synced < v[i].upto)
+				v[i].g->synced = v[i].upto;
+		*held += note_pause(w, t0);
+		writer_unlock(w);
+	}
+	free(v);
+	return rc;
+}
+
+/*
+ * Sync, run step, and freeze a version to checkpoint if one is wanted
+ * (mutex held): *frozen stays NULL when there is nothing to write.
+ */
+static int sync_and_freeze(writer *w, int force_ckpt, writer_step_fn step,
+                           void *ctx, ckpt_version *v, cellar_index **frozen)
+{
+	int rc;
+
+	*frozen = NULL;
+	atomic_fetch_add_explicit(&w->syncs, 1, memory_order_relaxed);
+	if ((rc = writer_failed(w)) < 0 || (rc = writer_sync_data(w)) < 0)
+		return rc;
+	if (step)
+		step(w, ctx);
+	if (!ckpt_wanted(w, force_ckpt))
+		return CELLAR_OK;
+	if ((rc = ckpt_take(w, v)) < 0)
+		return rc;
+	if ((rc = index_freeze(w->c.ix, frozen)) < 0) {
+		free(v->ck.segs);
+		return rc;
+	}
+	w->ckpt_busy = 1;
+	return CELLAR_OK;
+}
+
+int writer_sync_offpath(writer *w, int force_ckpt, writer_step_fn step,
+                        void *ctx, double *held_ms)
+{
+	cellar_index *frozen;
+	ckpt_version v;
+	uint64_t copied = 0;
+	double t0, held = 0;
+	int rc;
+
+	pthread_mutex_lock(&w->ckpt_mutex); /* one checkpoint at a time */
+	if ((rc = presync(w, &held)) < 0)
+		goto out;
+	writer_lock(w);
+	t0 = clock_seconds();
+	rc = sync_and_freeze(w, force_ckpt, step, ctx, &v, &frozen);
+	held += note_pause(w, t0);
+	writer_unlock(w);
+	if (!frozen)
+		goto out;
+#ifdef CELLAR_TEST_HOOKS
+	if (test_ckpt_hook)
+		test_ckpt_hook(test_ckpt_ctx); /* writers may run here */
+#endif
+	/* Writers go on meanwhile, copying the frozen chunks they change. */
+	rc = index_write(frozen, w->c.fs, w->c.dir, &v.ck);
+	writer_lock(w);
+	t0 = clock_seconds();
+	index_thaw(w->c.ix, frozen, &copied);
+	w->ckpt_busy = 0;
+	ckpt_done(w, &v, rc);
+	held += note_pause(w, t0);
+	writer_unlock(w);
+	atomic_fetch_add_explicit(&w->ckpt_copied, copied, memory_order_relaxed);
+	if (copied > atomic_load_explicit(&w->ckpt_copied_max,
+	                                  memory_order_relaxed))
+		atomic_store_explicit(&w->ckpt_copied_max, copied,
+		                      memory_order_relaxed);
+out:
+	pthread_mutex_unlock(&w->ckpt_mutex);
+	if (held_ms)
+		*held_ms = held;
 	return rc;
 }
 
@@ -367,14 +563,19 @@ void writer_drop_segment(writer *w, segment *g)
 	latch_write_lock(w->c.latch);
 	segset_forget(w->c.segs, g);
 	latch_write_unlock(w->c.latch);
+	w->drops++;
 }
 
 int writer_remove_dropped(writer *w, const uint64_t *seqs, size_t n)
 {
+	/* Nothing refers to these files any more: no mutex for the unlinks. */
 	int rc = files_remove_segments(w->c.fs, w->c.dir, seqs, n);
 
-	if (rc == CELLAR_OK)
+	if (rc == CELLAR_OK) {
+		writer_lock(w);
 		segset_release_ids(w->c.segs);
+		writer_unlock(w);
+	}
 	return rc;
 }
 

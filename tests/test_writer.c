@@ -151,8 +151,8 @@ Test(writer, dropped_segments_are_removed_after_a_checkpoint, .init = setup,
 	uint64_t seq = old->seq;
 	writer_drop_segment(W(), old);
 	OK(writer_sync(W(), 1));
-	OK(writer_remove_dropped(W(), &seq, 1));
 	writer_unlock(W());
+	OK(writer_remove_dropped(W(), &seq, 1)); /* takes the mutex itself */
 	OK(cellar_stats(S.db, &st));
 	cr_assert_eq(st.segments, 1);
 	tc_store_reopen(&S);

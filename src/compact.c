@@ -31,6 +31,8 @@
 
 #define BATCH_RECORDS 256
 #define BATCH_BYTES (4u << 20)
+/* Fsync the copies (without the writer mutex) every this many bytes. */
+#define PRESYNC_BYTES (32u << 20)
 
 /* Dead enough to rewrite?  Carried tombstones would only be carried again. */
 static int worth_compacting(const segment *g, unsigned pct)
@@ -227,7 +229,7 @@ static int walk(writer *w, gate *gt, uint64_t seq, int oldest,
                 const atomic_int *stop, cellar_compact_result *res, int *done,
                 int *damaged)
 {
-	uint64_t off = SEG_HEADER_SIZE;
+	uint64_t off = SEG_HEADER_SIZE, synced = res->bytes_copied;
 	int rc = CELLAR_OK;
 
 	while (!*done) {
@@ -253,6 +255,15 @@ static int walk(writer *w, gate *gt, uint64_t seq, int oldest,
 			res->longest_pause_ms = pause;
 		if (rc < 0)
 			return rc;
+		/* Keep the copies synced as they grow: the roll-over to the next
+		 * segment fsyncs the full one under the mutex. */
+		if (res->bytes_copied - synced >= PRESYNC_BYTES) {
+			synced = res->bytes_copied;
+			if ((rc = writer_sync_data_offpath(w, &pause)) < 0)
+				return rc;
+			if (pause > res->longest_pause_ms)
+				res->longest_pause_ms = pause;
+		}
 	}
 	return CELLAR_OK;
 }

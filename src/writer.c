@@ -218,102 +218,166 @@ static double note_pause(writer *w, double t0)
 	return ms;
 }
 
-/* A segment presync fsyncs, and how far that makes it durable. */
-typedef struct presync_item {
+/*
+ * Syncing with the mutex released.  Under the mutex the append buffer is
+ * flushed (at most one buffer's worth of writes) and the segments with
+ * unsynced bytes are noted with how far they reach; without it they are
+ * fsynced; under it again they are marked synced.  A segment is freed only
+ * when dropped, and drops run inside writer_sync_offpath's step, under
+ * ckpt_mutex, which every caller of these holds.
+ */
+typedef struct sync_item {
 	segment *g;
 	uint64_t upto;
-} presync_item;
+} sync_item;
 
-/*
- * The bulk of a sync, with the mutex released: flush the append buffer
- * (under the mutex: at most one buffer's worth), fsync every segment with
- * unsynced bytes without it, then mark them synced; the sync under the
- * mutex that follows covers only what came meanwhile.  A segment is freed
- * only when dropped, and drops run inside writer_sync_offpath's step,
- * under ckpt_mutex, which the caller holds.  Out of memory just leaves the
- * work to the sync under the mutex.
- */
-static int presync(writer *w, double *held)
+typedef struct sync_plan {
+	sync_item *v;
+	size_t n;
+	int dir; /* the directory needs a sync too (a new segment file) */
+} sync_plan;
+
+/* Mutex held: flush and note what to fsync.  Out of memory leaves the
+ * segments to the next sync under the mutex (a failed plan syncs none). */
+static int sync_plan_make(writer *w, sync_plan *p)
 {
 	segset *s = w->c.segs;
-	presync_item *v = NULL;
-	size_t n = 0;
+	int rc;
+
+	memset(p, 0, sizeof *p);
+	if ((rc = segset_flush(s)) < 0) {
+		w->failed = rc; /* as writer_sync_data: a failed write */
+		return rc;
+	}
+	if (s->n && !(p->v = calloc(s->n, sizeof *p->v)))
+		return cellar__error(CELLAR_ENOMEM, "out of memory");
+	for (size_t i = 0; i < s->n; i++)
+		if (s->list[i]->synced < s->list[i]->wend)
+			p->v[p->n++] = (sync_item){ s->list[i], s->list[i]->wend };
+	p->dir = s->dir_dirty;
+	s->dir_dirty = 0;
+	return CELLAR_OK;
+}
+
+/* No mutex: fsync what the plan lists. */
+static int sync_plan_run(writer *w, const sync_plan *p)
+{
+	segset *s = w->c.segs;
+	int rc = CELLAR_OK;
+
+	for (size_t i = 0; i < p->n && rc == CELLAR_OK; i++)
+		rc = s->fs->sync(s->fs, p->v[i].g->file);
+	if (rc == CELLAR_OK && p->dir)
+		rc = s->fs->sync_dir(s->fs, s->dir);
+	return rc;
+}
+
+/* Mutex held: the plan ran with result rc; free it. */
+static void sync_plan_done(writer *w, sync_plan *p, int rc)
+{
+	segset *s = w->c.segs;
+
+	if (rc < 0) {
+		/* After a failed fsync the kernel may have dropped the data. */
+		w->failed = rc;
+		s->sync_failed = rc;
+		s->dir_dirty |= p->dir;
+	}
+	for (size_t i = 0; i < p->n && rc == CELLAR_OK; i++)
+		if (p->v[i].g->synced < p->v[i].upto)
+			p->v[i].g->synced = p->v[i].upto;
+	free(p->v);
+	memset(p, 0, sizeof *p);
+}
+
+/* Make everything written so far durable, fsyncing without the mutex. */
+static int presync(writer *w, double *held)
+{
+	sync_plan p;
 	double t0;
 	int rc;
 
 	writer_lock(w);
 	t0 = clock_seconds();
 	if ((rc = writer_failed(w)) == CELLAR_OK &&
-	    (rc = segset_flush(s)) == CELLAR_OK && s->n &&
-	    (v = calloc(s->n, sizeof *v)))
-		for (size_t i = 0; i < s->n; i++)
-			if (s->list[i]->synced < s->list[i]->wend)
-				v[n++] = (presync_item){ s->list[i], s->list[i]->wend };
-	if (rc < 0 && !w->failed)
-		w->failed = rc; /* as writer_sync_data: a failed write */
+	    (rc = sync_plan_make(w, &p)) == CELLAR_ENOMEM)
+		rc = writer_sync_data(w) < 0 ? w->failed : 1; /* under the mutex */
 	*held += note_pause(w, t0);
 	writer_unlock(w);
-	for (size_t i = 0; i < n && rc == CELLAR_OK; i++)
-		rc = s->fs->sync(s->fs, v[i].g->file);
-	if (n) {
-		writer_lock(w);
-		t0 = clock_seconds();
-		if (rc < 0) {
-			w->failed = rc; /* the kernel may have dropped the data */
-			s->sync_failed = rc;
-		}
-		for (size_t i = 0; i < n && rc == CELLAR_OK; i++)
-			if (v[i].g->synced < v[i].upto)
-				v[i].g->synced = v[i].upto;
-		*held += note_pause(w, t0);
-		writer_unlock(w);
-	}
-	free(v);
+	if (rc != CELLAR_OK)
+		return rc < 0 ? rc : CELLAR_OK;
+	rc = sync_plan_run(w, &p);
+	writer_lock(w);
+	t0 = clock_seconds();
+	sync_plan_done(w, &p, rc);
+	*held += note_pause(w, t0);
+	writer_unlock(w);
 	return rc;
 }
 
 /*
- * Sync, run step, and freeze a version to checkpoint if one is wanted
- * (mutex held): *frozen stays NULL when there is nothing to write.
+ * Run step and freeze a version to checkpoint if one is wanted (mutex
+ * held): *frozen stays NULL when there is nothing to write.  The version's
+ * log must be durable before it is published: *p lists what to fsync.
  */
-static int sync_and_freeze(writer *w, int force_ckpt, writer_step_fn step,
-                           void *ctx, ckpt_version *v, cellar_index **frozen)
+static int freeze_version(writer *w, int force_ckpt, writer_step_fn step,
+                          void *ctx, ckpt_version *v, cellar_index **frozen,
+                          sync_plan *p)
 {
 	int rc;
 
 	*frozen = NULL;
-	atomic_fetch_add_explicit(&w->syncs, 1, memory_order_relaxed);
-	if ((rc = writer_failed(w)) < 0 || (rc = writer_sync_data(w)) < 0)
+	if ((rc = writer_failed(w)) < 0)
 		return rc;
 	if (step)
 		step(w, ctx);
 	if (!ckpt_wanted(w, force_ckpt))
 		return CELLAR_OK;
-	if ((rc = ckpt_take(w, v)) < 0)
+	if ((rc = sync_plan_make(w, p)) < 0)
 		return rc;
+	if ((rc = ckpt_take(w, v)) < 0) {
+		sync_plan_done(w, p, CELLAR_OK);
+		return rc;
+	}
 	if ((rc = index_freeze(w->c.ix, frozen)) < 0) {
 		free(v->ck.segs);
+		sync_plan_done(w, p, CELLAR_OK);
 		return rc;
 	}
 	w->ckpt_busy = 1;
 	return CELLAR_OK;
 }
 
+int writer_sync_data_offpath(writer *w, double *held_ms)
+{
+	double held = 0;
+	int rc;
+
+	pthread_mutex_lock(&w->ckpt_mutex); /* no drop meanwhile */
+	rc = presync(w, &held);
+	pthread_mutex_unlock(&w->ckpt_mutex);
+	if (held_ms)
+		*held_ms = held;
+	return rc;
+}
+
 int writer_sync_offpath(writer *w, int force_ckpt, writer_step_fn step,
                         void *ctx, double *held_ms)
 {
-	cellar_index *frozen;
+	cellar_index *frozen = NULL;
 	ckpt_version v;
+	sync_plan p;
 	uint64_t copied = 0;
 	double t0, held = 0;
-	int rc;
+	int rc, rc_sync;
 
+	atomic_fetch_add_explicit(&w->syncs, 1, memory_order_relaxed);
 	pthread_mutex_lock(&w->ckpt_mutex); /* one checkpoint at a time */
 	if ((rc = presync(w, &held)) < 0)
 		goto out;
 	writer_lock(w);
 	t0 = clock_seconds();
-	rc = sync_and_freeze(w, force_ckpt, step, ctx, &v, &frozen);
+	rc = freeze_version(w, force_ckpt, step, ctx, &v, &frozen, &p);
 	held += note_pause(w, t0);
 	writer_unlock(w);
 	if (!frozen)
@@ -323,9 +387,11 @@ int writer_sync_offpath(writer *w, int force_ckpt, writer_step_fn step,
 		test_ckpt_hook(test_ckpt_ctx); /* writers may run here */
 #endif
 	/* Writers go on meanwhile, copying the frozen chunks they change. */
-	rc = index_write(frozen, w->c.fs, w->c.dir, &v.ck);
+	if ((rc = rc_sync = sync_plan_run(w, &p)) == CELLAR_OK)
+		rc = index_write(frozen, w->c.fs, w->c.dir, &v.ck);
 	writer_lock(w);
 	t0 = clock_seconds();
+	sync_plan_done(w, &p, rc_sync);
 	index_thaw(w->c.ix, frozen, &copied);
 	w->ckpt_busy = 0;
 	ckpt_done(w, &v, rc);

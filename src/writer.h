@@ -15,8 +15,9 @@
  * the index, the segment set, the latch and files.h, never upward.
  *
  * Locking: every writer_* call except writer_lock, writer_batch_begin,
- * writer_set_bg_error, writer_clear_bg_error, writer_sync_offpath and
- * writer_remove_dropped runs with the mutex held.
+ * writer_set_bg_error, writer_clear_bg_error, writer_sync_offpath,
+ * writer_sync_data_offpath and writer_remove_dropped runs with the mutex
+ * held.
  *
  * Checkpoints off the writer's path (writer_sync_offpath): under the mutex
  * the segments are synced and the index frozen (index_freeze: its private
@@ -126,6 +127,14 @@ int writer_sync(writer *w, int force_ckpt);
 typedef void (*writer_step_fn)(writer *w, void *ctx);
 int writer_sync_offpath(writer *w, int force_ckpt, writer_step_fn step,
                         void *ctx, double *held_ms);
+
+/**
+ * Mutex NOT held: writer_sync_data, the fsyncs with the mutex released
+ * (as writer_sync_offpath's first step).  Compaction calls it as its
+ * copies grow, so that a roll-over (which fsyncs the full segment under
+ * the mutex) finds little left to sync.  *held_ms as there.
+ */
+int writer_sync_data_offpath(writer *w, double *held_ms);
 
 /** Has the log grown enough since the last checkpoint for the next one? */
 int writer_ckpt_due(const writer *w);

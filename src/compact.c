@@ -164,6 +164,7 @@ static int finish(writer *w, const uint64_t *seqs, size_t n,
 		return cellar__error(CELLAR_ENOMEM, "out of memory");
 	/* On failure, recovery removes what is left. */
 	rc = writer_sync_offpath(w, 0, drop_walked, &d, &held);
+	writer_free_dropped(w); /* unmapped and closed without the mutex */
 	if (held > res->longest_pause_ms)
 		res->longest_pause_ms = held;
 	if (rc == CELLAR_OK && d.ngone &&

@@ -47,6 +47,9 @@ void writer_destroy(writer *w)
 {
 	pthread_mutex_destroy(&w->mutex);
 	pthread_mutex_destroy(&w->ckpt_mutex);
+	/* Compaction frees what it drops (writer_free_dropped) before it
+	 * returns; the file system may be gone by now. */
+	free(w->detached);
 }
 
 void writer_lock(writer *w)
@@ -626,16 +629,52 @@ int writer_roll(writer *w)
 
 void writer_drop_segment(writer *w, segment *g)
 {
+	int keep = 1;
+
+	if (w->ndetached == w->detached_cap) {
+		size_t cap = w->detached_cap ? 2 * w->detached_cap : 8;
+		segment **v = realloc(w->detached, cap * sizeof *v);
+		if (v) {
+			w->detached = v;
+			w->detached_cap = cap;
+		} else {
+			keep = 0; /* free it here, under the latch */
+		}
+	}
 	latch_write_lock(w->c.latch);
-	segset_forget(w->c.segs, g);
+	if (keep)
+		segset_detach(w->c.segs, g);
+	else
+		segset_forget(w->c.segs, g);
 	latch_write_unlock(w->c.latch);
+	if (keep)
+		w->detached[w->ndetached++] = g;
 	w->drops++;
+}
+
+void writer_free_dropped(writer *w)
+{
+	segment **v;
+	size_t n;
+
+	writer_lock(w);
+	v = w->detached;
+	n = w->ndetached;
+	w->detached = NULL;
+	w->ndetached = w->detached_cap = 0;
+	writer_unlock(w);
+	for (size_t i = 0; i < n; i++)
+		segset_free_detached(w->c.segs, v[i]);
+	free(v);
 }
 
 int writer_remove_dropped(writer *w, const uint64_t *seqs, size_t n)
 {
 	/* Nothing refers to these files any more: no mutex for the unlinks. */
-	int rc = files_remove_segments(w->c.fs, w->c.dir, seqs, n);
+	int rc;
+
+	writer_free_dropped(w);
+	rc = files_remove_segments(w->c.fs, w->c.dir, seqs, n);
 
 	if (rc == CELLAR_OK) {
 		writer_lock(w);

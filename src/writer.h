@@ -66,6 +66,8 @@ typedef struct writer {
 	pthread_mutex_t ckpt_mutex;
 	int ckpt_busy;            /* a frozen version is being written */
 	uint64_t drops, drops_ckpt; /* segments dropped; as of the last ckpt */
+	segment **detached;       /* dropped, to unmap and close unlocked */
+	size_t ndetached, detached_cap;
 	atomic_uint_fast64_t ckpts, ckpt_failures; /* written, failed */
 	atomic_uint_fast64_t ckpt_copied;     /* chunks copied, all checkpoints */
 	atomic_uint_fast64_t ckpt_copied_max; /* most in one checkpoint */
@@ -172,9 +174,14 @@ int writer_roll(writer *w);
 
 /**
  * Drop segment g from the set (the index no longer points into it).  Its
- * file stays until writer_remove_dropped, after a checkpoint.
+ * file stays until writer_remove_dropped, after a checkpoint; its mapping
+ * and handle until writer_free_dropped (or writer_remove_dropped), which
+ * release them without the mutex.
  */
 void writer_drop_segment(writer *w, segment *g);
+
+/** Mutex NOT held: unmap and close the segments dropped so far. */
+void writer_free_dropped(writer *w);
 
 /**
  * Mutex NOT held, after a checkpoint that no longer lists them: remove the

@@ -293,6 +293,14 @@ static void sync_plan_done(writer *w, sync_plan *p, int rc)
 	memset(p, 0, sizeof *p);
 }
 
+/* Mutex held: forget a plan that will not run (nothing marked synced). */
+static void sync_plan_drop(writer *w, sync_plan *p)
+{
+	w->c.segs->dir_dirty |= p->dir;
+	free(p->v);
+	memset(p, 0, sizeof *p);
+}
+
 /* Make everything written so far durable, fsyncing without the mutex. */
 static int presync(writer *w, double *held)
 {
@@ -339,12 +347,12 @@ static int freeze_version(writer *w, int force_ckpt, writer_step_fn step,
 	if ((rc = sync_plan_make(w, p)) < 0)
 		return rc;
 	if ((rc = ckpt_take(w, v)) < 0) {
-		sync_plan_done(w, p, CELLAR_OK);
+		sync_plan_drop(w, p);
 		return rc;
 	}
 	if ((rc = index_freeze(w->c.ix, frozen)) < 0) {
 		free(v->ck.segs);
-		sync_plan_done(w, p, CELLAR_OK);
+		sync_plan_drop(w, p);
 		return rc;
 	}
 	w->ckpt_busy = 1;

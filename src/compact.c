@@ -17,7 +17,10 @@
  * so writers wait at most one batch; readers only meet the latch while one index slot changes.  Once
  * every segment of the pass is walked, the copies are synced, the segments
  * are dropped from the set, a checkpoint that no longer lists them is
- * written, and only then are their files removed.  A crash before the
+ * written, and only then are their files removed.  The sync and the
+ * checkpoint are written off the writer's path (writer_sync_offpath, with
+ * the drop as its step under the mutex); the copies are also fsynced every
+ * PRESYNC_BYTES as the pass goes, without the mutex.  A crash before the
  * checkpoint leaves the old segments in place (the copies are merely newer
  * records of the same keys); a crash after it leaves files that recovery
  * recognizes as compacted and removes.

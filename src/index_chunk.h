@@ -9,8 +9,13 @@
  * bucket never moves while readers look at it.  Private chunks of a large
  * array are cut from 2 MiB slabs that ask for huge pages.
  *
+ * While a checkpoint is written off the writer's path, the private chunks
+ * are frozen (index_array_freeze): the writer copies a frozen chunk before
+ * it changes it, as it does a shared one, and the thaw frees the originals.
+ *
  * Owns: index_chunk and index_array, the slabs, chunk allocation, making a
- * chunk private, the first-touch checksum check, and bucket addresses
+ * chunk private, frozen chunks and their thaw, the first-touch checksum
+ * check, and bucket addresses
  * (index_bucket_addr is the one place that computes one).
  * Must not: know what a bucket holds beyond its size (bucket.h does), how
  * buckets form chains or a hash table (index.c), or the file's layout

@@ -521,9 +521,11 @@ CELLAR_API int cellar_segments(cellar_db *db, cellar_segment_info *out,
  * repointing the index, dropping tombstones that nothing older can undo, and
  * removing the old segment once a checkpoint no longer needs it.  Segments
  * below the threshold are never touched.  Readers are never blocked; writers
- * wait at most one batch of 256 records at a time, and for the final sync
- * and checkpoint.  A crash at any point
- * loses nothing.
+ * wait at most one batch of 256 records at a time, and, at the end, for
+ * the segments to leave the set and the index to be frozen and thawed: the
+ * final sync and checkpoint are written without holding writers (see
+ * cellar_sync).  result->longest_pause_ms is the longest of these waits.
+ * A crash at any point loses nothing.
  *
  * Compaction moves records, which would make an iteration in progress
  * return some keys twice, so no batch runs while an iterator of this handle

@@ -38,6 +38,11 @@
  *           is reset (/proc/self/clear_refs 5; ru_maxrss where that fails)
  *   built-get (with build) the get phase's gets on the built store, right
  *           after the get phase on the put-loaded one
+ *   latency (only when asked for; stores with a compaction) overwrite
+ *           every live key once; gets at a steady rate on an idle store,
+ *           then one thread puts and another gets, each at a steady rate,
+ *           while the store is synced every 50 ms and one compaction pass
+ *           runs; latency percentiles of puts, gets and idle gets
  *
  * Keys and values are functions of (seed, index[, version]) so every value
  * a get returns is checked byte for byte; any mismatch, missing key or
@@ -102,15 +107,22 @@ void bench_error(const char *fmt, ...)
 enum phase {
 	P_LOAD, P_REOPEN, P_GET, P_MULTIGET, P_PINNED, P_MISS, P_ITER, P_MIXED,
 	P_ZIPF, P_SPACE, P_COMPACT, P_RECOVERY, P_COLD, P_BUILD, P_BUILT_GET,
-	N_PHASES
+	P_LATENCY, N_PHASES
 };
 static const char *const phase_names[N_PHASES] = {
 	"load", "reopen", "get", "multiget", "pinned", "miss", "iter", "mixed",
 	"zipf", "space", "compact", "recovery", "cold", "build", "built-get",
+	"latency",
 };
-/* space and compact write ~11 n records: they run only when named. */
+/* space, compact and latency write ~n to ~11 n records: only when named. */
 #define DEFAULT_PHASES ((1u << P_SPACE) - 1) /* load .. zipf */
 #define SPACE_ROUNDS 10 /* overwrites of every key in the space phase */
+
+/* Latency percentiles of one kind of operation, in microseconds. */
+struct lat_summary {
+	uint64_t ops;
+	double p50, p99, p999, max;
+};
 
 /* What a child reports for one phase, through the pipe. */
 struct result {
@@ -135,6 +147,9 @@ struct result {
 	double cold_open_s, cold_p50, cold_p99, cold_max;
 	int warmed; /* 1: the engine has warm() and the warmed figures are set */
 	double warm_s, warm_p50, warm_p99, warm_max;
+	/* latency */
+	struct lat_summary lat_put, lat_get, lat_idle_get;
+	uint64_t lat_syncs;
 };
 
 /* ----------------------------------------------------------------- config */
@@ -1345,6 +1360,275 @@ static void run_build(const char *dir)
 		die("writing to the parent: %s", strerror(errno));
 }
 
+/* ---- the latency phase ---- */
+
+#define LAT_PUT_RATE 20000   /* puts per second */
+#define LAT_GET_RATE 50000   /* gets per second */
+#define LAT_SYNC_MS 50       /* sync period */
+#define LAT_IDLE_SECONDS 2.0 /* gets on the idle store */
+#define LAT_MIN_SECONDS 4.0  /* the loaded part lasts at least this long */
+
+/*
+ * A log-linear histogram of nanoseconds: 64 sub-buckets per power of two
+ * (under 1.6% error), so that every operation counts without keeping one
+ * sample each.
+ */
+#define LAT_SUB 64
+#define LAT_BUCKETS (LAT_SUB * 60)
+struct lat_hist {
+	uint64_t n[LAT_BUCKETS];
+	uint64_t count, max_ns;
+};
+
+static unsigned lat_bucket(uint64_t ns)
+{
+	unsigned e;
+
+	if (ns < LAT_SUB)
+		return (unsigned)ns;
+	e = 63u - (unsigned)__builtin_clzll(ns); /* >= 6 */
+	if (e >= 64)
+		return LAT_BUCKETS - 1;
+	unsigned b = (e - 5) * LAT_SUB + (unsigned)((ns >> (e - 6)) & (LAT_SUB - 1));
+	return b < LAT_BUCKETS ? b : LAT_BUCKETS - 1;
+}
+
+/* The largest value in bucket b. */
+static uint64_t lat_bucket_top(unsigned b)
+{
+	unsigned e;
+
+	if (b < LAT_SUB)
+		return b;
+	e = b / LAT_SUB + 5;
+	return (((uint64_t)LAT_SUB + (b % LAT_SUB) + 1) << (e - 6)) - 1;
+}
+
+static void lat_add(struct lat_hist *h, uint64_t ns)
+{
+	h->n[lat_bucket(ns)]++;
+	h->count++;
+	if (ns > h->max_ns)
+		h->max_ns = ns;
+}
+
+static double lat_pct(const struct lat_hist *h, double q)
+{
+	uint64_t want = (uint64_t)ceil(q * (double)h->count), seen = 0;
+
+	if (!h->count)
+		return 0;
+	for (unsigned b = 0; b < LAT_BUCKETS; b++) {
+		seen += h->n[b];
+		if (seen >= want) {
+			uint64_t top = lat_bucket_top(b);
+			return (double)(top < h->max_ns ? top : h->max_ns) / 1e3;
+		}
+	}
+	return (double)h->max_ns / 1e3;
+}
+
+static struct lat_summary lat_summarize(const struct lat_hist *h)
+{
+	struct lat_summary s;
+
+	s.ops = h->count;
+	s.p50 = lat_pct(h, 0.50);
+	s.p99 = lat_pct(h, 0.99);
+	s.p999 = lat_pct(h, 0.999);
+	s.max = (double)h->max_ns / 1e3;
+	return s;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Sleep until the monotonic clock reads at (ns). */
+static void sleep_until(uint64_t at)
+{
+	struct timespec ts;
+
+	ts.tv_sec = (time_t)(at / 1000000000ull);
+	ts.tv_nsec = (long)(at % 1000000000ull);
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+		;
+}
+
+/* A thread that puts or gets at a steady rate until told to stop. */
+struct lat_worker {
+	pthread_t tid;
+	void *h;
+	int puts;       /* 1: puts, 0: gets */
+	unsigned rate;  /* operations per second */
+	atomic_int stop;
+	struct lat_hist *hist;
+	char msg[600];
+	int failed;
+};
+
+static void *lat_worker_main(void *arg)
+{
+	struct lat_worker *w = arg;
+	unsigned char key[MAX_KEY];
+	unsigned char *val = xmalloc(cfg.val_max + 8);
+	uint64_t s = mix64(cfg.seed ^ (w->puts ? 0x6c61747075ull : 0x6c61746765ull));
+	uint64_t period = 1000000000ull / w->rate, next = now_ns();
+	void *r = NULL;
+
+	if (!w->puts && eng->reader_new(w->h, &r) != 0) {
+		snprintf(w->msg, sizeof w->msg, "reader: %s", err_buf);
+		w->failed = 1;
+		free(val);
+		return NULL;
+	}
+	while (!atomic_load(&w->stop)) {
+		uint64_t idx = rng_next(&s) % cfg.n, t0, t1;
+		size_t len;
+		int rc;
+		if (deleted[idx])
+			continue;
+		make_key(idx, key);
+		if (w->puts) {
+			/* versions[] is only the putter's during the phase */
+			len = make_value(idx, versions[idx] + 1, val);
+			t0 = now_ns();
+			rc = eng->put(w->h, key, cfg.key_size, val, len);
+			t1 = now_ns();
+			versions[idx]++;
+		} else {
+			t0 = now_ns();
+			rc = eng->get(w->h, r, key, cfg.key_size, val,
+			              cfg.val_max + 8, &len);
+			t1 = now_ns();
+		}
+		if (rc != 0) {
+			snprintf(w->msg, sizeof w->msg, "%s key #%" PRIu64 ": %s",
+			         w->puts ? "put" : "get", idx,
+			         rc < 0 ? err_buf : "absent");
+			w->failed = 1;
+			break;
+		}
+		lat_add(w->hist, t1 - t0);
+		next += period;
+		if (next > t1)
+			sleep_until(next);
+		else if (t1 - next > 100 * period)
+			next = t1; /* far behind (a stall): do not burst */
+	}
+	if (r)
+		eng->reader_free(w->h, r);
+	free(val);
+	return NULL;
+}
+
+static void lat_start(struct lat_worker *w, void *h, int puts, unsigned rate,
+                      struct lat_hist *hist)
+{
+	memset(w, 0, sizeof *w);
+	w->h = h;
+	w->puts = puts;
+	w->rate = rate;
+	w->hist = hist;
+	if (pthread_create(&w->tid, NULL, lat_worker_main, w) != 0)
+		die("pthread_create failed");
+}
+
+static void lat_stop(struct lat_worker *w)
+{
+	atomic_store(&w->stop, 1);
+	pthread_join(w->tid, NULL);
+	if (w->failed)
+		die("%s", w->msg);
+}
+
+/* One compaction pass on a thread of its own. */
+struct lat_compactor {
+	pthread_t tid;
+	void *h;
+	struct bench_compact pass;
+	atomic_int done;
+	int failed;
+	char msg[600];
+};
+
+static void *lat_compactor_main(void *arg)
+{
+	struct lat_compactor *c = arg;
+
+	if (eng->compact(c->h, &c->pass) != 0) {
+		snprintf(c->msg, sizeof c->msg, "compact: %s", err_buf);
+		c->failed = 1;
+	}
+	atomic_store(&c->done, 1);
+	return NULL;
+}
+
+static void run_latency(void **h, const char *dir)
+{
+	unsigned char key[MAX_KEY];
+	unsigned char *val = xmalloc(cfg.val_max + 8);
+	struct lat_hist *hp = calloc(3, sizeof *hp);
+	struct lat_worker pw, gw;
+	struct lat_compactor c;
+	struct result r;
+	double t0, dummy;
+
+	if (!hp)
+		die("out of memory");
+	memset(&r, 0, sizeof r);
+	memset(&c, 0, sizeof c);
+	reopen(h, dir, 1);
+	overwrite_live(*h, key, val); /* untimed: dead data to reclaim */
+	if (eng->sync(*h) != 0)
+		die("%s", err_buf);
+	/* Gets on the idle store, for comparison. */
+	lat_start(&gw, *h, 0, LAT_GET_RATE, &hp[2]);
+	t0 = now();
+	while (now() - t0 < LAT_IDLE_SECONDS)
+		sleep_until(now_ns() + 10000000ull);
+	lat_stop(&gw);
+	/* Then the same gets beside puts, periodic syncs and a pass. */
+	lat_start(&pw, *h, 1, LAT_PUT_RATE, &hp[0]);
+	lat_start(&gw, *h, 0, LAT_GET_RATE, &hp[1]);
+	c.h = *h;
+	if (pthread_create(&c.tid, NULL, lat_compactor_main, &c) != 0)
+		die("pthread_create failed");
+	t0 = now();
+	uint64_t next = now_ns();
+	while (!atomic_load(&c.done) || now() - t0 < LAT_MIN_SECONDS) {
+		next += LAT_SYNC_MS * 1000000ull;
+		sleep_until(next);
+		if (eng->sync(*h) != 0)
+			die("%s", err_buf);
+		r.lat_syncs++;
+	}
+	r.seconds = now() - t0;
+	pthread_join(c.tid, NULL);
+	lat_stop(&pw);
+	lat_stop(&gw);
+	if (c.failed)
+		die("%s", c.msg);
+	if (eng->sync(*h) != 0)
+		die("%s", err_buf);
+	reopen(h, dir, 0);
+	r.live_keys = verify_all(*h, &dummy);
+	r.phase = P_LATENCY;
+	r.done = 1;
+	r.pass = c.pass;
+	r.lat_put = lat_summarize(&hp[0]);
+	r.lat_get = lat_summarize(&hp[1]);
+	r.lat_idle_get = lat_summarize(&hp[2]);
+	r.ops = r.lat_put.ops + r.lat_get.ops;
+	r.bytes = dir_bytes(dir);
+	send(&r);
+	free(hp);
+	free(val);
+}
+
 /* Everything for one engine, in the child process. */
 static void run_engine(const char *dir)
 {
@@ -1514,6 +1798,13 @@ static void run_engine(const char *dir)
 		else
 			run_compact(&h, dir);
 	}
+	if (want(P_LATENCY)) {
+		phase_now = "latency";
+		if (!eng->can_update || eng->compact == NULL)
+			emit(P_LATENCY, 0, 0, 0, 0);
+		else
+			run_latency(&h, dir);
+	}
 	phase_now = "close";
 	if (eng->close(h) != 0)
 		die("%s", err_buf);
@@ -1593,6 +1884,20 @@ static void print_line(const char *name, const struct result *r)
 		       r->pass.bytes_reclaimed, r->pass.seconds, rate(r),
 		       r->pass.longest_pause_ms, r->writer_puts,
 		       r->writer_max_ms);
+	if (r->phase == P_LATENCY)
+		printf("bench engine=%s phase=latency puts=%" PRIu64
+		       " put_p50_us=%.2f put_p99_us=%.2f put_p999_us=%.2f"
+		       " put_max_us=%.1f gets=%" PRIu64 " get_p50_us=%.2f"
+		       " get_p99_us=%.2f get_p999_us=%.2f get_max_us=%.1f"
+		       " idle_get_p99_us=%.2f get_p99_ratio=%.3f syncs=%" PRIu64
+		       " compact_seconds=%.3f longest_pause_ms=%.3f\n", name,
+		       r->lat_put.ops, r->lat_put.p50, r->lat_put.p99,
+		       r->lat_put.p999, r->lat_put.max, r->lat_get.ops,
+		       r->lat_get.p50, r->lat_get.p99, r->lat_get.p999,
+		       r->lat_get.max, r->lat_idle_get.p99,
+		       r->lat_idle_get.p99 > 0 ? r->lat_get.p99 / r->lat_idle_get.p99
+		                               : 0,
+		       r->lat_syncs, r->pass.seconds, r->pass.longest_pause_ms);
 	fflush(stdout);
 }
 
@@ -1618,7 +1923,9 @@ static size_t base_engine(void)
 
 /* One row of the summary under the table: a number per engine, or "-". */
 enum extra { X_MIB, X_PER_RECORD, X_MS, X_RATIO, X_PAUSE, X_PUT_MS, X_HUGE,
-             X_COLD_P50, X_COLD_P99, X_WARM_MS, X_WARM_P50, X_WARM_P99 };
+             X_COLD_P50, X_COLD_P99, X_WARM_MS, X_WARM_P50, X_WARM_P99,
+             X_PUT_P50, X_PUT_P99, X_PUT_P999, X_PUT_MAX, X_GET_P50, X_GET_P99,
+             X_GET_P999, X_GET_MAX, X_IDLE_P99 };
 
 static void print_extra(const char *label, enum phase p, enum extra x)
 {
@@ -1647,7 +1954,7 @@ static void print_extra(const char *label, enum phase p, enum extra x)
 			snprintf(cell, sizeof cell, "%.1f", r->cold_p50 * 1e6);
 		else if (x == X_COLD_P99)
 			snprintf(cell, sizeof cell, "%.1f", r->cold_p99 * 1e6);
-		else if (x >= X_WARM_MS && !r->warmed)
+		else if (x >= X_WARM_MS && x <= X_WARM_P99 && !r->warmed)
 			snprintf(cell, sizeof cell, "n/a");
 		else if (x == X_WARM_MS)
 			snprintf(cell, sizeof cell, "%.1f", r->warm_s * 1e3);
@@ -1655,7 +1962,16 @@ static void print_extra(const char *label, enum phase p, enum extra x)
 			snprintf(cell, sizeof cell, "%.1f", r->warm_p50 * 1e6);
 		else if (x == X_WARM_P99)
 			snprintf(cell, sizeof cell, "%.1f", r->warm_p99 * 1e6);
-		else if (x == X_HUGE && r->huge_kb < 0)
+		else if (x >= X_PUT_P50) {
+			const struct lat_summary *l =
+			    x <= X_PUT_MAX ? &r->lat_put
+			    : x <= X_GET_MAX ? &r->lat_get : &r->lat_idle_get;
+			int k = x == X_IDLE_P99 ? 1
+			        : (int)(x - (x <= X_PUT_MAX ? X_PUT_P50 : X_GET_P50));
+			double v = k == 0 ? l->p50 : k == 1 ? l->p99
+			           : k == 2 ? l->p999 : l->max;
+			snprintf(cell, sizeof cell, "%.2f", v);
+		} else if (x == X_HUGE && r->huge_kb < 0)
 			snprintf(cell, sizeof cell, "?");
 		else if (x == X_HUGE)
 			snprintf(cell, sizeof cell, "%.1f", r->huge_kb / 1024.0);
@@ -1764,6 +2080,18 @@ static void print_table(void)
 		print_extra("warm ms", P_COLD, X_WARM_MS);
 		print_extra("warmed p50 us", P_COLD, X_WARM_P50);
 		print_extra("warmed p99 us", P_COLD, X_WARM_P99);
+	}
+	if (want(P_LATENCY)) {
+		print_extra("put p50 us", P_LATENCY, X_PUT_P50);
+		print_extra("put p99 us", P_LATENCY, X_PUT_P99);
+		print_extra("put p99.9 us", P_LATENCY, X_PUT_P999);
+		print_extra("put max us", P_LATENCY, X_PUT_MAX);
+		print_extra("get p50 us", P_LATENCY, X_GET_P50);
+		print_extra("get p99 us", P_LATENCY, X_GET_P99);
+		print_extra("get p99.9 us", P_LATENCY, X_GET_P999);
+		print_extra("get max us", P_LATENCY, X_GET_MAX);
+		print_extra("idle get p99", P_LATENCY, X_IDLE_P99);
+		print_extra("pause ms", P_LATENCY, X_PAUSE);
 	}
 }
 
@@ -1931,9 +2259,9 @@ static void usage(FILE *f)
 "                      sequential, normal or willneed\n"
 "  --phases P,Q,..     among load,reopen,get,multiget,pinned,miss,iter,\n"
 "                      mixed,zipf,space,\n"
-"                      recovery,compact,cold,build (default: load to\n"
-"                      zipf; space, recovery, compact, cold and build only\n"
-"                      when named; build adds built-get); load and\n"
+"                      recovery,compact,cold,build,latency (default: load\n"
+"                      to zipf; space, recovery, compact, cold, build and\n"
+"                      latency only when named; build adds built-get); load and\n"
 "                      the reopen always\n"
 "                      happen, unreported unless chosen\n"
 "  --seed S            seed of keys, values and orders (default 42)\n"
@@ -2008,6 +2336,8 @@ static void usage(FILE *f)
 "            longest_pause_ms=P writer_puts=W writer_max_put_ms=M\n"
 "          P is the longest time the pass held writers up, as the store\n"
 "          measures it; M the slowest single put the writer saw\n"
+	);
+	fprintf(f,
 "  cold    not in the default list; needs root (else a \"skipped: needs\n"
 "          root\" line).  Drop the page cache (sync, drop_caches), open\n"
 "          read-only (timed) and time each of the first 10,000 gets of\n"
@@ -2020,6 +2350,20 @@ static void usage(FILE *f)
 "            p99_us=B max_us=M warm_ms=W warm_p50_us=C warm_p99_us=D\n"
 "            warm_max_us=X   (or warm=none)\n"
 "  Phases that write (mixed, space, compact) run after the read phases.\n"
+"  latency not in the default list; stores with a compaction (cellar)\n"
+"          only.  Overwrite every live key once (untimed); gets at 50000/s\n"
+"          on the idle store for 2 s; then one thread puts at 20000/s and\n"
+"          another gets at 50000/s while the store is synced every 50 ms\n"
+"          (which writes checkpoints as they fall due) and one compaction\n"
+"          pass runs, for the pass or 4 s, whichever is longer.  ops =\n"
+"          puts + gets, seconds = that time.  Extra line (microseconds):\n"
+"            bench engine=E phase=latency puts=N put_p50_us= put_p99_us=\n"
+"            put_p999_us= put_max_us= gets=M get_p50_us= get_p99_us=\n"
+"            get_p999_us= get_max_us= idle_get_p99_us=I get_p99_ratio=R\n"
+"            syncs=S compact_seconds=C longest_pause_ms=P\n"
+"          R is get p99 under load over I\n"
+"  Phases that write (mixed, space, compact, latency) run after the read\n"
+"  phases.\n"
 "\n"
 "Output: per engine and phase one line\n"
 "  bench engine=E phase=P ops=N seconds=S ops_per_sec=X bytes_on_disk=B"

@@ -177,7 +177,7 @@ typedef enum cellar_event_kind {
 	 * cellar_open recovered from damage: it cut (read-write) or ignored
 	 * (read-only) a torn tail at the end of the newest segment, or
 	 * skipped damaged records.  message says what and where; the bytes
-	 * are in cellar_stats (torn_bytes, damaged_bytes).
+	 * are in cellar_stats_sized (torn_bytes, damaged_bytes).
 	 */
 	CELLAR_EVENT_RECOVERED = 4
 } cellar_event_kind;
@@ -462,7 +462,16 @@ CELLAR_API int cellar_count(cellar_db *db, uint64_t *out);
  * buffer and fsync the segment files; from time to time (when the log has
  * grown by half the index file's size, and at least 8 MiB, since the last
  * one) also write a new index checkpoint, which bounds the work of recovery
- * after a crash.  Other writers wait for it; readers are not blocked.
+ * after a crash.  Readers are not blocked.  Writers wait only for short
+ * steps: flushing the write buffer (at most 2 MiB) and freezing a version
+ * of the index for the checkpoint (time that grows with the number of
+ * 64 KiB index chunks, microseconds per thousand); the fsyncs and the
+ * checkpoint itself are written in the calling thread while other writers
+ * go on (a writer that changes an index chunk the checkpoint is reading
+ * copies it first: see cellar_db_stats.ckpt_copy_bytes).  One checkpoint
+ * at a time: a second caller waits for the first.  If writing the
+ * checkpoint fails, the previous one stays valid, the error is returned,
+ * and the next sync that finds one due tries again.
  * @return CELLAR_OK, CELLAR_EINVAL (db NULL), CELLAR_EREADONLY, CELLAR_EIO,
  *   CELLAR_ENOSPC, or CELLAR_EFAILED.
  */
@@ -482,7 +491,8 @@ CELLAR_API int cellar_sync(cellar_db *db);
  * without mappings has its files read through instead.
  *
  * It reads every byte of the store once: on a store larger than memory it
- * only evicts itself.  On a read-write handle, writers wait while it runs.
+ * only evicts itself.  On a read-write handle, writers wait while it reads
+ * the segments (not while it reads the index).
  * @return CELLAR_OK, CELLAR_EINVAL (db NULL), or an error of the file
  *   system (CELLAR_EIO, CELLAR_ENOMEM, ...).
  */
@@ -548,20 +558,54 @@ typedef struct cellar_db_stats {
 	uint64_t compactions;      /**< compaction passes since open */
 	uint64_t recovered_records; /**< records open replayed past the checkpoint */
 	int rebuilt_index;         /**< 1 if open rebuilt the index from segments */
+	/* Since 0.2, filled by cellar_stats_sized only (see there). */
 	/** Bytes of a torn write that open cut from (read-write) or ignored at
 	 *  (read-only) the end of the newest segment; 0 after a clean close. */
 	uint64_t torn_bytes;
 	/** Bytes open skipped as damaged records while replaying the log. */
 	uint64_t damaged_bytes;
+	uint64_t checkpoints;      /**< index checkpoints written since open */
+	uint64_t checkpoint_failures; /**< checkpoint writes that failed */
+	/**
+	 * Index chunks (64 KiB each) writers copied since open because a
+	 * checkpoint being written had them frozen, and their bytes: the
+	 * memory cost of writing checkpoints off the writer's path.  A chunk
+	 * is copied at most once per checkpoint, so one checkpoint costs at
+	 * most the table's private chunks again (about index_bytes).
+	 */
+	uint64_t ckpt_chunks_copied;
+	uint64_t ckpt_copy_bytes;
+	uint64_t ckpt_copy_bytes_max; /**< the most copied during one checkpoint */
+	/** Longest time one step of a sync or checkpoint held writers, ms. */
+	double ckpt_longest_hold_ms;
 } cellar_db_stats;
+
+/* The size of cellar_db_stats before the fields since 0.2 (cellar_stats). */
+#define CELLAR_DB_STATS_V1_SIZE \
+	(offsetof(cellar_db_stats, rebuilt_index) + sizeof(int))
 
 /**
  * Fill *out with statistics.  Cheap (no scan); safe to call often and from
  * any thread.  Counters of reads kept per thread may be approximate while
  * more than 64 threads read at once.
+ *
+ * For programs built against an older cellar.h, whose cellar_db_stats ends
+ * at rebuilt_index, it writes only CELLAR_DB_STATS_V1_SIZE bytes: the
+ * fields after rebuilt_index are left as they are.  New code should call
+ * cellar_stats_sized.
  * @return CELLAR_OK or CELLAR_EINVAL.
  */
 CELLAR_API int cellar_stats(cellar_db *db, cellar_db_stats *out);
+
+/**
+ * cellar_stats for a struct of size bytes, normally sizeof *out: fills as
+ * many fields as fit (a size from an older header gets the older fields,
+ * a larger one gets the rest zeroed).
+ * @return CELLAR_OK or CELLAR_EINVAL (db or out NULL, size smaller than
+ *   CELLAR_DB_STATS_V1_SIZE).
+ */
+CELLAR_API int cellar_stats_sized(cellar_db *db, cellar_db_stats *out,
+                                  size_t size);
 
 /** One segment file, from cellar_segments(). */
 typedef struct cellar_segment_info {
@@ -585,9 +629,11 @@ CELLAR_API int cellar_segments(cellar_db *db, cellar_segment_info *out,
  * repointing the index, dropping tombstones that nothing older can undo, and
  * removing the old segment once a checkpoint no longer needs it.  Segments
  * below the threshold are never touched.  Readers are never blocked; writers
- * wait at most one batch of 256 records at a time, and for the final sync
- * and checkpoint.  A crash at any point
- * loses nothing.
+ * wait at most one batch of 256 records at a time, and, at the end, for
+ * the segments to leave the set and the index to be frozen and thawed: the
+ * final sync and checkpoint are written without holding writers (see
+ * cellar_sync).  result->longest_pause_ms is the longest of these waits.
+ * A crash at any point loses nothing.
  *
  * Compaction moves records, which would make an iteration in progress
  * return some keys twice, so no batch runs while an iterator of this handle

@@ -5,7 +5,8 @@
  * Owns the thread's life (start, wake every sync_interval_ms, stop between
  * two compaction batches) and event delivery.  Must not: write or compact
  * itself (the writer and compact.c do), or hold the writer mutex beyond
- * one writer call.
+ * one writer call.  Checkpoints it writes (writer_sync_offpath) run on
+ * this thread without the writer mutex; bg_stop waits for one in progress.
  */
 #include <time.h>
 
@@ -60,10 +61,8 @@ static void bg_sync(cellar_db *db)
 	double t0 = clock_seconds();
 	int rc;
 
-	writer_lock(&db->w);
-	if ((rc = writer_failed(&db->w)) == CELLAR_OK)
-		rc = writer_sync(&db->w, 0);
-	writer_unlock(&db->w);
+	/* A due checkpoint is written on this thread, writers going on. */
+	rc = writer_sync_offpath(&db->w, 0, NULL, NULL, NULL);
 	if (rc < 0) {
 		event_error(db, rc); /* writes now fail with CELLAR_EFAILED */
 	} else {

@@ -17,7 +17,10 @@
  * so writers wait at most one batch; readers only meet the latch while one index slot changes.  Once
  * every segment of the pass is walked, the copies are synced, the segments
  * are dropped from the set, a checkpoint that no longer lists them is
- * written, and only then are their files removed.  A crash before the
+ * written, and only then are their files removed.  The sync and the
+ * checkpoint are written off the writer's path (writer_sync_offpath, with
+ * the drop as its step under the mutex); the copies are also fsynced every
+ * PRESYNC_BYTES as the pass goes, without the mutex.  A crash before the
  * checkpoint leaves the old segments in place (the copies are merely newer
  * records of the same keys); a crash after it leaves files that recovery
  * recognizes as compacted and removes.
@@ -31,6 +34,8 @@
 
 #define BATCH_RECORDS 256
 #define BATCH_BYTES (4u << 20)
+/* Fsync the copies (without the writer mutex) every this many bytes. */
+#define PRESYNC_BYTES (32u << 20)
 
 /* Dead enough to rewrite?  Carried tombstones would only be carried again. */
 static int worth_compacting(const segment *g, unsigned pct)
@@ -117,42 +122,61 @@ static int copy_batch(writer *w, uint64_t seq, uint64_t *off, int oldest,
 	return CELLAR_OK;
 }
 
-/* Sync the copies, drop the walked segments, checkpoint, remove files. */
-static int finish(writer *w, const uint64_t *seqs, size_t n,
-                  cellar_compact_result *res)
-{
-	segset *s = writer_segments(w);
-	uint64_t *gone = calloc(n ? n : 1, sizeof *gone);
-	size_t ngone = 0;
-	int rc;
+/* What finish's drop step needs (writer_sync_offpath runs it). */
+typedef struct drop_step {
+	const uint64_t *seqs;
+	size_t n;
+	uint64_t *gone;
+	size_t ngone;
+	cellar_compact_result *res;
+} drop_step;
 
-	if (!gone)
-		return cellar__error(CELLAR_ENOMEM, "out of memory");
-	if ((rc = writer_sync_data(w)) < 0)
-		goto done;
-	for (size_t i = 0; i < n; i++) {
-		segment *g = segset_from(s, seqs[i]);
+/* Drop the walked segments (writer mutex held, the copies synced). */
+static void drop_walked(writer *w, void *ctx)
+{
+	drop_step *d = ctx;
+	segset *s = writer_segments(w);
+
+	for (size_t i = 0; i < d->n; i++) {
+		segment *g = segset_from(s, d->seqs[i]);
 		/* Walked without damage, every record the index pointed at was
 		 * moved under the writer mutex: nothing refers to it any more.
 		 * The newest segment receives the copies; never drop it. */
-		if (!g || g->seq != seqs[i] || g == segset_last(s))
+		if (!g || g->seq != d->seqs[i] || g == segset_last(s))
 			continue;
-		res->bytes_reclaimed += g->size;
+		d->res->bytes_reclaimed += g->size;
 		writer_drop_segment(w, g);
-		gone[ngone++] = seqs[i];
+		d->gone[d->ngone++] = d->seqs[i];
 	}
-	if (!ngone)
-		goto done;
+}
+
+/*
+ * Sync the copies, drop the walked segments, checkpoint, remove files.
+ * The sync and the checkpoint are written off the writer's path
+ * (writer_sync_offpath): writers wait only for the drop, the freeze and
+ * the fsync of what came during the presync.
+ */
+static int finish(writer *w, const uint64_t *seqs, size_t n,
+                  cellar_compact_result *res)
+{
+	drop_step d = { seqs, n, calloc(n ? n : 1, sizeof *d.gone), 0, res };
+	double held = 0;
+	int rc;
+
+	if (!d.gone)
+		return cellar__error(CELLAR_ENOMEM, "out of memory");
 	/* On failure, recovery removes what is left. */
-	if ((rc = writer_sync(w, 1)) < 0 ||
-	    (rc = writer_remove_dropped(w, gone, ngone)) < 0)
-		goto done;
-	res->segments_compacted += ngone;
-done:
+	rc = writer_sync_offpath(w, 0, drop_walked, &d, &held);
+	writer_free_dropped(w); /* unmapped and closed without the mutex */
+	if (held > res->longest_pause_ms)
+		res->longest_pause_ms = held;
+	if (rc == CELLAR_OK && d.ngone &&
+	    (rc = writer_remove_dropped(w, d.gone, d.ngone)) == CELLAR_OK)
+		res->segments_compacted += d.ngone;
 	res->bytes_reclaimed = res->bytes_reclaimed > res->bytes_copied
 	                           ? res->bytes_reclaimed - res->bytes_copied
 	                           : 0;
-	free(gone);
+	free(d.gone);
 	return rc;
 }
 
@@ -209,7 +233,7 @@ static int walk(writer *w, gate *gt, uint64_t seq, int oldest,
                 const atomic_int *stop, cellar_compact_result *res, int *done,
                 int *damaged)
 {
-	uint64_t off = SEG_HEADER_SIZE;
+	uint64_t off = SEG_HEADER_SIZE, synced = res->bytes_copied;
 	int rc = CELLAR_OK;
 
 	while (!*done) {
@@ -235,6 +259,15 @@ static int walk(writer *w, gate *gt, uint64_t seq, int oldest,
 			res->longest_pause_ms = pause;
 		if (rc < 0)
 			return rc;
+		/* Keep the copies synced as they grow: the roll-over to the next
+		 * segment fsyncs the full one under the mutex. */
+		if (res->bytes_copied - synced >= PRESYNC_BYTES) {
+			synced = res->bytes_copied;
+			if ((rc = writer_sync_data_offpath(w, &pause)) < 0)
+				return rc;
+			if (pause > res->longest_pause_ms)
+				res->longest_pause_ms = pause;
+		}
 	}
 	return CELLAR_OK;
 }
@@ -263,14 +296,9 @@ int compact_run(writer *w, gate *gt, unsigned dead_pct, const atomic_int *stop,
 		if (damaged)
 			seqs[walked] = 0; /* keep it: its damage is still referenced */
 	}
-	/* Writers wait for the final sync and checkpoint too: count it. */
-	writer_lock(w);
-	double f0 = clock_seconds();
+	/* Writers wait for parts of the final sync and checkpoint too:
+	 * finish counts them. */
 	int rc2 = finish(w, seqs, walked, res);
-	double pause = (clock_seconds() - f0) * 1e3;
-	writer_unlock(w);
-	if (pause > res->longest_pause_ms)
-		res->longest_pause_ms = pause;
 	if (rc == CELLAR_OK)
 		rc = rc2;
 out:

@@ -88,10 +88,8 @@ int cellar_sync(cellar_db *db)
 
 	if ((rc = enter(db, NEED_WRITABLE, NULL, 0)) < 0)
 		return rc;
-	writer_lock(&db->w);
-	rc = writer_sync(&db->w, 0);
-	writer_unlock(&db->w);
-	return rc;
+	/* A due checkpoint is written here, with writers going on. */
+	return writer_sync_offpath(&db->w, 0, NULL, NULL, NULL);
 }
 
 int cellar_compact(cellar_db *db, cellar_compact_result *result)
@@ -118,10 +116,12 @@ int cellar_warm(cellar_db *db)
 	if (!db->readonly)
 		writer_lock(&db->w); /* the segment list stays as it is */
 	rc = segset_warm(&db->segs);
-	if (rc == CELLAR_OK)
-		rc = index_warm(db->ix);
 	if (!db->readonly)
 		writer_unlock(&db->w);
+	/* The checkpoint's mapping lives as long as the table: no mutex, so
+	 * writers wait only for the segments' part. */
+	if (rc == CELLAR_OK)
+		rc = index_warm(db->ix);
 	return rc;
 }
 
@@ -315,18 +315,47 @@ static void stats_of_calls(cellar_db *db, cellar_db_stats *out)
 	out->damaged_bytes = db->recovery.damaged_bytes;
 }
 
-int cellar_stats(cellar_db *db, cellar_db_stats *out)
+static void stats_of_checkpoints(cellar_db *db, cellar_db_stats *out)
 {
+	if (db->readonly)
+		return; /* no writer */
+	out->checkpoints = load_relaxed(&db->w.ckpts);
+	out->checkpoint_failures = load_relaxed(&db->w.ckpt_failures);
+	out->ckpt_chunks_copied = load_relaxed(&db->w.ckpt_copied);
+	out->ckpt_copy_bytes = out->ckpt_chunks_copied * INDEX_CHUNK_BYTES;
+	out->ckpt_copy_bytes_max =
+	    load_relaxed(&db->w.ckpt_copied_max) * INDEX_CHUNK_BYTES;
+	out->ckpt_longest_hold_ms =
+	    (double)load_relaxed(&db->w.ckpt_pause_max_ns) / 1e6;
+}
+
+int cellar_stats_sized(cellar_db *db, cellar_db_stats *out, size_t size)
+{
+	cellar_db_stats st;
 	int rc;
 
 	if ((rc = enter(db, 0, NULL, 0)) < 0)
 		return rc;
 	if (!out)
 		return cellar__error(CELLAR_EINVAL, "out is NULL");
-	memset(out, 0, sizeof *out);
-	stats_of_store(db, out);
-	stats_of_calls(db, out);
+	if (size < CELLAR_DB_STATS_V1_SIZE)
+		return cellar__error(CELLAR_EINVAL, "size %zu is too small", size);
+	memset(&st, 0, sizeof st);
+	stats_of_store(db, &st);
+	stats_of_calls(db, &st);
+	stats_of_checkpoints(db, &st);
+	if (size > sizeof st) {
+		memset((char *)out + sizeof st, 0, size - sizeof st);
+		size = sizeof st;
+	}
+	memcpy(out, &st, size);
 	return CELLAR_OK;
+}
+
+int cellar_stats(cellar_db *db, cellar_db_stats *out)
+{
+	/* A caller built against the older, shorter struct stays safe. */
+	return cellar_stats_sized(db, out, CELLAR_DB_STATS_V1_SIZE);
 }
 
 int cellar_segments(cellar_db *db, cellar_segment_info *out, size_t cap,

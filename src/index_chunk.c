@@ -57,6 +57,12 @@ static uint8_t *chunk_alloc(index_array *a, uint8_t *how)
 		*how = CHUNK_HEAP;
 		return p;
 	}
+	if (a->nslab_free) { /* a thawed original: reuse it before a new slab */
+		p = a->slab_free[--a->nslab_free];
+		memset(p, 0, INDEX_CHUNK_BYTES);
+		*how = CHUNK_SLAB;
+		return p;
+	}
 	if (!a->nslabs || a->slab_used == INDEX_SLAB_BYTES) {
 		uint8_t **v = realloc(a->slabs, (a->nslabs + 1) * sizeof *v);
 		if (!v)
@@ -73,6 +79,20 @@ static uint8_t *chunk_alloc(index_array *a, uint8_t *how)
 	return p;
 }
 
+/* A frozen chunk's copy: the whole chunk, the original left as it is. */
+static int chunk_unfreeze_copy(index_array *a, index_chunk *c)
+{
+	uint8_t *p, how;
+
+	if (!(p = chunk_alloc(a, &how)))
+		return cellar__error(CELLAR_ENOMEM, "index: out of memory");
+	memcpy(p, c->base, INDEX_CHUNK_BYTES);
+	c->base = p; /* the exclusive latch is held: no reader sees it move */
+	c->owned = how;
+	a->frozen_copies++;
+	return CELLAR_OK;
+}
+
 /* Make chunk ci of a a private copy the writer may change. */
 static int chunk_own(index_array *a, size_t ci)
 {
@@ -81,6 +101,8 @@ static int chunk_own(index_array *a, size_t ci)
 	uint8_t *p, how;
 	int rc;
 
+	if (c->owned & CHUNK_FROZEN)
+		return chunk_unfreeze_copy(a, c);
 	if (c->owned)
 		return CELLAR_OK;
 	if ((rc = index_chunk_check(c)) < 0)
@@ -153,14 +175,85 @@ void index_chunk_share(index_array *a, size_t ci, const uint8_t *base,
 	atomic_init(&c->state, CHUNK_UNCHECKED);
 }
 
+/*
+ * Frozen versions: the checkpoint reads a copy of the descriptors, whose
+ * private bases the writer never changes while they are frozen (it copies
+ * them first, chunk_unfreeze_copy); thawing frees the originals it
+ * replaced.  Slab chunks go to a free list for the next allocation.
+ */
+
+int index_array_freeze(index_array *a, index_array *out)
+{
+	memset(out, 0, sizeof *out);
+	if (!(out->chunks = calloc(a->nchunks ? a->nchunks : 1,
+	                           sizeof *out->chunks)))
+		return cellar__error(CELLAR_ENOMEM, "index: out of memory");
+	out->nchunks = out->cap = a->nchunks;
+	out->n = a->n;
+	for (size_t i = 0; i < a->nchunks; i++) {
+		index_chunk *c = &a->chunks[i], *f = &out->chunks[i];
+		f->base = c->base;
+		f->owned = c->owned;
+		f->nvalid = c->nvalid;
+		f->checksum = c->checksum;
+		/* Readers may be checking the chunk on first touch. */
+		atomic_init(&f->state, atomic_load_explicit(&c->state,
+		                                            memory_order_acquire));
+		if (c->owned != CHUNK_SHARED)
+			c->owned |= CHUNK_FROZEN;
+	}
+	return CELLAR_OK;
+}
+
+/* Give back a replaced frozen original; a full free list just keeps it
+ * (the slab is freed with the array). */
+static void chunk_release(index_array *a, uint8_t *base, uint8_t how)
+{
+	if (how == CHUNK_HEAP) {
+		free(base);
+		return;
+	}
+	if (a->nslab_free == a->slab_free_cap) {
+		size_t cap = a->slab_free_cap ? 2 * a->slab_free_cap : 16;
+		uint8_t **v = realloc(a->slab_free, cap * sizeof *v);
+		if (!v)
+			return;
+		a->slab_free = v;
+		a->slab_free_cap = cap;
+	}
+	a->slab_free[a->nslab_free++] = base;
+}
+
+void index_array_thaw(index_array *a, index_array *frozen, uint64_t *copied)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < frozen->nchunks; i++) {
+		index_chunk *c = &a->chunks[i], *f = &frozen->chunks[i];
+		if (f->owned == CHUNK_SHARED)
+			continue;
+		if (c->base == f->base) {
+			c->owned &= (uint8_t)~CHUNK_FROZEN;
+		} else {
+			chunk_release(a, f->base, f->owned);
+			n++;
+		}
+	}
+	free(frozen->chunks);
+	memset(frozen, 0, sizeof *frozen);
+	if (copied)
+		*copied = n;
+}
+
 void index_array_free(index_array *a)
 {
 	for (size_t i = 0; i < a->nchunks; i++)
-		if (a->chunks[i].owned == CHUNK_HEAP)
+		if ((a->chunks[i].owned & (uint8_t)~CHUNK_FROZEN) == CHUNK_HEAP)
 			free(a->chunks[i].base);
 	for (size_t i = 0; i < a->nslabs; i++)
 		pages_slab_free(a->slabs[i]);
 	free(a->slabs);
+	free(a->slab_free);
 	free(a->chunks);
 	memset(a, 0, sizeof *a);
 }

@@ -9,8 +9,13 @@
  * bucket never moves while readers look at it.  Private chunks of a large
  * array are cut from 2 MiB slabs that ask for huge pages.
  *
+ * While a checkpoint is written off the writer's path, the private chunks
+ * are frozen (index_array_freeze): the writer copies a frozen chunk before
+ * it changes it, as it does a shared one, and the thaw frees the originals.
+ *
  * Owns: index_chunk and index_array, the slabs, chunk allocation, making a
- * chunk private, the first-touch checksum check, and bucket addresses
+ * chunk private, frozen chunks and their thaw, the first-touch checksum
+ * check, and bucket addresses
  * (index_bucket_addr is the one place that computes one).
  * Must not: know what a bucket holds beyond its size (bucket.h does), how
  * buckets form chains or a hash table (index.c), or the file's layout
@@ -42,6 +47,14 @@ enum {
 	CHUNK_HEAP = 1,   /* private, from the heap */
 	CHUNK_SLAB = 2    /* private, cut from one of the array's slabs */
 };
+/*
+ * Or'ed into a private chunk's owned while a checkpoint writes a frozen
+ * version of the table (index_array_freeze): the checkpoint reads the
+ * buckets, so a writer about to change them first makes its own copy, as
+ * for a shared chunk, and the frozen original is freed by
+ * index_array_thaw once the checkpoint is written.
+ */
+#define CHUNK_FROZEN 0x80
 
 /* Whether a chunk has been checked (index_chunk.state). */
 enum { CHUNK_UNCHECKED = 0, CHUNK_OK = 1, CHUNK_BAD = 2 };
@@ -49,7 +62,8 @@ enum { CHUNK_UNCHECKED = 0, CHUNK_OK = 1, CHUNK_BAD = 2 };
 typedef struct index_chunk {
 	uint8_t *base;       /* 64-byte-aligned buckets */
 	atomic_uchar state;  /* CHUNK_UNCHECKED, CHUNK_OK or CHUNK_BAD */
-	uint8_t owned;       /* base is private: CHUNK_HEAP or CHUNK_SLAB */
+	uint8_t owned;       /* CHUNK_SHARED, or private: CHUNK_HEAP or
+	                        CHUNK_SLAB, maybe with CHUNK_FROZEN */
 	uint32_t nvalid;     /* buckets covered by checksum (file-backed) */
 	uint64_t checksum;   /* expected XXH3 of the nvalid buckets */
 } index_chunk;
@@ -62,6 +76,12 @@ typedef struct index_array {
 	uint64_t n;
 	uint8_t **slabs; /* INDEX_SLAB_BYTES areas private chunks are cut from */
 	size_t nslabs, slab_used; /* bytes of the newest slab handed out */
+	uint8_t **slab_free; /* slab chunks given back (a thawed original) */
+	size_t nslab_free, slab_free_cap;
+	/* Frozen chunks the writer copied (index_bucket_own), since the
+	 * array was made: the memory cost of writing checkpoints off the
+	 * writer's path. */
+	uint64_t frozen_copies;
 } index_array;
 
 /** Chunks needed to hold n buckets. */
@@ -110,15 +130,21 @@ static inline int index_bucket_checked(index_array *a, uint64_t i,
 	return CELLAR_OK;
 }
 
-/** Is bucket i of a in a private chunk (one the writer may change)? */
+/**
+ * Is bucket i of a in a private chunk the writer may change in place (not
+ * the checkpoint's, not frozen)?
+ */
 static inline int index_bucket_is_private(const index_array *a, uint64_t i)
 {
-	return a->chunks[i >> INDEX_CHUNK_SHIFT].owned != CHUNK_SHARED;
+	uint8_t o = a->chunks[i >> INDEX_CHUNK_SHIFT].owned;
+
+	return o != CHUNK_SHARED && !(o & CHUNK_FROZEN);
 }
 
 /**
  * Make the chunk of bucket i private (a checked copy of the checkpoint's
- * buckets, zeros beyond them) and give the bucket's address.
+ * buckets, zeros beyond them; or a copy of a frozen chunk, whose original
+ * stays for the checkpoint) and give the bucket's address.
  * CELLAR_ECORRUPT if the shared chunk is damaged, CELLAR_ENOMEM.
  */
 int index_bucket_own(index_array *a, uint64_t i, uint8_t **out);
@@ -142,6 +168,23 @@ int index_array_alloc_chunks(index_array *a, size_t nchunks);
  */
 void index_chunk_share(index_array *a, size_t ci, const uint8_t *base,
                        uint32_t nvalid, uint64_t checksum);
+
+/**
+ * Writer, no latch (readers may be checking chunks): copy a's descriptors
+ * into out, a frozen version for a checkpoint to read without the writer,
+ * and mark a's private chunks CHUNK_FROZEN, so that the writer copies each
+ * before changing it.  out owns only its descriptors.  One frozen version
+ * at a time.  CELLAR_ENOMEM (a unchanged).
+ */
+int index_array_freeze(index_array *a, index_array *out);
+
+/**
+ * Writer, no latch, after the checkpoint of frozen (index_array_freeze of
+ * a) is written or abandoned: free the frozen originals the writer
+ * replaced by copies, unfreeze the rest, free frozen's descriptors.
+ * *copied gets the chunks copied since the freeze.
+ */
+void index_array_thaw(index_array *a, index_array *frozen, uint64_t *copied);
 
 /** Free the private chunks, the slabs and the descriptors; zero a. */
 void index_array_free(index_array *a);

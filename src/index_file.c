@@ -224,6 +224,53 @@ int index_write(cellar_index *ix, cellar_fs *fs, const char *dir,
 	return rc;
 }
 
+/* ---- frozen versions ------------------------------------------------------- */
+
+int index_freeze(cellar_index *ix, cellar_index **out)
+{
+	cellar_index *f = malloc(sizeof *f);
+	int rc;
+
+	*out = NULL;
+	if (!f)
+		return cellar__error(CELLAR_ENOMEM, "index: out of memory");
+	*f = *ix; /* geometry and counters; the arrays are copied below */
+	f->fs = NULL;
+	f->file = NULL;
+	f->map = NULL;
+	f->map_len = 0;
+	f->loaded = NULL;
+	if ((rc = index_array_freeze(&ix->prim, &f->prim)) < 0) {
+		free(f);
+		return rc;
+	}
+	if ((rc = index_array_freeze(&ix->ovf, &f->ovf)) < 0) {
+		index_array_thaw(&ix->prim, &f->prim, NULL);
+		free(f);
+		return rc;
+	}
+	*out = f;
+	return CELLAR_OK;
+}
+
+void index_thaw(cellar_index *ix, cellar_index *frozen, uint64_t *copied)
+{
+	uint64_t a = 0, b = 0;
+
+	if (!frozen)
+		return;
+	index_array_thaw(&ix->prim, &frozen->prim, &a);
+	index_array_thaw(&ix->ovf, &frozen->ovf, &b);
+	free(frozen);
+	if (copied)
+		*copied = a + b;
+}
+
+uint64_t index_frozen_copies(const cellar_index *ix)
+{
+	return ix->prim.frozen_copies + ix->ovf.frozen_copies;
+}
+
 /* ---- loading ------------------------------------------------------------ */
 
 /* Open <dir>/index and read its header; *size gets the file's size. */

@@ -83,6 +83,30 @@ void index_file_encode_header(uint8_t hdr[INDEX_HEADER_SIZE],
                               const index_ckpt *ck, const uint8_t *tail,
                               size_t tail_len);
 
+/*
+ * Checkpoints off the writer's path: the writer freezes the table (its
+ * geometry, counters and a copy of the chunk descriptors; its private
+ * chunks become copy-on-write), lets go of its mutex while index_write
+ * writes the frozen version, then thaws it.
+ */
+
+/**
+ * Writer, no latch: a frozen version of ix in *out, for index_write to
+ * read while the writer goes on changing ix.  One at a time; index_thaw
+ * must follow, before ix is freed.  CELLAR_ENOMEM (ix unchanged).
+ */
+int index_freeze(cellar_index *ix, cellar_index **out);
+
+/**
+ * Writer, no latch: the checkpoint of frozen is written (or abandoned):
+ * free the frozen chunks the writer replaced by copies, unfreeze the
+ * others, free frozen.  *copied gets the chunks copied meanwhile.
+ */
+void index_thaw(cellar_index *ix, cellar_index *frozen, uint64_t *copied);
+
+/** Chunks the writer copied because a checkpoint had them frozen, ever. */
+uint64_t index_frozen_copies(const cellar_index *ix);
+
 /** Size in bytes the index file of the current table would have. */
 uint64_t index_file_size(const cellar_index *ix, size_t nsegs);
 

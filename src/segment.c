@@ -760,6 +760,24 @@ void segset_forget(segset *s, segment *g)
 	segment_free(s, g);
 }
 
+void segset_detach(segset *s, segment *g)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->list[i] == g) {
+			memmove(s->list + i, s->list + i + 1,
+			        (s->n - i - 1) * sizeof *s->list);
+			s->n--;
+			break;
+		}
+	s->by_id[g->id] = NULL;
+	s->retired[g->id] = 1;
+}
+
+void segset_free_detached(segset *s, segment *g)
+{
+	segment_free(s, g);
+}
+
 void segset_release_ids(segset *s)
 {
 	memset(s->retired, 0, SEG_MAX_SEGMENTS);

@@ -188,6 +188,14 @@ int segset_truncate(segset *s, segment *g, uint64_t size);
  */
 void segset_forget(segset *s, segment *g);
 
+/**
+ * segset_forget without freeing g (exclusive latch): no reader can reach
+ * it afterwards, so segset_free_detached may unmap and close it later with
+ * no lock held - unmapping a large mapping takes milliseconds.
+ */
+void segset_detach(segset *s, segment *g);
+void segset_free_detached(segset *s, segment *g);
+
 /** The files of every forgotten segment are gone: their ids may be reused. */
 void segset_release_ids(segset *s);
 

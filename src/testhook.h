@@ -42,6 +42,14 @@ typedef struct cellar__debug_info {
 } cellar__debug_info;
 
 int cellar__debug(cellar_db *db, cellar__debug_info *out);
+
+/**
+ * Call fn(ctx) in every checkpoint written off the writer's path, after
+ * the version is frozen and the writer mutex released, before the file is
+ * written (NULL: none), so that a test can write while a checkpoint is in
+ * progress.
+ */
+void cellar__test_set_ckpt_hook(void (*fn)(void *ctx), void *ctx);
 #endif
 
 #endif

@@ -603,7 +603,7 @@ int cellar_repair(const char *dir, const cellar_verify_options *opts,
 	o.fs = fs;
 	if ((rc = cellar_open(&db, dir, &o)) < 0)
 		goto done;
-	if ((rc = cellar_stats(db, &st)) < 0)
+	if ((rc = cellar_stats_sized(db, &st, sizeof st)) < 0)
 		goto done;
 	res.index_rebuilt = st.rebuilt_index;
 	res.records_replayed = st.recovered_records;

@@ -15,7 +15,17 @@
  * the index, the segment set, the latch and files.h, never upward.
  *
  * Locking: every writer_* call except writer_lock, writer_batch_begin,
- * writer_set_bg_error and writer_clear_bg_error runs with the mutex held.
+ * writer_set_bg_error, writer_clear_bg_error, writer_sync_offpath,
+ * writer_sync_data_offpath and writer_remove_dropped runs with the mutex
+ * held.
+ *
+ * Checkpoints off the writer's path (writer_sync_offpath): under the mutex
+ * the segments are synced and the index frozen (index_freeze: its private
+ * chunks become copy-on-write); the file is written and renamed into place
+ * with the mutex released, so writers go on meanwhile, each copying a
+ * frozen chunk it changes; under the mutex again the frozen version is
+ * thawed.  One checkpoint at a time (ckpt_mutex), taken before the writer
+ * mutex, never the other way round.
  * Readers are held up only while the exclusive latch is taken around an
  * in-memory change, never across file I/O.
  */
@@ -52,6 +62,16 @@ typedef struct writer {
 	uint64_t log_since_ckpt;  /* bytes appended since the last checkpoint */
 	int have_ckpt;            /* an index file matches the log start */
 	atomic_uint_fast64_t puts, deletes, syncs; /* successful calls */
+	/* Checkpoints (writer_sync_offpath).  ckpt_mutex: one at a time. */
+	pthread_mutex_t ckpt_mutex;
+	int ckpt_busy;            /* a frozen version is being written */
+	uint64_t drops, drops_ckpt; /* segments dropped; as of the last ckpt */
+	segment **detached;       /* dropped, to unmap and close unlocked */
+	size_t ndetached, detached_cap;
+	atomic_uint_fast64_t ckpts, ckpt_failures; /* written, failed */
+	atomic_uint_fast64_t ckpt_copied;     /* chunks copied, all checkpoints */
+	atomic_uint_fast64_t ckpt_copied_max; /* most in one checkpoint */
+	atomic_uint_fast64_t ckpt_pause_max_ns; /* longest mutex hold of one */
 } writer;
 
 /**
@@ -92,6 +112,32 @@ int writer_delete(writer *w, const void *key, size_t key_len);
  */
 int writer_sync(writer *w, int force_ckpt);
 
+/**
+ * Mutex NOT held: writer_sync, with the checkpoint written off the
+ * writer's path (see the top): the mutex is held only to sync, freeze and
+ * thaw, for time that grows with the unsynced log and the number of index
+ * chunks (a few microseconds per thousand), not with the index's bytes.
+ * The segments are fsynced with the mutex released first (presync), so
+ * that the sync under it covers only what came meanwhile.  step (if not
+ * NULL) runs under the mutex between the sync and the freeze (compaction
+ * drops its segments there); a dropped segment always makes a checkpoint
+ * wanted.  *held_ms (if not NULL) gets the time the mutex was held.
+ * A second caller waits for the checkpoint in progress, then does its own
+ * when still due.  A failed checkpoint write leaves the previous one in
+ * place and is returned; the next due sync retries it.
+ */
+typedef void (*writer_step_fn)(writer *w, void *ctx);
+int writer_sync_offpath(writer *w, int force_ckpt, writer_step_fn step,
+                        void *ctx, double *held_ms);
+
+/**
+ * Mutex NOT held: writer_sync_data, the fsyncs with the mutex released
+ * (as writer_sync_offpath's first step).  Compaction calls it as its
+ * copies grow, so that a roll-over (which fsyncs the full segment under
+ * the mutex) finds little left to sync.  *held_ms as there.
+ */
+int writer_sync_data_offpath(writer *w, double *held_ms);
+
 /** Has the log grown enough since the last checkpoint for the next one? */
 int writer_ckpt_due(const writer *w);
 
@@ -128,11 +174,20 @@ int writer_roll(writer *w);
 
 /**
  * Drop segment g from the set (the index no longer points into it).  Its
- * file stays until writer_remove_dropped, after a checkpoint.
+ * file stays until writer_remove_dropped, after a checkpoint; its mapping
+ * and handle until writer_free_dropped (or writer_remove_dropped), which
+ * release them without the mutex.
  */
 void writer_drop_segment(writer *w, segment *g);
 
-/** Remove the files of dropped segments seqs; then their ids may be reused. */
+/** Mutex NOT held: unmap and close the segments dropped so far. */
+void writer_free_dropped(writer *w);
+
+/**
+ * Mutex NOT held, after a checkpoint that no longer lists them: remove the
+ * files of dropped segments seqs; then (under the mutex, briefly) their ids
+ * may be reused.
+ */
 int writer_remove_dropped(writer *w, const uint64_t *seqs, size_t n);
 
 /** Record (under the mutex) that a background compaction failed, or clear it. */

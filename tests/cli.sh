@@ -823,14 +823,14 @@ ok
 
 # ---------------------------------------------------------------- stats
 
-names="keys live_bytes dead_bytes segments segment_bytes index_bytes bytes_on_disk buckets overflow_buckets load_factor avg_probe puts deletes gets hits misses syncs compactions recovered_records rebuilt_index torn_bytes damaged_bytes "
+names="keys live_bytes dead_bytes segments segment_bytes index_bytes bytes_on_disk buckets overflow_buckets load_factor avg_probe puts deletes gets hits misses syncs compactions recovered_records rebuilt_index torn_bytes damaged_bytes checkpoints checkpoint_failures ckpt_chunks_copied ckpt_copy_bytes ckpt_copy_bytes_max ckpt_longest_hold_ms "
 begin "stats prints every cellar_stats() field in order, with units, then the segments"
 expect_status 0 "$cellar" stats "$cdb"
 expect_stderr_empty
 cp "$out" "$tmp/stats"
-got=$(head -n 22 "$tmp/stats" | cut -d' ' -f1 | tr '\n' ' ')
+got=$(head -n 28 "$tmp/stats" | cut -d' ' -f1 | tr '\n' ' ')
 [ "$got" = "$names" ] || fail "unexpected names or order: $got"
-head -n 22 "$tmp/stats" | grep -vqE '^[a-z_]+ [0-9.]+ [a-z]' &&
+head -n 28 "$tmp/stats" | grep -vqE '^[a-z_]+ [0-9.]+ [a-z]' &&
 	fail "a line without a unit"
 grep -Eq '^load_factor [0-9]+\.[0-9]{3} keys per slot$' "$tmp/stats" ||
 	fail "load_factor is not printed with three decimals and its unit"

@@ -34,11 +34,14 @@
 #include "cellar.h"
 #include "common.h"
 #include "fault.h"
+#include "testhook.h"
 #include "workload.h"
 
 /* Crash points tried per workload before sampling, and the sample size. */
 #define K_ALL 400
 #define K_SAMPLE 250
+/* Puts a checkpoint runs between its freeze and its write (ov.on). */
+#define OVERLAP_PUTS 8
 /* Wall-clock budget of one workload's crash loop, in seconds. */
 #define BUDGET_S 25.0
 
@@ -145,6 +148,31 @@ static void wl_compact(workload *w)
 	wl_add(w, OP_COMPACT, 0);
 }
 
+/*
+ * Compaction whose checkpoints overlap puts (run with ov.on: the puts
+ * after each OP_COMPACT run inside its checkpoint), small enough that
+ * every mutation is a crash point.
+ */
+static void wl_compact_overlap(workload *w)
+{
+	uint64_t rng = 333;
+
+	wl_init(w, "compaction_overlapping_puts", CELLAR_SYNC_NONE, 64 << 10,
+	        40, 800, 1600);
+	w->compact_dead_pct = 10;
+	for (unsigned i = 0; i < w->nkeys; i++)
+		wl_add(w, OP_PUT, i);
+	wl_mix(w, &rng, 60, 100, 20); /* ~ 2 segments' worth */
+	wl_add(w, OP_COMPACT, 0);
+	for (unsigned i = 0; i < OVERLAP_PUTS; i++)
+		wl_add(w, OP_PUT, i); /* inside the pass's checkpoint */
+	wl_add(w, OP_SYNC, 0);
+	wl_mix(w, &rng, 40, 100, 0);
+	wl_add(w, OP_COMPACT, 0);
+	for (unsigned i = 0; i < OVERLAP_PUTS; i++)
+		wl_add(w, OP_PUT, 20 + i); /* unsynced, inside it */
+}
+
 /* The same in CELLAR_SYNC_ALWAYS mode, mostly deletes: tombstones. */
 static void wl_compact_always(workload *w)
 {
@@ -213,15 +241,70 @@ static cellar_db *wl_open(const workload *w, cellar_fs *fs, model *m,
 /* Compaction passes run and segments they rewrote, for the dry run. */
 static uint64_t compactions, compacted;
 
+/* One acknowledged-or-not put of step j, into the model. */
+static void do_put(const workload *w, cellar_fs *fs, model *m, cellar_db *db,
+                   size_t j)
+{
+	static unsigned char val[WL_MAX_VAL];
+	const op *o = &w->ops[j];
+	kstate *s = &m->k[o->key];
+	char key[32];
+	size_t kn = key_of(o->key, key);
+	size_t vn = val_of(o->key, o->ver, w->vmin, w->vmax, w->big, val);
+	int rc = cellar_put(db, key, kn, val, vn);
+
+	check_call(fs, rc, "put", j);
+	pend_add(s, o->ver);
+	if (rc == CELLAR_OK) {
+		s->acked = o->ver;
+		if (w->sync_mode == CELLAR_SYNC_ALWAYS)
+			make_durable(s);
+	}
+}
+
+/*
+ * Checkpoints overlapping puts: with overlap on, every checkpoint written
+ * off the writer's path (compaction's, a due one at sync) runs the next
+ * puts of the script (up to OVERLAP_PUTS) between its freeze and its
+ * write, as a concurrent writer would.
+ */
+static struct {
+	bool on;
+	const workload *w;
+	cellar_fs *fs;
+	model *m;
+	cellar_db *db;
+	size_t *j;
+	uint64_t puts; /* puts run inside checkpoints, for the dry run */
+} ov;
+
+static void overlap_hook(void *ctx)
+{
+	(void)ctx;
+	for (int n = 0; n < OVERLAP_PUTS && *ov.j + 1 < ov.w->nops &&
+	                ov.w->ops[*ov.j + 1].kind == OP_PUT; n++) {
+		(*ov.j)++;
+		do_put(ov.w, ov.fs, ov.m, ov.db, *ov.j);
+		ov.puts++;
+	}
+}
+
 /* Run w on fs (the fault wrapper), recording what was acknowledged. */
 static void wl_run(const workload *w, cellar_fs *fs, model *m)
 {
-	static unsigned char val[WL_MAX_VAL];
 	char key[32];
 	cellar_db *db = wl_open(w, fs, m, 0);
 	int rc;
+	size_t j;
 
-	for (size_t j = 0; j < w->nops; j++) {
+	ov.w = w;
+	ov.fs = fs;
+	ov.m = m;
+	ov.j = &j;
+	if (ov.on)
+		cellar__test_set_ckpt_hook(overlap_hook, NULL);
+	ov.db = db;
+	for (j = 0; j < w->nops; j++) {
 		const op *o = &w->ops[j];
 		kstate *s = &m->k[o->key];
 		size_t kn = key_of(o->key, key);
@@ -234,23 +317,15 @@ static void wl_run(const workload *w, cellar_fs *fs, model *m)
 					model_synced(m);
 			}
 			db = wl_open(w, fs, m, j);
+			ov.db = db;
 			continue;
 		}
 		if (!db)
 			continue;
 		switch (o->kind) {
-		case OP_PUT: {
-			size_t vn = val_of(o->key, o->ver, w->vmin, w->vmax, w->big, val);
-			rc = cellar_put(db, key, kn, val, vn);
-			check_call(fs, rc, "put", j);
-			pend_add(s, o->ver);
-			if (rc == CELLAR_OK) {
-				s->acked = o->ver;
-				if (w->sync_mode == CELLAR_SYNC_ALWAYS)
-					make_durable(s);
-			}
+		case OP_PUT:
+			do_put(w, fs, m, db, j);
 			break;
-		}
 		case OP_DEL:
 			rc = cellar_delete(db, key, kn);
 			if (rc == CELLAR_ENOTFOUND) {
@@ -366,8 +441,10 @@ static void crash_all(workload *w)
 	new_fs(&base, &ff);
 	model_init(&m, w->nkeys);
 	compactions = compacted = 0;
+	ov.puts = 0;
 	wl_run(w, ff, &m);
 	n = fault_fs_mutations(ff);
+	CHECK(!ov.on || ov.puts > 0, "no put ran inside a checkpoint");
 	CHECK(compactions == 0 || compacted > 0, "%llu compaction passes "
 	      "rewrote no segment", (unsigned long long)compactions);
 	CHECK(!fault_fs_crashed(ff), "crashed without a crash point");
@@ -463,6 +540,16 @@ Test(crash, compaction)
 	workload w;
 	wl_compact(&w);
 	crash_all(&w);
+}
+
+Test(crash, compaction_with_puts_during_its_checkpoints)
+{
+	workload w;
+	wl_compact_overlap(&w);
+	ov.on = true;
+	crash_all(&w);
+	ov.on = false;
+	cellar__test_set_ckpt_hook(NULL, NULL);
 }
 
 Test(crash, compaction_sync_always)

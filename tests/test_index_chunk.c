@@ -289,3 +289,90 @@ Test(index_chunk, damaged_overflow_chunk_fails_lookups_through_it,
 	cr_assert_gt(bad, 0);
 	index_free(lx);
 }
+
+/* ---- frozen versions (checkpoints off the writer's path) -------------------- */
+
+/* Freeze a with heap and slab chunks, change one of each, thaw. */
+Test(index_chunk, frozen_chunks_are_copied_before_a_change_then_freed)
+{
+	index_array a, f;
+	size_t n = INDEX_SLAB_CHUNKS + 2, heap = 1, slab = INDEX_SLAB_CHUNKS + 1;
+	uint64_t copied = 0;
+	uint8_t *b, *old_heap, *old_slab;
+
+	memset(&a, 0, sizeof a);
+	OK(index_array_reserve(&a, (uint64_t)n * INDEX_CHUNK_BUCKETS));
+	a.n = (uint64_t)n * INDEX_CHUNK_BUCKETS;
+	a.chunks[heap].base[5] = 0x11;
+	a.chunks[slab].base[7] = 0x22;
+	OK(index_array_freeze(&a, &f));
+	cr_assert_eq(f.nchunks, n);
+	cr_assert_eq(f.n, a.n);
+	for (size_t c = 0; c < n; c++) {
+		cr_assert_eq(f.chunks[c].base, a.chunks[c].base);
+		cr_assert_not(index_bucket_is_private(&a, (uint64_t)c
+		                                              << INDEX_CHUNK_SHIFT),
+		              "chunk %zu is frozen", c);
+	}
+	old_heap = a.chunks[heap].base;
+	old_slab = a.chunks[slab].base;
+	/* The writer's change goes to a copy; the frozen bytes stay. */
+	OK(index_bucket_own(&a, (uint64_t)heap << INDEX_CHUNK_SHIFT, &b));
+	b[5] = 0x33;
+	OK(index_bucket_own(&a, (uint64_t)slab << INDEX_CHUNK_SHIFT, &b));
+	b[7] = 0x44;
+	cr_assert_neq(a.chunks[heap].base, old_heap);
+	cr_assert_neq(a.chunks[slab].base, old_slab);
+	cr_assert_eq(old_heap[5], 0x11);
+	cr_assert_eq(old_slab[7], 0x22);
+	cr_assert_eq(f.chunks[heap].base[5], 0x11);
+	cr_assert_eq(a.chunks[heap].base[5], 0x33);
+	cr_assert_eq(a.chunks[slab].base[7], 0x44);
+	cr_assert(index_bucket_is_private(&a, (uint64_t)heap << INDEX_CHUNK_SHIFT),
+	          "the copy is the writer's");
+	/* A second change of the same chunk copies nothing more. */
+	b = a.chunks[heap].base;
+	OK(index_bucket_own(&a, (uint64_t)heap << INDEX_CHUNK_SHIFT, &b));
+	cr_assert_eq(b, a.chunks[heap].base);
+	cr_assert_eq(a.frozen_copies, 2);
+	index_array_thaw(&a, &f, &copied);
+	cr_assert_eq(copied, 2);
+	cr_assert_null(f.chunks);
+	for (size_t c = 0; c < n; c++)
+		cr_assert(index_bucket_is_private(&a, (uint64_t)c
+		                                          << INDEX_CHUNK_SHIFT),
+		          "chunk %zu thawed", c);
+	/* The replaced slab chunk is reused by the next allocation. */
+	cr_assert_eq(a.nslab_free, 1);
+	OK(index_array_reserve(&a, (uint64_t)(n + 1) * INDEX_CHUNK_BUCKETS));
+	cr_assert_eq(a.chunks[n].base, old_slab);
+	cr_assert_eq(a.chunks[n].base[7], 0, "reused chunks are zeroed");
+	index_array_free(&a); /* the heap original was freed at the thaw: ASan */
+}
+
+/* A shared (checkpoint) chunk is not frozen: its copy-on-write is as before. */
+Test(index_chunk, shared_chunks_are_not_frozen)
+{
+	static uint8_t file[INDEX_CHUNK_BYTES] __attribute__((aligned(64)));
+	index_array a, f;
+	uint64_t copied = 1;
+	uint8_t *b;
+
+	memset(&a, 0, sizeof a);
+	file[3] = 9;
+	OK(index_array_alloc_chunks(&a, 1));
+	index_chunk_share(&a, 0, file, INDEX_CHUNK_BUCKETS,
+	                  hash_checksum(file, INDEX_CHUNK_BYTES));
+	a.n = INDEX_CHUNK_BUCKETS;
+	OK(index_array_freeze(&a, &f));
+	cr_assert_eq(a.chunks[0].owned, CHUNK_SHARED);
+	OK(index_bucket_own(&a, 0, &b));
+	cr_assert_eq(b[3], 9);
+	b[3] = 10;
+	cr_assert_eq(file[3], 9);
+	cr_assert_eq(f.chunks[0].base, file);
+	index_array_thaw(&a, &f, &copied);
+	cr_assert_eq(copied, 0, "a shared chunk's copy is no frozen copy");
+	cr_assert_eq(a.chunks[0].owned, CHUNK_HEAP);
+	index_array_free(&a);
+}

@@ -46,6 +46,9 @@ typedef struct config {
 	                         * reopen steps, iterate at the others */
 	bool log_writes;        /* check that full buffers were cut at 2 MiB
 	                         * boundaries */
+	unsigned ckpt_every;    /* > 0: every this many steps a compaction
+	                         * pass, whose checkpoint runs puts and deletes
+	                         * between its freeze and its write */
 } config;
 
 /* Where we are, for every failure message: "seed 3 step 1234 (put k17)". */
@@ -196,6 +199,38 @@ static void check_all(const model *m, cellar_db *db)
 	free(seen);
 }
 
+/* Writes a checkpoint runs while it is being written (ckpt_every). */
+static struct {
+	cellar_db *db;
+	model *m;
+	uint64_t *rng;
+	unsigned nkeys;
+	unsigned ran; /* checkpoints that ran the writes */
+} ov;
+
+static void overlap_hook(void *ctx)
+{
+	unsigned char k[MAX_KEY], v[64];
+
+	(void)ctx;
+	ov.ran++;
+	for (int n = 0; n < 20; n++) {
+		uint64_t r = tc_rand(ov.rng);
+		unsigned i = (unsigned)((r >> 8) % ov.nkeys);
+		size_t kn = key_of(i, k), vn = (size_t)(r >> 40) % sizeof v;
+		if (r % 4 == 0) {
+			int rc = cellar_delete(ov.db, k, kn);
+			CHECK_RC(rc, ov.m->e[i].live ? CELLAR_OK : CELLAR_ENOTFOUND);
+			model_delete(ov.m, i);
+			continue;
+		}
+		for (size_t j = 0; j < vn; j++)
+			v[j] = (unsigned char)(r >> (j % 8));
+		CHECK_RC(cellar_put(ov.db, k, kn, v, vn), CELLAR_OK);
+		model_put(ov.m, i, v, vn);
+	}
+}
+
 static void open_db(cellar_db **db, const char *dir, const cellar_options *o)
 {
 	*db = NULL;
@@ -241,6 +276,19 @@ static void run_model(const config *c)
 #define WHERE(name)                                                          \
 	snprintf(where, sizeof where, "seed %llu step %u (%s key %u)",        \
 	         (unsigned long long)c->seed, step, (name), i)
+
+		if (c->ckpt_every && step % c->ckpt_every == c->ckpt_every - 1) {
+			cellar_compact_result res;
+			WHERE("compact with writes during its checkpoint");
+			ov.db = db;
+			ov.m = &m;
+			ov.rng = &rng;
+			ov.nkeys = c->nkeys;
+			cellar__test_set_ckpt_hook(overlap_hook, NULL);
+			CHECK_RC(cellar_compact(db, &res), CELLAR_OK);
+			cellar__test_set_ckpt_hook(NULL, NULL);
+			check_all(&m, db);
+		}
 
 		if (op < 45) {
 			uint64_t r2 = tc_rand(&rng);
@@ -350,6 +398,8 @@ static void run_model(const config *c)
 	if (c->steps >= 20000)
 		cr_assert_gt(ro_looks, 0, "the walk opened the store read-only");
 	cr_assert_gt(large, 0, "the walk wrote large values");
+	if (c->ckpt_every)
+		cr_assert_gt(ov.ran, 0, "no checkpoint ran writes inside it");
 	if (log) {
 		size_t cuts = 0;
 		for (size_t w = 0; w < log->n; w++)
@@ -381,6 +431,13 @@ static uint64_t hash_weak(const void *key, size_t len, uint64_t seed)
 		h = h * 31 + p[j];
 	h %= 61;
 	return tc_rand(&h);
+}
+
+Test(model, random_walk_checkpoints_overlap_writes)
+{
+	config c = { .seed = 5, .steps = 20000, .nkeys = 300,
+	             .max_segment_size = 64 << 10, .ckpt_every = 500 };
+	run_model(&c);
 }
 
 Test(model, random_walk_seed_1)

@@ -9,10 +9,12 @@
 #include <stdio.h>
 #include <pthread.h>
 #include <string.h>
+#include <time.h>
 
 #include "common.h"
 #include "fault.h"
 #include "handle.h"
+#include "testhook.h"
 #include "writer.h"
 
 static tc_store S;
@@ -151,8 +153,8 @@ Test(writer, dropped_segments_are_removed_after_a_checkpoint, .init = setup,
 	uint64_t seq = old->seq;
 	writer_drop_segment(W(), old);
 	OK(writer_sync(W(), 1));
-	OK(writer_remove_dropped(W(), &seq, 1));
 	writer_unlock(W());
+	OK(writer_remove_dropped(W(), &seq, 1)); /* takes the mutex itself */
 	OK(cellar_stats(S.db, &st));
 	cr_assert_eq(st.segments, 1);
 	tc_store_reopen(&S);
@@ -224,4 +226,194 @@ Test(writer, checkpoint_falls_due_as_the_log_grows, .init = setup,
 	cr_assert_eq(W()->log_since_ckpt, 0, "the due checkpoint was not written");
 	cr_assert_not(writer_ckpt_due(W()));
 	writer_unlock(W());
+}
+
+/* ---- checkpoints off the writer's path ------------------------------------ */
+
+/* What the checkpoint hook does while a checkpoint is being written. */
+static struct {
+	cellar_db *db;
+	int puts;          /* keys "d0".."d<puts-1>" put from inside */
+	cellar_fs *fault;  /* arm a failed write of the checkpoint file */
+	unsigned sleep_ms; /* then wait this long */
+	atomic_int inside; /* the hook has run (and is running) */
+} hook;
+
+static void ckpt_hook(void *ctx)
+{
+	(void)ctx;
+	atomic_store(&hook.inside, 1);
+	for (int i = 0; i < hook.puts; i++) {
+		char key[16];
+		snprintf(key, sizeof key, "d%d", i);
+		OK(cellar_put(hook.db, key, strlen(key), "during", 6));
+	}
+	if (hook.fault)
+		fault_fs_fail(hook.fault, FAULT_WRITE,
+		              fault_fs_count(hook.fault, FAULT_WRITE) + 1,
+		              CELLAR_EIO, 0);
+	if (hook.sleep_ms) {
+		struct timespec ts = { 0, (long)hook.sleep_ms * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	atomic_store(&hook.inside, 2);
+}
+
+static void hook_set(cellar_db *db, int puts, cellar_fs *fault,
+                     unsigned sleep_ms)
+{
+	hook.db = db;
+	hook.puts = puts;
+	hook.fault = fault;
+	hook.sleep_ms = sleep_ms;
+	atomic_store(&hook.inside, 0);
+	cellar__test_set_ckpt_hook(ckpt_hook, NULL);
+}
+
+/* Put enough to make a checkpoint due at the next sync. */
+static void make_ckpt_due(cellar_db *db, const char *prefix)
+{
+	char key[32], val[100];
+
+	memset(val, 'v', sizeof val);
+	for (int i = 0; !writer_ckpt_due(&db->w); i++) {
+		snprintf(key, sizeof key, "%s%08d", prefix, i);
+		OK(cellar_put(db, key, strlen(key), val, sizeof val));
+	}
+}
+
+static uint64_t stat_checkpoints(cellar_db *db, uint64_t *failures,
+                                 uint64_t *copied)
+{
+	cellar_db_stats st;
+
+	OK(cellar_stats_sized(db, &st, sizeof st));
+	if (failures)
+		*failures = st.checkpoint_failures;
+	if (copied)
+		*copied = st.ckpt_chunks_copied;
+	return st.checkpoints;
+}
+
+Test(writer, writes_during_a_checkpoint_land_in_the_next_one, .init = setup,
+     .fini = teardown)
+{
+	cellar__debug_info d;
+	uint64_t copied, before = stat_checkpoints(S.db, NULL, NULL);
+
+	make_ckpt_due(S.db, "k");
+	hook_set(S.db, 50, NULL, 0);
+	OK(cellar_sync(S.db)); /* the hook puts d0..d49 mid-checkpoint */
+	cellar__test_set_ckpt_hook(NULL, NULL);
+	cr_assert_eq(atomic_load(&hook.inside), 2, "no checkpoint was written");
+	cr_assert_eq(stat_checkpoints(S.db, NULL, &copied), before + 1);
+	cr_assert_gt(copied, 0, "the puts changed no frozen chunk");
+	/* Only what the frozen version covered stopped counting. */
+	cr_assert_gt(W()->log_since_ckpt, 0, "the puts during it were counted "
+	             "as checkpointed");
+	expect_value("d7", "during");
+	/* The published checkpoint does not hold them: a reader replays
+	 * them past it (once they are in the file). */
+	OK(cellar_sync(S.db)); /* not due: no checkpoint */
+	cr_assert_eq(stat_checkpoints(S.db, NULL, NULL), before + 1);
+	cellar_options ro = S.o;
+	cellar_db *rdb;
+	char buf[128];
+	size_t n = 0;
+	ro.flags = CELLAR_READONLY;
+	OK(cellar_open(&rdb, S.dir, &ro));
+	OK(cellar__debug(rdb, &d));
+	cr_assert_geq(d.replayed_records, 50, "replayed %llu",
+	              (unsigned long long)d.replayed_records);
+	OK(cellar_get(rdb, "d7", 2, buf, sizeof buf, &n));
+	cr_assert_eq(n, 6);
+	OK(cellar_close(rdb));
+	/* The next checkpoint holds them. */
+	OK(cellar_close(S.db));
+	S.db = NULL;
+	OK(cellar_open(&rdb, S.dir, &ro));
+	OK(cellar__debug(rdb, &d));
+	cr_assert_eq(d.replayed_records, 0);
+	OK(cellar_get(rdb, "d49", 3, buf, sizeof buf, &n));
+	OK(cellar_close(rdb));
+	tc_store_open(&S);
+}
+
+Test(writer, a_failed_checkpoint_write_keeps_the_last_and_is_retried)
+{
+	cellar_fs *base = tc_fs_new_named("mem"), *fs;
+	char *dir = tc_dir_new();
+	cellar_options o = CELLAR_OPTIONS_INIT;
+	cellar__debug_info d;
+	uint64_t failures, before;
+	cellar_db *db;
+	char buf[128];
+	size_t n = 0;
+
+	OK(fault_fs_new(&fs, base));
+	o.flags = CELLAR_CREATE;
+	o.fs = fs;
+	OK(cellar_open(&db, dir, &o));
+	make_ckpt_due(db, "a");
+	before = stat_checkpoints(db, NULL, NULL);
+	OK(cellar_sync(db)); /* a checkpoint */
+	cr_assert_eq(stat_checkpoints(db, NULL, NULL), before + 1);
+	make_ckpt_due(db, "b");
+	hook_set(db, 5, fs, 0); /* the checkpoint file's first write fails */
+	ERR(CELLAR_EIO, cellar_sync(db));
+	cellar__test_set_ckpt_hook(NULL, NULL);
+	cr_assert_eq(stat_checkpoints(db, &failures, NULL), before + 1);
+	cr_assert_eq(failures, 1);
+	/* Not a failed fsync: writes go on, and the next sync retries. */
+	OK(writer_failed(&db->w));
+	OK(cellar_put(db, "after", 5, "x", 1));
+	cr_assert(writer_ckpt_due(&db->w), "the failed one is still due");
+	/* Meanwhile the previous checkpoint is what a reader loads. */
+	cellar_options ro = o;
+	cellar_db *rdb;
+	ro.flags = CELLAR_READONLY;
+	OK(cellar_open(&rdb, dir, &ro));
+	OK(cellar__debug(rdb, &d));
+	cr_assert_gt(d.replayed_records, 0, "the b keys are replayed");
+	OK(cellar_get(rdb, "b00000000", 9, buf, sizeof buf, &n));
+	OK(cellar_close(rdb));
+	OK(cellar_sync(db)); /* the retry */
+	cr_assert_eq(stat_checkpoints(db, &failures, NULL), before + 2);
+	cr_assert_not(writer_ckpt_due(&db->w));
+	OK(cellar_close(db));
+	OK(cellar_open(&db, dir, &o));
+	OK(cellar_get(db, "d4", 2, buf, sizeof buf, &n));
+	OK(cellar_get(db, "after", 5, buf, sizeof buf, &n));
+	OK(cellar_close(db));
+	cellar_fs_free(fs);
+	cellar_fs_free(base);
+	tc_dir_free(dir);
+}
+
+/* A background sync is in its checkpoint (the hook waits) when close comes. */
+Test(writer, close_waits_for_a_background_checkpoint)
+{
+	tc_store s;
+	char buf[128];
+	size_t n = 0;
+
+	tc_store_init(&s);
+	s.o.sync_mode = CELLAR_SYNC_PERIODIC;
+	s.o.sync_interval_ms = 5;
+	tc_store_open(&s);
+	make_ckpt_due(s.db, "k");
+	hook_set(s.db, 3, NULL, 100);
+	for (int i = 0; i < 2000 && atomic_load(&hook.inside) == 0; i++) {
+		struct timespec ts = { 0, 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	cr_assert_eq(atomic_load(&hook.inside), 1, "no background checkpoint");
+	OK(cellar_close(s.db)); /* while the hook sleeps */
+	s.db = NULL;
+	cellar__test_set_ckpt_hook(NULL, NULL);
+	cr_assert_eq(atomic_load(&hook.inside), 2);
+	tc_store_open(&s);
+	OK(cellar_get(s.db, "d2", 2, buf, sizeof buf, &n));
+	OK(cellar_get(s.db, "k00000000", 9, buf, sizeof buf, &n));
+	tc_store_free(&s);
 }

@@ -1619,7 +1619,7 @@ static int cmd_stats(char **argv, int argc)
 	(void)argc;
 	if ((rc = open_store(&db, argv[0], CELLAR_READONLY, 0)) != CELLAR_OK)
 		return status_of(rc);
-	if ((rc = cellar_stats(db, &st)) != CELLAR_OK)
+	if ((rc = cellar_stats_sized(db, &st, sizeof st)) != CELLAR_OK)
 		return close_store(db, fail(rc, NULL));
 	const stat_row rows[] = {
 		{ "keys", (double)st.keys, 1, "keys" },
@@ -1644,6 +1644,15 @@ static int cmd_stats(char **argv, int argc)
 		{ "rebuilt_index", (double)st.rebuilt_index, 1, "flag" },
 		{ "torn_bytes", (double)st.torn_bytes, 1, "bytes" },
 		{ "damaged_bytes", (double)st.damaged_bytes, 1, "bytes" },
+		{ "checkpoints", (double)st.checkpoints, 1, "since open" },
+		{ "checkpoint_failures", (double)st.checkpoint_failures, 1,
+		  "since open" },
+		{ "ckpt_chunks_copied", (double)st.ckpt_chunks_copied, 1,
+		  "chunks" },
+		{ "ckpt_copy_bytes", (double)st.ckpt_copy_bytes, 1, "bytes" },
+		{ "ckpt_copy_bytes_max", (double)st.ckpt_copy_bytes_max, 1,
+		  "bytes" },
+		{ "ckpt_longest_hold_ms", st.ckpt_longest_hold_ms, 0, "ms" },
 	};
 	const size_t nrows = sizeof rows / sizeof rows[0];
 
@@ -1939,7 +1948,9 @@ static const command commands[] = {
 	  "overflow_buckets, load_factor, avg_probe, puts, deletes, gets, hits,\n"
 	  "misses, syncs, compactions (those seven count since this open),\n"
 	  "recovered_records, rebuilt_index, torn_bytes, damaged_bytes (what\n"
-	  "open cut or skipped); then one line per segment, oldest\n"
+	  "open cut or skipped), checkpoints, checkpoint_failures,\n"
+	  "ckpt_chunks_copied, ckpt_copy_bytes, ckpt_copy_bytes_max,\n"
+	  "ckpt_longest_hold_ms; then one line per segment, oldest\n"
 	  "first: segment SEQ BYTES LIVE_BYTES DEAD_BYTES.  --json: one object\n"
 	  "with the same names, a \"units\" object and a \"segment_list\".\n" },
 	{ "info", 1, 1, cmd_stats, O_JSON, "info [--json] DIR",

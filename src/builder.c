@@ -289,7 +289,14 @@ int cellar_builder_open(cellar_builder **out, const char *dir,
 	b->seed = opts->hash_seed ? opts->hash_seed : random_bits(b);
 	budget = opts->memory_budget ? opts->memory_budget : DEFAULT_BUDGET;
 	b->cap = (size_t)(budget / sizeof(build_pair));
-	if (!(b->dir = strdup(dir)) || !(b->parent = parent_of(dir)) ||
+	if (!(b->dir = strdup(dir))) {
+		rc = cellar__error(CELLAR_ENOMEM, "out of memory");
+		goto fail;
+	}
+	/* "x/" names x: the build directory goes beside it, not inside. */
+	for (size_t n = strlen(b->dir); n > 1 && b->dir[n - 1] == '/'; n--)
+		b->dir[n - 1] = '\0';
+	if (!(b->parent = parent_of(b->dir)) ||
 	    !(b->mem = malloc(b->cap * sizeof *b->mem))) {
 		rc = cellar__error(CELLAR_ENOMEM, "out of memory");
 		goto fail;

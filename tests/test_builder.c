@@ -214,6 +214,19 @@ Test(builder, builds_a_store_that_later_writes_update)
 	cellar_fs_free(fs);
 }
 
+Test(builder, a_trailing_slash_names_the_same_directory)
+{
+	cellar_fs *fs = tc_fs_new();
+	char *dir = tc_dir_new(), slashed[4200];
+
+	snprintf(slashed, sizeof slashed, "%s//", dir);
+	OK(build(fs, slashed, 100, 0, 0));
+	check_dir(fs, dir, 100, 0);
+	cr_assert_eq(builds_beside(fs, dir), 0);
+	tc_dir_free(dir);
+	cellar_fs_free(fs);
+}
+
 Test(builder, empty_build)
 {
 	cellar_fs *fs = tc_fs_new();

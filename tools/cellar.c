@@ -1087,6 +1087,54 @@ static int put_all(reader *r, cellar_db *db, seen *s, uint64_t *loaded,
 	return st;
 }
 
+/*
+ * Pass 2 for a new store, when every record is to be kept (last wins):
+ * through the bulk builder, which writes the index once, in bucket order,
+ * and publishes dir atomically at the end.  *keys gets the keys built.
+ */
+static int build_all(reader *r, const char *dir, uint64_t *loaded,
+                     uint64_t *keys)
+{
+	cellar_build_options bo = CELLAR_BUILD_OPTIONS_INIT;
+	cellar_builder *b = NULL;
+	cellar_db *db = NULL;
+	progress p;
+	int rc, st;
+
+	if ((rc = cellar_builder_open(&b, dir, &bo)) != CELLAR_OK)
+		return fail(rc, "build");
+	progress_begin(&p, "load", r->records, 0); /* the count pass 1 saw */
+	if ((st = reader_rewind(r))) {
+		progress_end(&p);
+		cellar_builder_abort(b);
+		return st;
+	}
+	while ((rc = next_record(r)) > 0) {
+		progress_set(&p, r->records);
+		if ((rc = cellar_builder_add(b, r->key, r->key_len, r->val,
+		                             r->val_len)) != CELLAR_OK) {
+			st = fail_key(rc, "build", r->key, r->key_len);
+			break;
+		}
+		++*loaded;
+	}
+	progress_end(&p);
+	if (rc < 0 && !st)
+		st = -rc; /* the input changed under us */
+	if (!st && (rc = cellar_builder_finish(b)) != CELLAR_OK)
+		st = fail(rc, "build");
+	cellar_builder_abort(b); /* frees; before a finish, discards */
+	if (st)
+		return st;
+	cellar_options o = CELLAR_OPTIONS_INIT;
+	o.flags = CELLAR_READONLY;
+	if ((rc = cellar_open(&db, dir, &o)) != CELLAR_OK ||
+	    (rc = cellar_count(db, keys)) != CELLAR_OK)
+		st = fail(rc, NULL);
+	cellar_close(db);
+	return st;
+}
+
 static int cmd_load(char **argv, int argc)
 {
 	const char *dir = argv[0];
@@ -1117,6 +1165,12 @@ static int cmd_load(char **argv, int argc)
 	if ((st = validate(&r, &s)))
 		goto done;
 	seen_close(&s);
+	if (fresh && !opt.no_overwrite && opt.dups != DUPS_FIRST) {
+		/* A new store and last wins: the builder's job. */
+		if ((st = build_all(&r, dir, &loaded, &keys)))
+			goto done;
+		goto report;
+	}
 	if (opt.dups == DUPS_FIRST && (st = seen_open(&s, dir)))
 		goto done;
 	if (fresh)
@@ -1143,6 +1197,7 @@ static int cmd_load(char **argv, int argc)
 		         strerror(errno));
 		goto done;
 	}
+report:
 	printf("loaded %" PRIu64 " record%s", loaded, loaded == 1 ? "" : "s");
 	if (skipped)
 		printf(", skipped %" PRIu64 " (%s)", skipped,
@@ -1898,8 +1953,10 @@ static const command commands[] = {
 	  "empty or too long key, are reported with their line (or record)\n"
 	  "number and nothing is written (exit 4).  A new store is built in a\n"
 	  "temporary directory beside DIR and renamed to DIR at the end, so a\n"
-	  "failed load leaves no store behind; an existing store is only\n"
-	  "touched once the input is known good.\n"
+	  "failed load leaves no store behind (by the bulk builder, which\n"
+	  "writes the index once, in bucket order, unless --no-overwrite or\n"
+	  "--dups=first asks for puts); an existing store is only touched\n"
+	  "once the input is known good.\n"
 	  "  --no-overwrite  never replace a value: a record whose key is\n"
 	  "                  already in the store (from before the load, or from\n"
 	  "                  an earlier record) is skipped and counted\n"

@@ -489,6 +489,32 @@ printf 'nl\nend\177\377~ \r' >"$tmp/want"
 expect_stdout_file "$tmp/want"
 ok
 
+begin "build publishes a new store over DIR; a bad input or a writer leaves DIR as it was"
+bdir=$tmp/built
+expect_status 0 "$cellar" create "$bdir"
+expect_status 0 "$cellar" put "$bdir" old 1
+printf 'cellar-dump 1 3\nnew\tA\nother\tB\nnew\tC\nend\n' >"$tmp/b.dump"
+expect_status 0 "$cellar" build "$bdir" -f "$tmp/b.dump"
+expect_stdout "built 3 records; 2 keys in $bdir"$'\n'
+expect_status 0 "$cellar" get "$bdir" new
+expect_stdout "C"
+expect_status 1 "$cellar" get "$bdir" old
+left=("$bdir".build-*) # nullglob: empty when none is left
+[ ${#left[@]} -eq 0 ] || fail "a build directory was left beside DIR: ${left[*]}"
+printf 'cellar-dump 1 3\nx\ty\n' >"$tmp/bad.dump"
+expect_status 4 "$cellar" build "$bdir" -f "$tmp/bad.dump"
+expect_stderr_has "line"
+expect_status 0 "$cellar" get "$bdir" other
+expect_stdout "B"
+if command -v flock >/dev/null 2>&1; then
+	expect_status 4 flock "$bdir/LOCK" "$cellar" build "$bdir" -f "$tmp/b.dump"
+	expect_status 0 "$cellar" count "$bdir"
+	expect_stdout $'2\n'
+fi
+expect_status 0 "$cellar" build --help
+expect_stdout_has "publish it as DIR"
+ok
+
 begin "load -f FILE, --tsv and --cdb read their formats"
 expect_status 0 "$cellar" load -f "$tmp/dump1" "$ldb.f"
 expect_status 0 "$cellar" dump "$ldb.f"

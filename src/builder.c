@@ -49,20 +49,6 @@ struct cellar_builder {
 
 /* ---- names ---------------------------------------------------------------- */
 
-static uint64_t random_bits(const void *salt)
-{
-	struct timespec ts = { 0, 0 };
-	uint64_t mix[4];
-
-	timespec_get(&ts, TIME_UTC);
-	mix[0] = (uint64_t)ts.tv_sec;
-	mix[1] = (uint64_t)ts.tv_nsec;
-	mix[2] = (uint64_t)(uintptr_t)salt;
-	mix[3] = (uint64_t)(uintptr_t)&ts;
-	uint64_t s = hash_checksum(mix, sizeof mix);
-	return s ? s : 1;
-}
-
 /* The directory holding path ("." for a bare name). */
 static char *parent_of(const char *path)
 {
@@ -241,7 +227,7 @@ static int make_build_dir(cellar_builder *b, uint64_t max_seg)
 	if (!(b->tmp = malloc(dl + strlen(FILE_BUILD_INFIX) + 17)))
 		return cellar__error(CELLAR_ENOMEM, "out of memory");
 	for (int tries = 0; rc == CELLAR_EEXIST && tries < 8; tries++) {
-		uint64_t r = random_bits(b) ^ (uint64_t)tries;
+		uint64_t r = meta_random_seed(b) ^ (uint64_t)tries;
 		memcpy(b->tmp, b->dir, dl);
 		strcpy(b->tmp + dl, FILE_BUILD_INFIX);
 		for (int i = 0; i < 16; i++)
@@ -286,7 +272,7 @@ int cellar_builder_open(cellar_builder **out, const char *dir,
 		return cellar__error(CELLAR_ENOMEM, "out of memory");
 	latch_init(&b->latch);
 	b->unique = !!(opts->flags & CELLAR_BUILD_UNIQUE);
-	b->seed = opts->hash_seed ? opts->hash_seed : random_bits(b);
+	b->seed = opts->hash_seed ? opts->hash_seed : meta_random_seed(b);
 	budget = opts->memory_budget ? opts->memory_budget : DEFAULT_BUDGET;
 	b->cap = (size_t)(budget / sizeof(build_pair));
 	if (!(b->dir = strdup(dir))) {

@@ -3,6 +3,7 @@
  * meta.h).  Owns the meta file's bytes; must not know any other file.
  */
 #include <string.h>
+#include <time.h>
 
 #include "endian.h"
 #include "error.h"
@@ -38,6 +39,20 @@ int meta_decode(const uint8_t *p, uint64_t len, meta *m)
 	m->seed = le64_load(p + 16);
 	m->created = le64_load(p + 24);
 	return CELLAR_OK;
+}
+
+uint64_t meta_random_seed(const void *salt)
+{
+	struct timespec ts = { 0, 0 };
+	uint64_t mix[4];
+
+	timespec_get(&ts, TIME_UTC);
+	mix[0] = (uint64_t)ts.tv_sec;
+	mix[1] = (uint64_t)ts.tv_nsec;
+	mix[2] = (uint64_t)(uintptr_t)salt;
+	mix[3] = (uint64_t)(uintptr_t)&ts;
+	uint64_t s = hash_checksum(mix, sizeof mix);
+	return s ? s : 1;
 }
 
 int meta_read(cellar_fs *fs, const char *dir, meta *m)

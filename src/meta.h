@@ -31,6 +31,12 @@ void meta_encode(const meta *m, uint8_t out[META_SIZE]);
 /** CELLAR_OK, CELLAR_ECORRUPT (not a meta file, damaged) or CELLAR_EVERSION. */
 int meta_decode(const uint8_t *p, uint64_t len, meta *m);
 
+/**
+ * A new store's hash seed: never 0, different from one call to the next
+ * (the clock, an address and salt, mixed by XXH3).
+ */
+uint64_t meta_random_seed(const void *salt);
+
 /** Read and decode <dir>/meta; CELLAR_ENOENT if there is none. */
 int meta_read(cellar_fs *fs, const char *dir, meta *m);
 /** Write <dir>/meta atomically and durably. */

@@ -151,20 +151,6 @@ static int attach_fs(cellar_db *db)
 	return CELLAR_OK;
 }
 
-static uint64_t random_seed(const void *salt)
-{
-	struct timespec ts = { 0, 0 };
-	uint64_t mix[4];
-
-	timespec_get(&ts, TIME_UTC);
-	mix[0] = (uint64_t)ts.tv_sec;
-	mix[1] = (uint64_t)ts.tv_nsec;
-	mix[2] = (uint64_t)(uintptr_t)salt;
-	mix[3] = (uint64_t)(uintptr_t)&ts;
-	uint64_t s = hash_checksum(mix, sizeof mix);
-	return s ? s : 1;
-}
-
 /* A writer takes the store's lock, then creates the store if it is new. */
 static int lock_and_create(cellar_db *db, meta *m)
 {
@@ -183,7 +169,7 @@ static int lock_and_create(cellar_db *db, meta *m)
 	if (rc != CELLAR_ENOENT)
 		return rc;
 	m->version = FORMAT_VERSION;
-	m->seed = db->opts.hash_seed ? db->opts.hash_seed : random_seed(db);
+	m->seed = db->opts.hash_seed ? db->opts.hash_seed : meta_random_seed(db);
 	m->created = (uint64_t)time(NULL);
 	return meta_write(db->fs, db->dir, m);
 }

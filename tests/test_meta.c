@@ -290,3 +290,13 @@ Test(meta, files_path_too_long_is_einval)
 	cellar_fs_free(mfs);
 	free(dir);
 }
+
+Test(meta, random_seeds_are_never_zero_and_differ)
+{
+	int salt_a = 1, salt_b = 2;
+	uint64_t a = meta_random_seed(&salt_a), b = meta_random_seed(&salt_b);
+
+	cr_assert_neq(a, 0);
+	cr_assert_neq(b, 0);
+	cr_assert_neq(a, b, "two seeds in a row are the same");
+}

@@ -280,6 +280,12 @@ typedef struct cellar_options {
  * crash at the end of the newest segment is cut off.  A read-only handle
  * recovers in memory and changes no file.
  *
+ * A read-only open is atomic against the store's writer and against a
+ * build published in dir's place (cellar_builder_finish): the handle reads
+ * one store whole, the old one or the new one.  If dir held another store
+ * by the time its files were open, or a file it listed was removed by a
+ * compaction meanwhile, it opens again (up to 8 times).
+ *
  * @param[out] out  the new handle; NULL on failure.
  * @param dir       the store's directory; created with CELLAR_CREATE.
  * @param opts      options, or NULL for all defaults.
@@ -311,6 +317,51 @@ CELLAR_API int cellar_open(cellar_db **out, const char *dir,
  *   CELLAR_ENOSPC): writes since the last successful sync may then be lost.
  */
 CELLAR_API int cellar_close(cellar_db *db);
+
+/**
+ * Move a read-only handle to the newest state of its store without closing
+ * it: what the writer wrote since the handle opened or last refreshed, or
+ * a new build published in the directory's place.
+ *
+ * "Newest" is what the store's files hold when the call looks: every
+ * record the writer has handed to the OS (at least everything synced;
+ * records still in the writer's append buffer are not in the files yet).
+ * A record still being written is left for the next refresh.
+ *
+ * How it gets there:
+ *   - the same store, and no segment the handle holds was removed: the
+ *     handle replays the new records into its table (cost proportional to
+ *     what was written since), 1,024 at a time under its exclusive latch,
+ *     so gets on other threads wait at most for one such step (about
+ *     0.2 ms) and see the log's records applied in order;
+ *   - a compaction removed segments the handle holds, or another store
+ *     (a new build) is in the directory: the handle opens the store afresh
+ *     (mapping the newest checkpoint and replaying the log after it, as
+ *     cellar_open does) beside the old one, then swaps the two; gets wait
+ *     only for the swap.  The old files are closed then, which is when the
+ *     OS frees a replaced or compacted store's space, if no other handle
+ *     or process still has them open.
+ *
+ * Handles that do not refresh keep reading the version they have, whole,
+ * until they refresh or close, whatever the writer, compaction or a
+ * publication do to the directory.
+ *
+ * Thread safety: any thread may call it while others get, multi-get or
+ * iterate on the handle; refreshes of one handle run one at a time.  A
+ * thread holding a pin (cellar_get_pinned) must not call it: the refresh
+ * waits for pins to be released.
+ *
+ * @return CELLAR_OK (also when nothing was new), or
+ *   - CELLAR_EINVAL: db is NULL, or a read-write handle (always current);
+ *   - CELLAR_EBUSY: the handle had to be reopened (see above) while an
+ *     iterator is open on it; nothing changed: free the iterator and call
+ *     again;
+ *   - CELLAR_ENOENT: the directory no longer holds a store;
+ *   - CELLAR_ECORRUPT, CELLAR_EVERSION, CELLAR_EIO, CELLAR_ENOMEM: the
+ *     new state could not be read; the handle keeps serving what it had
+ *     (possibly part of the way to the new state, in log order).
+ */
+CELLAR_API int cellar_refresh(cellar_db *db);
 
 /**
  * Store value under key, replacing any value the key had.
@@ -373,14 +424,16 @@ typedef struct cellar_pin {
  * keep it there until cellar_pin_release(pin).
  *
  * Lifetime: *val stays valid and unchanged until the pin is released, or
- * until cellar_close(), whichever comes first; no put, delete, compaction
- * or checkpoint of this handle moves or unmaps it meanwhile.  On a
- * read-write handle the pin holds the handle's reader latch: writers (and
- * compaction batches) of this handle wait until it is released, so hold
- * pins briefly, and while a thread holds one it must not call cellar on the
- * same handle (other than cellar_pin_release), or it may deadlock with a
- * waiting writer; other threads may.  On a read-only handle a pin holds
- * nothing and costs nothing; it may be held as long as the handle is open.
+ * until cellar_close(), whichever comes first; no put, delete, compaction,
+ * checkpoint or refresh of this handle moves or unmaps it meanwhile.  The
+ * pin holds the handle's reader latch: on a read-write handle writers (and
+ * compaction batches) of this handle wait until it is released, and on a
+ * read-only handle cellar_refresh() does.  So hold pins briefly, and while
+ * a thread holds one it must not call cellar on the same handle (other
+ * than cellar_pin_release), or it may deadlock with a waiting writer or
+ * refresh; other threads may.  Another process's writer, compaction or
+ * build never waits for a pin, and never invalidates it either: the
+ * handle's mappings stay until it refreshes or closes.
  * On a file system without mappings the value is copied into memory the
  * pin owns.  The bytes were verified against the record's checksum.
  * @param[out] val      the value (not NUL-terminated); NULL on failure.
@@ -578,6 +631,10 @@ typedef struct cellar_db_stats {
 	uint64_t ckpt_copy_bytes_max; /**< the most copied during one checkpoint */
 	/** Longest time one step of a sync or checkpoint held writers, ms. */
 	double ckpt_longest_hold_ms;
+	/* Read-only handles (0 on read-write ones): cellar_refresh. */
+	uint64_t refreshes;         /**< calls that succeeded */
+	uint64_t refresh_reloads;   /**< of those, how many reopened the store */
+	uint64_t refreshed_records; /**< records replayed by the others */
 } cellar_db_stats;
 
 /* The size of cellar_db_stats before the fields since 0.2 (cellar_stats). */

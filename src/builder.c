@@ -238,9 +238,7 @@ static int make_build_dir(cellar_builder *b, uint64_t max_seg)
 	}
 	if (rc < 0)
 		return rc;
-	m.version = FORMAT_VERSION;
-	m.seed = b->seed;
-	m.created = (uint64_t)time(NULL);
+	meta_init(&m, b->seed);
 	if ((rc = files_path(lpath, sizeof lpath, b->tmp, FILE_LOCK)) < 0 ||
 	    (rc = b->fs->lock(b->fs, lpath, &b->lock)) < 0 ||
 	    (rc = meta_write(b->fs, b->tmp, &m)) < 0 ||

@@ -113,15 +113,16 @@ int cellar_warm(cellar_db *db)
 
 	if ((rc = enter(db, 0, NULL, 0)) < 0)
 		return rc;
-	if (!db->readonly)
-		writer_lock(&db->w); /* the segment list stays as it is */
+	db_hold_segments(db); /* the segment list stays as it is */
 	rc = segset_warm(&db->segs);
 	if (!db->readonly)
-		writer_unlock(&db->w);
-	/* The checkpoint's mapping lives as long as the table: no mutex, so
-	 * writers wait only for the segments' part. */
+		db_release_segments(db);
+	/* The checkpoint's mapping lives as long as the table: writers wait
+	 * only for the segments' part.  A refresh waits for both. */
 	if (rc == CELLAR_OK)
 		rc = index_warm(db->ix);
+	if (db->readonly)
+		db_release_segments(db);
 	return rc;
 }
 
@@ -133,11 +134,9 @@ int cellar_residency(cellar_db *db, cellar_residency_info *out)
 		return rc;
 	if (!out)
 		return cellar__error(CELLAR_EINVAL, "out is NULL");
-	if (!db->readonly)
-		writer_lock(&db->w); /* the segment list stays as it is */
+	db_hold_segments(db); /* the segment list stays as it is */
 	rc = pagecache_residency(&db->pc, db->fs, db->ix, &db->segs, out);
-	if (!db->readonly)
-		writer_unlock(&db->w);
+	db_release_segments(db);
 	return rc;
 }
 
@@ -313,6 +312,9 @@ static void stats_of_calls(cellar_db *db, cellar_db_stats *out)
 	out->rebuilt_index = db->recovery.rebuilt;
 	out->torn_bytes = db->recovery.cut_bytes;
 	out->damaged_bytes = db->recovery.damaged_bytes;
+	out->refreshes = load_relaxed(&db->refreshes);
+	out->refresh_reloads = load_relaxed(&db->reloads);
+	out->refreshed_records = load_relaxed(&db->refreshed_records);
 }
 
 static void stats_of_checkpoints(cellar_db *db, cellar_db_stats *out)

@@ -13,7 +13,9 @@
  * checkpoint, compaction batches, the background sync); `latch` guards
  * what readers look at (the index and the segment table) and is taken
  * exclusive only around in-memory changes.  A read-only handle has no
- * writer and takes neither.
+ * writer; its readers take the latch too, because cellar_refresh changes
+ * the table and the segment set under it (refresh_mutex orders refreshes,
+ * and keeps the segment set still for cellar_warm and cellar_residency).
  */
 #ifndef CELLAR_HANDLE_H
 #define CELLAR_HANDLE_H
@@ -27,6 +29,7 @@
 #include "hash.h"
 #include "index.h"
 #include "latch.h"
+#include "meta.h"
 #include "pagecache.h"
 #include "recovery.h"
 #include "segment.h"
@@ -66,6 +69,9 @@ struct cellar_db {
 	writer w;   /* read-write handles only */
 	gate gate;  /* iterators vs compaction batches */
 	bg_thread bg;
+	meta meta;  /* the store the handle reads: a refresh compares it */
+	pthread_mutex_t refresh_mutex;  /* read-only handles: one refresh at a time */
+	atomic_uint_fast64_t refreshes, reloads, refreshed_records;
 };
 
 static inline uint64_t db_hash(const cellar_db *db, const void *key, size_t len)
@@ -75,13 +81,30 @@ static inline uint64_t db_hash(const cellar_db *db, const void *key, size_t len)
 
 static inline unsigned db_read_lock(cellar_db *db)
 {
-	return db->readonly ? latch_thread_slot() : latch_read_lock(&db->latch);
+	return latch_read_lock(&db->latch);
 }
 
 static inline void db_read_unlock(cellar_db *db, unsigned slot)
 {
-	if (!db->readonly)
-		latch_read_unlock(&db->latch, slot);
+	latch_read_unlock(&db->latch, slot);
+}
+
+/* Keep the segment set as it is: the writer's mutex, or a read-only
+ * handle's refresh mutex. */
+static inline void db_hold_segments(cellar_db *db)
+{
+	if (db->readonly)
+		pthread_mutex_lock(&db->refresh_mutex);
+	else
+		writer_lock(&db->w);
+}
+
+static inline void db_release_segments(cellar_db *db)
+{
+	if (db->readonly)
+		pthread_mutex_unlock(&db->refresh_mutex);
+	else
+		writer_unlock(&db->w);
 }
 
 #endif

@@ -20,6 +20,7 @@ void meta_encode(const meta *m, uint8_t out[META_SIZE])
 	le32_store(out + 8, m->version);
 	le64_store(out + 16, m->seed);
 	le64_store(out + 24, m->created);
+	le64_store(out + 32, m->id);
 	le64_store(out + 56, hash_checksum(out, 56));
 }
 
@@ -38,6 +39,7 @@ int meta_decode(const uint8_t *p, uint64_t len, meta *m)
 		return cellar__error(CELLAR_ECORRUPT, "meta: format version 0");
 	m->seed = le64_load(p + 16);
 	m->created = le64_load(p + 24);
+	m->id = le64_load(p + 32);
 	return CELLAR_OK;
 }
 
@@ -53,6 +55,24 @@ uint64_t meta_random_seed(const void *salt)
 	mix[3] = (uint64_t)(uintptr_t)&ts;
 	uint64_t s = hash_checksum(mix, sizeof mix);
 	return s ? s : 1;
+}
+
+void meta_init(meta *m, uint64_t seed)
+{
+	m->version = FORMAT_VERSION;
+	m->seed = seed ? seed : meta_random_seed(m);
+	m->created = (uint64_t)time(NULL);
+	/* Another draw: the clock has moved on since the seed's. */
+	m->id = meta_random_seed(&m->id) ^ m->seed;
+	if (!m->id)
+		m->id = 1;
+}
+
+int meta_same_store(const meta *a, const meta *b)
+{
+	if (a->id || b->id)
+		return a->id == b->id;
+	return a->seed == b->seed && a->created == b->created;
 }
 
 int meta_read(cellar_fs *fs, const char *dir, meta *m)

@@ -22,6 +22,7 @@
 #include "files.h"
 #include "handle.h"
 #include "meta.h"
+#include "refresh.h"
 
 #define DEFAULT_SEGMENT_SIZE (256ull << 20)
 #define MIN_SEGMENT_SIZE (64ull << 10)
@@ -104,6 +105,7 @@ static int db_new(cellar_db **out, const char *dir, const cellar_options *opts)
 	gate_init(&db->gate);
 	pthread_mutex_init(&db->bg.mutex, NULL);
 	pthread_cond_init(&db->bg.cond, NULL);
+	pthread_mutex_init(&db->refresh_mutex, NULL);
 	take_options(db, opts);
 	*out = db;
 	if (!(db->dir = strdup(dir)))
@@ -111,13 +113,20 @@ static int db_new(cellar_db **out, const char *dir, const cellar_options *opts)
 	return CELLAR_OK;
 }
 
+/* What open_log built: the index (and its lock in memory), the segments. */
+static void close_log(cellar_db *db)
+{
+	pagecache_unlock(&db->pc);
+	index_free(db->ix);
+	db->ix = NULL;
+	if (db->segs.by_id)
+		segset_close(&db->segs);
+}
+
 static void db_free(cellar_db *db)
 {
 	bg_stop(db);
-	pagecache_unlock(&db->pc);
-	index_free(db->ix);
-	if (db->segs.by_id)
-		segset_close(&db->segs);
+	close_log(db);
 	if (db->lock)
 		db->fs->unlock(db->fs, db->lock);
 	if (db->own_fs)
@@ -126,6 +135,7 @@ static void db_free(cellar_db *db)
 		writer_destroy(&db->w);
 	pthread_mutex_destroy(&db->bg.mutex);
 	pthread_cond_destroy(&db->bg.cond);
+	pthread_mutex_destroy(&db->refresh_mutex);
 	gate_destroy(&db->gate);
 	free(db->dir);
 	free(db);
@@ -168,9 +178,7 @@ static int lock_and_create(cellar_db *db, meta *m)
 	rc = meta_read(db->fs, db->dir, m);
 	if (rc != CELLAR_ENOENT)
 		return rc;
-	m->version = FORMAT_VERSION;
-	m->seed = db->opts.hash_seed ? db->opts.hash_seed : meta_random_seed(db);
-	m->created = (uint64_t)time(NULL);
+	meta_init(m, db->opts.hash_seed);
 	return meta_write(db->fs, db->dir, m);
 }
 
@@ -247,6 +255,52 @@ static int open_log(cellar_db *db, const meta *m)
 	return CELLAR_OK;
 }
 
+/* Attempts at a consistent read-only open (see open_readonly). */
+#define RO_OPEN_TRIES 8
+
+/*
+ * A read-only handle opens the store's files one by one while a writer may
+ * compact (removing segments) and a builder may publish another store in
+ * the directory's place.  What it opened is whole if the directory still
+ * holds the store it found at the start; if not, or if a file it listed
+ * was gone, it tries again.  A store replaced for good shows as a changed
+ * id; damage does not go away, so it is reported after a few tries.
+ */
+static int open_readonly(cellar_db *db, meta *m)
+{
+	int rc = CELLAR_OK;
+
+	for (int tries = 0; tries < RO_OPEN_TRIES; tries++) {
+		meta now;
+		if (tries)
+			close_log(db);
+		if ((rc = find_store(db, m)) < 0)
+			return rc;
+		rc = open_log(db, m);
+		int rc2 = meta_read(db->fs, db->dir, &now);
+		if (rc2 == CELLAR_OK && meta_same_store(m, &now) &&
+		    (rc == CELLAR_OK || tries >= 2))
+			return rc;
+		if (rc2 < 0 && rc2 != CELLAR_ENOENT && rc2 != CELLAR_ECORRUPT)
+			return rc2;
+	}
+	return rc < 0 ? rc
+	              : cellar__error(CELLAR_EBUSY, "%s: the store was replaced "
+	                              "%d times while it was being opened",
+	                              db->dir, RO_OPEN_TRIES);
+}
+
+/* Find the store, then open its log and recover (consistently, read-only). */
+static int open_store(cellar_db *db)
+{
+	int rc = db->readonly ? open_readonly(db, &db->meta)
+	                      : find_store(db, &db->meta);
+
+	if (rc == CELLAR_OK && !db->readonly)
+		rc = open_log(db, &db->meta);
+	return rc;
+}
+
 /* Ready the writer; save a rebuilt index or a long replay at once. */
 static int start_writer(cellar_db *db)
 {
@@ -291,7 +345,6 @@ int cellar_open(cellar_db **out, const char *dir, const cellar_options *opts)
 {
 	cellar_options defaults = CELLAR_OPTIONS_INIT;
 	cellar_db *db = NULL;
-	meta m;
 	int rc;
 
 	cellar__error_clear();
@@ -305,7 +358,7 @@ int cellar_open(cellar_db **out, const char *dir, const cellar_options *opts)
 	if ((rc = check_options(opts)) < 0)
 		return rc;
 	if ((rc = db_new(&db, dir, opts)) < 0 || (rc = attach_fs(db)) < 0 ||
-	    (rc = find_store(db, &m)) < 0 || (rc = open_log(db, &m)) < 0 ||
+	    (rc = open_store(db)) < 0 ||
 	    (!db->readonly && (rc = start_writer(db)) < 0) ||
 	    (rc = bg_start(db)) < 0)
 		goto fail;
@@ -333,5 +386,98 @@ int cellar_close(cellar_db *db)
 		writer_unlock(&db->w);
 	}
 	db_free(db);
+	return rc;
+}
+
+/* ---- refresh ------------------------------------------------------------ */
+
+/* Exclusive latch: trade the stores of a and b (their log and table). */
+static void swap_store(cellar_db *a, cellar_db *b)
+{
+	segset segs = a->segs;
+	cellar_index *ix = a->ix;
+	recovery_result rec = a->recovery;
+	pagecache pc = a->pc;
+	keyhash kh = a->kh;
+	meta m = a->meta;
+
+	a->segs = b->segs;
+	a->ix = b->ix;
+	a->recovery = b->recovery;
+	a->pc = b->pc;
+	a->kh = b->kh;
+	a->meta = b->meta;
+	b->segs = segs;
+	b->ix = ix;
+	b->recovery = rec;
+	b->pc = pc;
+	b->kh = kh;
+	b->meta = m;
+	/* The set points at its handle's latch and directory. */
+	a->segs.latch = &a->latch;
+	a->segs.dir = a->dir;
+	b->segs.latch = &b->latch;
+	b->segs.dir = b->dir;
+}
+
+/*
+ * Open the store in db's directory afresh into a new handle with db's
+ * options, then put it in db's place.  Gets on other threads wait only for
+ * the exchange of pointers; the old files are closed once it is done.  An
+ * open iterator walks the old log by position, so, as for a compaction
+ * batch, the exchange waits for none: CELLAR_EBUSY.
+ */
+static int reload(cellar_db *db)
+{
+	cellar_db *nd = NULL;
+	int entered = 0, rc;
+
+	if ((rc = db_new(&nd, db->dir, &db->opts)) < 0)
+		goto done;
+	nd->fs = db->fs; /* db's, owned by db */
+	if ((rc = open_readonly(nd, &nd->meta)) < 0)
+		goto done;
+	gate_batch_enter(&db->gate, &entered);
+	if (!entered) {
+		rc = cellar__error(CELLAR_EBUSY, "an iterator is open on the "
+		                   "handle: the refresh must reload it, and waits");
+		goto done;
+	}
+	latch_write_lock(&db->latch);
+	swap_store(db, nd);
+	latch_write_unlock(&db->latch);
+	gate_batch_leave(&db->gate);
+	atomic_fetch_add(&db->reloads, 1);
+done:
+	if (nd)
+		db_free(nd);
+	return rc;
+}
+
+int cellar_refresh(cellar_db *db)
+{
+	recovery_result res = { 0 };
+	meta now;
+	int rc;
+
+	cellar__error_clear();
+	if (!db)
+		return cellar__error(CELLAR_EINVAL, "db is NULL");
+	if (!db->readonly)
+		return cellar__error(CELLAR_EINVAL, "refresh is for read-only "
+		                     "handles: a read-write handle is always current");
+	pthread_mutex_lock(&db->refresh_mutex);
+	rc = meta_read(db->fs, db->dir, &now);
+	if (rc == CELLAR_OK && !meta_same_store(&db->meta, &now))
+		rc = REFRESH_RELOAD; /* another store was published here */
+	else if (rc == CELLAR_OK)
+		rc = refresh_follow(db, &res);
+	if (rc == REFRESH_RELOAD)
+		rc = reload(db);
+	if (rc == CELLAR_OK) {
+		atomic_fetch_add(&db->refreshes, 1);
+		atomic_fetch_add(&db->refreshed_records, res.replayed);
+	}
+	pthread_mutex_unlock(&db->refresh_mutex);
 	return rc;
 }

@@ -230,3 +230,51 @@ fail:
 	index_free(ix);
 	return rc;
 }
+
+int recovery_follow(cellar_index *ix, segset *segs, segment *g, uint64_t end,
+                    const keyhash *kh, int newest, unsigned budget,
+                    recovery_result *res, int *more)
+{
+	record_view v;
+	int rc;
+
+	*more = 0;
+	if (end > UINT32_MAX)
+		return cellar__error(CELLAR_ECORRUPT,
+		                     "segment %016llx: larger than 4 GiB",
+		                     (unsigned long long)g->seq);
+	for (unsigned n = 0; g->size < end; n++) {
+		uint64_t off = g->size, next;
+		if (n == budget) {
+			*more = 1;
+			return CELLAR_OK;
+		}
+		rc = segment_record(segs, g, off, end, &v);
+		if (rc == CELLAR_OK)
+			rc = record_verify(&v, g->seq, off);
+		if (rc == CELLAR_EVERSION || rc == CELLAR_ENOMEM || rc == CELLAR_EIO) {
+			record_release(&v);
+			return rc;
+		}
+		if (rc < 0) {
+			record_release(&v);
+			if ((rc = segment_resync(segs, g, off, end, &next)) < 0)
+				return rc;
+			if (next == end && newest)
+				return CELLAR_OK; /* still being written */
+			res->damaged_bytes += next - off;
+			g->dead += next - off;
+			g->size = next;
+			continue;
+		}
+		g->size = off + v.h.total;
+		rc = recovery_apply(ix, segs, keyhash_of(kh, record_key(&v), v.h.key_len),
+		                    &v, g, off);
+		res->replayed++;
+		res->replayed_bytes += v.h.total;
+		record_release(&v);
+		if (rc < 0)
+			return rc;
+	}
+	return CELLAR_OK;
+}

@@ -40,4 +40,20 @@ int recovery_run(cellar_index **out, segset *segs, cellar_fs *fs,
 int recovery_apply(cellar_index *ix, segset *segs, uint64_t hash,
                    const record_view *v, segment *g, uint64_t off);
 
+/**
+ * A read-only handle follows the writer (cellar_refresh): replay g's records
+ * from g->size, the end of what the table already holds, towards end (the
+ * file's length now; segset_reach made it readable), at most budget of
+ * them.  g->size moves past each record before it is applied, so that a
+ * later record of the same key finds it.  Exclusive latch held.
+ *
+ * A record that fails its checksum with nothing valid after it, in the
+ * newest segment, is a write still under way: replay stops there and the
+ * next refresh starts again at it.  Anywhere else it is damage, skipped and
+ * counted as in recovery_run.  *more is 1 if records remain before end.
+ */
+int recovery_follow(cellar_index *ix, segset *segs, segment *g, uint64_t end,
+                    const keyhash *kh, int newest, unsigned budget,
+                    recovery_result *res, int *more);
+
 #endif

@@ -123,6 +123,21 @@ static int cmp_seq(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* The sequence numbers of dir's segment files, in order. */
+static int list_seqs(cellar_fs *fs, const char *dir, struct seq_list *seqs)
+{
+	int rc = fs->list(fs, dir, collect_seq, seqs);
+
+	if (rc < 0) {
+		if (rc == CELLAR_ENOMEM)
+			cellar__error(rc, "segments: out of memory");
+		return rc;
+	}
+	if (seqs->n > 1)
+		qsort(seqs->v, seqs->n, sizeof *seqs->v, cmp_seq);
+	return CELLAR_OK;
+}
+
 /*
  * A newest file too short for its header was created just before a crash,
  * before any record: drop it first (a writer removes it), so that the
@@ -153,8 +168,8 @@ static int drop_short_newest(segset *s, struct seq_list *seqs)
 	return CELLAR_OK;
 }
 
-/* Open segment seq, check its header, map it and add it to the set. */
-static int open_one(segset *s, uint64_t seq, int last)
+/* Open segment seq, check its header and map it (not yet in the set). */
+static int open_file(segset *s, uint64_t seq, int last, segment **out)
 {
 	char path[FILE_PATH_MAX];
 	uint8_t hdr[SEG_HEADER_SIZE];
@@ -162,6 +177,7 @@ static int open_one(segset *s, uint64_t seq, int last)
 	size_t got;
 	int rc;
 
+	*out = NULL;
 	if ((rc = segment_path(s, seq, path, sizeof path)) < 0)
 		return rc;
 	if (!(g = calloc(1, sizeof *g)))
@@ -181,22 +197,34 @@ static int open_one(segset *s, uint64_t seq, int last)
 	if ((rc = s->fs->read_at(s->fs, g->file, 0, hdr, sizeof hdr, &got)) < 0 ||
 	    (rc = header_decode(hdr, g->seq, &g->id)) < 0)
 		goto fail;
+	g->flushed = g->wend = g->synced = g->size;
+	/* The newest grows: a writer appends to it, and a read-only handle
+	 * follows it at a refresh.  Reserve room so that neither remaps. */
+	segment_map(s, g, last && g->size < s->max_size ? s->max_size : g->size);
+	*out = g;
+	return CELLAR_OK;
+fail:
+	segment_free(s, g);
+	return rc;
+}
+
+static int open_one(segset *s, uint64_t seq, int last)
+{
+	segment *g;
+	int rc;
+
+	if ((rc = open_file(s, seq, last, &g)) < 0)
+		return rc;
 	if (s->by_id[g->id]) {
 		rc = cellar__error(CELLAR_ECORRUPT,
 		                   "segments %016llx and %016llx share id %u",
 		                   (unsigned long long)s->by_id[g->id]->seq,
 		                   (unsigned long long)g->seq, (unsigned)g->id);
-		goto fail;
+		segment_free(s, g);
+		return rc;
 	}
-	g->flushed = g->wend = g->synced = g->size;
-	segment_map(s, g, last && !s->readonly && g->size < s->max_size
-	                      ? s->max_size
-	                      : g->size);
 	if ((rc = list_add(s, g)) < 0)
-		goto fail;
-	return CELLAR_OK;
-fail:
-	segment_free(s, g);
+		segment_free(s, g);
 	return rc;
 }
 
@@ -227,14 +255,8 @@ int segset_open_hinted(segset *s, cellar_fs *fs, const char *dir,
 		rc = cellar__error(CELLAR_ENOMEM, "segments: out of memory");
 		goto fail;
 	}
-	if ((rc = fs->list(fs, dir, collect_seq, &seqs)) < 0) {
-		if (rc == CELLAR_ENOMEM)
-			cellar__error(rc, "segments: out of memory");
-		goto fail;
-	}
-	if (seqs.n > 1)
-		qsort(seqs.v, seqs.n, sizeof *seqs.v, cmp_seq);
-	if ((rc = drop_short_newest(s, &seqs)) < 0)
+	if ((rc = list_seqs(fs, dir, &seqs)) < 0 ||
+	    (rc = drop_short_newest(s, &seqs)) < 0)
 		goto fail;
 	for (size_t i = 0; i < seqs.n; i++)
 		if ((rc = open_one(s, seqs.v[i], i + 1 == seqs.n)) < 0)
@@ -781,4 +803,70 @@ void segset_free_detached(segset *s, segment *g)
 void segset_release_ids(segset *s)
 {
 	memset(s->retired, 0, SEG_MAX_SEGMENTS);
+}
+
+/* ---- following a writer (read-only handles) ------------------------------ */
+
+int segset_list_dir(const segset *s, uint64_t **seqs, size_t *n)
+{
+	struct seq_list l = { 0 };
+	int rc = list_seqs(s->fs, s->dir, &l);
+
+	if (rc < 0) {
+		free(l.v);
+		return rc;
+	}
+	*seqs = l.v;
+	*n = l.n;
+	return CELLAR_OK;
+}
+
+int segset_open_new(segset *s, uint64_t seq, segment **out)
+{
+	char path[FILE_PATH_MAX];
+	cellar_file *f = NULL;
+	uint64_t size = 0;
+	int rc;
+
+	*out = NULL;
+	/* A file shorter than its header is being created: not yet. */
+	if ((rc = segment_path(s, seq, path, sizeof path)) < 0 ||
+	    (rc = s->fs->open(s->fs, path, CELLAR_FS_READ, &f)) < 0)
+		return rc;
+	rc = s->fs->size(s->fs, f, &size);
+	s->fs->close(s->fs, f);
+	if (rc < 0 || size < SEG_HEADER_SIZE)
+		return rc;
+	if ((rc = open_file(s, seq, 1, out)) < 0)
+		return rc;
+	/* Nothing in it is known yet: refresh replays it and moves size. */
+	(*out)->size = (*out)->flushed = (*out)->wend = SEG_HEADER_SIZE;
+	return CELLAR_OK;
+}
+
+int segset_add_new(segset *s, segment *g)
+{
+	if (s->by_id[g->id])
+		return cellar__error(CELLAR_ECORRUPT,
+		                     "segments %016llx and %016llx share id %u",
+		                     (unsigned long long)s->by_id[g->id]->seq,
+		                     (unsigned long long)g->seq, (unsigned)g->id);
+	return list_add(s, g);
+}
+
+void segset_discard_new(segset *s, segment *g)
+{
+	segment_free(s, g);
+}
+
+int segset_file_size(const segset *s, const segment *g, uint64_t *size)
+{
+	return s->fs->size(s->fs, g->file, size);
+}
+
+void segset_reach(segset *s, segment *g, uint64_t end)
+{
+	if (g->map && g->map_len < end)
+		segment_map(s, g, end < s->max_size ? s->max_size : end);
+	g->flushed = g->wend = end;
 }

@@ -227,4 +227,36 @@ int segset_match_key(void *ctx, uint16_t seg, uint32_t off, int *hit);
 int segment_resync(const segset *s, const segment *g, uint64_t from,
                    uint64_t end, uint64_t *next);
 
+/*
+ * Following a writer from a read-only handle (cellar_refresh).  The caller
+ * is the only one changing the set; readers may run meanwhile, so changes
+ * to what they see (the list, by_id, a segment's size, flushed and map) are
+ * made under the exclusive latch, file I/O without it.
+ */
+
+/** The sequence numbers of the store's segment files, sorted (free *seqs). */
+int segset_list_dir(const segset *s, uint64_t **seqs, size_t *n);
+
+/**
+ * Open segment seq read-only, mapped with room to grow, its size the
+ * header's alone (nothing is known of its records yet).  *out = NULL with
+ * CELLAR_OK if the file is still shorter than its header (being created);
+ * CELLAR_ENOENT if it is gone.  Not yet in the set: segset_add_new.
+ */
+int segset_open_new(segset *s, uint64_t seq, segment **out);
+/** Exclusive latch: add g from segset_open_new; ECORRUPT if its id is taken. */
+int segset_add_new(segset *s, segment *g);
+/** Free g from segset_open_new that was not added. */
+void segset_discard_new(segset *s, segment *g);
+
+/** The current length of g's file. */
+int segset_file_size(const segset *s, const segment *g, uint64_t *size);
+
+/**
+ * Exclusive latch: let records of g up to end be read from its file (its
+ * mapping grows if it must); g->size, what readers may use, is the
+ * caller's to move as records are replayed.
+ */
+void segset_reach(segset *s, segment *g, uint64_t end);
+
 #endif

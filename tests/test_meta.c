@@ -50,7 +50,7 @@ static int count_entry(const char *name, void *ctx)
 }
 
 static const meta sample = { FORMAT_VERSION, 0x0123456789abcdefull,
-	                     1700000000ull };
+	                     1700000000ull, 0xfedcba9876543210ull };
 
 Test(meta, encode_layout_is_byte_exact)
 {
@@ -65,7 +65,8 @@ Test(meta, encode_layout_is_byte_exact)
 	cr_assert_eq(b[23], 0x01);
 	cr_assert_eq(le64_load(b + 16), sample.seed);
 	cr_assert_eq(le64_load(b + 24), sample.created);
-	for (int i = 32; i < 56; i++)
+	cr_assert_eq(le64_load(b + 32), sample.id, "store id");
+	for (int i = 40; i < 56; i++)
 		cr_assert_eq(b[i], 0, "reserved byte %d", i);
 	cr_assert_eq(le64_load(b + 56), XXH3_64bits(b, 56));
 }
@@ -81,9 +82,10 @@ Test(meta, decode_round_trip)
 	cr_assert_eq(m.version, FORMAT_VERSION);
 	cr_assert_eq(m.seed, sample.seed);
 	cr_assert_eq(m.created, sample.created);
+	cr_assert_eq(m.id, sample.id);
 
 	/* Extremes survive too. */
-	meta e = { FORMAT_VERSION, UINT64_MAX, 0 };
+	meta e = { FORMAT_VERSION, UINT64_MAX, 0, 0 };
 	meta_encode(&e, b);
 	OK(meta_decode(b, sizeof b, &m));
 	cr_assert_eq(m.seed, UINT64_MAX);
@@ -194,7 +196,7 @@ Test(meta, write_leaves_no_temporary_file, .init = setup, .fini = teardown)
 Test(meta, write_replaces_existing_and_stale_tmp, .init = setup,
      .fini = teardown)
 {
-	meta m, other = { FORMAT_VERSION, 99, 12345 };
+	meta m, other = { FORMAT_VERSION, 99, 12345, 7 };
 	char names[256] = "";
 
 	OK(meta_write(fs, "/s", &sample));
@@ -299,4 +301,35 @@ Test(meta, random_seeds_are_never_zero_and_differ)
 	cr_assert_neq(a, 0);
 	cr_assert_neq(b, 0);
 	cr_assert_neq(a, b, "two seeds in a row are the same");
+}
+
+Test(meta, init_gives_each_store_its_own_id)
+{
+	meta a, b;
+
+	meta_init(&a, 42);
+	meta_init(&b, 42);
+	cr_assert_eq(a.version, FORMAT_VERSION);
+	cr_assert_eq(a.seed, 42, "the seed asked for");
+	cr_assert_neq(a.id, 0);
+	cr_assert_neq(a.id, b.id, "two stores, same seed: different ids");
+	cr_assert(!meta_same_store(&a, &b));
+	cr_assert(meta_same_store(&a, &a));
+	meta_init(&a, 0);
+	cr_assert_neq(a.seed, 0, "a random seed when none is asked for");
+}
+
+Test(meta, same_store_without_ids_compares_seed_and_time)
+{
+	meta a = { FORMAT_VERSION, 5, 100, 0 }, b = a;
+
+	cr_assert(meta_same_store(&a, &b));
+	b.created = 101;
+	cr_assert(!meta_same_store(&a, &b));
+	b = a;
+	b.seed = 6;
+	cr_assert(!meta_same_store(&a, &b));
+	b = a;
+	b.id = 9; /* one has an id, the other not: different stores */
+	cr_assert(!meta_same_store(&a, &b));
 }

@@ -179,7 +179,7 @@ void fz_fix_index_header(uint8_t *p, size_t len)
 
 void fz_meta_bytes(uint8_t out[64], uint64_t seed)
 {
-	meta m = { FORMAT_VERSION, seed, 1700000000 };
+	meta m = { FORMAT_VERSION, seed, 1700000000, 0 };
 
 	meta_encode(&m, out);
 }

@@ -1,0 +1,374 @@
+/*
+ * test_refresh.c - cellar_refresh: a read-only handle following its
+ * store's writer (appends, roll-overs, compaction) and builds published in
+ * its place, and the read-only open's atomicity against both.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+
+#define KEYS 2048
+
+static tc_store w;  /* the writer */
+static cellar_db *r; /* a read-only handle on the same store */
+
+static void key_of(char k[17], uint64_t i)
+{
+	snprintf(k, 17, "key%013llu", (unsigned long long)i);
+}
+
+/* A value that names its key and its version, of a length that varies. */
+static size_t val_of(char *v, uint64_t i, unsigned ver)
+{
+	int n = snprintf(v, 96, "v%u-%llu-", ver, (unsigned long long)i);
+
+	for (; n < (int)(20 + (i * 7 + ver) % 60); n++)
+		v[n] = (char)('a' + (i + ver + (unsigned)n) % 26);
+	return (size_t)n;
+}
+
+static cellar_db *open_ro(void)
+{
+	cellar_options o = w.o;
+	cellar_db *db;
+
+	o.flags = CELLAR_READONLY;
+	OK(cellar_open(&db, w.dir, &o));
+	return db;
+}
+
+static void setup(void)
+{
+	tc_store_new(&w, 64 << 10); /* small segments: roll-overs */
+	r = NULL;
+}
+
+static void teardown(void)
+{
+	cellar_close(r);
+	tc_store_free(&w);
+}
+
+static void put_all(unsigned ver, uint64_t from, uint64_t to)
+{
+	char k[17], v[96];
+
+	for (uint64_t i = from; i < to; i++) {
+		key_of(k, i);
+		OK(cellar_put(w.db, k, 16, v, val_of(v, i, ver)));
+	}
+}
+
+/* db holds key i with version ver (0: absent). */
+static void expect(cellar_db *db, uint64_t i, unsigned ver)
+{
+	char k[17], want[96], got[96];
+	size_t len = 0;
+
+	key_of(k, i);
+	if (!ver) {
+		ERR(CELLAR_ENOTFOUND, cellar_get(db, k, 16, got, sizeof got, &len));
+		return;
+	}
+	size_t wl = val_of(want, i, ver);
+	OK(cellar_get(db, k, 16, got, sizeof got, &len));
+	cr_assert_eq(len, wl, "key %llu: length %zu, want %zu",
+	             (unsigned long long)i, len, wl);
+	cr_assert_arr_eq(got, want, wl, "key %llu: wrong bytes (want version %u)",
+	                 (unsigned long long)i, ver);
+}
+
+static uint64_t stat_of(cellar_db *db, size_t field)
+{
+	cellar_db_stats st;
+
+	OK(cellar_stats_sized(db, &st, sizeof st));
+	return *(uint64_t *)((char *)&st + field);
+}
+
+#define STAT(db, f) stat_of(db, offsetof(cellar_db_stats, f))
+
+TestSuite(refresh, .init = setup, .fini = teardown);
+
+Test(refresh, errors)
+{
+	ERR(CELLAR_EINVAL, cellar_refresh(NULL));
+	ERR(CELLAR_EINVAL, cellar_refresh(w.db));
+	cr_assert_str_neq(cellar_errmsg(), "");
+}
+
+Test(refresh, sees_what_the_writer_appended_since)
+{
+	put_all(1, 0, KEYS / 2);
+	OK(cellar_sync(w.db));
+	r = open_ro();
+	put_all(2, KEYS / 4, KEYS); /* overwrite some, add more */
+	char k[17];
+	key_of(k, 3);
+	OK(cellar_delete(w.db, k, 16));
+	OK(cellar_sync(w.db));
+
+	/* Before: the handle still reads what it opened. */
+	expect(r, 3, 1);
+	expect(r, KEYS / 4, 1);
+	expect(r, KEYS - 1, 0);
+	OK(cellar_refresh(r));
+	for (uint64_t i = 0; i < KEYS; i++)
+		expect(r, i, i == 3 ? 0 : i < KEYS / 4 ? 1 : 2);
+	uint64_t n;
+	OK(cellar_count(r, &n));
+	cr_assert_eq(n, KEYS - 1);
+	cr_assert_eq(STAT(r, refreshes), 1);
+	cr_assert_eq(STAT(r, refresh_reloads), 0, "appends need no reload");
+	cr_assert_geq(STAT(r, refreshed_records), KEYS - KEYS / 4 + 1);
+	cr_assert_gt(STAT(r, segments), 1, "small segments rolled over");
+
+	/* Nothing new: a refresh changes nothing. */
+	OK(cellar_refresh(r));
+	expect(r, KEYS - 1, 2);
+	cr_assert_eq(STAT(r, refresh_reloads), 0);
+}
+
+Test(refresh, from_an_empty_store)
+{
+	OK(cellar_sync(w.db));
+	r = open_ro();
+	expect(r, 0, 0);
+	put_all(1, 0, KEYS);
+	OK(cellar_sync(w.db));
+	OK(cellar_refresh(r));
+	for (uint64_t i = 0; i < KEYS; i++)
+		expect(r, i, 1);
+}
+
+Test(refresh, leaves_unsynced_bytes_in_the_writers_buffer_alone)
+{
+	put_all(1, 0, 8);
+	OK(cellar_sync(w.db));
+	r = open_ro();
+	put_all(2, 0, 8); /* in the append buffer, not the file */
+	OK(cellar_refresh(r));
+	expect(r, 0, 1);
+	OK(cellar_sync(w.db));
+	OK(cellar_refresh(r));
+	expect(r, 0, 2);
+}
+
+Test(refresh, reloads_after_a_compaction_and_old_handles_keep_reading)
+{
+	put_all(1, 0, KEYS);
+	put_all(2, 0, KEYS / 2);
+	OK(cellar_sync(w.db));
+	r = open_ro();
+	cellar_db *old = open_ro();
+	put_all(3, KEYS / 2, KEYS);
+	cellar_compact_result res;
+	OK(cellar_compact(w.db, &res));
+	cr_assert_gt(res.segments_compacted, 0, "the pass removed segments");
+
+	OK(cellar_refresh(r));
+	cr_assert_eq(STAT(r, refresh_reloads), 1, "removed segments: a reload");
+	for (uint64_t i = 0; i < KEYS; i++) {
+		expect(r, i, i < KEYS / 2 ? 2 : 3);
+		expect(old, i, i < KEYS / 2 ? 2 : 1); /* the version it opened */
+	}
+	OK(cellar_close(old));
+}
+
+Test(refresh, with_an_iterator_open)
+{
+	put_all(1, 0, 16);
+	OK(cellar_sync(w.db));
+	r = open_ro();
+	cellar_iter *it;
+	OK(cellar_iter_new(r, &it));
+	put_all(2, 16, 32);
+	OK(cellar_sync(w.db));
+	OK(cellar_refresh(r)); /* appends: the iterator goes on */
+	size_t seen = 0;
+	while (cellar_iter_next(it, NULL, NULL, NULL, NULL) == CELLAR_OK)
+		seen++;
+	cr_assert_eq(seen, 32, "the iterator also meets what the refresh added");
+
+	cellar_compact_result res;
+	put_all(3, 0, 32);
+	OK(cellar_compact(w.db, &res));
+	ERR(CELLAR_EBUSY, cellar_refresh(r)); /* a reload waits for iterators */
+	expect(r, 0, 1);
+	cellar_iter_free(it);
+	OK(cellar_refresh(r));
+	expect(r, 0, 3);
+}
+
+Test(refresh, a_record_still_being_written_waits)
+{
+	put_all(1, 0, 4);
+	OK(cellar_sync(w.db));
+	uint64_t segs_before = STAT(w.db, segments);
+	tc_store_close(&w);
+
+	/* Cut the newest segment inside its last record, as a reader may find
+	 * it while the writer's write is under way. */
+	char path[512];
+	cellar_file *f;
+	uint64_t size;
+	snprintf(path, sizeof path, "%s/%016llx.seg", w.dir,
+	         (unsigned long long)segs_before);
+	OK(w.fs->open(w.fs, path, CELLAR_FS_WRITE, &f));
+	OK(w.fs->size(w.fs, f, &size));
+	uint8_t tail[10];
+	size_t got;
+	OK(w.fs->read_at(w.fs, f, size - sizeof tail, tail, sizeof tail, &got));
+	OK(w.fs->truncate(w.fs, f, size - sizeof tail));
+
+	r = open_ro();
+	expect(r, 2, 1);
+	expect(r, 3, 0);
+	OK(cellar_refresh(r));
+	expect(r, 3, 0);
+	cr_assert_eq(STAT(r, damaged_bytes), 0, "not damage");
+	OK(w.fs->write_at(w.fs, f, size - sizeof tail, tail, sizeof tail));
+	OK(w.fs->close(w.fs, f));
+	OK(cellar_refresh(r));
+	expect(r, 3, 1);
+}
+
+/* ---- builds published in the store's place -------------------------------- */
+
+static void build(unsigned ver, uint64_t n)
+{
+	cellar_build_options o = CELLAR_BUILD_OPTIONS_INIT;
+	cellar_builder *b;
+	char k[17], v[96];
+
+	o.fs = w.fs;
+	OK(cellar_builder_open(&b, w.dir, &o));
+	for (uint64_t i = 0; i < n; i++) {
+		key_of(k, i);
+		OK(cellar_builder_add(b, k, 16, v, val_of(v, i, ver)));
+	}
+	OK(cellar_builder_finish(b));
+	cellar_builder_abort(b);
+}
+
+Test(refresh, moves_to_a_published_build)
+{
+	put_all(1, 0, KEYS);
+	tc_store_close(&w);
+	r = open_ro();
+	cellar_db *old = open_ro();
+	build(2, KEYS / 2);
+
+	expect(r, 0, 1);
+	OK(cellar_refresh(r));
+	cr_assert_eq(STAT(r, refresh_reloads), 1);
+	for (uint64_t i = 0; i < KEYS; i++) {
+		expect(r, i, i < KEYS / 2 ? 2 : 0);
+		expect(old, i, 1);
+	}
+	build(3, KEYS);
+	OK(cellar_refresh(r));
+	OK(cellar_refresh(old)); /* two publications at once */
+	for (uint64_t i = 0; i < KEYS; i++) {
+		expect(r, i, 3);
+		expect(old, i, 3);
+	}
+	OK(cellar_close(old));
+}
+
+/* Mappings of deleted segment files this process still has. */
+static int deleted_segment_maps(void)
+{
+	FILE *m = fopen("/proc/self/maps", "r");
+	char line[1024];
+	int n = 0;
+
+	cr_assert_not_null(m);
+	while (fgets(line, sizeof line, m))
+		if (strstr(line, ".seg (deleted)"))
+			n++;
+	fclose(m);
+	return n;
+}
+
+Test(refresh, frees_the_old_version_when_it_lets_go)
+{
+	if (strcmp(tc_fs_name(), "mmap") != 0)
+		cr_skip_test("only the mmap file system maps files");
+	put_all(1, 0, KEYS);
+	tc_store_close(&w);
+	r = open_ro();
+	int before = deleted_segment_maps();
+	build(2, KEYS);
+	cr_assert_gt(deleted_segment_maps(), before,
+	             "the old store's files are removed but still mapped");
+	expect(r, 5, 1);
+	OK(cellar_refresh(r));
+	cr_assert_eq(deleted_segment_maps(), before, "and let go at the refresh");
+	expect(r, 5, 2);
+}
+
+/* ---- opening while builds are published --------------------------------- */
+
+static atomic_int publishing;
+
+static void *publisher(void *arg)
+{
+	(void)arg;
+	for (unsigned ver = 2; ver < 12; ver++)
+		build(ver, 64);
+	atomic_store(&publishing, 0);
+	return NULL;
+}
+
+/* Every key of the handle has the same version; return it. */
+static unsigned one_version(cellar_db *db)
+{
+	char k[17], got[96];
+	unsigned ver = 0;
+	size_t len;
+
+	for (uint64_t i = 0; i < 64; i++) {
+		unsigned v;
+		key_of(k, i);
+		OK(cellar_get(db, k, 16, got, sizeof got - 1, &len));
+		got[len] = '\0';
+		cr_assert_eq(sscanf(got, "v%u-", &v), 1);
+		cr_assert(ver == 0 || v == ver, "a mix: versions %u and %u", ver, v);
+		ver = v;
+		expect(db, i, v);
+	}
+	return ver;
+}
+
+Test(refresh, open_and_refresh_see_one_build_whole_while_builds_land)
+{
+	pthread_t t;
+
+	put_all(1, 0, 64);
+	tc_store_close(&w);
+	r = open_ro();
+	atomic_store(&publishing, 1);
+	cr_assert_eq(pthread_create(&t, NULL, publisher, NULL), 0);
+	unsigned last = 1, opens = 0;
+	while (atomic_load(&publishing)) {
+		cellar_db *db = open_ro();
+		one_version(db);
+		OK(cellar_close(db));
+		OK(cellar_refresh(r));
+		unsigned v = one_version(r);
+		cr_assert_geq(v, last, "a refresh never goes back");
+		last = v;
+		opens++;
+	}
+	pthread_join(t, NULL);
+	OK(cellar_refresh(r));
+	cr_assert_eq(one_version(r), 11);
+	cr_assert_gt(opens, 0);
+}

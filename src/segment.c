@@ -603,13 +603,16 @@ static int roll(segset *s, uint64_t first)
 		goto fail;
 	created = 1;
 	s->dir_dirty = 1;
+	/* Mapped before the header makes the file visible to read-only
+	 * handles (segset_open_new): their mappings then never come first
+	 * (on the mem fs a shorter one would pin the file's buffer). */
+	segment_map(s, g, s->max_size > SEG_HEADER_SIZE + first
+	                      ? s->max_size : SEG_HEADER_SIZE + first);
 	header_encode(hdr, g->id, g->seq);
 	if ((rc = s->fs->write_at(s->fs, g->file, 0, hdr, sizeof hdr)) < 0)
 		goto fail;
 	g->size = g->flushed = g->wend = SEG_HEADER_SIZE;
 	s->cross_off = s->cross_end = 0;
-	segment_map(s, g, s->max_size > SEG_HEADER_SIZE + first
-	                      ? s->max_size : SEG_HEADER_SIZE + first);
 	latch_write_lock(s->latch);
 	rc = list_add(s, g);
 	latch_write_unlock(s->latch);

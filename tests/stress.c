@@ -21,6 +21,11 @@
  * so that the background thread runs too.  Compaction waits while an
  * iterator is open (CELLAR_EBUSY), so the iterator pauses between passes.
  *
+ * Beside it, a read-only handle on the same store has readers of its own
+ * (the same checks) and a thread that refreshes it all the time
+ * (cellar_refresh: replaying appends, reopening after compactions); after
+ * the run its last refresh must also hold exactly what the writer wrote.
+ *
  * CELLAR_TEST_FS picks the file system (mem or mmap; default mem).  Prints
  * "stress: N reads, M writes, K iterations" and "1 passed, 0 failed", or
  * what went wrong and exits 1.
@@ -42,6 +47,7 @@
 #define NKEYS 2000
 #define STABLE 100
 #define NREADERS 3
+#define NRO_READERS 2 /* on the read-only handle */
 #define KEY_LEN 12
 #define MAX_PAD 3000
 #define BIG_PAD (SEG_BUFFER_SIZE + 100) /* written in place, not buffered */
@@ -50,7 +56,7 @@
 static atomic_int stop;
 static atomic_int failed;
 static pthread_mutex_t fail_mu = PTHREAD_MUTEX_INITIALIZER;
-static atomic_ullong n_reads, n_writes, n_iters, n_compactions;
+static atomic_ullong n_reads, n_writes, n_iters, n_compactions, n_refreshes;
 
 /* The writer's view: the newest version of each key, 0 if absent. */
 static uint64_t model[NKEYS];
@@ -334,6 +340,24 @@ static void *iter_main(void *arg)
 	return NULL;
 }
 
+/* Refresh the read-only handle over and over until the writer is done. */
+static void *refresher_main(void *arg)
+{
+	cellar_db *ro = arg;
+	uint64_t n = 0;
+
+	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+		int rc = cellar_refresh(ro);
+		if (rc != CELLAR_OK)
+			fail("refresher: refresh: %s (%s)", cellar_strerror(rc),
+			     cellar_errmsg());
+		n++;
+		usleep(200);
+	}
+	atomic_fetch_add(&n_refreshes, n);
+	return NULL;
+}
+
 static double now_s(void)
 {
 	struct timespec ts;
@@ -429,8 +453,19 @@ static int open_store(cellar_fs *fs, const char *dir, int create,
 	return cellar_open(db, dir, &o);
 }
 
+static int open_readonly(cellar_fs *fs, const char *dir, cellar_db **db)
+{
+	cellar_options o = CELLAR_OPTIONS_INIT;
+
+	o.flags = CELLAR_READONLY;
+	o.fs = fs;
+	o.max_segment_size = 1u << 20;
+	*db = NULL;
+	return cellar_open(db, dir, &o);
+}
+
 /* After the run: the reopened store holds what the writer last wrote. */
-static void check_final(cellar_db *db)
+static void check_final(cellar_db *db, const char *who)
 {
 	unsigned char *buf = malloc(MAX_VAL);
 	char key[KEY_LEN];
@@ -445,18 +480,18 @@ static void check_final(cellar_db *db)
 		int rc = cellar_get(db, key, KEY_LEN, buf, MAX_VAL, &n);
 		if (!model[i]) {
 			if (rc != CELLAR_ENOTFOUND)
-				fail("after reopen: key %u: %s, want ENOTFOUND", i,
+				fail("%s: key %u: %s, want ENOTFOUND", who, i,
 				     cellar_strerror(rc));
 			continue;
 		}
 		if (rc != CELLAR_OK) {
-			fail("after reopen: key %u: %s, want v%llu", i,
+			fail("%s: key %u: %s, want v%llu", who, i,
 			     cellar_strerror(rc), (unsigned long long)model[i]);
 			continue;
 		}
-		uint64_t ver = decode(i, buf, n, "after reopen");
+		uint64_t ver = decode(i, buf, n, who);
 		if (ver && ver != model[i])
-			fail("after reopen: key %u: v%llu, want v%llu", i,
+			fail("%s: key %u: v%llu, want v%llu", who, i,
 			     (unsigned long long)ver, (unsigned long long)model[i]);
 	}
 	free(buf);
@@ -467,8 +502,9 @@ int main(void)
 	const char *fsname = getenv("CELLAR_TEST_FS");
 	const char *sec = getenv("CELLAR_STRESS_SECONDS");
 	double seconds = sec && atof(sec) > 0 ? atof(sec) : 2.0;
-	pthread_t rt[NREADERS], itt;
-	reader *readers = calloc(NREADERS, sizeof *readers);
+	pthread_t rt[NREADERS + NRO_READERS], itt, reft;
+	reader *readers = calloc(NREADERS + NRO_READERS, sizeof *readers);
+	cellar_db *ro = NULL;
 	unsigned char *val = malloc(MAX_VAL);
 	cellar_fs *fs = NULL;
 	cellar_db *db = NULL;
@@ -515,30 +551,44 @@ int main(void)
 		if ((rc = cellar_put(db, key, KEY_LEN, val, encode(i, 1, val))) != 0)
 			fail("put of stable key %u: %s", i, cellar_strerror(rc));
 	}
-	for (int t = 0; t < NREADERS; t++) {
-		readers[t].db = db;
+	if ((rc = cellar_sync(db)) != CELLAR_OK ||
+	    (rc = open_readonly(fs, dir, &ro)) != CELLAR_OK) {
+		fprintf(stderr, "stress: read-only open: %s (%s)\n",
+		        cellar_strerror(rc), cellar_errmsg());
+		return 1;
+	}
+	for (int t = 0; t < NREADERS + NRO_READERS; t++) {
+		readers[t].db = t < NREADERS ? db : ro;
 		readers[t].id = t;
 		if (pthread_create(&rt[t], NULL, reader_main, &readers[t]) != 0) {
 			fprintf(stderr, "stress: pthread_create failed\n");
 			return 1;
 		}
 	}
-	if (pthread_create(&itt, NULL, iter_main, db) != 0) {
+	if (pthread_create(&itt, NULL, iter_main, db) != 0 ||
+	    pthread_create(&reft, NULL, refresher_main, ro) != 0) {
 		fprintf(stderr, "stress: pthread_create failed\n");
 		return 1;
 	}
 	writer(db, seconds);
 	atomic_store(&stop, 1);
-	for (int t = 0; t < NREADERS; t++)
+	for (int t = 0; t < NREADERS + NRO_READERS; t++)
 		pthread_join(rt[t], NULL);
 	pthread_join(itt, NULL);
+	pthread_join(reft, NULL);
 	if ((rc = cellar_close(db)) != CELLAR_OK)
 		fail("close: %s", cellar_strerror(rc));
+	if ((rc = cellar_refresh(ro)) != CELLAR_OK)
+		fail("last refresh: %s", cellar_strerror(rc));
+	else
+		check_final(ro, "read-only handle, refreshed");
+	if ((rc = cellar_close(ro)) != CELLAR_OK)
+		fail("read-only close: %s", cellar_strerror(rc));
 	if (!atomic_load(&failed)) {
 		if ((rc = open_store(fs, dir, 0, &db)) != CELLAR_OK) {
 			fail("reopen: %s", cellar_strerror(rc));
 		} else {
-			check_final(db);
+			check_final(db, "after reopen");
 			if ((rc = cellar_close(db)) != CELLAR_OK)
 				fail("final close: %s", cellar_strerror(rc));
 		}
@@ -548,11 +598,12 @@ int main(void)
 		remove_tree(tmp_root);
 	free(readers);
 	free(val);
-	printf("stress: %llu reads, %llu writes, %llu iterations (%s, %.1f s, "
-	       "%llu compactions by the writer)\n",
+	printf("stress: %llu reads, %llu writes, %llu iterations, %llu refreshes "
+	       "(%s, %.1f s, %llu compactions by the writer)\n",
 	       (unsigned long long)atomic_load(&n_reads),
 	       (unsigned long long)atomic_load(&n_writes),
-	       (unsigned long long)atomic_load(&n_iters), fsname, seconds,
+	       (unsigned long long)atomic_load(&n_iters),
+	       (unsigned long long)atomic_load(&n_refreshes), fsname, seconds,
 	       (unsigned long long)atomic_load(&n_compactions));
 	if (atomic_load(&failed)) {
 		printf("0 passed, 1 failed\n");

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "common.h"
 
@@ -371,4 +373,130 @@ Test(refresh, open_and_refresh_see_one_build_whole_while_builds_land)
 	OK(cellar_refresh(r));
 	cr_assert_eq(one_version(r), 11);
 	cr_assert_gt(opens, 0);
+}
+
+/* ---- reader processes following a writer -------------------------------- */
+
+#define PKEYS 400
+#define NPROCS 3
+
+/* A reader process: refresh every period ms until <dir>.done exists, check
+ * every value it reads, then check the final state <dir>.model names. */
+static int reader_process(const char *dir, int id)
+{
+	cellar_options o = CELLAR_OPTIONS_INIT;
+	unsigned seen[PKEYS] = { 0 };
+	char done[600], k[17], got[96], want[96];
+	uint64_t s = (uint64_t)id + 1;
+	cellar_db *db;
+	size_t len;
+
+	snprintf(done, sizeof done, "%s.done", dir);
+	o.flags = CELLAR_READONLY;
+	o.fs = tc_fs_new();
+	if (cellar_open(&db, dir, &o) != CELLAR_OK)
+		return 10;
+	for (int round = 0;; round++) {
+		int finished = access(done, F_OK) == 0;
+		if (cellar_refresh(db) != CELLAR_OK)
+			return 11;
+		for (int n = 0; n < 200; n++) {
+			uint64_t i = tc_rand(&s) % PKEYS;
+			unsigned ver;
+			key_of(k, i);
+			int rc = cellar_get(db, k, 16, got, sizeof got - 1, &len);
+			if (rc == CELLAR_ENOTFOUND)
+				continue; /* deleted, or not yet written */
+			if (rc != CELLAR_OK)
+				return 12;
+			got[len] = '\0';
+			if (sscanf(got, "v%u-", &ver) != 1 ||
+			    len != val_of(want, i, ver) || memcmp(got, want, len) != 0)
+				return 13; /* a wrong value */
+			if (ver < seen[i])
+				return 14; /* went back in time */
+			seen[i] = ver;
+		}
+		if (finished)
+			break;
+		usleep((useconds_t)(2000 + 3000 * id));
+	}
+	/* The writer closed before done appeared: the last refresh saw all. */
+	char mpath[600];
+	unsigned model[PKEYS];
+	snprintf(mpath, sizeof mpath, "%s.model", dir);
+	FILE *m = fopen(mpath, "rb");
+	if (!m || fread(model, sizeof model, 1, m) != 1)
+		return 15;
+	fclose(m);
+	for (uint64_t i = 0; i < PKEYS; i++) {
+		key_of(k, i);
+		int rc = cellar_get(db, k, 16, got, sizeof got, &len);
+		if (model[i] == 0 ? rc != CELLAR_ENOTFOUND
+		                  : rc != CELLAR_OK || len != val_of(want, i, model[i]) ||
+		                        memcmp(got, want, len) != 0)
+			return 16;
+	}
+	cellar_close(db);
+	cellar_fs_free(o.fs);
+	return 0;
+}
+
+Test(refresh, reader_processes_follow_a_writer_that_compacts)
+{
+	if (strcmp(tc_fs_name(), "mem") == 0)
+		cr_skip_test("processes share files only on a real file system");
+	unsigned model[PKEYS] = { 0 }, ver = 1;
+	pid_t pid[NPROCS];
+	uint64_t s = 99;
+	char k[17], v[96], path[600];
+
+	put_all(ver, 0, PKEYS / 2);
+	for (uint64_t i = 0; i < PKEYS / 2; i++)
+		model[i] = ver;
+	OK(cellar_sync(w.db));
+	for (int p = 0; p < NPROCS; p++) {
+		fflush(NULL);
+		if ((pid[p] = fork()) == 0)
+			_exit(reader_process(w.dir, p));
+		cr_assert_gt(pid[p], 0);
+	}
+	unsigned compactions = 0;
+	for (int op = 1; op <= 20000; op++) {
+		uint64_t i = tc_rand(&s) % PKEYS;
+		key_of(k, i);
+		if (tc_rand(&s) % 5 == 0) {
+			int rc = cellar_delete(w.db, k, 16);
+			cr_assert(rc == CELLAR_OK || rc == CELLAR_ENOTFOUND);
+			model[i] = 0;
+		} else {
+			OK(cellar_put(w.db, k, 16, v, val_of(v, i, ++ver)));
+			model[i] = ver;
+		}
+		if (op % 200 == 0)
+			OK(cellar_sync(w.db));
+		if (op % 4000 == 0) {
+			OK(cellar_compact(w.db, NULL));
+			compactions++;
+		}
+	}
+	tc_store_close(&w);
+	snprintf(path, sizeof path, "%s.model", w.dir);
+	FILE *m = fopen(path, "wb");
+	cr_assert_not_null(m);
+	cr_assert_eq(fwrite(model, sizeof model, 1, m), 1);
+	fclose(m);
+	snprintf(path, sizeof path, "%s.done", w.dir);
+	fclose(fopen(path, "w"));
+	for (int p = 0; p < NPROCS; p++) {
+		int st = 0;
+		cr_assert_eq(waitpid(pid[p], &st, 0), pid[p]);
+		cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		          "reader process %d: exit status %d", p,
+		          WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	}
+	cr_assert_eq(compactions, 5);
+	remove(path);
+	snprintf(path, sizeof path, "%s.model", w.dir);
+	remove(path);
 }

@@ -49,6 +49,9 @@ typedef struct config {
 	unsigned ckpt_every;    /* > 0: every this many steps a compaction
 	                         * pass, whose checkpoint runs puts and deletes
 	                         * between its freeze and its write */
+	unsigned follow_every;  /* > 0: a read-only handle follows the store;
+	                         * every this many steps the writer syncs, the
+	                         * follower refreshes and is checked whole */
 } config;
 
 /* Where we are, for every failure message: "seed 3 step 1234 (put k17)". */
@@ -248,7 +251,8 @@ static void run_model(const config *c)
 	uint64_t rng = c->seed;
 	unsigned char *val = malloc(LARGE_VAL);
 	unsigned char *buf = malloc(LARGE_VAL);
-	unsigned reopens = 0, ro_looks = 0, large = 0;
+	unsigned reopens = 0, ro_looks = 0, large = 0, follows = 0;
+	cellar_db *follower = NULL;
 	/* CELLAR_MODEL_TRACE=1 prints every step, to turn a failure into a
 	 * reproducer. */
 	bool trace = getenv("CELLAR_MODEL_TRACE") != NULL;
@@ -277,6 +281,18 @@ static void run_model(const config *c)
 	snprintf(where, sizeof where, "seed %llu step %u (%s key %u)",        \
 	         (unsigned long long)c->seed, step, (name), i)
 
+		if (c->follow_every && step % c->follow_every == 0) {
+			cellar_options ro = o;
+			ro.flags = CELLAR_READONLY;
+			WHERE("sync, then refresh the follower");
+			CHECK_RC(cellar_sync(db), CELLAR_OK);
+			if (!follower)
+				open_db(&follower, dir, &ro);
+			else
+				CHECK_RC(cellar_refresh(follower), CELLAR_OK);
+			check_all(&m, follower);
+			follows++;
+		}
 		if (c->ckpt_every && step % c->ckpt_every == c->ckpt_every - 1) {
 			cellar_compact_result res;
 			WHERE("compact with writes during its checkpoint");
@@ -381,6 +397,17 @@ static void run_model(const config *c)
 	snprintf(where, sizeof where, "seed %llu end", (unsigned long long)c->seed);
 	check_all(&m, db);
 	CHECK_RC(cellar_close(db), CELLAR_OK);
+	if (follower) {
+		cellar_db_stats st;
+		CHECK_RC(cellar_refresh(follower), CELLAR_OK);
+		check_all(&m, follower);
+		CHECK_RC(cellar_stats_sized(follower, &st, sizeof st), CELLAR_OK);
+		if (c->ckpt_every)
+			CHECK(st.refresh_reloads > 0, "compactions made the follower "
+			      "reload");
+		CHECK(st.refreshed_records > 0, "the follower replayed appends");
+		CHECK_RC(cellar_close(follower), CELLAR_OK);
+	}
 	snprintf(where, sizeof where, "seed %llu final reopen", (unsigned long long)c->seed);
 	open_db(&db, dir, &o);
 	check_all(&m, db);
@@ -400,6 +427,8 @@ static void run_model(const config *c)
 	cr_assert_gt(large, 0, "the walk wrote large values");
 	if (c->ckpt_every)
 		cr_assert_gt(ov.ran, 0, "no checkpoint ran writes inside it");
+	if (c->follow_every)
+		cr_assert_gt(follows, 2, "the follower refreshed");
 	if (log) {
 		size_t cuts = 0;
 		for (size_t w = 0; w < log->n; w++)
@@ -437,6 +466,22 @@ Test(model, random_walk_checkpoints_overlap_writes)
 {
 	config c = { .seed = 5, .steps = 20000, .nkeys = 300,
 	             .max_segment_size = 64 << 10, .ckpt_every = 500 };
+	run_model(&c);
+}
+
+Test(model, random_walk_followed_by_a_refreshing_reader)
+{
+	config c = { .seed = 11, .steps = 20000, .nkeys = 300,
+	             .max_segment_size = 64 << 10, .ckpt_every = 2000,
+	             .follow_every = 97 };
+	run_model(&c);
+}
+
+Test(model, random_walk_followed_weak_hash)
+{
+	config c = { .seed = 12, .steps = 8000, .nkeys = 200,
+	             .max_segment_size = 64 << 10, .ckpt_every = 1500,
+	             .follow_every = 53, .hash = hash_weak };
 	run_model(&c);
 }
 

@@ -107,12 +107,12 @@ void bench_error(const char *fmt, ...)
 enum phase {
 	P_LOAD, P_REOPEN, P_GET, P_MULTIGET, P_PINNED, P_MISS, P_ITER, P_MIXED,
 	P_ZIPF, P_SPACE, P_COMPACT, P_RECOVERY, P_COLD, P_BUILD, P_BUILT_GET,
-	P_LATENCY, N_PHASES
+	P_LATENCY, P_REFRESH, N_PHASES
 };
 static const char *const phase_names[N_PHASES] = {
 	"load", "reopen", "get", "multiget", "pinned", "miss", "iter", "mixed",
 	"zipf", "space", "compact", "recovery", "cold", "build", "built-get",
-	"latency",
+	"latency", "refresh",
 };
 /* space, compact and latency write ~n to ~11 n records: only when named. */
 #define DEFAULT_PHASES ((1u << P_SPACE) - 1) /* load .. zipf */
@@ -150,6 +150,8 @@ struct result {
 	/* latency */
 	struct lat_summary lat_put, lat_get, lat_idle_get;
 	uint64_t lat_syncs;
+	/* refresh: the catching-up refresh is seconds/ops; then a reload */
+	double reload_seconds;
 };
 
 /* ----------------------------------------------------------------- config */
@@ -1116,6 +1118,60 @@ static double quantile(const double *v, uint64_t count, double q)
 	return v[i > 0 ? i - 1 : 0];
 }
 
+/*
+ * The refresh phase: a writer on the store overwrites n/3 random keys and
+ * syncs; the read-only handle's refresh that replays them is timed.  Then
+ * the writer compacts (removing segments the handle holds), and the
+ * refresh that reopens the store is timed.  Both states are verified whole
+ * on the read-only handle, untimed.
+ */
+static void run_refresh(void **h, const char *dir)
+{
+	uint64_t m = cfg.n / 3 ? cfg.n / 3 : 1, s = mix64(cfg.seed ^ 0x72656672ull);
+	unsigned char key[MAX_KEY];
+	unsigned char *val = xmalloc(cfg.val_max + 8);
+	struct bench_compact pass;
+	struct result r;
+	double t0, bytes;
+	void *w = NULL;
+
+	memset(&r, 0, sizeof r);
+	if (eng->open(&w, dir, 1, cfg.n, cfg.key_size, cfg.val_max) != 0)
+		die("%s", err_buf);
+	for (uint64_t j = 0; j < m; j++) {
+		uint64_t idx = rng_next(&s) % cfg.n;
+		if (deleted[idx])
+			continue;
+		make_key(idx, key);
+		size_t len = make_value(idx, ++versions[idx], val);
+		if (eng->put(w, key, cfg.key_size, val, len) != 0)
+			die("%s", err_buf);
+	}
+	if (eng->sync(w) != 0)
+		die("%s", err_buf);
+	t0 = now();
+	if (eng->refresh(*h) != 0)
+		die("%s", err_buf);
+	r.seconds = now() - t0;
+	verify_all(*h, &bytes);
+	if (eng->compact(w, &pass) != 0 || eng->sync(w) != 0)
+		die("%s", err_buf);
+	t0 = now();
+	if (eng->refresh(*h) != 0)
+		die("%s", err_buf);
+	r.reload_seconds = now() - t0;
+	verify_all(*h, &bytes);
+	if (eng->close(w) != 0)
+		die("%s", err_buf);
+	r.phase = P_REFRESH;
+	r.done = 1;
+	r.ops = m;
+	r.pass = pass;
+	r.bytes = dir_bytes(dir);
+	send(&r);
+	free(val);
+}
+
 static void run_cold(void **h, const char *dir)
 {
 	uint64_t count = cfg.n < COLD_LOOKUPS ? cfg.n : COLD_LOOKUPS;
@@ -1776,6 +1832,13 @@ static void run_engine(const char *dir)
 		phase_now = "cold";
 		run_cold(&h, dir);
 	}
+	if (want(P_REFRESH)) {
+		phase_now = "refresh";
+		if (eng->refresh == NULL || eng->compact == NULL)
+			emit(P_REFRESH, 0, 0, 0, 0);
+		else
+			run_refresh(&h, dir);
+	}
 	/* The writing phases come last: they delete keys. */
 	if (want(P_SPACE)) {
 		phase_now = "space";
@@ -1884,6 +1947,12 @@ static void print_line(const char *name, const struct result *r)
 		       r->pass.bytes_reclaimed, r->pass.seconds, rate(r),
 		       r->pass.longest_pause_ms, r->writer_puts,
 		       r->writer_max_ms);
+	if (r->phase == P_REFRESH)
+		printf("bench engine=%s phase=refresh records=%" PRIu64
+		       " catchup_seconds=%.6f catchup_records_per_sec=%.1f"
+		       " segments_compacted=%" PRIu64 " reload_seconds=%.6f\n",
+		       name, r->ops, r->seconds, rate(r), r->pass.segments,
+		       r->reload_seconds);
 	if (r->phase == P_LATENCY)
 		printf("bench engine=%s phase=latency puts=%" PRIu64
 		       " put_p50_us=%.2f put_p99_us=%.2f put_p999_us=%.2f"
@@ -1924,7 +1993,7 @@ static size_t base_engine(void)
 /* One row of the summary under the table: a number per engine, or "-". */
 enum extra { X_MIB, X_PER_RECORD, X_MS, X_RATIO, X_PAUSE, X_PUT_MS, X_HUGE,
              X_COLD_P50, X_COLD_P99, X_WARM_MS, X_WARM_P50, X_WARM_P99,
-             X_PUT_P50, X_PUT_P99, X_PUT_P999, X_PUT_MAX, X_GET_P50, X_GET_P99,
+             X_RELOAD_MS, X_PUT_P50, X_PUT_P99, X_PUT_P999, X_PUT_MAX, X_GET_P50, X_GET_P99,
              X_GET_P999, X_GET_MAX, X_IDLE_P99 };
 
 static void print_extra(const char *label, enum phase p, enum extra x)
@@ -1962,6 +2031,8 @@ static void print_extra(const char *label, enum phase p, enum extra x)
 			snprintf(cell, sizeof cell, "%.1f", r->warm_p50 * 1e6);
 		else if (x == X_WARM_P99)
 			snprintf(cell, sizeof cell, "%.1f", r->warm_p99 * 1e6);
+		else if (x == X_RELOAD_MS)
+			snprintf(cell, sizeof cell, "%.1f", r->reload_seconds * 1e3);
 		else if (x >= X_PUT_P50) {
 			const struct lat_summary *l =
 			    x <= X_PUT_MAX ? &r->lat_put
@@ -2081,6 +2152,8 @@ static void print_table(void)
 		print_extra("warmed p50 us", P_COLD, X_WARM_P50);
 		print_extra("warmed p99 us", P_COLD, X_WARM_P99);
 	}
+	if (want(P_REFRESH))
+		print_extra("reload ms", P_REFRESH, X_RELOAD_MS);
 	if (want(P_LATENCY)) {
 		print_extra("put p50 us", P_LATENCY, X_PUT_P50);
 		print_extra("put p99 us", P_LATENCY, X_PUT_P99);
@@ -2259,9 +2332,10 @@ static void usage(FILE *f)
 "                      sequential, normal or willneed\n"
 "  --phases P,Q,..     among load,reopen,get,multiget,pinned,miss,iter,\n"
 "                      mixed,zipf,space,\n"
-"                      recovery,compact,cold,build,latency (default: load\n"
-"                      to zipf; space, recovery, compact, cold, build and\n"
-"                      latency only when named; build adds built-get); load and\n"
+"                      recovery,compact,cold,build,latency,refresh (default:\n"
+"                      load to zipf; space, recovery, compact, cold, build,\n"
+"                      latency and refresh only when named; build adds\n"
+"                      built-get); load and\n"
 "                      the reopen always\n"
 "                      happen, unreported unless chosen\n"
 "  --seed S            seed of keys, values and orders (default 42)\n"
@@ -2362,6 +2436,16 @@ static void usage(FILE *f)
 "            get_p999_us= get_max_us= idle_get_p99_us=I get_p99_ratio=R\n"
 "            syncs=S compact_seconds=C longest_pause_ms=P\n"
 "          R is get p99 under load over I\n"
+"  refresh not in the default list; engines with a refresh of read-only\n"
+"          handles and a compaction (cellar) only.  A writer on the store\n"
+"          overwrites n/3 random keys and syncs (untimed); the read-only\n"
+"          handle's refresh, which replays them, is timed (ops = n/3).\n"
+"          Then the writer compacts, and the refresh that reopens the\n"
+"          store (its segments were removed) is timed.  Both states are\n"
+"          verified whole, untimed.  Extra line:\n"
+"            bench engine=E phase=refresh records=N catchup_seconds=S\n"
+"            catchup_records_per_sec=R segments_compacted=C\n"
+"            reload_seconds=L\n"
 "  Phases that write (mixed, space, compact, latency) run after the read\n"
 "  phases.\n"
 "\n"

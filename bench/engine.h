@@ -130,6 +130,11 @@ struct engine {
 	 * it serves (cellar_warm).  NULL: the store has no such call.
 	 */
 	int (*warm)(void *h);
+	/**
+	 * Optional (refresh phase): move the read-only handle h to the store's
+	 * newest state without closing it (cellar_refresh).  NULL: none.
+	 */
+	int (*refresh)(void *h);
 
 	/**
 	 * Optional (build phase; NULL: the store has no bulk build): build a

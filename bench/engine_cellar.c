@@ -195,6 +195,12 @@ static int ce_del(void *h, const void *key, size_t key_len)
 	return fail("cellar_delete", rc);
 }
 
+static int ce_refresh(void *h)
+{
+	int rc = cellar_refresh(h);
+	return rc == CELLAR_OK ? 0 : fail("cellar_refresh", rc);
+}
+
 static int ce_compact(void *h, struct bench_compact *out)
 {
 	cellar_compact_result r;
@@ -278,6 +284,7 @@ const struct engine engine_cellar = {
 	.iterate = ce_iterate,
 	.del = ce_del,
 	.compact = ce_compact,
+	.refresh = ce_refresh,
 	.space = ce_space,
 	.warm = ce_warm,
 	.build_open = ce_build_open,

@@ -505,3 +505,17 @@ Test(refresh, reader_processes_follow_a_writer_that_compacts)
 	snprintf(path, sizeof path, "%s.model", w.dir);
 	remove(path);
 }
+
+Test(refresh, a_store_gone_is_an_error_and_the_handle_keeps_serving)
+{
+	char path[600];
+
+	put_all(1, 0, 16);
+	tc_store_close(&w);
+	r = open_ro();
+	snprintf(path, sizeof path, "%s/meta", w.dir);
+	OK(w.fs->remove(w.fs, path));
+	ERR(CELLAR_ENOENT, cellar_refresh(r));
+	expect(r, 7, 1);
+	cr_assert_eq(STAT(r, refreshes), 0);
+}

@@ -16,6 +16,7 @@
 #include "handle.h"
 #include "meta.h"
 #include "read.h"
+#include "snapshot.h"
 
 /* What a call needs of its arguments (enter). */
 enum {
@@ -344,6 +345,8 @@ int cellar_stats_sized(cellar_db *db, cellar_db_stats *out, size_t size)
 	stats_of_store(db, &st);
 	stats_of_calls(db, &st);
 	stats_of_checkpoints(db, &st);
+	snapshot_stats(db, &st.snapshots, &st.snapshot_index_bytes,
+	               &st.snapshot_segment_bytes);
 	if (size > sizeof st) {
 		memset((char *)out + sizeof st, 0, size - sizeof st);
 		size = sizeof st;

@@ -9,9 +9,10 @@
  * bucket never moves while readers look at it.  Private chunks of a large
  * array are cut from 2 MiB slabs that ask for huge pages.
  *
- * While a checkpoint is written off the writer's path, the private chunks
- * are frozen (index_array_freeze): the writer copies a frozen chunk before
- * it changes it, as it does a shared one, and the thaw frees the originals.
+ * While a checkpoint is written off the writer's path, or a snapshot is
+ * held, the private chunks are frozen (index_array_freeze): the writer
+ * copies a frozen chunk before it changes it, as it does a shared one, and
+ * the last thaw of the versions holding an original frees it.
  *
  * Owns: index_chunk and index_array, the slabs, chunk allocation, making a
  * chunk private, frozen chunks and their thaw, the first-touch checksum

@@ -9,6 +9,8 @@
  * the index checkpoint with its schedule.  It offers compaction what it
  * needs through its own calls: batches that let waiting writers in first,
  * copy-if-still-at, carry-a-tombstone, roll-over and dropping segments.
+ * Versions of the store for snapshots and backups (writer_version_take):
+ * a frozen index and the segments it points into, pinned.
  *
  * Must not: know the public handle (cellar_db), check the caller's
  * arguments (the front does), or read records for anyone else.  It calls

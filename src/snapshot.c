@@ -20,6 +20,7 @@
 
 #include "error.h"
 #include "handle.h"
+#include "item.h"
 #include "snapshot.h"
 
 struct cellar_snapshot {
@@ -34,8 +35,7 @@ struct cellar_snapshot_iter {
 	uint64_t bucket;   /* next primary bucket to read */
 	uint64_t chain;    /* buckets of its chain already read (0: none) */
 	int slot;          /* next slot of the bucket being read */
-	uint8_t *buf;      /* the current key and value */
-	size_t cap, key_len, val_len;
+	item_buf item;     /* the current key and value */
 };
 
 static int cmp_id(const void *a, const void *b)
@@ -291,25 +291,8 @@ void cellar_snapshot_iter_free(cellar_snapshot_iter *it)
 {
 	if (!it)
 		return;
-	free(it->buf);
+	free(it->item.buf);
 	free(it);
-}
-
-static int keep(cellar_snapshot_iter *it, const record_view *v)
-{
-	size_t need = v->h.key_len + v->h.val_len;
-
-	if (need > it->cap) {
-		uint8_t *b = realloc(it->buf, need ? need : 1);
-		if (!b)
-			return cellar__error(CELLAR_ENOMEM, "out of memory");
-		it->buf = b;
-		it->cap = need;
-	}
-	memcpy(it->buf, record_key(v), need);
-	it->key_len = v->h.key_len;
-	it->val_len = v->h.val_len;
-	return CELLAR_OK;
 }
 
 /*
@@ -396,19 +379,12 @@ int cellar_snapshot_iter_next(cellar_snapshot_iter *it, const void **key,
 	unsigned slot = db_read_lock(s->db);
 	if ((rc = snap_record(s, seg, off, &v)) == CELLAR_OK &&
 	    (rc = record_verify(&v, seg_of(s, seg)->seq, off)) == CELLAR_OK)
-		rc = keep(it, &v);
+		rc = item_keep(&it->item, &v);
 	record_release(&v);
 	db_read_unlock(s->db, slot);
 	if (rc < 0)
 		return rc;
-	if (key)
-		*key = it->buf;
-	if (key_len)
-		*key_len = it->key_len;
-	if (val)
-		*val = it->buf + it->key_len;
-	if (val_len)
-		*val_len = it->val_len;
+	item_give(&it->item, key, key_len, val, val_len);
 	return CELLAR_OK;
 }
 

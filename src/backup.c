@@ -205,9 +205,22 @@ static int make_tmp(backup *b)
 	return rc;
 }
 
-/* After a failure: remove what was made (best effort). */
+/* Note a file found in the temporary directory (undo). */
+static int found_cb(const char *name, void *ctx)
+{
+	backup *b = ctx;
+	char path[FILE_PATH_MAX];
+
+	if (files_path(path, sizeof path, b->tmp, name) < 0)
+		return 0;
+	return note_made(b, path) < 0;
+}
+
+/* After a failure: remove the temporary directory and what is in it (also
+ * a half-written index.tmp), best effort. */
 static void undo(backup *b)
 {
+	b->fs->list(b->fs, b->tmp, found_cb, b);
 	for (size_t i = 0; i < b->nmade; i++)
 		b->fs->remove(b->fs, b->made[i]);
 	if (b->fs->version >= 2 && b->fs->rmdir)

@@ -341,3 +341,91 @@ Test(backup, crash_at_every_mutation_leaves_source_and_no_half_copy)
 	cr_assert_gt(n, 10, "a backup makes more than %llu mutations",
 	             (unsigned long long)n);
 }
+
+/* ---- I/O errors ---------------------------------------------------------- */
+
+static int is_leftover(const char *name, void *ctx)
+{
+	(void)ctx;
+	return strstr(name, "copy.backup-") != NULL;
+}
+
+/* Every failing operation of a kind in turn: an error, no copy, nothing
+ * left behind; the source still opens and holds its keys. */
+static void fail_each(fault_op kind)
+{
+	cellar_fs *base = tc_fs_new_named("mem"), *ff;
+	cellar_options o = CELLAR_OPTIONS_INIT;
+	cellar_db *db = NULL;
+	uint64_t n;
+	int rc;
+
+	OK(fault_fs_new(&ff, base));
+	o.fs = ff;
+	o.flags = CELLAR_CREATE;
+	o.max_segment_size = SEG_64K;
+	OK(base->mkdir(base, "/p"));
+	OK(cellar_open(&db, "/p/src", &o));
+	for (unsigned i = 0; i < 1500; i++)
+		put_kv(db, i, 1);
+	OK(cellar_sync(db));
+	for (n = 1;; n++) {
+		cr_assert_lt(n, 1000);
+		fault_fs_fail(ff, kind, fault_fs_count(ff, kind) + n, CELLAR_EIO, 0);
+		rc = cellar_backup(db, "/p/copy", NULL);
+		fault_fs_fail(ff, kind, 0, 0, 0);
+		if (rc == CELLAR_OK)
+			break;
+		cr_assert_eq(rc, CELLAR_EIO, "n %llu: %s", (unsigned long long)n,
+		             cellar_strerror(rc));
+		cr_assert(!exists(base, "/p/copy"));
+		cr_assert_eq(base->list(base, "/p", is_leftover, NULL), CELLAR_OK,
+		             "n %llu: the temporary directory was left",
+		             (unsigned long long)n);
+	}
+	cr_assert_gt(n, 1, "no operation of the kind failed the backup");
+	OK(cellar_close(db));
+	cellar_db *copy = open_copy(base, "/p/copy");
+	for (unsigned i = 0; i < 1500; i += 7)
+		cr_assert_eq(version_in(copy, i), 1);
+	OK(cellar_close(copy));
+	cellar_fs_free(ff);
+	cellar_fs_free(base);
+}
+
+Test(backup, each_failed_write_sync_or_open_leaves_no_copy)
+{
+	if (strcmp(tc_fs_name(), "mem") != 0)
+		cr_skip_test("the fault fs wraps the mem fs: once is enough");
+	fail_each(FAULT_WRITE);
+	fail_each(FAULT_SYNC);
+	fail_each(FAULT_OPEN);
+	fail_each(FAULT_READ);
+	fail_each(FAULT_RENAME);
+}
+
+Test(backup, refused_after_a_failed_write)
+{
+	cellar_fs *base, *ff;
+	cellar_options o = CELLAR_OPTIONS_INIT;
+	cellar_snapshot *snap = NULL;
+	cellar_db *db = NULL;
+
+	if (strcmp(tc_fs_name(), "mem") != 0)
+		cr_skip_test("the fault fs wraps the mem fs: once is enough");
+	base = tc_fs_new_named("mem");
+	OK(fault_fs_new(&ff, base));
+	o.fs = ff;
+	o.flags = CELLAR_CREATE;
+	OK(cellar_open(&db, "/src", &o));
+	put_kv(db, 1, 1);
+	fault_fs_fail(ff, FAULT_SYNC, fault_fs_count(ff, FAULT_SYNC) + 1,
+	              CELLAR_EIO, 1);
+	ERR(CELLAR_EIO, cellar_sync(db));
+	ERR(CELLAR_EFAILED, cellar_backup(db, "/copy", NULL));
+	ERR(CELLAR_EFAILED, cellar_snapshot_new(db, &snap));
+	cr_assert_null(snap);
+	cellar_close(db);
+	cellar_fs_free(ff);
+	cellar_fs_free(base);
+}

@@ -578,7 +578,9 @@ typedef struct cellar_db_stats {
 	uint64_t ckpt_copy_bytes_max; /**< the most copied during one checkpoint */
 	/** Longest time one step of a sync or checkpoint held writers, ms. */
 	double ckpt_longest_hold_ms;
-	/* Since 0.3 (snapshots), filled by cellar_stats_sized only. */
+	/* Since 0.3 (snapshots), filled by cellar_stats_sized only; reading
+	 * them takes the writer mutex briefly (it may wait for a compaction
+	 * batch). */
 	/** Snapshots (and backups in progress) held now. */
 	uint64_t snapshots;
 	/**

@@ -603,6 +603,31 @@ static int mem_exchange(cellar_fs *fs, const char *a, const char *b)
 	return rc;
 }
 
+static int mem_link(cellar_fs *fs, const char *from, const char *to)
+{
+	struct mem_fs *m = mem_of(fs);
+	struct mem_entry *e;
+	int rc;
+
+	pthread_mutex_lock(&m->mu);
+	e = find(m, from);
+	if (!e)
+		rc = cellar__error(CELLAR_ENOENT, "link %s: no such file", from);
+	else if (!e->node)
+		rc = cellar__error(CELLAR_EACCES, "link %s: is a directory", from);
+	else if (find(m, to))
+		rc = cellar__error(CELLAR_EEXIST, "link %s: file exists", to);
+	else if (!parent_exists(m, to))
+		rc = cellar__error(CELLAR_ENOENT, "link %s: no such directory", to);
+	else {
+		struct mem_node *node = e->node; /* add_entry may move e */
+		if ((rc = add_entry(m, to, node)) == CELLAR_OK)
+			node->refs++;
+	}
+	pthread_mutex_unlock(&m->mu);
+	return rc;
+}
+
 static int mem_rmdir(cellar_fs *fs, const char *path)
 {
 	struct mem_fs *m = mem_of(fs);
@@ -802,6 +827,7 @@ int cellar_fs_mem_new(cellar_fs **out)
 	fs->unlock_mem = mem_unlock_mem;
 	fs->exchange = mem_exchange;
 	fs->rmdir = mem_rmdir;
+	fs->link = mem_link;
 	*out = fs;
 	return CELLAR_OK;
 fail:

@@ -320,6 +320,14 @@ static int posix_writeback(cellar_fs *fs, cellar_file *f, uint64_t off,
 	return CELLAR_OK;
 }
 
+static int posix_link(cellar_fs *fs, const char *from, const char *to)
+{
+	(void)fs;
+	if (link(from, to) < 0)
+		return fs__errno(errno, "link", to);
+	return CELLAR_OK;
+}
+
 static int posix_rmdir(cellar_fs *fs, const char *path)
 {
 	(void)fs;
@@ -366,6 +374,7 @@ int fs__posix_alloc(cellar_fs **out)
 	fs->exchange = posix_exchange;
 	fs->rmdir = posix_rmdir;
 	fs->writeback = posix_writeback;
+	fs->link = posix_link;
 	*out = fs;
 	return CELLAR_OK;
 }

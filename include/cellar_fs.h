@@ -201,6 +201,14 @@ struct cellar_fs {
 	 */
 	int (*writeback)(cellar_fs *fs, cellar_file *f, uint64_t off,
 	                 uint64_t len);
+	/**
+	 * Optional.  Make to a new name (a hard link) of the existing file
+	 * from, sharing its bytes; to must not exist (CELLAR_EEXIST).  A file
+	 * system that cannot (another device, no hard links) returns an
+	 * error, and the caller copies instead.  cellar_backup() links sealed
+	 * segments with it; NULL means "copy".
+	 */
+	int (*link)(cellar_fs *fs, const char *from, const char *to);
 };
 
 /**

@@ -7,6 +7,7 @@
  * statistics.  Must not: implement a read, a write, a sync or a pass
  * itself.  Opening and closing are in open.c.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,7 @@
 #include "handle.h"
 #include "meta.h"
 #include "read.h"
+#include "snapshot.h"
 
 /* What a call needs of its arguments (enter). */
 enum {
@@ -346,6 +348,9 @@ int cellar_stats_sized(cellar_db *db, cellar_db_stats *out, size_t size)
 	stats_of_store(db, &st);
 	stats_of_calls(db, &st);
 	stats_of_checkpoints(db, &st);
+	if (size > offsetof(cellar_db_stats, snapshots)) /* takes the mutex */
+		snapshot_stats(db, &st.snapshots, &st.snapshot_index_bytes,
+		               &st.snapshot_segment_bytes);
 	if (size > sizeof st) {
 		memset((char *)out + sizeof st, 0, size - sizeof st);
 		size = sizeof st;

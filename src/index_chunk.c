@@ -90,6 +90,7 @@ static int chunk_unfreeze_copy(index_array *a, index_chunk *c)
 	c->base = p; /* the exclusive latch is held: no reader sees it move */
 	c->owned = how;
 	a->frozen_copies++;
+	a->held++; /* the original stays for the versions that hold it */
 	return CELLAR_OK;
 }
 
@@ -176,15 +177,78 @@ void index_chunk_share(index_array *a, size_t ci, const uint8_t *base,
 }
 
 /*
- * Frozen versions: the checkpoint reads a copy of the descriptors, whose
- * private bases the writer never changes while they are frozen (it copies
- * them first, chunk_unfreeze_copy); thawing frees the originals it
- * replaced.  Slab chunks go to a free list for the next allocation.
+ * Frozen versions: a checkpoint or a snapshot reads a copy of the
+ * descriptors, whose private bases the writer never changes while they are
+ * frozen (it copies them first, chunk_unfreeze_copy).  Each frozen base
+ * counts the versions holding it (a->pins, by chunk number); when the last
+ * one thaws, a base the writer replaced is freed and one it still uses is
+ * unfrozen.  Slab chunks go to a free list for the next allocation.
  */
+
+/* The entry of base at chunk number ci, or NULL. */
+static index_pin *pin_find(index_array *a, size_t ci, const uint8_t *base)
+{
+	index_pins *p;
+
+	if (ci >= a->npins)
+		return NULL;
+	p = &a->pins[ci];
+	for (uint32_t i = 0; i < p->n; i++)
+		if (p->v[i].base == base)
+			return &p->v[i];
+	return NULL;
+}
+
+/* Room for one more entry at each private chunk number of a, so that the
+ * freeze that follows cannot fail half-way.  CELLAR_ENOMEM. */
+static int pins_reserve(index_array *a)
+{
+	if (a->npins < a->nchunks) {
+		index_pins *v = realloc(a->pins, a->nchunks * sizeof *v);
+		if (!v)
+			return cellar__error(CELLAR_ENOMEM, "index: out of memory");
+		memset(v + a->npins, 0, (a->nchunks - a->npins) * sizeof *v);
+		a->pins = v;
+		a->npins = a->nchunks;
+	}
+	for (size_t i = 0; i < a->nchunks; i++) {
+		index_pins *p = &a->pins[i];
+		if (a->chunks[i].owned == CHUNK_SHARED || p->n < p->cap)
+			continue;
+		uint32_t cap = p->cap ? 2 * p->cap : 2;
+		index_pin *e = realloc(p->v, cap * sizeof *e);
+		if (!e)
+			return cellar__error(CELLAR_ENOMEM, "index: out of memory");
+		p->v = e;
+		p->cap = cap;
+	}
+	return CELLAR_OK;
+}
+
+/* One more version holds chunk ci's base (room was reserved). */
+static void pin_add(index_array *a, size_t ci)
+{
+	index_chunk *c = &a->chunks[ci];
+	index_pin *e = pin_find(a, ci, c->base);
+	index_pins *p = &a->pins[ci];
+
+	if (!e) {
+		e = &p->v[p->n++];
+		e->base = c->base;
+		e->refs = 0;
+		e->how = c->owned & (uint8_t)~CHUNK_FROZEN;
+	}
+	e->refs++;
+	c->owned |= CHUNK_FROZEN;
+}
 
 int index_array_freeze(index_array *a, index_array *out)
 {
+	int rc;
+
 	memset(out, 0, sizeof *out);
+	if ((rc = pins_reserve(a)) < 0)
+		return rc;
 	if (!(out->chunks = calloc(a->nchunks ? a->nchunks : 1,
 	                           sizeof *out->chunks)))
 		return cellar__error(CELLAR_ENOMEM, "index: out of memory");
@@ -200,7 +264,7 @@ int index_array_freeze(index_array *a, index_array *out)
 		atomic_init(&f->state, atomic_load_explicit(&c->state,
 		                                            memory_order_acquire));
 		if (c->owned != CHUNK_SHARED)
-			c->owned |= CHUNK_FROZEN;
+			pin_add(a, i);
 	}
 	return CELLAR_OK;
 }
@@ -224,20 +288,36 @@ static void chunk_release(index_array *a, uint8_t *base, uint8_t how)
 	a->slab_free[a->nslab_free++] = base;
 }
 
+/* A version no longer holds chunk ci's base f: the last holder frees or
+ * unfreezes it. */
+static void pin_drop(index_array *a, size_t ci, const index_chunk *f)
+{
+	index_chunk *c = &a->chunks[ci];
+	index_pin *e = pin_find(a, ci, f->base);
+	index_pins *p = &a->pins[ci];
+
+	if (!e || --e->refs > 0)
+		return;
+	if (c->base == f->base) {
+		c->owned &= (uint8_t)~CHUNK_FROZEN;
+	} else {
+		chunk_release(a, e->base, e->how);
+		a->held--;
+	}
+	*e = p->v[--p->n];
+}
+
 void index_array_thaw(index_array *a, index_array *frozen, uint64_t *copied)
 {
 	uint64_t n = 0;
 
 	for (size_t i = 0; i < frozen->nchunks; i++) {
-		index_chunk *c = &a->chunks[i], *f = &frozen->chunks[i];
+		index_chunk *f = &frozen->chunks[i];
 		if (f->owned == CHUNK_SHARED)
 			continue;
-		if (c->base == f->base) {
-			c->owned &= (uint8_t)~CHUNK_FROZEN;
-		} else {
-			chunk_release(a, f->base, f->owned);
+		if (a->chunks[i].base != f->base)
 			n++;
-		}
+		pin_drop(a, i, f);
 	}
 	free(frozen->chunks);
 	memset(frozen, 0, sizeof *frozen);
@@ -245,11 +325,27 @@ void index_array_thaw(index_array *a, index_array *frozen, uint64_t *copied)
 		*copied = n;
 }
 
+/* Free what frozen versions still held when the array goes (their
+ * handles were not thawed first). */
+static void pins_free(index_array *a)
+{
+	for (size_t ci = 0; ci < a->npins; ci++) {
+		index_pins *p = &a->pins[ci];
+		for (uint32_t i = 0; i < p->n; i++)
+			if (p->v[i].how == CHUNK_HEAP &&
+			    (ci >= a->nchunks || a->chunks[ci].base != p->v[i].base))
+				free(p->v[i].base);
+		free(p->v);
+	}
+	free(a->pins);
+}
+
 void index_array_free(index_array *a)
 {
 	for (size_t i = 0; i < a->nchunks; i++)
 		if ((a->chunks[i].owned & (uint8_t)~CHUNK_FROZEN) == CHUNK_HEAP)
 			free(a->chunks[i].base);
+	pins_free(a);
 	for (size_t i = 0; i < a->nslabs; i++)
 		pages_slab_free(a->slabs[i]);
 	free(a->slabs);

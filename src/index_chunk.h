@@ -9,9 +9,10 @@
  * bucket never moves while readers look at it.  Private chunks of a large
  * array are cut from 2 MiB slabs that ask for huge pages.
  *
- * While a checkpoint is written off the writer's path, the private chunks
- * are frozen (index_array_freeze): the writer copies a frozen chunk before
- * it changes it, as it does a shared one, and the thaw frees the originals.
+ * While a checkpoint is written off the writer's path, or a snapshot is
+ * held, the private chunks are frozen (index_array_freeze): the writer
+ * copies a frozen chunk before it changes it, as it does a shared one, and
+ * the last thaw of the versions holding an original frees it.
  *
  * Owns: index_chunk and index_array, the slabs, chunk allocation, making a
  * chunk private, frozen chunks and their thaw, the first-touch checksum
@@ -82,7 +83,24 @@ typedef struct index_array {
 	 * array was made: the memory cost of writing checkpoints off the
 	 * writer's path. */
 	uint64_t frozen_copies;
+	/* Frozen versions (a checkpoint's, snapshots'): per chunk number, the
+	 * private bases frozen versions hold and how many hold each
+	 * (index_array_freeze adds one, index_array_thaw takes it back). */
+	struct index_pins *pins;
+	size_t npins;        /* entries of pins (chunk numbers covered) */
+	uint64_t held;       /* pinned bases the live array no longer uses */
 } index_array;
+
+/* The bases frozen versions hold at one chunk number. */
+typedef struct index_pin {
+	uint8_t *base;
+	uint32_t refs;
+	uint8_t how;         /* CHUNK_HEAP or CHUNK_SLAB */
+} index_pin;
+typedef struct index_pins {
+	index_pin *v;
+	uint32_t n, cap;
+} index_pins;
 
 /** Chunks needed to hold n buckets. */
 static inline size_t index_chunks_for(uint64_t n)
@@ -171,20 +189,30 @@ void index_chunk_share(index_array *a, size_t ci, const uint8_t *base,
 
 /**
  * Writer, no latch (readers may be checking chunks): copy a's descriptors
- * into out, a frozen version for a checkpoint to read without the writer,
- * and mark a's private chunks CHUNK_FROZEN, so that the writer copies each
- * before changing it.  out owns only its descriptors.  One frozen version
- * at a time.  CELLAR_ENOMEM (a unchanged).
+ * into out, a frozen version for a checkpoint or a snapshot to read
+ * without the writer, and mark a's private chunks CHUNK_FROZEN, so that
+ * the writer copies each before changing it.  out owns only its
+ * descriptors.  Any number of frozen versions may be alive at once: each
+ * private base counts the versions that hold it (a->pins) and is freed
+ * when the last one thaws, once the live array has replaced it.
+ * CELLAR_ENOMEM (a unchanged).
  */
 int index_array_freeze(index_array *a, index_array *out);
 
 /**
- * Writer, no latch, after the checkpoint of frozen (index_array_freeze of
- * a) is written or abandoned: free the frozen originals the writer
- * replaced by copies, unfreeze the rest, free frozen's descriptors.
- * *copied gets the chunks copied since the freeze.
+ * Writer, no latch, when the frozen version (index_array_freeze of a) is
+ * no longer read: drop its hold on each base; a base no other version
+ * holds is freed if the writer replaced it by a copy, else unfrozen.
+ * Frees frozen's descriptors.  *copied (if not NULL) gets the chunks the
+ * writer copied since the freeze.
  */
 void index_array_thaw(index_array *a, index_array *frozen, uint64_t *copied);
+
+/** Bytes of replaced chunks that frozen versions still hold. */
+static inline uint64_t index_array_held_bytes(const index_array *a)
+{
+	return a->held * INDEX_CHUNK_BYTES;
+}
 
 /** Free the private chunks, the slabs and the descriptors; zero a. */
 void index_array_free(index_array *a);

@@ -266,6 +266,11 @@ void index_thaw(cellar_index *ix, cellar_index *frozen, uint64_t *copied)
 		*copied = a + b;
 }
 
+uint64_t index_held_bytes(const cellar_index *ix)
+{
+	return index_array_held_bytes(&ix->prim) + index_array_held_bytes(&ix->ovf);
+}
+
 uint64_t index_frozen_copies(const cellar_index *ix)
 {
 	return ix->prim.frozen_copies + ix->ovf.frozen_copies;

@@ -91,9 +91,10 @@ void index_file_encode_header(uint8_t hdr[INDEX_HEADER_SIZE],
  */
 
 /**
- * Writer, no latch: a frozen version of ix in *out, for index_write to
- * read while the writer goes on changing ix.  One at a time; index_thaw
- * must follow, before ix is freed.  CELLAR_ENOMEM (ix unchanged).
+ * Writer, no latch: a frozen version of ix in *out, for index_write or a
+ * snapshot to read while the writer goes on changing ix.  Several may be
+ * alive at once (see index_array_freeze); index_thaw must follow each,
+ * before ix is freed.  CELLAR_ENOMEM (ix unchanged).
  */
 int index_freeze(cellar_index *ix, cellar_index **out);
 
@@ -103,6 +104,9 @@ int index_freeze(cellar_index *ix, cellar_index **out);
  * others, free frozen.  *copied gets the chunks copied meanwhile.
  */
 void index_thaw(cellar_index *ix, cellar_index *frozen, uint64_t *copied);
+
+/** Bytes of chunks the writer replaced that frozen versions still hold. */
+uint64_t index_held_bytes(const cellar_index *ix);
 
 /** Chunks the writer copied because a checkpoint had them frozen, ever. */
 uint64_t index_frozen_copies(const cellar_index *ix);

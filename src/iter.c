@@ -14,13 +14,13 @@
 
 #include "error.h"
 #include "handle.h"
+#include "item.h"
 
 struct cellar_iter {
 	cellar_db *db;
 	uint64_t seq;  /* segment being read */
 	uint64_t off;  /* next record in it */
-	uint8_t *buf;  /* the current key and value */
-	size_t cap, key_len, val_len;
+	item_buf item; /* the current key and value */
 };
 
 int cellar_iter_new(cellar_db *db, cellar_iter **out)
@@ -47,25 +47,8 @@ void cellar_iter_free(cellar_iter *it)
 	if (!it)
 		return;
 	gate_iter_leave(&it->db->gate);
-	free(it->buf);
+	free(it->item.buf);
 	free(it);
-}
-
-static int keep(cellar_iter *it, const record_view *v)
-{
-	size_t need = v->h.key_len + v->h.val_len;
-
-	if (need > it->cap) {
-		uint8_t *b = realloc(it->buf, need);
-		if (!b)
-			return cellar__error(CELLAR_ENOMEM, "out of memory");
-		it->buf = b;
-		it->cap = need;
-	}
-	memcpy(it->buf, record_key(v), need);
-	it->key_len = v->h.key_len;
-	it->val_len = v->h.val_len;
-	return CELLAR_OK;
 }
 
 /*
@@ -114,7 +97,7 @@ static int step(cellar_iter *it, int *live)
 		return rc;
 	}
 	it->off += v.h.total;
-	rc = *live ? keep(it, &v) : CELLAR_OK;
+	rc = *live ? item_keep(&it->item, &v) : CELLAR_OK;
 	record_release(&v);
 	return rc;
 }
@@ -138,13 +121,6 @@ int cellar_iter_next(cellar_iter *it, const void **key, size_t *key_len,
 	} while (rc == CELLAR_OK && !live);
 	if (rc < 0)
 		return rc;
-	if (key)
-		*key = it->buf;
-	if (key_len)
-		*key_len = it->key_len;
-	if (val)
-		*val = it->buf + it->key_len;
-	if (val_len)
-		*val_len = it->val_len;
+	item_give(&it->item, key, key_len, val, val_len);
 	return CELLAR_OK;
 }

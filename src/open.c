@@ -381,6 +381,7 @@ int cellar_close(cellar_db *db)
 		return CELLAR_OK;
 	bg_stop(db); /* stops a background compaction between two batches */
 	if (!db->readonly) {
+		writer_version_release_all(&db->w); /* snapshots left open */
 		writer_lock(&db->w);
 		rc = writer_sync(&db->w, 1);
 		writer_unlock(&db->w);

@@ -55,6 +55,10 @@ typedef struct segment {
 	uint64_t live, dead; /* bytes of live / dead records */
 	uint64_t kept;       /* of dead: tombstones compaction carried forward
 	                      * because they still hide older puts */
+	/* writer mutex: frozen versions (snapshots, backups) that may read
+	 * this segment; a dropped segment they hold is freed by the last */
+	uint32_t pins;
+	int orphan;          /* dropped while pinned: the last unpin frees it */
 } segment;
 
 typedef struct segset {

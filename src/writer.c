@@ -635,6 +635,15 @@ int writer_roll(writer *w)
 	return segset_roll(w->c.segs);
 }
 
+/* Mutex held: a dropped segment that versions still hold stays open and
+ * mapped until the last of them is released (writer_version_release). */
+static void orphan(writer *w, segment *g)
+{
+	g->orphan = 1;
+	w->orphans++;
+	w->orphan_bytes += g->size;
+}
+
 void writer_drop_segment(writer *w, segment *g)
 {
 	int keep = 1;
@@ -650,13 +659,15 @@ void writer_drop_segment(writer *w, segment *g)
 		}
 	}
 	latch_write_lock(w->c.latch);
-	if (keep)
+	if (keep || g->pins)
 		segset_detach(w->c.segs, g);
 	else
 		segset_forget(w->c.segs, g);
 	latch_write_unlock(w->c.latch);
 	if (keep)
 		w->detached[w->ndetached++] = g;
+	else if (g->pins)
+		orphan(w, g); /* the last version holding it frees it */
 	w->drops++;
 }
 
@@ -670,9 +681,15 @@ void writer_free_dropped(writer *w)
 	n = w->ndetached;
 	w->detached = NULL;
 	w->ndetached = w->detached_cap = 0;
+	for (size_t i = 0; i < n; i++)
+		if (v[i]->pins) {
+			orphan(w, v[i]);
+			v[i] = NULL;
+		}
 	writer_unlock(w);
 	for (size_t i = 0; i < n; i++)
-		segset_free_detached(w->c.segs, v[i]);
+		if (v[i])
+			segset_free_detached(w->c.segs, v[i]);
 	free(v);
 }
 
@@ -704,4 +721,116 @@ void writer_clear_bg_error(writer *w)
 	pthread_mutex_lock(&w->mutex);
 	w->bg_error = 0;
 	pthread_mutex_unlock(&w->mutex);
+}
+
+/* ---- versions for snapshots and backups -------------------------------- */
+
+/* Mutex held: fill v with the store as it is now. */
+static int version_fill(writer *w, int flush, writer_version *v)
+{
+	segset *s = w->c.segs;
+	ckpt_version cv;
+	int rc;
+
+	if (flush && (rc = segset_flush(s)) < 0) {
+		w->failed = rc; /* as writer_sync_data: a failed write */
+		return rc;
+	}
+	if (s->n && !(v->segs = malloc(s->n * sizeof *v->segs)))
+		return cellar__error(CELLAR_ENOMEM, "out of memory");
+	if ((rc = ckpt_take(w, &cv)) < 0)
+		return rc;
+	v->ck = cv.ck;
+	if ((rc = index_freeze(w->c.ix, &v->ix)) < 0)
+		return rc;
+	v->nsegs = s->n;
+	for (size_t i = 0; i < s->n; i++) {
+		v->segs[i] = s->list[i];
+		v->segs[i]->pins++;
+	}
+	v->next = w->versions;
+	w->versions = v;
+	w->nversions++;
+	return CELLAR_OK;
+}
+
+int writer_version_take(writer *w, int flush, writer_version **out)
+{
+	writer_version *v = calloc(1, sizeof *v);
+	int rc;
+
+	*out = NULL;
+	if (!v)
+		return cellar__error(CELLAR_ENOMEM, "out of memory");
+	writer_lock(w);
+	if ((rc = writer_failed(w)) == CELLAR_OK)
+		rc = version_fill(w, flush, v);
+	writer_unlock(w);
+	if (rc < 0) {
+		free(v->ck.segs);
+		free(v->segs);
+		free(v);
+		return rc;
+	}
+	*out = v;
+	return CELLAR_OK;
+}
+
+/* Mutex held: unlink v, thaw its index, unpin its segments; the orphans
+ * nobody holds any more are left in v->segs (the rest are NULLed). */
+static void version_drop(writer *w, writer_version *v)
+{
+	for (writer_version **p = &w->versions; *p; p = &(*p)->next)
+		if (*p == v) {
+			*p = v->next;
+			break;
+		}
+	w->nversions--;
+	index_thaw(w->c.ix, v->ix, NULL);
+	v->ix = NULL;
+	for (size_t i = 0; i < v->nsegs; i++) {
+		segment *g = v->segs[i];
+		if (--g->pins > 0 || !g->orphan) {
+			v->segs[i] = NULL;
+			continue;
+		}
+		w->orphans--;
+		w->orphan_bytes -= g->size;
+	}
+}
+
+static void version_free(writer *w, writer_version *v)
+{
+	for (size_t i = 0; i < v->nsegs; i++)
+		if (v->segs[i]) /* unmapping a large mapping takes a while */
+			segset_free_detached(w->c.segs, v->segs[i]);
+	free(v->segs);
+	free(v->ck.segs);
+	free(v);
+}
+
+void writer_version_release(writer *w, writer_version *v)
+{
+	if (!v)
+		return;
+	writer_lock(w);
+	version_drop(w, v);
+	writer_unlock(w);
+	version_free(w, v);
+}
+
+void writer_version_release_all(writer *w)
+{
+	while (w->versions)
+		writer_version_release(w, w->versions);
+}
+
+void writer_version_stats(writer *w, uint64_t *count, uint64_t *index_bytes,
+                          uint64_t *segment_bytes)
+{
+	writer_lock(w);
+	*count = w->nversions;
+	*index_bytes = index_held_bytes(w->c.ix);
+	*segment_bytes = w->orphan_bytes;
+	writer_unlock(w);
 }

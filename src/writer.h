@@ -9,6 +9,8 @@
  * the index checkpoint with its schedule.  It offers compaction what it
  * needs through its own calls: batches that let waiting writers in first,
  * copy-if-still-at, carry-a-tombstone, roll-over and dropping segments.
+ * Versions of the store for snapshots and backups (writer_version_take):
+ * a frozen index and the segments it points into, pinned.
  *
  * Must not: know the public handle (cellar_db), check the caller's
  * arguments (the front does), or read records for anyone else.  It calls
@@ -72,6 +74,11 @@ typedef struct writer {
 	atomic_uint_fast64_t ckpt_copied;     /* chunks copied, all checkpoints */
 	atomic_uint_fast64_t ckpt_copied_max; /* most in one checkpoint */
 	atomic_uint_fast64_t ckpt_pause_max_ns; /* longest mutex hold of one */
+	/* Versions held for snapshots and backups (writer_version_take). */
+	struct writer_version *versions; /* the live ones, newest first */
+	uint64_t nversions;
+	uint64_t orphan_bytes;    /* dropped segments kept for them */
+	uint64_t orphans;
 } writer;
 
 /**
@@ -193,6 +200,43 @@ int writer_remove_dropped(writer *w, const uint64_t *seqs, size_t n);
 /** Record (under the mutex) that a background compaction failed, or clear it. */
 void writer_set_bg_error(writer *w, int rc);
 void writer_clear_bg_error(writer *w);
+
+/* ---- versions for snapshots and backups -------------------------------- */
+
+/*
+ * A version is the store as it stood at one moment: a frozen index
+ * (index_freeze) and the segments it points into, each pinned so that a
+ * compaction that drops it meanwhile leaves it open and mapped (an orphan)
+ * until the last version holding it is released.  Writers go on: they copy
+ * each frozen index chunk they change (64 KiB) once per version.
+ */
+typedef struct writer_version {
+	cellar_index *ix;         /* frozen: read it with no latch */
+	segment **segs;           /* the segments then, by sequence */
+	size_t nsegs;
+	index_ckpt ck;            /* log position and segment table then */
+	struct writer_version *next;
+} writer_version;
+
+/**
+ * Mutex NOT held: take a version of the store now.  With flush, the append
+ * buffer is written to the newest segment's file first, so that every byte
+ * of the version lies in the files (a backup copies them).
+ * CELLAR_ENOMEM, CELLAR_EFAILED, or the flush's I/O error.
+ */
+int writer_version_take(writer *w, int flush, writer_version **out);
+
+/** Mutex NOT held: release a version (accepts NULL); frees the orphans
+ *  only it held, with the mutex released. */
+void writer_version_release(writer *w, writer_version *v);
+
+/** Mutex NOT held: release every version still held (at close). */
+void writer_version_release_all(writer *w);
+
+/** What the versions hold now: their count, and the bytes of index chunks
+ *  and of dropped segments kept for them (mutex NOT held). */
+void writer_version_stats(writer *w, uint64_t *count, uint64_t *index_bytes,
+                          uint64_t *segment_bytes);
 
 /** The segment set the writer appends to. */
 static inline segset *writer_segments(writer *w)

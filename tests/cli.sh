@@ -847,6 +847,25 @@ expect_status 0 "$cellar" list "$cdb"
 expect_stdout $'c\ne\na\n'
 ok
 
+# ---------------------------------------------------------------- backup
+
+begin "backup writes a copy that opens and verifies; --json; DEST must be new"
+expect_status 0 "$cellar" backup "$cdb" "$tmp/copy"
+[[ $(cat "$out") =~ ^$cdb:\ backup\ of\ [0-9]+\ keys\ to\ $tmp/copy:\ linked\ [0-9]+\ files?\ \([0-9]+\ bytes\),\ copied\ [0-9]+\ files?\ \([0-9]+\ bytes\)$ ]] ||
+	fail "unexpected backup output"
+expect_status 0 "$cellar" verify "$tmp/copy"
+expect_status 0 "$cellar" list "$tmp/copy"
+expect_stdout $'c\ne\na\n'
+expect_status 4 "$cellar" backup "$cdb" "$tmp/copy"
+expect_stderr_has "exists"
+expect_status 0 "$cellar" backup --json "$cdb" "$tmp/copy2"
+[[ $(cat "$out") =~ ^\{\"keys\":3,\"linked_files\":[0-9]+,\"linked_bytes\":[0-9]+,\"copied_files\":[0-9]+,\"copied_bytes\":[0-9]+,\"index_bytes\":[0-9]+\}$ ]] ||
+	fail "unexpected backup --json output"
+expect_status 2 "$cellar" backup "$cdb"
+expect_status 4 "$cellar" backup "$tmp/missing" "$tmp/copy3"
+expect_stderr_prefix "cellar: $tmp/missing: no such store or file"
+ok
+
 # ---------------------------------------------------------------- stats
 
 names="keys live_bytes dead_bytes segments segment_bytes index_bytes bytes_on_disk buckets overflow_buckets load_factor avg_probe puts deletes gets hits misses syncs compactions recovered_records rebuilt_index torn_bytes damaged_bytes checkpoints checkpoint_failures ckpt_chunks_copied ckpt_copy_bytes ckpt_copy_bytes_max ckpt_longest_hold_ms "

@@ -25,6 +25,12 @@
  * (the same checks) and a thread that refreshes it all the time
  * (cellar_refresh: replaying appends, reopening after compactions); after
  * the run its last refresh must also hold exactly what the writer wrote.
+ * A snapshot thread takes snapshots while all this runs and checks each is
+ * one state: every key read twice (before and after a pause full of
+ * writes and compactions) gives the same answer, its iteration returns
+ * each key once with that same version, its count matches, and the stable
+ * keys are there.  Now and then it takes a backup instead and checks that
+ * the copy opens and holds every stable key and no torn value.
  *
  * CELLAR_TEST_FS picks the file system (mem or mmap; default mem).  Prints
  * "stress: N reads, M writes, K iterations" and "1 passed, 0 failed", or
@@ -57,6 +63,7 @@ static atomic_int stop;
 static atomic_int failed;
 static pthread_mutex_t fail_mu = PTHREAD_MUTEX_INITIALIZER;
 static atomic_ullong n_reads, n_writes, n_iters, n_compactions, n_refreshes;
+static atomic_ullong n_snaps, n_backups;
 
 /* The writer's view: the newest version of each key, 0 if absent. */
 static uint64_t model[NKEYS];
@@ -358,6 +365,157 @@ static void *refresher_main(void *arg)
 	return NULL;
 }
 
+/* ---- snapshots and backups ------------------------------------------------ */
+
+/* The version of key i in snap (0: absent), checked; UINT64_MAX: failed. */
+static uint64_t snap_version(cellar_snapshot *snap, unsigned i,
+                             unsigned char *buf)
+{
+	char key[KEY_LEN];
+	size_t n = 0;
+	int rc;
+
+	key_of(i, key);
+	rc = cellar_snapshot_get(snap, key, KEY_LEN, buf, MAX_VAL, &n);
+	if (rc == CELLAR_ENOTFOUND)
+		return 0;
+	if (rc != CELLAR_OK) {
+		fail("snapshot: get of key %u: %s", i, cellar_strerror(rc));
+		return UINT64_MAX;
+	}
+	uint64_t v = decode(i, buf, n, "snapshot");
+	return v ? v : UINT64_MAX;
+}
+
+/* Iterate snap: each key once, with the version vers[] says. */
+static void snap_iterate(cellar_snapshot *snap, const uint64_t *vers)
+{
+	cellar_snapshot_iter *it = NULL;
+	unsigned char *seen = calloc(NKEYS, 1);
+	const void *k, *v;
+	size_t kn, vn;
+	uint64_t n = 0, want = 0, count = 0;
+	int rc;
+
+	if (!seen || cellar_snapshot_iter_new(snap, &it) != CELLAR_OK) {
+		fail("snapshot: iter_new failed");
+		free(seen);
+		return;
+	}
+	while ((rc = cellar_snapshot_iter_next(it, &k, &kn, &v, &vn)) == CELLAR_OK) {
+		char num[8];
+		memcpy(num, (const char *)k + 6, 6);
+		num[6] = '\0';
+		unsigned i = (unsigned)strtoul(num, NULL, 10);
+		if (kn != KEY_LEN || i >= NKEYS || seen[i]++) {
+			fail("snapshot: iteration: key %u twice or foreign", i);
+			break;
+		}
+		if (decode(i, v, vn, "snapshot iteration") != vers[i])
+			fail("snapshot: iteration: key %u has another version", i);
+		n++;
+	}
+	if (rc != CELLAR_EDONE && rc != CELLAR_OK)
+		fail("snapshot: iter_next: %s", cellar_strerror(rc));
+	for (unsigned i = 0; i < NKEYS; i++)
+		want += vers[i] != 0;
+	if (n != want)
+		fail("snapshot: iteration gave %llu keys, gets %llu",
+		     (unsigned long long)n, (unsigned long long)want);
+	if (cellar_snapshot_count(snap, &count) != CELLAR_OK || count != want)
+		fail("snapshot: count %llu, gets %llu", (unsigned long long)count,
+		     (unsigned long long)want);
+	cellar_snapshot_iter_free(it);
+	free(seen);
+}
+
+static void one_snapshot(cellar_db *db, uint64_t *vers, unsigned char *buf)
+{
+	cellar_snapshot *snap = NULL;
+	int rc;
+
+	if ((rc = cellar_snapshot_new(db, &snap)) != CELLAR_OK) {
+		fail("snapshot: new: %s", cellar_strerror(rc));
+		return;
+	}
+	for (unsigned i = 0; i < NKEYS; i++)
+		vers[i] = snap_version(snap, i, buf);
+	for (unsigned i = 0; i < STABLE; i++)
+		if (vers[i] != 1)
+			fail("snapshot: stable key %u missing", i);
+	nanosleep(&(struct timespec){ 0, 3000000 }, NULL); /* writes go on */
+	for (unsigned i = 0; i < NKEYS; i++)
+		if (snap_version(snap, i, buf) != vers[i]) {
+			fail("snapshot: key %u changed under it", i);
+			break;
+		}
+	snap_iterate(snap, vers);
+	cellar_snapshot_release(snap);
+}
+
+typedef struct snap_arg {
+	cellar_db *db;
+	cellar_fs *fs;
+	const char *dir;
+} snap_arg;
+
+/* A backup of the live store: the copy opens, and holds the stable keys. */
+static void one_backup(const snap_arg *a, unsigned nth, unsigned char *buf)
+{
+	cellar_options o = CELLAR_OPTIONS_INIT;
+	cellar_db *copy = NULL;
+	char dest[4300], key[KEY_LEN];
+	size_t n;
+	int rc;
+
+	snprintf(dest, sizeof dest, "%s-copy%u", a->dir, nth);
+	if ((rc = cellar_backup(a->db, dest, NULL)) != CELLAR_OK) {
+		fail("backup: %s (%s)", cellar_strerror(rc), cellar_errmsg());
+		return;
+	}
+	o.fs = a->fs;
+	if ((rc = cellar_open(&copy, dest, &o)) != CELLAR_OK) {
+		fail("backup: open the copy: %s", cellar_strerror(rc));
+		return;
+	}
+	for (unsigned i = 0; i < NKEYS; i++) {
+		key_of(i, key);
+		rc = cellar_get(copy, key, KEY_LEN, buf, MAX_VAL, &n);
+		if (rc == CELLAR_OK)
+			decode(i, buf, n, "backup");
+		else if (rc != CELLAR_ENOTFOUND || i < STABLE)
+			fail("backup: key %u: %s", i, cellar_strerror(rc));
+	}
+	cellar_close(copy);
+}
+
+static void *snap_main(void *arg)
+{
+	const snap_arg *a = arg;
+	uint64_t *vers = calloc(NKEYS, sizeof *vers), snaps = 0, backups = 0;
+	unsigned char *buf = malloc(MAX_VAL);
+
+	if (!vers || !buf) {
+		fail("snapshot: out of memory");
+		free(vers);
+		free(buf);
+		return NULL;
+	}
+	while (!atomic_load_explicit(&stop, memory_order_relaxed) &&
+	       !atomic_load(&failed)) {
+		if (snaps % 6 == 2 && backups < 3)
+			one_backup(a, (unsigned)++backups, buf);
+		else
+			one_snapshot(a->db, vers, buf);
+		snaps++;
+	}
+	atomic_fetch_add(&n_snaps, snaps);
+	atomic_fetch_add(&n_backups, backups);
+	free(vers);
+	free(buf);
+	return NULL;
+}
+
 static double now_s(void)
 {
 	struct timespec ts;
@@ -502,7 +660,8 @@ int main(void)
 	const char *fsname = getenv("CELLAR_TEST_FS");
 	const char *sec = getenv("CELLAR_STRESS_SECONDS");
 	double seconds = sec && atof(sec) > 0 ? atof(sec) : 2.0;
-	pthread_t rt[NREADERS + NRO_READERS], itt, reft;
+	pthread_t rt[NREADERS + NRO_READERS], itt, reft, snt;
+	snap_arg sa;
 	reader *readers = calloc(NREADERS + NRO_READERS, sizeof *readers);
 	cellar_db *ro = NULL;
 	unsigned char *val = malloc(MAX_VAL);
@@ -570,12 +729,20 @@ int main(void)
 		fprintf(stderr, "stress: pthread_create failed\n");
 		return 1;
 	}
+	sa.db = db;
+	sa.fs = fs;
+	sa.dir = dir;
+	if (pthread_create(&snt, NULL, snap_main, &sa) != 0) {
+		fprintf(stderr, "stress: pthread_create failed\n");
+		return 1;
+	}
 	writer(db, seconds);
 	atomic_store(&stop, 1);
 	for (int t = 0; t < NREADERS + NRO_READERS; t++)
 		pthread_join(rt[t], NULL);
 	pthread_join(itt, NULL);
 	pthread_join(reft, NULL);
+	pthread_join(snt, NULL);
 	if ((rc = cellar_close(db)) != CELLAR_OK)
 		fail("close: %s", cellar_strerror(rc));
 	if ((rc = cellar_refresh(ro)) != CELLAR_OK)
@@ -599,12 +766,15 @@ int main(void)
 	free(readers);
 	free(val);
 	printf("stress: %llu reads, %llu writes, %llu iterations, %llu refreshes "
-	       "(%s, %.1f s, %llu compactions by the writer)\n",
+	       "(%s, %.1f s, %llu compactions by the writer), %llu snapshots, "
+	       "%llu backups\n",
 	       (unsigned long long)atomic_load(&n_reads),
 	       (unsigned long long)atomic_load(&n_writes),
 	       (unsigned long long)atomic_load(&n_iters),
 	       (unsigned long long)atomic_load(&n_refreshes), fsname, seconds,
-	       (unsigned long long)atomic_load(&n_compactions));
+	       (unsigned long long)atomic_load(&n_compactions),
+	       (unsigned long long)atomic_load(&n_snaps),
+	       (unsigned long long)atomic_load(&n_backups));
 	if (atomic_load(&failed)) {
 		printf("0 passed, 1 failed\n");
 		return 1;

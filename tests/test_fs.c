@@ -335,6 +335,37 @@ Test(fs, removed_file_stays_usable_through_open_handle)
 	each_fs(check_unlinked_handle);
 }
 
+static void check_link(struct env *e)
+{
+	cr_assert_not_null(e->fs->link, "[%s] has no link", e->name);
+	put_file(e, P(e, 0, "a"), "shared");
+	cr_assert_eq(e->fs->link(e->fs, P(e, 0, "a"), P(e, 1, "b")), CELLAR_OK,
+	             "[%s] %s", e->name, cellar_errmsg());
+	cr_assert_str_eq(get_file(e, P(e, 0, "b")), "shared");
+	/* one file, two names: a write through one shows through the other */
+	put_file(e, P(e, 0, "a"), "SHARED");
+	cr_assert_str_eq(get_file(e, P(e, 0, "b")), "SHARED", "[%s]", e->name);
+	/* removing one name leaves the other */
+	cr_assert_eq(e->fs->remove(e->fs, P(e, 0, "a")), CELLAR_OK);
+	cr_assert_str_eq(get_file(e, P(e, 0, "b")), "SHARED");
+	/* errors */
+	cr_assert_eq(e->fs->link(e->fs, P(e, 0, "nope"), P(e, 1, "c")),
+	             CELLAR_ENOENT, "[%s]", e->name);
+	put_file(e, P(e, 0, "d"), "x");
+	cr_assert_eq(e->fs->link(e->fs, P(e, 0, "b"), P(e, 1, "d")),
+	             CELLAR_EEXIST, "[%s]", e->name);
+	cr_assert_eq(e->fs->link(e->fs, P(e, 0, "b"), P(e, 1, "no/dir/e")),
+	             CELLAR_ENOENT, "[%s]", e->name);
+	cr_assert_eq(e->fs->mkdir(e->fs, P(e, 0, "sub")), CELLAR_OK);
+	cr_assert_neq(e->fs->link(e->fs, P(e, 0, "sub"), P(e, 1, "sub2")),
+	              CELLAR_OK, "[%s] linked a directory", e->name);
+}
+
+Test(fs, link_shares_the_file_and_reports_errors)
+{
+	each_fs(check_link);
+}
+
 static void check_rename(struct env *e)
 {
 	cellar_file *f = NULL;

@@ -990,6 +990,94 @@ CELLAR_API const char *cellar_errmsg(void);
 /** The library version as "MAJOR.MINOR.PATCH". */
 CELLAR_API const char *cellar_version(void);
 
+/* ---- Write batches, read-modify-write, change events (issue 10) -------- */
+
+/**
+ * A write batch: puts and deletes collected in memory, then committed to a
+ * store at once with cellar_batch_commit().  It copies every key and value
+ * it is given, belongs to no store (commit it to any), and is not changed
+ * by a commit, so it can be committed again or cleared and reused.
+ * Threads: one thread at a time per batch.
+ */
+typedef struct cellar_batch cellar_batch;
+
+/**
+ * A new, empty batch.
+ * @param[out] out  the batch; NULL on failure.  Free it with
+ *                  cellar_batch_free().
+ * @return CELLAR_OK, CELLAR_EINVAL (out NULL) or CELLAR_ENOMEM.
+ */
+CELLAR_API int cellar_batch_new(cellar_batch **out);
+
+/**
+ * Add a put of key to the batch.  A key may appear several times in a
+ * batch, as a put or a delete: the last one wins.
+ * @return CELLAR_OK, or
+ *   - CELLAR_EINVAL: b or key NULL, or value NULL with val_len > 0;
+ *   - CELLAR_EKEYLEN, CELLAR_EVALLEN: as cellar_put();
+ *   - CELLAR_ELIMIT: the batch would not fit in one segment file (its
+ *     records take more than 4 GiB - 4 KiB, or it has 2^32 - 1 ops);
+ *   - CELLAR_ENOMEM.
+ * On error the batch is as it was.
+ */
+CELLAR_API int cellar_batch_put(cellar_batch *b, const void *key,
+                                size_t key_len, const void *val,
+                                size_t val_len);
+
+/**
+ * Add a delete of key to the batch.  Deleting a key that is absent when
+ * the batch is committed is no error; it writes nothing.
+ * @return as cellar_batch_put() (CELLAR_EINVAL: b or key NULL).
+ */
+CELLAR_API int cellar_batch_delete(cellar_batch *b, const void *key,
+                                   size_t key_len);
+
+/** The number of puts and deletes added since the batch was new or
+ *  cleared (0 for NULL). */
+CELLAR_API size_t cellar_batch_count(const cellar_batch *b);
+
+/** Empty the batch, keeping its memory for reuse.  Accepts NULL. */
+CELLAR_API void cellar_batch_clear(cellar_batch *b);
+
+/** Free the batch.  Accepts NULL. */
+CELLAR_API void cellar_batch_free(cellar_batch *b);
+
+/**
+ * Apply every put and delete of b to the store, atomically.
+ *
+ * Atomicity: the batch is written as one piece, a batch header record
+ * followed by its records (docs/format.md), into one segment file.  After
+ * a crash at any point, reopening shows either the whole batch or none of
+ * it: recovery applies a batch only when all of it is on disk and its
+ * checksum holds.  Readers in other threads of this handle never see part
+ * of a batch: its index changes are published under one hold of the
+ * reader latch (readers wait for that, about a microsecond per key, never
+ * for I/O), so once any read sees one of its new values, every later read
+ * sees all of them.  Read-only handles see it whole when they open.
+ *
+ * Cost: one write and one checksum pass for the batch instead of one per
+ * record, one writer-mutex hold, and the index lookups of its keys
+ * pipelined; the batch is copied once into memory as its encoded records.
+ * Durability as cellar_put()'s: the batch is durable after the next
+ * cellar_sync() (or at once under CELLAR_SYNC_ALWAYS).
+ *
+ * A batch that changes nothing (empty, or only deletes of absent keys)
+ * writes nothing.  The batch itself is unchanged by the call.
+ * Threads: as cellar_put() (commits of one handle are serialized).
+ * @return CELLAR_OK, or
+ *   - CELLAR_EINVAL: db or b NULL;
+ *   - CELLAR_EREADONLY: the handle is read-only;
+ *   - CELLAR_ELIMIT: the encoded batch would not fit in one segment, or
+ *     the store has too many segment files;
+ *   - CELLAR_EIO, CELLAR_ENOSPC, CELLAR_ENOMEM: the batch failed and the
+ *     store is unchanged;
+ *   - CELLAR_EFAILED: an earlier write failed; or (CELLAR_ENOMEM, then
+ *     CELLAR_EFAILED for later writes) memory ran out while the index was
+ *     being updated: the batch is in the log whole and a reopen shows it
+ *     whole, but this handle's readers may have seen part of it.
+ */
+CELLAR_API int cellar_batch_commit(cellar_db *db, const cellar_batch *b);
+
 #ifdef __cplusplus
 }
 #endif

@@ -48,6 +48,17 @@ static int enter(cellar_db *db, unsigned need, const void *key, size_t key_len)
 	return need & NEED_KEY ? check_key(key, key_len) : CELLAR_OK;
 }
 
+int db_enter(cellar_db *db, int writable, const void *key, size_t key_len)
+{
+	return enter(db, (writable ? NEED_WRITABLE : 0) | (key ? NEED_KEY : 0),
+	             key, key_len);
+}
+
+int db_check_key(const void *key, size_t key_len)
+{
+	return check_key(key, key_len);
+}
+
 /* ---- writes ------------------------------------------------------------ */
 
 int cellar_put(cellar_db *db, const void *key, size_t key_len,

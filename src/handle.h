@@ -68,6 +68,15 @@ struct cellar_db {
 	bg_thread bg;
 };
 
+/*
+ * db.c's entry checks, for the front's other files (batch.c, rmw.c,
+ * watch.c): clear this thread's message, check db, that it is writable
+ * (if writable) and the key (if key is not NULL).
+ */
+int db_enter(cellar_db *db, int writable, const void *key, size_t key_len);
+/** CELLAR_OK, CELLAR_EINVAL (NULL) or CELLAR_EKEYLEN. */
+int db_check_key(const void *key, size_t key_len);
+
 static inline uint64_t db_hash(const cellar_db *db, const void *key, size_t len)
 {
 	return keyhash_of(&db->kh, key, len);

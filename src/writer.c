@@ -505,13 +505,11 @@ static int append(writer *w, pending *p)
 	return CELLAR_OK;
 }
 
-/* Exclusive latch: the record becomes visible and the index follows. */
-static void publish(writer *w, pending *p)
+/* Exclusive latch held: the index follows a record now in the log. */
+static void apply_pending(writer *w, pending *p)
 {
 	segment *g = p->g;
 
-	latch_write_lock(w->c.latch);
-	segset_publish(w->c.segs, g, p->off + p->total);
 	if (!p->touch_index) {
 		/* A carried tombstone is dead weight that must stay for now:
 		 * counted dead, but not as a reason to compact again. */
@@ -527,6 +525,14 @@ static void publish(writer *w, pending *p)
 	}
 	if (p->touch_index && p->ref.found)
 		segset_mark_dead(w->c.segs, p->ref.old_seg, p->match.found_total);
+}
+
+/* Exclusive latch: the record becomes visible and the index follows. */
+static void publish(writer *w, pending *p)
+{
+	latch_write_lock(w->c.latch);
+	segset_publish(w->c.segs, p->g, p->off + p->total);
+	apply_pending(w, p);
 	latch_write_unlock(w->c.latch);
 	w->log_since_ckpt += p->total;
 }
@@ -704,4 +710,218 @@ void writer_clear_bg_error(writer *w)
 	pthread_mutex_lock(&w->mutex);
 	w->bg_error = 0;
 	pthread_mutex_unlock(&w->mutex);
+}
+
+/* ---- write batches ----------------------------------------------------- */
+
+/*
+ * A batch is written as one piece: a batch header record (RECORD_BATCH)
+ * giving the body's length, record count and checksum, then the body, the
+ * put and delete records back to back.  Recovery applies the body only
+ * when it is whole and its checksum holds.  The index then changes for
+ * every record under one hold of the exclusive latch, so a reader sees
+ * all of the batch or none of it.
+ */
+
+/* Which ops a batch writes: the last of each key, not a delete of an
+ * absent key.  skip[i] marks the others. */
+typedef struct batch_plan {
+	pending *v;
+	unsigned char *skip;
+	size_t n, kept;
+	uint64_t total;   /* bytes: header and body */
+	uint32_t count;   /* records in the body */
+	uint64_t nputs, ndeletes;
+} batch_plan;
+
+static int same_key(const pending *a, const pending *b)
+{
+	return a->hash == b->hash && a->key_len == b->key_len &&
+	       memcmp(a->key, b->key, a->key_len) == 0;
+}
+
+/* Mark every op a later op of the same key supersedes. */
+static int drop_superseded(batch_plan *bp)
+{
+	size_t cap = 16;
+	uint32_t *t;
+
+	while (cap < 2 * bp->n)
+		cap <<= 1;
+	if (!(t = malloc(cap * sizeof *t)))
+		return cellar__error(CELLAR_ENOMEM, "batch: out of memory");
+	memset(t, 0xff, cap * sizeof *t);
+	for (size_t i = bp->n; i-- > 0;) {
+		size_t h = (size_t)bp->v[i].hash & (cap - 1);
+		while (t[h] != UINT32_MAX && !same_key(&bp->v[t[h]], &bp->v[i]))
+			h = (h + 1) & (cap - 1);
+		if (t[h] == UINT32_MAX)
+			t[h] = (uint32_t)i;
+		else
+			bp->skip[i] = 1;
+	}
+	free(t);
+	return CELLAR_OK;
+}
+
+/* Find each kept key's current entry, a few index buckets ahead. */
+#define BATCH_PREFETCH 8
+
+static int locate_all(writer *w, batch_plan *bp)
+{
+	int rc;
+
+	for (size_t i = 0; i < bp->n && i < BATCH_PREFETCH; i++)
+		index_prefetch(w->c.ix, bp->v[i].hash);
+	bp->total = RECORD_BATCH_SIZE;
+	for (size_t i = 0; i < bp->n; i++) {
+		pending *p = &bp->v[i];
+		if (i + BATCH_PREFETCH < bp->n)
+			index_prefetch(w->c.ix, bp->v[i + BATCH_PREFETCH].hash);
+		if (bp->skip[i])
+			continue;
+		if ((rc = index_find(w->c.ix, p->hash, segset_match_key, &p->match,
+		                     &p->ref)) < 0)
+			return rc;
+		if (p->kind == RECORD_DELETE && !p->ref.found) {
+			bp->skip[i] = 1;
+			continue;
+		}
+		p->total = record_size(p->key_len, p->val_len);
+		bp->total += p->total;
+		bp->count++;
+		*(p->kind == RECORD_PUT ? &bp->nputs : &bp->ndeletes) += 1;
+	}
+	return CELLAR_OK;
+}
+
+/* The batch's bytes: each kept record's offset in them goes to its off. */
+static uint8_t *encode_batch(batch_plan *bp)
+{
+	uint8_t *buf = malloc((size_t)bp->total);
+	uint64_t off = RECORD_BATCH_SIZE;
+
+	if (!buf)
+		return NULL;
+	for (size_t i = 0; i < bp->n; i++) {
+		pending *p = &bp->v[i];
+		if (bp->skip[i])
+			continue;
+		p->off = off;
+		off += record_encode(buf + off, p->kind, p->key, p->key_len, p->val,
+		                     p->val_len);
+	}
+	record_encode_batch(buf, buf + RECORD_BATCH_SIZE, off - RECORD_BATCH_SIZE,
+	                    bp->count);
+	return buf;
+}
+
+/* index_match_fn: the entry at the location the key had when located. */
+typedef struct loc_key {
+	int found;
+	uint16_t seg;
+	uint32_t off;
+} loc_key;
+
+static int match_loc(void *ctx, uint16_t seg, uint32_t off, int *hit)
+{
+	const loc_key *k = ctx;
+
+	*hit = k->found && k->seg == seg && k->off == off;
+	return CELLAR_OK;
+}
+
+/*
+ * Exclusive latch: the batch becomes visible at once.  Entries found by
+ * locate_all are found again by their location (earlier records of the
+ * batch may have split their bucket), without reading records.
+ */
+static int publish_batch(writer *w, batch_plan *bp, segment *g, uint64_t base)
+{
+	int rc = CELLAR_OK;
+
+	latch_write_lock(w->c.latch);
+	segset_publish(w->c.segs, g, base + bp->total);
+	g->dead += RECORD_BATCH_SIZE;
+	for (size_t i = 0; i < bp->n && rc == CELLAR_OK; i++) {
+		pending *p = &bp->v[i];
+		loc_key k = { p->ref.found, p->ref.old_seg, p->ref.old_off };
+		if (bp->skip[i])
+			continue;
+		p->g = g;
+		p->off += base;
+		if ((rc = index_find(w->c.ix, p->hash, match_loc, &k, &p->ref)) ==
+		        CELLAR_OK &&
+		    !index_reserve_is_noop(w->c.ix, &p->ref))
+			rc = index_reserve(w->c.ix, &p->ref);
+		if (rc == CELLAR_OK)
+			apply_pending(w, p);
+	}
+	latch_write_unlock(w->c.latch);
+	w->log_since_ckpt += bp->total;
+	if (rc < 0)
+		w->failed = rc; /* the log has the whole batch, the index not */
+	return rc;
+}
+
+/* Append the located batch in one piece and publish it. */
+static int write_batch(writer *w, batch_plan *bp)
+{
+	segset *s = w->c.segs;
+	uint8_t *buf;
+	segment *g;
+	uint64_t off;
+	int rc;
+
+	if (bp->total > UINT32_MAX - SEG_HEADER_SIZE)
+		return cellar__error(CELLAR_ELIMIT, "batch: %llu bytes do not fit "
+		                     "in a segment (4 GiB)",
+		                     (unsigned long long)bp->total);
+	if (!(buf = encode_batch(bp)))
+		return cellar__error(CELLAR_ENOMEM, "batch: out of memory");
+	rc = segset_append_raw(s, buf, bp->total, &g, &off);
+	free(buf);
+	if (rc < 0) {
+		if (s->sync_failed)
+			w->failed = s->sync_failed; /* fsync in a roll-over */
+		return rc;
+	}
+	if (w->c.sync_always && (rc = segset_sync(s)) < 0) {
+		w->failed = rc;
+		return rc;
+	}
+	return publish_batch(w, bp, g, off);
+}
+
+int writer_commit_ops(writer *w, const writer_op *ops, size_t n,
+                      unsigned char *skip)
+{
+	batch_plan bp = { 0 };
+	int rc;
+
+	if (n == 0)
+		return CELLAR_OK;
+	bp.n = n;
+	bp.v = malloc(n * sizeof *bp.v);
+	bp.skip = skip ? memset(skip, 0, n) : calloc(n, 1);
+	if (!bp.v || !bp.skip) {
+		rc = cellar__error(CELLAR_ENOMEM, "batch: out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		pending_init(w, &bp.v[i], ops[i].kind, ops[i].key, ops[i].key_len,
+		             ops[i].val, ops[i].val_len);
+	if ((rc = drop_superseded(&bp)) < 0 || (rc = locate_all(w, &bp)) < 0)
+		goto out;
+	if (bp.count && (rc = write_batch(w, &bp)) == CELLAR_OK) {
+		atomic_fetch_add_explicit(&w->puts, bp.nputs, memory_order_relaxed);
+		atomic_fetch_add_explicit(&w->deletes, bp.ndeletes,
+		                          memory_order_relaxed);
+		count_one(&w->batches);
+	}
+out:
+	free(bp.v);
+	if (!skip)
+		free(bp.skip);
+	return rc;
 }

@@ -14,6 +14,7 @@
 
 #include "error.h"
 #include "handle.h"
+#include "watch.h"
 
 /* One op: its kind and where its key and value are in the arena. */
 typedef struct batch_op {
@@ -144,6 +145,7 @@ int cellar_batch_delete(cellar_batch *b, const void *key, size_t key_len)
 int cellar_batch_commit(cellar_db *db, const cellar_batch *b)
 {
 	writer_op *ops;
+	unsigned char *skip;
 	int rc;
 
 	if ((rc = db_enter(db, 1, NULL, 0)) < 0)
@@ -152,8 +154,13 @@ int cellar_batch_commit(cellar_db *db, const cellar_batch *b)
 		return cellar__error(CELLAR_EINVAL, "batch is NULL");
 	if (b->n == 0)
 		return CELLAR_OK;
-	if (!(ops = malloc(b->n * sizeof *ops)))
+	ops = malloc(b->n * sizeof *ops);
+	skip = malloc(b->n);
+	if (!ops || !skip) {
+		free(ops);
+		free(skip);
 		return cellar__error(CELLAR_ENOMEM, "batch: out of memory");
+	}
 	for (size_t i = 0; i < b->n; i++) {
 		const batch_op *op = &b->ops[i];
 		ops[i] = (writer_op){ op->kind, b->arena + op->key_off,
@@ -161,9 +168,11 @@ int cellar_batch_commit(cellar_db *db, const cellar_batch *b)
 		                      op->val_len };
 	}
 	writer_lock(&db->w);
-	if ((rc = writer_refused(&db->w)) == CELLAR_OK)
-		rc = writer_commit_ops(&db->w, ops, b->n, NULL);
+	if ((rc = writer_refused(&db->w)) == CELLAR_OK &&
+	    (rc = writer_commit_ops(&db->w, ops, b->n, skip)) == CELLAR_OK)
+		watch_note(db, ops, skip, b->n);
 	writer_unlock(&db->w);
 	free(ops);
+	free(skip);
 	return rc;
 }

@@ -16,6 +16,7 @@
 #include "handle.h"
 #include "meta.h"
 #include "read.h"
+#include "watch.h"
 
 /* What a call needs of its arguments (enter). */
 enum {
@@ -74,8 +75,12 @@ int cellar_put(cellar_db *db, const void *key, size_t key_len,
 	if (!val && val_len)
 		return cellar__error(CELLAR_EINVAL, "value is NULL");
 	writer_lock(&db->w);
-	if ((rc = writer_refused(&db->w)) == CELLAR_OK)
-		rc = writer_put(&db->w, key, key_len, val ? val : "", val_len);
+	if ((rc = writer_refused(&db->w)) == CELLAR_OK &&
+	    (rc = writer_put(&db->w, key, key_len, val ? val : "", val_len)) ==
+	        CELLAR_OK && db->watch) {
+		writer_op op = { RECORD_PUT, key, val, key_len, val_len };
+		watch_note(db, &op, NULL, 1);
+	}
 	writer_unlock(&db->w);
 	return rc;
 }
@@ -87,8 +92,11 @@ int cellar_delete(cellar_db *db, const void *key, size_t key_len)
 	if ((rc = enter(db, NEED_WRITABLE | NEED_KEY, key, key_len)) < 0)
 		return rc;
 	writer_lock(&db->w);
-	if ((rc = writer_refused(&db->w)) == CELLAR_OK)
-		rc = writer_delete(&db->w, key, key_len);
+	if ((rc = writer_refused(&db->w)) == CELLAR_OK &&
+	    (rc = writer_delete(&db->w, key, key_len)) == CELLAR_OK && db->watch) {
+		writer_op op = { RECORD_DELETE, key, NULL, key_len, 0 };
+		watch_note(db, &op, NULL, 1);
+	}
 	writer_unlock(&db->w);
 	return rc;
 }

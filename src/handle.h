@@ -66,12 +66,14 @@ struct cellar_db {
 	writer w;   /* read-write handles only */
 	gate gate;  /* iterators vs compaction batches */
 	bg_thread bg;
+	struct watch_hub *watch; /* change events (watch.c), or NULL */
 };
 
 /*
  * db.c's entry checks, for the front's other files (batch.c, rmw.c,
  * watch.c): clear this thread's message, check db, that it is writable
- * (if writable) and the key (if key is not NULL).
+ * (if writable) and the key (if key is not NULL; a key that may be NULL
+ * goes to db_check_key).
  */
 int db_enter(cellar_db *db, int writable, const void *key, size_t key_len);
 /** CELLAR_OK, CELLAR_EINVAL (NULL) or CELLAR_EKEYLEN. */

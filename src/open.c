@@ -22,6 +22,7 @@
 #include "files.h"
 #include "handle.h"
 #include "meta.h"
+#include "watch.h"
 
 #define DEFAULT_SEGMENT_SIZE (256ull << 20)
 #define MIN_SEGMENT_SIZE (64ull << 10)
@@ -326,6 +327,7 @@ int cellar_close(cellar_db *db)
 	cellar__error_clear();
 	if (!db)
 		return CELLAR_OK;
+	watch_stop(db); /* delivers what is queued first */
 	bg_stop(db); /* stops a background compaction between two batches */
 	if (!db->readonly) {
 		writer_lock(&db->w);

@@ -712,22 +712,28 @@ static int make_room(segset *s, uint64_t t, segment **gp)
 	return CELLAR_OK;
 }
 
-int segset_append_raw(segset *s, const uint8_t *bytes, uint64_t t,
-                      segment **seg, uint64_t *off)
+int segset_append_fill(segset *s, uint64_t t, segset_fill_fn fill, void *ctx,
+                       segment **seg, uint64_t *off)
 {
 	segment *g;
+	uint8_t *tmp;
 	int rc;
 
 	if ((rc = make_room(s, t, &g)) < 0)
 		return rc;
 	*seg = g;
 	if (t <= SEG_BUFFER_SIZE) {
-		memcpy(s->buf + s->buf_len, bytes, (size_t)t);
+		fill(s->buf + s->buf_len, ctx); /* straight into the buffer */
 		*off = seg_end(s, g);
 		note_buffered(s, *off, t);
 		return CELLAR_OK;
 	}
-	if ((rc = s->fs->write_at(s->fs, g->file, g->wend, bytes, (size_t)t)) < 0)
+	if (!(tmp = malloc((size_t)t)))
+		return cellar__error(CELLAR_ENOMEM, "out of memory");
+	fill(tmp, ctx);
+	rc = s->fs->write_at(s->fs, g->file, g->wend, tmp, (size_t)t);
+	free(tmp);
+	if (rc < 0)
 		return rc;
 	*off = g->wend;
 	g->wend += t;

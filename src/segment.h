@@ -164,11 +164,14 @@ int segset_append(segset *s, unsigned kind, const void *key, size_t key_len,
 
 /**
  * Writer: append t bytes of encoded records (a write batch) in one piece,
- * in one segment, as segset_append does one record: *seg and *off say
- * where they went.  Not visible until segset_publish.
+ * in one segment, as segset_append does one record: fill(out, ctx) writes
+ * them at out (the append buffer, or a heap copy written in place when
+ * they are larger than it); *seg and *off say where they went.  Not
+ * visible until segset_publish.
  */
-int segset_append_raw(segset *s, const uint8_t *bytes, uint64_t t,
-                      segment **seg, uint64_t *off);
+typedef void (*segset_fill_fn)(uint8_t *out, void *ctx);
+int segset_append_fill(segset *s, uint64_t t, segset_fill_fn fill, void *ctx,
+                       segment **seg, uint64_t *off);
 
 /** Exclusive latch: make the record ending at end visible. */
 void segset_publish(segset *s, segment *g, uint64_t end);

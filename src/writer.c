@@ -765,7 +765,7 @@ static int drop_superseded(batch_plan *bp)
 }
 
 /* Find each kept key's current entry, a few index buckets ahead. */
-#define BATCH_PREFETCH 8
+#define BATCH_PREFETCH 32
 
 static int locate_all(writer *w, batch_plan *bp)
 {
@@ -795,14 +795,13 @@ static int locate_all(writer *w, batch_plan *bp)
 	return CELLAR_OK;
 }
 
-/* The batch's bytes: each kept record's offset in them goes to its off. */
-static uint8_t *encode_batch(batch_plan *bp)
+/* segset_fill_fn: the batch's bytes at buf; each kept record's offset in
+ * them goes to its off. */
+static void encode_batch(uint8_t *buf, void *ctx)
 {
-	uint8_t *buf = malloc((size_t)bp->total);
+	batch_plan *bp = ctx;
 	uint64_t off = RECORD_BATCH_SIZE;
 
-	if (!buf)
-		return NULL;
 	for (size_t i = 0; i < bp->n; i++) {
 		pending *p = &bp->v[i];
 		if (bp->skip[i])
@@ -813,7 +812,6 @@ static uint8_t *encode_batch(batch_plan *bp)
 	}
 	record_encode_batch(buf, buf + RECORD_BATCH_SIZE, off - RECORD_BATCH_SIZE,
 	                    bp->count);
-	return buf;
 }
 
 /* index_match_fn: the entry at the location the key had when located. */
@@ -832,30 +830,63 @@ static int match_loc(void *ctx, uint16_t seg, uint32_t off, int *hit)
 }
 
 /*
- * Exclusive latch: the batch becomes visible at once.  Entries found by
- * locate_all are found again by their location (earlier records of the
- * batch may have split their bucket), without reading records.
+ * The chains (by primary bucket) an earlier record of the batch changed:
+ * a ref locate_all found in one of them, or found before the table split,
+ * is found again.  A small open-addressing set, cap a power of 2.
  */
-static int publish_batch(writer *w, batch_plan *bp, segment *g, uint64_t base)
+typedef struct chain_set {
+	uint64_t *v; /* addr + 1; 0 = empty */
+	size_t cap;
+} chain_set;
+
+static int chain_seen(chain_set *cs, uint64_t addr, int add)
 {
+	size_t h = (size_t)(addr * 0x9e3779b97f4a7c15ull >> 20) & (cs->cap - 1);
+
+	for (; cs->v[h]; h = (h + 1) & (cs->cap - 1))
+		if (cs->v[h] == addr + 1)
+			return 1;
+	if (add)
+		cs->v[h] = addr + 1;
+	return 0;
+}
+
+/* p's entry as of now: its located ref, or found again by location (no
+ * record is read) when the batch may have moved it. */
+static int refind(writer *w, pending *p, chain_set *cs, int reshaped)
+{
+	loc_key k = { p->ref.found, p->ref.old_seg, p->ref.old_off };
+
+	if (!reshaped && !chain_seen(cs, p->ref.addr, 0))
+		return CELLAR_OK;
+	return index_find(w->c.ix, p->hash, match_loc, &k, &p->ref);
+}
+
+/* Exclusive latch: the batch becomes visible at once. */
+static int publish_batch(writer *w, batch_plan *bp, chain_set *cs, segment *g,
+                         uint64_t base)
+{
+	uint64_t nb0, nb;
 	int rc = CELLAR_OK;
 
 	latch_write_lock(w->c.latch);
 	segset_publish(w->c.segs, g, base + bp->total);
 	g->dead += RECORD_BATCH_SIZE;
+	index_sizes(w->c.ix, &nb0, NULL);
 	for (size_t i = 0; i < bp->n && rc == CELLAR_OK; i++) {
 		pending *p = &bp->v[i];
-		loc_key k = { p->ref.found, p->ref.old_seg, p->ref.old_off };
 		if (bp->skip[i])
 			continue;
 		p->g = g;
 		p->off += base;
-		if ((rc = index_find(w->c.ix, p->hash, match_loc, &k, &p->ref)) ==
-		        CELLAR_OK &&
+		index_sizes(w->c.ix, &nb, NULL); /* a split moves entries */
+		if ((rc = refind(w, p, cs, nb != nb0)) == CELLAR_OK &&
 		    !index_reserve_is_noop(w->c.ix, &p->ref))
 			rc = index_reserve(w->c.ix, &p->ref);
-		if (rc == CELLAR_OK)
+		if (rc == CELLAR_OK) {
 			apply_pending(w, p);
+			chain_seen(cs, p->ref.addr, 1);
+		}
 	}
 	latch_write_unlock(w->c.latch);
 	w->log_since_ckpt += bp->total;
@@ -868,29 +899,34 @@ static int publish_batch(writer *w, batch_plan *bp, segment *g, uint64_t base)
 static int write_batch(writer *w, batch_plan *bp)
 {
 	segset *s = w->c.segs;
-	uint8_t *buf;
+	chain_set cs = { NULL, 16 };
 	segment *g;
 	uint64_t off;
 	int rc;
 
+	while (cs.cap < 2 * (size_t)bp->count)
+		cs.cap <<= 1;
 	if (bp->total > UINT32_MAX - SEG_HEADER_SIZE)
 		return cellar__error(CELLAR_ELIMIT, "batch: %llu bytes do not fit "
 		                     "in a segment (4 GiB)",
 		                     (unsigned long long)bp->total);
-	if (!(buf = encode_batch(bp)))
+	if (!(cs.v = calloc(cs.cap, sizeof *cs.v)))
 		return cellar__error(CELLAR_ENOMEM, "batch: out of memory");
-	rc = segset_append_raw(s, buf, bp->total, &g, &off);
-	free(buf);
-	if (rc < 0) {
+	if ((rc = segset_append_fill(s, bp->total, encode_batch, bp, &g,
+	                             &off)) < 0) {
+		free(cs.v);
 		if (s->sync_failed)
 			w->failed = s->sync_failed; /* fsync in a roll-over */
 		return rc;
 	}
 	if (w->c.sync_always && (rc = segset_sync(s)) < 0) {
 		w->failed = rc;
+		free(cs.v);
 		return rc;
 	}
-	return publish_batch(w, bp, g, off);
+	rc = publish_batch(w, bp, &cs, g, off);
+	free(cs.v);
+	return rc;
 }
 
 int writer_commit_ops(writer *w, const writer_op *ops, size_t n,

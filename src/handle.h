@@ -1,8 +1,9 @@
 /*
  * handle.h - the database handle, shared by the parts of the front: the
  * public calls (db.c), the read path (read.c), opening and closing
- * (open.c), the background thread and events (bg.c) and the iterator
- * (iter.c).  It has no .c of its own.
+ * (open.c), the background thread and events (bg.c), the iterator
+ * (iter.c), write batches (batch.c), read-modify-write (rmw.c) and change
+ * events (watch.c).  It has no .c of its own.
  *
  * The handle owns one of each engine piece: the segment set, the index,
  * the writer (writer.h, which owns the writer mutex and the failure

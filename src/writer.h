@@ -5,8 +5,10 @@
  * Owns: the writer mutex (and the count of callers waiting for it), the
  * failure state that refuses writes after a failed fsync or a failed
  * background compaction, staging and committing a record (append it, make
- * the index point at it, move the old record's bytes to dead), sync, and
- * the index checkpoint with its schedule.  It offers compaction what it
+ * the index point at it, move the old record's bytes to dead), committing
+ * a write batch (writer_commit_ops: every record in one append into one
+ * segment, every index change under one hold of the exclusive latch), sync,
+ * and the index checkpoint with its schedule.  It offers compaction what it
  * needs through its own calls: batches that let waiting writers in first,
  * copy-if-still-at, carry-a-tombstone, roll-over and dropping segments.
  *

@@ -112,8 +112,9 @@ static int add(cellar_batch *b, unsigned kind, const void *key, size_t key_len,
 	return CELLAR_OK;
 }
 
-int cellar_batch_put(cellar_batch *b, const void *key, size_t key_len,
-                     const void *val, size_t val_len)
+/* The checks of an op: the batch, the key and (for a put) the value. */
+static int check_op(const cellar_batch *b, const void *key, size_t key_len,
+                    unsigned kind, const void *val, size_t val_len)
 {
 	int rc;
 
@@ -122,24 +123,22 @@ int cellar_batch_put(cellar_batch *b, const void *key, size_t key_len,
 		return cellar__error(CELLAR_EINVAL, "batch is NULL");
 	if ((rc = db_check_key(key, key_len)) < 0)
 		return rc;
-	if (val_len > CELLAR_MAX_VALUE_LEN)
-		return cellar__error(CELLAR_EVALLEN, "value length %zu > %u",
-		                     val_len, CELLAR_MAX_VALUE_LEN);
-	if (!val && val_len)
-		return cellar__error(CELLAR_EINVAL, "value is NULL");
-	return add(b, RECORD_PUT, key, key_len, val, val_len);
+	return kind == RECORD_PUT ? db_check_value(val, val_len) : CELLAR_OK;
+}
+
+int cellar_batch_put(cellar_batch *b, const void *key, size_t key_len,
+                     const void *val, size_t val_len)
+{
+	int rc = check_op(b, key, key_len, RECORD_PUT, val, val_len);
+
+	return rc < 0 ? rc : add(b, RECORD_PUT, key, key_len, val, val_len);
 }
 
 int cellar_batch_delete(cellar_batch *b, const void *key, size_t key_len)
 {
-	int rc;
+	int rc = check_op(b, key, key_len, RECORD_DELETE, NULL, 0);
 
-	cellar__error_clear();
-	if (!b)
-		return cellar__error(CELLAR_EINVAL, "batch is NULL");
-	if ((rc = db_check_key(key, key_len)) < 0)
-		return rc;
-	return add(b, RECORD_DELETE, key, key_len, NULL, 0);
+	return rc < 0 ? rc : add(b, RECORD_DELETE, key, key_len, NULL, 0);
 }
 
 int cellar_batch_commit(cellar_db *db, const cellar_batch *b)

@@ -60,6 +60,16 @@ int db_check_key(const void *key, size_t key_len)
 	return check_key(key, key_len);
 }
 
+int db_check_value(const void *val, size_t val_len)
+{
+	if (val_len > CELLAR_MAX_VALUE_LEN)
+		return cellar__error(CELLAR_EVALLEN, "value length %zu > %u",
+		                     val_len, CELLAR_MAX_VALUE_LEN);
+	if (!val && val_len)
+		return cellar__error(CELLAR_EINVAL, "value is NULL");
+	return CELLAR_OK;
+}
+
 /* ---- writes ------------------------------------------------------------ */
 
 int cellar_put(cellar_db *db, const void *key, size_t key_len,
@@ -67,13 +77,9 @@ int cellar_put(cellar_db *db, const void *key, size_t key_len,
 {
 	int rc;
 
-	if ((rc = enter(db, NEED_WRITABLE | NEED_KEY, key, key_len)) < 0)
+	if ((rc = enter(db, NEED_WRITABLE | NEED_KEY, key, key_len)) < 0 ||
+	    (rc = db_check_value(val, val_len)) < 0)
 		return rc;
-	if (val_len > CELLAR_MAX_VALUE_LEN)
-		return cellar__error(CELLAR_EVALLEN, "value length %zu > %u",
-		                     val_len, CELLAR_MAX_VALUE_LEN);
-	if (!val && val_len)
-		return cellar__error(CELLAR_EINVAL, "value is NULL");
 	writer_lock(&db->w);
 	if ((rc = writer_refused(&db->w)) == CELLAR_OK &&
 	    (rc = writer_put(&db->w, key, key_len, val ? val : "", val_len)) ==

@@ -79,6 +79,8 @@ struct cellar_db {
 int db_enter(cellar_db *db, int writable, const void *key, size_t key_len);
 /** CELLAR_OK, CELLAR_EINVAL (NULL) or CELLAR_EKEYLEN. */
 int db_check_key(const void *key, size_t key_len);
+/** CELLAR_OK, CELLAR_EVALLEN, or CELLAR_EINVAL (NULL with val_len > 0). */
+int db_check_value(const void *val, size_t val_len);
 
 static inline uint64_t db_hash(const cellar_db *db, const void *key, size_t len)
 {

@@ -43,6 +43,10 @@
  *           then one thread puts and another gets, each at a steady rate,
  *           while the store is synced every 50 ms and one compaction pass
  *           runs; latency percentiles of puts, gets and idle gets
+ *   batch   (only when asked for; stores with write batches: cellar) the
+ *           load again, into a fresh DIR/<engine>.batch, the same n records
+ *           in the same order committed in batches of 1,000 puts, one sync
+ *           at the end: compare its ops/s with the load's
  *
  * Keys and values are functions of (seed, index[, version]) so every value
  * a get returns is checked byte for byte; any mismatch, missing key or
@@ -107,12 +111,12 @@ void bench_error(const char *fmt, ...)
 enum phase {
 	P_LOAD, P_REOPEN, P_GET, P_MULTIGET, P_PINNED, P_MISS, P_ITER, P_MIXED,
 	P_ZIPF, P_SPACE, P_COMPACT, P_RECOVERY, P_COLD, P_BUILD, P_BUILT_GET,
-	P_LATENCY, P_REFRESH, N_PHASES
+	P_LATENCY, P_REFRESH, P_BATCH, N_PHASES
 };
 static const char *const phase_names[N_PHASES] = {
 	"load", "reopen", "get", "multiget", "pinned", "miss", "iter", "mixed",
 	"zipf", "space", "compact", "recovery", "cold", "build", "built-get",
-	"latency", "refresh",
+	"latency", "refresh", "batch",
 };
 /* space, compact and latency write ~n to ~11 n records: only when named. */
 #define DEFAULT_PHASES ((1u << P_SPACE) - 1) /* load .. zipf */
@@ -1336,6 +1340,49 @@ static long vm_hwm_kb(void)
 	return kb;
 }
 
+/* The batch phase: the load in batches of BATCH_PUTS (see the top). */
+#define BATCH_PUTS 1000
+
+static void run_batch(const char *dir)
+{
+	char bdir[4200];
+	unsigned char key[MAX_KEY];
+	unsigned char *val = xmalloc(cfg.val_max + 8);
+	void *h = NULL;
+	double t0, sec;
+
+	if (eng->batch_add == NULL) {
+		emit(P_BATCH, 0, 0, 0, 0);
+		free(val);
+		return;
+	}
+	phase_now = "batch";
+	snprintf(bdir, sizeof bdir, "%s.batch", dir);
+	if (mkdir(bdir, 0755) != 0)
+		die("mkdir %s: %s", bdir, strerror(errno));
+	sync();
+	t0 = now();
+	if (eng->load_open(&h, bdir, cfg.n, cfg.key_size, cfg.val_max) != 0)
+		die("%s", err_buf);
+	for (uint64_t i = 0; i < cfg.n; i++) {
+		size_t len = make_value(i, 0, val);
+		make_key(i, key);
+		int last = (i + 1) % BATCH_PUTS == 0 || i + 1 == cfg.n;
+		if (eng->batch_add(h, key, cfg.key_size, val, len) != 0 ||
+		    (last && eng->batch_commit(h) != 0))
+			die("batch at key #%" PRIu64 ": %s", i, err_buf);
+	}
+	if (eng->sync(h) != 0)
+		die("%s", err_buf);
+	sec = now() - t0;
+	if (eng->close(h) != 0)
+		die("%s", err_buf);
+	emit(P_BATCH, 1, cfg.n, sec, dir_bytes(bdir));
+	if (!cfg.keep)
+		remove_tree(bdir);
+	free(val);
+}
+
 /* The build phase, in a process of its own (see the top of the file). */
 static void run_build(const char *dir)
 {
@@ -1746,6 +1793,8 @@ static void run_engine(const char *dir)
 		if (write(out_fd, &r, sizeof r) != (ssize_t)sizeof r)
 			die("writing to the parent: %s", strerror(errno));
 	}
+	if (want(P_BATCH))
+		run_batch(dir);
 	if (!reads && !want(P_REOPEN))
 		return;
 	t0 = now();
@@ -2332,9 +2381,10 @@ static void usage(FILE *f)
 "                      sequential, normal or willneed\n"
 "  --phases P,Q,..     among load,reopen,get,multiget,pinned,miss,iter,\n"
 "                      mixed,zipf,space,\n"
-"                      recovery,compact,cold,build,latency,refresh (default:\n"
-"                      load to zipf; space, recovery, compact, cold, build,\n"
-"                      latency and refresh only when named; build adds\n"
+"                      recovery,compact,cold,build,latency,refresh,batch\n"
+"                      (default: load to zipf; space, recovery, compact,\n"
+"                      cold, build, latency, refresh and batch only when\n"
+"                      named; build adds\n"
 "                      built-get); load and\n"
 "                      the reopen always\n"
 "                      happen, unreported unless chosen\n"
@@ -2446,6 +2496,10 @@ static void usage(FILE *f)
 "            bench engine=E phase=refresh records=N catchup_seconds=S\n"
 "            catchup_records_per_sec=R segments_compacted=C\n"
 "            reload_seconds=L\n"
+"  batch   not in the default list; stores with write batches (cellar)\n"
+"          only.  Right after the load, the same n records in the same\n"
+"          order into a fresh DIR/<engine>.batch, committed 1000 puts at a\n"
+"          time, one sync at the end; compare its ops/s with the load's.\n"
 "  Phases that write (mixed, space, compact, latency) run after the read\n"
 "  phases.\n"
 "\n"

@@ -147,6 +147,13 @@ struct engine {
 	int (*build_add)(void *b, const void *key, size_t key_len,
 	                 const void *val, size_t val_len);
 	int (*build_finish)(void *b);
+	/**
+	 * (batch phase; optional) Add a put to the handle's pending write
+	 * batch; batch_commit applies the pending puts atomically.
+	 */
+	int (*batch_add)(void *h, const void *key, size_t key_len,
+	                 const void *val, size_t val_len);
+	int (*batch_commit)(void *h);
 };
 
 /* First and last byte of key and value: cheap, but faults in their pages. */

@@ -88,6 +88,8 @@ const char *cellar_strerror(int err)
 	case CELLAR_EACCES: return "permission denied";
 	case CELLAR_EMLOCK:
 		return "memory could not be locked (RLIMIT_MEMLOCK too small)";
+	case CELLAR_ECHANGED:
+		return "the key does not hold the expected value";
 	}
 	return "unknown error";
 }

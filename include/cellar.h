@@ -109,7 +109,8 @@ typedef enum cellar_error {
 	CELLAR_EFAILED = -17,  /**< an earlier write failed; reopen the store */
 	CELLAR_EBUSY = -18,    /**< compaction waits: an iterator is open */
 	CELLAR_EACCES = -19,   /**< the OS refused: permission denied, read-only file system */
-	CELLAR_EMLOCK = -20    /**< memory could not be locked (RLIMIT_MEMLOCK) */
+	CELLAR_EMLOCK = -20,   /**< memory could not be locked (RLIMIT_MEMLOCK) */
+	CELLAR_ECHANGED = -21  /**< cellar_cas(): the key did not hold the expected value */
 } cellar_error;
 
 /** Opaque database handle. */
@@ -1213,6 +1214,233 @@ typedef struct cellar_backup_result {
  */
 CELLAR_API int cellar_backup(cellar_db *db, const char *dest_dir,
                              cellar_backup_result *result);
+
+/* ---- Write batches, read-modify-write, change events --------------------- */
+
+/**
+ * A write batch: puts and deletes collected in memory, then committed to a
+ * store at once with cellar_batch_commit().  It copies every key and value
+ * it is given, belongs to no store (commit it to any), and is not changed
+ * by a commit, so it can be committed again or cleared and reused.
+ * Threads: one thread at a time per batch.
+ */
+typedef struct cellar_batch cellar_batch;
+
+/**
+ * A new, empty batch.
+ * @param[out] out  the batch; NULL on failure.  Free it with
+ *                  cellar_batch_free().
+ * @return CELLAR_OK, CELLAR_EINVAL (out NULL) or CELLAR_ENOMEM.
+ */
+CELLAR_API int cellar_batch_new(cellar_batch **out);
+
+/**
+ * Add a put of key to the batch.  A key may appear several times in a
+ * batch, as a put or a delete: the last one wins.
+ * @return CELLAR_OK, or
+ *   - CELLAR_EINVAL: b or key NULL, or value NULL with val_len > 0;
+ *   - CELLAR_EKEYLEN, CELLAR_EVALLEN: as cellar_put();
+ *   - CELLAR_ELIMIT: the batch would not fit in one segment file (its
+ *     records take more than 4 GiB - 4 KiB, or it has 2^32 - 1 ops);
+ *   - CELLAR_ENOMEM.
+ * On error the batch is as it was.
+ */
+CELLAR_API int cellar_batch_put(cellar_batch *b, const void *key,
+                                size_t key_len, const void *val,
+                                size_t val_len);
+
+/**
+ * Add a delete of key to the batch.  Deleting a key that is absent when
+ * the batch is committed is no error; it writes nothing.
+ * @return as cellar_batch_put() (CELLAR_EINVAL: b or key NULL).
+ */
+CELLAR_API int cellar_batch_delete(cellar_batch *b, const void *key,
+                                   size_t key_len);
+
+/** The number of puts and deletes added since the batch was new or
+ *  cleared (0 for NULL). */
+CELLAR_API size_t cellar_batch_count(const cellar_batch *b);
+
+/** Empty the batch, keeping its memory for reuse.  Accepts NULL. */
+CELLAR_API void cellar_batch_clear(cellar_batch *b);
+
+/** Free the batch.  Accepts NULL. */
+CELLAR_API void cellar_batch_free(cellar_batch *b);
+
+/**
+ * Apply every put and delete of b to the store, atomically.
+ *
+ * Atomicity: the batch is written as one piece, a batch header record
+ * followed by its records (docs/format.md), into one segment file.  After
+ * a crash at any point, reopening shows either the whole batch or none of
+ * it: recovery applies a batch only when all of it is on disk and its
+ * checksum holds.  Readers in other threads of this handle never see part
+ * of a batch: its index changes are published under one hold of the
+ * reader latch (readers wait for that, about a microsecond per key, never
+ * for I/O), so once any read sees one of its new values, every later read
+ * sees all of them.  Read-only handles see it whole when they open.
+ *
+ * Cost: one write and one checksum pass for the batch instead of one per
+ * record, one writer-mutex hold, and the index lookups of its keys
+ * pipelined; the batch is copied once into memory as its encoded records.
+ * Durability as cellar_put()'s: the batch is durable after the next
+ * cellar_sync() (or at once under CELLAR_SYNC_ALWAYS).
+ *
+ * A batch that changes nothing (empty, or only deletes of absent keys)
+ * writes nothing.  The batch itself is unchanged by the call.
+ * Threads: as cellar_put() (commits of one handle are serialized).
+ * @return CELLAR_OK, or
+ *   - CELLAR_EINVAL: db or b NULL;
+ *   - CELLAR_EREADONLY: the handle is read-only;
+ *   - CELLAR_ELIMIT: the encoded batch would not fit in one segment, or
+ *     the store has too many segment files;
+ *   - CELLAR_EIO, CELLAR_ENOSPC, CELLAR_ENOMEM: the batch failed and the
+ *     store is unchanged;
+ *   - CELLAR_EFAILED: an earlier write failed; or (CELLAR_ENOMEM, then
+ *     CELLAR_EFAILED for later writes) memory ran out while the index was
+ *     being updated: the batch is in the log whole and a reopen shows it
+ *     whole, but this handle's readers may have seen part of it.
+ */
+CELLAR_API int cellar_batch_commit(cellar_db *db, const cellar_batch *b);
+
+/**
+ * What a cellar_update() callback asks for (or a negative error of its
+ * own, which cellar_update() returns, changing nothing).
+ */
+typedef enum cellar_update_action {
+	CELLAR_UPDATE_KEEP = 0,   /**< leave the key as it is */
+	CELLAR_UPDATE_STORE = 1,  /**< store *new_val (*new_len bytes) */
+	CELLAR_UPDATE_DELETE = 2  /**< delete the key (nothing if absent) */
+} cellar_update_action;
+
+/**
+ * A cellar_update() callback: decide from key's current value.
+ * @param val      the current value, or NULL when the key is absent; valid
+ *                 only during the call.
+ * @param val_len  its length (0 when absent).
+ * @param found    1 if the key is present, 0 if not.
+ * @param[out] new_val, new_len  for CELLAR_UPDATE_STORE: the value to
+ *                 store; it must stay valid until the callback returns
+ *                 (cellar_update() copies it before returning).
+ * @return a cellar_update_action, or a negative error to abort.
+ */
+typedef int (*cellar_update_fn)(const void *val, size_t val_len, int found,
+                                const void **new_val, size_t *new_len,
+                                void *ctx);
+
+/**
+ * Read-modify-write: run fn on key's current value (or on its absence)
+ * and store, delete or leave alone what it returns, with no other write
+ * of this handle in between.  fn runs under the handle's writer mutex:
+ * every other writer of the handle (put, delete, batch, update, compaction
+ * batch, sync) waits meanwhile, so keep it short.  It may read the store
+ * (cellar_get sees the state it was given), but must not write to the same
+ * handle (that deadlocks).  Readers do not wait for it.
+ * Durability and events as cellar_put() / cellar_delete().
+ * @return CELLAR_OK (also when fn kept the key, or deleted an absent one),
+ *   or
+ *   - fn's own negative return, nothing changed;
+ *   - CELLAR_EINVAL: db, key or fn NULL, fn returned an unknown action, or
+ *     CELLAR_UPDATE_STORE with *new_val NULL and *new_len > 0;
+ *   - CELLAR_EKEYLEN; CELLAR_EVALLEN: *new_len too long;
+ *   - CELLAR_EREADONLY;
+ *   - CELLAR_ECORRUPT, CELLAR_EVERSION: the current record could not be
+ *     read (fn is not called);
+ *   - the errors of cellar_put() for the write.
+ */
+CELLAR_API int cellar_update(cellar_db *db, const void *key, size_t key_len,
+                             cellar_update_fn fn, void *ctx);
+
+/** cellar_cas() flags. */
+#define CELLAR_CAS_ABSENT 0x1 /**< expect the key to be absent (expected ignored) */
+#define CELLAR_CAS_DELETE 0x2 /**< on a match, delete the key (val ignored) */
+
+/**
+ * Compare-and-set: if key holds exactly expected (expected_len bytes; with
+ * CELLAR_CAS_ABSENT: if key is absent), store val under it (with
+ * CELLAR_CAS_DELETE: delete it); otherwise change nothing.  Atomic with
+ * respect to every other write of this handle (it is a cellar_update()).
+ * @return CELLAR_OK (the comparison held and the write was done), or
+ *   - CELLAR_ECHANGED: the key held another value, or was absent (or, with
+ *     CELLAR_CAS_ABSENT, present); nothing was written;
+ *   - CELLAR_EINVAL: db or key NULL, unknown flags, expected NULL with
+ *     expected_len > 0 (without CELLAR_CAS_ABSENT), val NULL with
+ *     val_len > 0 (without CELLAR_CAS_DELETE);
+ *   - as cellar_update() otherwise.
+ */
+CELLAR_API int cellar_cas(cellar_db *db, const void *key, size_t key_len,
+                          const void *expected, size_t expected_len,
+                          const void *val, size_t val_len, unsigned flags);
+
+/** What a cellar_change reports. */
+typedef enum cellar_change_kind {
+	CELLAR_CHANGE_PUT = 0,    /**< key now holds val */
+	CELLAR_CHANGE_DELETE = 1, /**< key was deleted */
+	CELLAR_CHANGE_EXPIRE = 2, /**< reserved: key expired (expiring keys) */
+	CELLAR_CHANGE_LOST = 3    /**< lost changes were dropped (no key) */
+} cellar_change_kind;
+
+/** One committed change, given to a cellar_watch() callback. */
+typedef struct cellar_change {
+	cellar_change_kind kind;
+	const void *key;   /**< the key (NULL for CELLAR_CHANGE_LOST) */
+	size_t key_len;
+	const void *val;   /**< CELLAR_CHANGE_PUT: the new value, else NULL */
+	size_t val_len;
+	/** The commit's number, counted per handle from 1: the changes of one
+	 * cellar_batch_commit() share it, and commits are numbered in the
+	 * order they happened. */
+	uint64_t commit;
+	/** 1 on the last change of its commit that this subscription gets. */
+	int last;
+	/** CELLAR_CHANGE_LOST: how many changes were dropped since the last
+	 * delivery because the subscription fell max_pending behind. */
+	uint64_t lost;
+} cellar_change;
+
+/** A cellar_watch() callback; the change is valid only during the call. */
+typedef void (*cellar_watch_fn)(const cellar_change *c, void *ctx);
+
+/** A subscription to a handle's changes, from cellar_watch(). */
+typedef struct cellar_sub cellar_sub;
+
+/**
+ * Subscribe to the committed changes of this handle (puts, deletes,
+ * batches, updates) to keys that start with prefix (prefix_len 0: every
+ * key).  fn is called once per change, in commit order, after the commit,
+ * on the handle's delivery thread (one per handle, started by its first
+ * subscription), never on the writer's thread: a writer only copies each
+ * matching change into the subscription's queue.  The changes of one batch
+ * arrive one after the other, with one commit number, the last marked.
+ * When a subscription has max_pending changes waiting (0: 65536), the
+ * changes of later commits are dropped whole, counted, and reported by a
+ * CELLAR_CHANGE_LOST before the next delivered change: a slow subscriber
+ * never holds a writer up.  Changes made by other handles or processes,
+ * and compaction's copies, are not reported.  fn may call cellar on this
+ * handle (reads, writes, cellar_unwatch), though a write from fn is itself
+ * reported later.
+ * @param[out] out  the subscription; NULL on failure.
+ * @return CELLAR_OK, or CELLAR_EINVAL (db, fn or out NULL, prefix NULL with
+ *   prefix_len > 0, prefix_len > CELLAR_MAX_KEY_LEN), CELLAR_EREADONLY (a
+ *   read-only handle has no changes), CELLAR_ENOMEM, CELLAR_EIO (the
+ *   delivery thread could not be started).
+ */
+CELLAR_API int cellar_watch(cellar_db *db, const void *prefix,
+                            size_t prefix_len, size_t max_pending,
+                            cellar_watch_fn fn, void *ctx,
+                            cellar_sub **out);
+
+/**
+ * End a subscription.  From any thread, including from inside its own
+ * callback: once it returns, fn is not called again for it (called from
+ * another callback of the same handle, or from a thread other than the
+ * delivery thread, it waits for a call of fn in progress to return).
+ * Changes still queued for it are dropped.  Accepts NULL.  cellar_close()
+ * ends every subscription left, after delivering what is queued; their
+ * handles must not be used afterwards.
+ * @return CELLAR_OK.
+ */
+CELLAR_API int cellar_unwatch(cellar_sub *sub);
 
 #ifdef __cplusplus
 }

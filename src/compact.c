@@ -53,6 +53,8 @@ static int move_record(writer *w, const segment *g, uint64_t off,
 {
 	int done = 0, rc;
 
+	if (v->h.kind == RECORD_BATCH)
+		return CELLAR_OK; /* its records are walked one by one */
 	if (v->h.kind == RECORD_PUT) {
 		rc = writer_copy_if_at(w, record_key(v), v->h.key_len, record_val(v),
 		                       v->h.val_len, g->id, (uint32_t)off, &done);

@@ -18,6 +18,7 @@
 #include "meta.h"
 #include "read.h"
 #include "snapshot.h"
+#include "watch.h"
 
 /* What a call needs of its arguments (enter). */
 enum {
@@ -50,6 +51,27 @@ static int enter(cellar_db *db, unsigned need, const void *key, size_t key_len)
 	return need & NEED_KEY ? check_key(key, key_len) : CELLAR_OK;
 }
 
+int db_enter(cellar_db *db, int writable, const void *key, size_t key_len)
+{
+	return enter(db, (writable ? NEED_WRITABLE : 0) | (key ? NEED_KEY : 0),
+	             key, key_len);
+}
+
+int db_check_key(const void *key, size_t key_len)
+{
+	return check_key(key, key_len);
+}
+
+int db_check_value(const void *val, size_t val_len)
+{
+	if (val_len > CELLAR_MAX_VALUE_LEN)
+		return cellar__error(CELLAR_EVALLEN, "value length %zu > %u",
+		                     val_len, CELLAR_MAX_VALUE_LEN);
+	if (!val && val_len)
+		return cellar__error(CELLAR_EINVAL, "value is NULL");
+	return CELLAR_OK;
+}
+
 /* ---- writes ------------------------------------------------------------ */
 
 int cellar_put(cellar_db *db, const void *key, size_t key_len,
@@ -57,16 +79,16 @@ int cellar_put(cellar_db *db, const void *key, size_t key_len,
 {
 	int rc;
 
-	if ((rc = enter(db, NEED_WRITABLE | NEED_KEY, key, key_len)) < 0)
+	if ((rc = enter(db, NEED_WRITABLE | NEED_KEY, key, key_len)) < 0 ||
+	    (rc = db_check_value(val, val_len)) < 0)
 		return rc;
-	if (val_len > CELLAR_MAX_VALUE_LEN)
-		return cellar__error(CELLAR_EVALLEN, "value length %zu > %u",
-		                     val_len, CELLAR_MAX_VALUE_LEN);
-	if (!val && val_len)
-		return cellar__error(CELLAR_EINVAL, "value is NULL");
 	writer_lock(&db->w);
-	if ((rc = writer_refused(&db->w)) == CELLAR_OK)
-		rc = writer_put(&db->w, key, key_len, val ? val : "", val_len);
+	if ((rc = writer_refused(&db->w)) == CELLAR_OK &&
+	    (rc = writer_put(&db->w, key, key_len, val ? val : "", val_len)) ==
+	        CELLAR_OK && db->watch) {
+		writer_op op = { RECORD_PUT, key, val, key_len, val_len };
+		watch_note(db, &op, NULL, 1);
+	}
 	writer_unlock(&db->w);
 	return rc;
 }
@@ -78,8 +100,11 @@ int cellar_delete(cellar_db *db, const void *key, size_t key_len)
 	if ((rc = enter(db, NEED_WRITABLE | NEED_KEY, key, key_len)) < 0)
 		return rc;
 	writer_lock(&db->w);
-	if ((rc = writer_refused(&db->w)) == CELLAR_OK)
-		rc = writer_delete(&db->w, key, key_len);
+	if ((rc = writer_refused(&db->w)) == CELLAR_OK &&
+	    (rc = writer_delete(&db->w, key, key_len)) == CELLAR_OK && db->watch) {
+		writer_op op = { RECORD_DELETE, key, NULL, key_len, 0 };
+		watch_note(db, &op, NULL, 1);
+	}
 	writer_unlock(&db->w);
 	return rc;
 }

@@ -1,8 +1,9 @@
 /*
  * handle.h - the database handle, shared by the parts of the front: the
  * public calls (db.c), the read path (read.c), opening and closing
- * (open.c), the background thread and events (bg.c) and the iterator
- * (iter.c).  It has no .c of its own.
+ * (open.c), the background thread and events (bg.c), the iterator
+ * (iter.c), write batches (batch.c), read-modify-write (rmw.c) and change
+ * events (watch.c).  It has no .c of its own.
  *
  * The handle owns one of each engine piece: the segment set, the index,
  * the writer (writer.h, which owns the writer mutex and the failure
@@ -72,7 +73,20 @@ struct cellar_db {
 	meta meta;  /* the store the handle reads: a refresh compares it */
 	pthread_mutex_t refresh_mutex;  /* read-only handles: one refresh at a time */
 	atomic_uint_fast64_t refreshes, reloads, refreshed_records;
+	struct watch_hub *watch; /* change events (watch.c), or NULL */
 };
+
+/*
+ * db.c's entry checks, for the front's other files (batch.c, rmw.c,
+ * watch.c): clear this thread's message, check db, that it is writable
+ * (if writable) and the key (if key is not NULL; a key that may be NULL
+ * goes to db_check_key).
+ */
+int db_enter(cellar_db *db, int writable, const void *key, size_t key_len);
+/** CELLAR_OK, CELLAR_EINVAL (NULL) or CELLAR_EKEYLEN. */
+int db_check_key(const void *key, size_t key_len);
+/** CELLAR_OK, CELLAR_EVALLEN, or CELLAR_EINVAL (NULL with val_len > 0). */
+int db_check_value(const void *val, size_t val_len);
 
 static inline uint64_t db_hash(const cellar_db *db, const void *key, size_t len)
 {

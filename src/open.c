@@ -23,6 +23,7 @@
 #include "handle.h"
 #include "meta.h"
 #include "refresh.h"
+#include "watch.h"
 
 #define DEFAULT_SEGMENT_SIZE (256ull << 20)
 #define MIN_SEGMENT_SIZE (64ull << 10)
@@ -379,6 +380,7 @@ int cellar_close(cellar_db *db)
 	cellar__error_clear();
 	if (!db)
 		return CELLAR_OK;
+	watch_stop(db); /* delivers what is queued first */
 	bg_stop(db); /* stops a background compaction between two batches */
 	if (!db->readonly) {
 		writer_version_release_all(&db->w); /* snapshots left open */

@@ -105,6 +105,45 @@ void record_seal(uint8_t *rec, uint64_t total)
 	le32_store(rec, record_checksum(rec, total));
 }
 
+uint64_t record_encode(uint8_t *out, unsigned kind, const void *key,
+                       size_t key_len, const void *val, size_t val_len)
+{
+	uint64_t t = record_size(key_len, val_len);
+	size_t h = record_encode_header(out, kind, key_len, val_len);
+
+	memcpy(out + h, key, key_len);
+	if (val_len)
+		memcpy(out + h + key_len, val, val_len);
+	record_seal(out, t);
+	return t;
+}
+
+void record_encode_batch(uint8_t *out, const uint8_t *body, uint64_t body_len,
+                         uint32_t count)
+{
+	size_t h = record_encode_header(out, RECORD_BATCH, RECORD_BATCH_INFO, 0);
+
+	le64_store(out + h, body_len);
+	le32_store(out + h + 8, count);
+	le64_store(out + h + 12, hash_checksum(body, (size_t)body_len));
+	record_seal(out, RECORD_BATCH_SIZE);
+}
+
+void record_batch_info(const uint8_t *rec, const record_header *h,
+                       record_batch *b)
+{
+	const uint8_t *p = rec + h->header_len;
+
+	b->body_len = le64_load(p);
+	b->count = le32_load(p + 8);
+	b->body_sum = le64_load(p + 12);
+}
+
+int record_batch_body_ok(const record_batch *b, const uint8_t *p)
+{
+	return hash_checksum(p, (size_t)b->body_len) == b->body_sum;
+}
+
 int record_decode_header(const uint8_t *p, size_t avail, uint64_t limit,
                          record_header *h)
 {
@@ -140,9 +179,12 @@ int record_decode_header(const uint8_t *p, size_t avail, uint64_t limit,
 		return CELLAR_ECORRUPT;
 	if (h->kind == 0)
 		return CELLAR_ECORRUPT;
-	if (h->kind == RECORD_DELETE && vlen != 0)
+	if ((h->kind == RECORD_DELETE || h->kind == RECORD_BATCH) && vlen != 0)
 		return CELLAR_ECORRUPT;
-	if (h->kind != RECORD_PUT && h->kind != RECORD_DELETE)
+	if (h->kind == RECORD_BATCH && klen != RECORD_BATCH_INFO)
+		return CELLAR_ECORRUPT;
+	if (h->kind != RECORD_PUT && h->kind != RECORD_DELETE &&
+	    h->kind != RECORD_BATCH)
 		return CELLAR_EVERSION;
 	return CELLAR_OK;
 }

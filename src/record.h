@@ -7,6 +7,10 @@
  * Must not: do I/O, know the index, or know where a record is stored
  * (segment.h finds the bytes; this only reads them).
  *
+ * A write batch starts with a batch header record (RECORD_BATCH), whose
+ * 20-byte key field gives the byte length, record count and checksum of
+ * the put and delete records that follow it (the body).
+ *
  * Layout (docs/format.md has the full description):
  *   u32  checksum   low 32 bits of XXH3-64 over every byte after this field
  *   u8   kind       low nibble: RECORD_PUT / RECORD_DELETE; bit 4: extension
@@ -27,6 +31,8 @@
 
 #define RECORD_PUT 1
 #define RECORD_DELETE 2
+/** A write batch's header: its body follows (record_batch_*). */
+#define RECORD_BATCH 3
 #define RECORD_KIND_MASK 0x0f
 #define RECORD_FLAG_EXT 0x10
 /** Extension areas longer than this are treated as damage. */
@@ -44,6 +50,12 @@ typedef struct record_header {
 	size_t val_len;
 	uint64_t total;    /* header_len + key_len + val_len */
 } record_header;
+
+/* The batch header's key field: body length (8), record count (4), XXH3-64
+ * of the body (8); no value. */
+#define RECORD_BATCH_INFO 20
+/** Size of a batch header record. */
+#define RECORD_BATCH_SIZE (7 + RECORD_BATCH_INFO)
 
 /** Encoded size of a record (without extension area). */
 uint64_t record_size(size_t key_len, size_t val_len);
@@ -70,6 +82,34 @@ uint32_t record_checksum_parts(const uint8_t *hdr, size_t hdr_len,
 
 /** Compute and store the checksum of a complete encoded record. */
 void record_seal(uint8_t *rec, uint64_t total);
+
+/**
+ * Encode and seal a whole record at out (room for record_size bytes);
+ * returns its size.
+ */
+uint64_t record_encode(uint8_t *out, unsigned kind, const void *key,
+                       size_t key_len, const void *val, size_t val_len);
+
+/** What a batch header says about the body that follows it. */
+typedef struct record_batch {
+	uint64_t body_len;  /* bytes of records after the header */
+	uint32_t count;     /* records in the body */
+	uint64_t body_sum;  /* XXH3-64 of the body */
+} record_batch;
+
+/**
+ * Encode and seal a batch header (RECORD_BATCH_SIZE bytes at out) for the
+ * body of body_len bytes at body holding count records.
+ */
+void record_encode_batch(uint8_t *out, const uint8_t *body, uint64_t body_len,
+                         uint32_t count);
+
+/** The fields of a decoded batch header record. */
+void record_batch_info(const uint8_t *rec, const record_header *h,
+                       record_batch *b);
+
+/** Does the body at p (b->body_len bytes) match its header's checksum? */
+int record_batch_body_ok(const record_batch *b, const uint8_t *p);
 
 /**
  * Decode the header at p, of which avail bytes are readable, and check that

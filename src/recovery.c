@@ -34,14 +34,33 @@ int recovery_apply(cellar_index *ix, segset *segs, uint64_t hash,
 	return CELLAR_OK;
 }
 
+/*
+ * A batch header at off: *whole and *next past the header when its body is
+ * all there and intact (the loop then applies the body's records), else
+ * *next past the batch (or end, when the body runs past it).
+ */
+static int batch_at(segset *segs, segment *g, uint64_t off, uint64_t end,
+                    const record_view *v, uint64_t *next, int *whole)
+{
+	record_batch b;
+	int state, rc;
+
+	if ((rc = segment_batch_check(segs, g, off, end, v, &b, &state)) < 0)
+		return rc;
+	*whole = state == SEG_BATCH_WHOLE;
+	*next = state == SEG_BATCH_SHORT ? end : off + v->h.total +
+	                                             (*whole ? 0 : b.body_len);
+	return CELLAR_OK;
+}
+
 /* Replay segment g from off; sets g's sizes to the valid end. */
 static int replay_segment(cellar_index *ix, segset *segs, segment *g,
                           uint64_t off, const keyhash *kh,
                           int newest, int readonly, recovery_result *res)
 {
-	uint64_t end = g->size;
+	uint64_t end = g->size, next;
 	record_view v;
-	int rc;
+	int rc, whole;
 
 	if (end > UINT32_MAX)
 		return cellar__error(CELLAR_ECORRUPT,
@@ -55,33 +74,45 @@ static int replay_segment(cellar_index *ix, segset *segs, segment *g,
 			record_release(&v);
 			return rc;
 		}
-		if (rc < 0) {
-			uint64_t next;
+		if (rc == CELLAR_OK && v.h.kind == RECORD_BATCH) {
+			rc = batch_at(segs, g, off, end, &v, &next, &whole);
+			record_release(&v);
+			if (rc < 0)
+				return rc;
+			if (whole) {
+				g->dead += next - off; /* the header is dead weight */
+				res->replayed_bytes += next - off;
+				off = next;
+				continue;
+			}
+		} else if (rc < 0) {
 			record_release(&v);
 			if ((rc = segment_resync(segs, g, off, end, &next)) < 0)
 				return rc;
-			if (next == end && newest) {
-				/* A write torn by the crash: cut it off. */
-				res->cut_bytes += end - off;
-				if (!readonly &&
-				    (rc = segset_truncate(segs, g, off)) < 0)
-					return rc;
-				end = off;
-				break;
-			}
-			res->damaged_bytes += next - off;
-			g->dead += next - off;
-			off = next;
+		} else {
+			rc = recovery_apply(ix, segs, keyhash_of(kh, record_key(&v),
+			                                         v.h.key_len),
+			                    &v, g, off);
+			off += v.h.total;
+			res->replayed++;
+			res->replayed_bytes += v.h.total;
+			record_release(&v);
+			if (rc < 0)
+				return rc;
 			continue;
 		}
-		rc = recovery_apply(ix, segs, keyhash_of(kh, record_key(&v), v.h.key_len),
-		                    &v, g, off);
-		off += v.h.total;
-		res->replayed++;
-		res->replayed_bytes += v.h.total;
-		record_release(&v);
-		if (rc < 0)
-			return rc;
+		/* [off, next) is damaged, or a batch that is not whole. */
+		if (next >= end && newest) {
+			/* A write torn by the crash: cut it off. */
+			res->cut_bytes += end - off;
+			if (!readonly && (rc = segset_truncate(segs, g, off)) < 0)
+				return rc;
+			end = off;
+			break;
+		}
+		res->damaged_bytes += next - off;
+		g->dead += next - off;
+		off = next;
 	}
 	g->size = g->flushed = g->wend = end;
 	if (g->synced > end)
@@ -231,12 +262,46 @@ fail:
 	return rc;
 }
 
+/*
+ * recovery_follow met the batch header v at off: a whole batch is applied
+ * in this hold of the latch (*budget grows to cover its records), one
+ * still being written waits (*wait), a damaged one is skipped whole.
+ */
+static int follow_batch(segset *segs, segment *g, uint64_t off, uint64_t end,
+                        const record_view *v, int newest, unsigned *budget,
+                        recovery_result *res, int *wait)
+{
+	uint64_t next;
+	int whole, rc;
+
+	*wait = 0;
+	if ((rc = batch_at(segs, g, off, end, v, &next, &whole)) < 0)
+		return rc;
+	if (whole) {
+		record_batch b;
+		record_batch_info(v->p, &v->h, &b);
+		*budget += b.count;
+		g->dead += next - off; /* the header is dead weight */
+		res->replayed_bytes += next - off;
+		g->size = next;
+		return CELLAR_OK;
+	}
+	if (next >= end && newest) {
+		*wait = 1; /* its body is still being written */
+		return CELLAR_OK;
+	}
+	res->damaged_bytes += next - off;
+	g->dead += next - off;
+	g->size = next;
+	return CELLAR_OK;
+}
+
 int recovery_follow(cellar_index *ix, segset *segs, segment *g, uint64_t end,
                     const keyhash *kh, int newest, unsigned budget,
                     recovery_result *res, int *more)
 {
 	record_view v;
-	int rc;
+	int rc, wait;
 
 	*more = 0;
 	if (end > UINT32_MAX)
@@ -245,7 +310,7 @@ int recovery_follow(cellar_index *ix, segset *segs, segment *g, uint64_t end,
 		                     (unsigned long long)g->seq);
 	for (unsigned n = 0; g->size < end; n++) {
 		uint64_t off = g->size, next;
-		if (n == budget) {
+		if (n >= budget) {
 			*more = 1;
 			return CELLAR_OK;
 		}
@@ -255,6 +320,14 @@ int recovery_follow(cellar_index *ix, segset *segs, segment *g, uint64_t end,
 		if (rc == CELLAR_EVERSION || rc == CELLAR_ENOMEM || rc == CELLAR_EIO) {
 			record_release(&v);
 			return rc;
+		}
+		if (rc == CELLAR_OK && v.h.kind == RECORD_BATCH) {
+			rc = follow_batch(segs, g, off, end, &v, newest, &budget, res,
+			                  &wait);
+			record_release(&v);
+			if (rc < 0 || wait)
+				return rc;
+			continue;
 		}
 		if (rc < 0) {
 			record_release(&v);

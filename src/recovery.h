@@ -50,7 +50,9 @@ int recovery_apply(cellar_index *ix, segset *segs, uint64_t hash,
  * A record that fails its checksum with nothing valid after it, in the
  * newest segment, is a write still under way: replay stops there and the
  * next refresh starts again at it.  Anywhere else it is damage, skipped and
- * counted as in recovery_run.  *more is 1 if records remain before end.
+ * counted as in recovery_run.  A write batch is applied whole in one call
+ * (budget grows by its records), or not at all while its body is still
+ * being written.  *more is 1 if records remain before end.
  */
 int recovery_follow(cellar_index *ix, segset *segs, segment *g, uint64_t end,
                     const keyhash *kh, int newest, unsigned budget,

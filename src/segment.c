@@ -387,6 +387,38 @@ int segset_match_key(void *ctx, uint16_t seg, uint32_t off, int *hit)
 	return CELLAR_OK;
 }
 
+int segment_batch_check(const segset *s, const segment *g, uint64_t off,
+                        uint64_t end, const record_view *v, record_batch *b,
+                        int *state)
+{
+	uint64_t body = off + v->h.total, avail;
+	const uint8_t *p;
+	uint8_t *copy = NULL;
+	size_t got;
+	int rc;
+
+	record_batch_info(v->p, &v->h, b);
+	*state = SEG_BATCH_SHORT;
+	if (body > end || b->body_len > end - body)
+		return CELLAR_OK;
+	segset_locate(s, g, body, body + b->body_len, &p, &avail);
+	if (!p || avail < b->body_len) {
+		/* Not in one mapped piece: read it. */
+		if (!(copy = malloc(b->body_len ? (size_t)b->body_len : 1)))
+			return cellar__error(CELLAR_ENOMEM, "out of memory");
+		rc = s->fs->read_at(s->fs, g->file, body, copy, (size_t)b->body_len,
+		                    &got);
+		if (rc < 0 || got < b->body_len) {
+			free(copy); /* a short read: the file ends in the body */
+			return rc;
+		}
+		p = copy;
+	}
+	*state = record_batch_body_ok(b, p) ? SEG_BATCH_WHOLE : SEG_BATCH_BAD;
+	free(copy);
+	return CELLAR_OK;
+}
+
 /* Is there a valid record at p (avail bytes)? */
 static int valid_at(const uint8_t *p, uint64_t avail)
 {
@@ -639,18 +671,11 @@ static int needs_roll(const segset *s, const segment *g, uint64_t t)
 	       seg_end(s, g) + t > UINT32_MAX;
 }
 
-/* Encode and seal a record of t bytes at the end of the buffer. */
+/* Encode and seal a record at the end of the buffer. */
 static void encode_at_end(segset *s, unsigned kind, const void *key,
-                          size_t key_len, const void *val, size_t val_len,
-                          uint64_t t)
+                          size_t key_len, const void *val, size_t val_len)
 {
-	uint8_t *p = s->buf + s->buf_len;
-	size_t h = record_encode_header(p, kind, key_len, val_len);
-
-	memcpy(p + h, key, key_len);
-	if (val_len)
-		memcpy(p + h + key_len, val, val_len);
-	record_seal(p, t);
+	record_encode(s->buf + s->buf_len, kind, key, key_len, val, val_len);
 }
 
 void segset_stage(segset *s, unsigned kind, const void *key, size_t key_len,
@@ -663,7 +688,7 @@ void segset_stage(segset *s, unsigned kind, const void *key, size_t key_len,
 	if (needs_roll(s, g, t) || s->buf_len + t > SEG_BUFFER_SIZE ||
 	    (g->map && g->map_len < seg_end(s, g) + t))
 		return;
-	encode_at_end(s, kind, key, key_len, val, val_len, t);
+	encode_at_end(s, kind, key, key_len, val, val_len);
 	s->staged = (size_t)t;
 }
 
@@ -679,13 +704,14 @@ void segset_commit_staged(segset *s, segment **seg, uint64_t *off,
 	s->staged = 0;
 }
 
-int segset_append(segset *s, unsigned kind, const void *key, size_t key_len,
-                  const void *val, size_t val_len, segment **seg,
-                  uint64_t *off, uint64_t *total)
+/*
+ * Make the newest segment ready for t more bytes: roll over if they do not
+ * fit, flush the buffer if they do not fit there (all of it when they go
+ * in place), and map far enough.  *gp: the segment they go into.
+ */
+static int make_room(segset *s, uint64_t t, segment **gp)
 {
-	uint64_t t = record_size(key_len, val_len);
 	segment *g = segset_last(s);
-	uint8_t hdr[RECORD_MAX_HEADER];
 	int rc;
 
 	s->staged = 0;
@@ -702,15 +728,58 @@ int segset_append(segset *s, unsigned kind, const void *key, size_t key_len,
 		    (s->buf_len + t > SEG_BUFFER_SIZE && (rc = segset_flush(s)) < 0))
 			return rc;
 	}
-	*seg = g;
-	*total = t;
 	if (g->map && g->map_len < seg_end(s, g) + t) {
 		latch_write_lock(s->latch);
 		segment_map(s, g, seg_end(s, g) + t);
 		latch_write_unlock(s->latch);
 	}
+	*gp = g;
+	return CELLAR_OK;
+}
+
+int segset_append_fill(segset *s, uint64_t t, segset_fill_fn fill, void *ctx,
+                       segment **seg, uint64_t *off)
+{
+	segment *g;
+	uint8_t *tmp;
+	int rc;
+
+	if ((rc = make_room(s, t, &g)) < 0)
+		return rc;
+	*seg = g;
 	if (t <= SEG_BUFFER_SIZE) {
-		encode_at_end(s, kind, key, key_len, val, val_len, t);
+		fill(s->buf + s->buf_len, ctx); /* straight into the buffer */
+		*off = seg_end(s, g);
+		note_buffered(s, *off, t);
+		return CELLAR_OK;
+	}
+	if (!(tmp = malloc((size_t)t)))
+		return cellar__error(CELLAR_ENOMEM, "out of memory");
+	fill(tmp, ctx);
+	rc = s->fs->write_at(s->fs, g->file, g->wend, tmp, (size_t)t);
+	free(tmp);
+	if (rc < 0)
+		return rc;
+	*off = g->wend;
+	g->wend += t;
+	return CELLAR_OK;
+}
+
+int segset_append(segset *s, unsigned kind, const void *key, size_t key_len,
+                  const void *val, size_t val_len, segment **seg,
+                  uint64_t *off, uint64_t *total)
+{
+	uint64_t t = record_size(key_len, val_len);
+	segment *g;
+	uint8_t hdr[RECORD_MAX_HEADER];
+	int rc;
+
+	if ((rc = make_room(s, t, &g)) < 0)
+		return rc;
+	*seg = g;
+	*total = t;
+	if (t <= SEG_BUFFER_SIZE) {
+		encode_at_end(s, kind, key, key_len, val, val_len);
 		*off = seg_end(s, g);
 		note_buffered(s, *off, t);
 		return CELLAR_OK;

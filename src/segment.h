@@ -166,6 +166,17 @@ int segset_append(segset *s, unsigned kind, const void *key, size_t key_len,
                   const void *val, size_t val_len, segment **seg,
                   uint64_t *off, uint64_t *total);
 
+/**
+ * Writer: append t bytes of encoded records (a write batch) in one piece,
+ * in one segment, as segset_append does one record: fill(out, ctx) writes
+ * them at out (the append buffer, or a heap copy written in place when
+ * they are larger than it); *seg and *off say where they went.  Not
+ * visible until segset_publish.
+ */
+typedef void (*segset_fill_fn)(uint8_t *out, void *ctx);
+int segset_append_fill(segset *s, uint64_t t, segset_fill_fn fill, void *ctx,
+                       segment **seg, uint64_t *off);
+
 /** Exclusive latch: make the record ending at end visible. */
 void segset_publish(segset *s, segment *g, uint64_t end);
 
@@ -212,6 +223,19 @@ void segset_mark_dead(segset *s, uint16_t id, uint64_t total);
 
 /** The first segment with sequence >= seq, or NULL. */
 segment *segset_from(const segset *s, uint64_t seq);
+
+/** What segment_batch_check found behind a batch header. */
+enum { SEG_BATCH_WHOLE, SEG_BATCH_SHORT, SEG_BATCH_BAD };
+
+/**
+ * The batch header v (valid, at off in g) announces a body: is it all
+ * there before end (else SEG_BATCH_SHORT) and does it match its checksum
+ * (else SEG_BATCH_BAD)?  *state says; *b gets the header's fields.
+ * CELLAR_OK, or CELLAR_EIO / CELLAR_ENOMEM reading the body.
+ */
+int segment_batch_check(const segset *s, const segment *g, uint64_t off,
+                        uint64_t end, const record_view *v, record_batch *b,
+                        int *state);
 
 /** Context of segset_match_key: the key looked for, and what was found. */
 typedef struct seg_key {

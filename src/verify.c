@@ -199,6 +199,46 @@ static int apply_record(verifier *v, segment *g, uint64_t off,
 	return rc;
 }
 
+/* [off, next) of g holds no whole record: say so. */
+static void report_damage(verifier *v, segment *g, uint64_t off, uint64_t next,
+                          uint64_t end)
+{
+	if (next >= end)
+		problem(v, CELLAR_DAMAGE_TAIL, g->seq, off, end - off, NULL, 0,
+		        "segment %016llx.seg: the last %llu bytes, from "
+		        "offset %llu, are no whole record",
+		        (unsigned long long)g->seq,
+		        (unsigned long long)(end - off),
+		        (unsigned long long)off);
+	else
+		problem(v, CELLAR_DAMAGE_RECORD, g->seq, off, next - off,
+		        NULL, 0, "segment %016llx.seg: damaged record at "
+		        "offset %llu (%llu bytes skipped)",
+		        (unsigned long long)g->seq, (unsigned long long)off,
+		        (unsigned long long)(next - off));
+}
+
+/*
+ * A write batch's header at off: *next is its first record when the batch
+ * is whole (recovery applies it), else past the batch, reported as damage
+ * (recovery skips it, or cuts it off at the end of the newest segment).
+ */
+static int batch_at(verifier *v, segment *g, uint64_t off, uint64_t end,
+                    const record_view *rv, uint64_t *next)
+{
+	record_batch b;
+	int state, rc;
+
+	if ((rc = segment_batch_check(&v->segs, g, off, end, rv, &b, &state)) < 0)
+		return rc;
+	*next = off + rv->h.total;
+	if (state == SEG_BATCH_WHOLE)
+		return CELLAR_OK;
+	*next = state == SEG_BATCH_SHORT ? end : *next + b.body_len;
+	report_damage(v, g, off, *next, end);
+	return CELLAR_OK;
+}
+
 static int scan_segment(verifier *v, segment *g)
 {
 	uint64_t off = SEG_HEADER_SIZE, end = g->size, start = v->done;
@@ -235,19 +275,17 @@ static int scan_segment(verifier *v, segment *g)
 			record_release(&rv);
 			if ((rc = segment_resync(&v->segs, g, off, end, &next)) < 0)
 				return rc;
-			if (next == end)
-				problem(v, CELLAR_DAMAGE_TAIL, g->seq, off, end - off, NULL, 0,
-				        "segment %016llx.seg: the last %llu bytes, from "
-				        "offset %llu, are no whole record",
-				        (unsigned long long)g->seq,
-				        (unsigned long long)(end - off),
-				        (unsigned long long)off);
-			else
-				problem(v, CELLAR_DAMAGE_RECORD, g->seq, off, next - off,
-				        NULL, 0, "segment %016llx.seg: damaged record at "
-				        "offset %llu (%llu bytes skipped)",
-				        (unsigned long long)g->seq, (unsigned long long)off,
-				        (unsigned long long)(next - off));
+			report_damage(v, g, off, next, end);
+			off = next;
+			progress(v, start + off);
+			continue;
+		}
+		if (rv.h.kind == RECORD_BATCH) {
+			uint64_t next;
+			rc = batch_at(v, g, off, end, &rv, &next);
+			record_release(&rv);
+			if (rc < 0)
+				return rc;
 			off = next;
 			progress(v, start + off);
 			continue;

@@ -505,13 +505,11 @@ static int append(writer *w, pending *p)
 	return CELLAR_OK;
 }
 
-/* Exclusive latch: the record becomes visible and the index follows. */
-static void publish(writer *w, pending *p)
+/* Exclusive latch held: the index follows a record now in the log. */
+static void apply_pending(writer *w, pending *p)
 {
 	segment *g = p->g;
 
-	latch_write_lock(w->c.latch);
-	segset_publish(w->c.segs, g, p->off + p->total);
 	if (!p->touch_index) {
 		/* A carried tombstone is dead weight that must stay for now:
 		 * counted dead, but not as a reason to compact again. */
@@ -527,6 +525,14 @@ static void publish(writer *w, pending *p)
 	}
 	if (p->touch_index && p->ref.found)
 		segset_mark_dead(w->c.segs, p->ref.old_seg, p->match.found_total);
+}
+
+/* Exclusive latch: the record becomes visible and the index follows. */
+static void publish(writer *w, pending *p)
+{
+	latch_write_lock(w->c.latch);
+	segset_publish(w->c.segs, p->g, p->off + p->total);
+	apply_pending(w, p);
 	latch_write_unlock(w->c.latch);
 	w->log_since_ckpt += p->total;
 }
@@ -833,4 +839,254 @@ void writer_version_stats(writer *w, uint64_t *count, uint64_t *index_bytes,
 	*index_bytes = index_held_bytes(w->c.ix);
 	*segment_bytes = w->orphan_bytes;
 	writer_unlock(w);
+}
+
+/* ---- write batches ----------------------------------------------------- */
+
+/*
+ * A batch is written as one piece: a batch header record (RECORD_BATCH)
+ * giving the body's length, record count and checksum, then the body, the
+ * put and delete records back to back.  Recovery applies the body only
+ * when it is whole and its checksum holds.  The index then changes for
+ * every record under one hold of the exclusive latch, so a reader sees
+ * all of the batch or none of it.
+ */
+
+/* Which ops a batch writes: the last of each key, not a delete of an
+ * absent key.  skip[i] marks the others. */
+typedef struct batch_plan {
+	pending *v;
+	unsigned char *skip;
+	size_t n, kept;
+	uint64_t total;   /* bytes: header and body */
+	uint32_t count;   /* records in the body */
+	uint64_t nputs, ndeletes;
+} batch_plan;
+
+static int same_key(const pending *a, const pending *b)
+{
+	return a->hash == b->hash && a->key_len == b->key_len &&
+	       memcmp(a->key, b->key, a->key_len) == 0;
+}
+
+/* Mark every op a later op of the same key supersedes. */
+static int drop_superseded(batch_plan *bp)
+{
+	size_t cap = 16;
+	uint32_t *t;
+
+	while (cap < 2 * bp->n)
+		cap <<= 1;
+	if (!(t = malloc(cap * sizeof *t)))
+		return cellar__error(CELLAR_ENOMEM, "batch: out of memory");
+	memset(t, 0xff, cap * sizeof *t);
+	for (size_t i = bp->n; i-- > 0;) {
+		size_t h = (size_t)bp->v[i].hash & (cap - 1);
+		while (t[h] != UINT32_MAX && !same_key(&bp->v[t[h]], &bp->v[i]))
+			h = (h + 1) & (cap - 1);
+		if (t[h] == UINT32_MAX)
+			t[h] = (uint32_t)i;
+		else
+			bp->skip[i] = 1;
+	}
+	free(t);
+	return CELLAR_OK;
+}
+
+/* Find each kept key's current entry, a few index buckets ahead. */
+#define BATCH_PREFETCH 32
+
+static int locate_all(writer *w, batch_plan *bp)
+{
+	int rc;
+
+	for (size_t i = 0; i < bp->n && i < BATCH_PREFETCH; i++)
+		index_prefetch(w->c.ix, bp->v[i].hash);
+	bp->total = RECORD_BATCH_SIZE;
+	for (size_t i = 0; i < bp->n; i++) {
+		pending *p = &bp->v[i];
+		if (i + BATCH_PREFETCH < bp->n)
+			index_prefetch(w->c.ix, bp->v[i + BATCH_PREFETCH].hash);
+		if (bp->skip[i])
+			continue;
+		if ((rc = index_find(w->c.ix, p->hash, segset_match_key, &p->match,
+		                     &p->ref)) < 0)
+			return rc;
+		if (p->kind == RECORD_DELETE && !p->ref.found) {
+			bp->skip[i] = 1;
+			continue;
+		}
+		p->total = record_size(p->key_len, p->val_len);
+		bp->total += p->total;
+		bp->count++;
+		*(p->kind == RECORD_PUT ? &bp->nputs : &bp->ndeletes) += 1;
+	}
+	return CELLAR_OK;
+}
+
+/* segset_fill_fn: the batch's bytes at buf; each kept record's offset in
+ * them goes to its off. */
+static void encode_batch(uint8_t *buf, void *ctx)
+{
+	batch_plan *bp = ctx;
+	uint64_t off = RECORD_BATCH_SIZE;
+
+	for (size_t i = 0; i < bp->n; i++) {
+		pending *p = &bp->v[i];
+		if (bp->skip[i])
+			continue;
+		p->off = off;
+		off += record_encode(buf + off, p->kind, p->key, p->key_len, p->val,
+		                     p->val_len);
+	}
+	record_encode_batch(buf, buf + RECORD_BATCH_SIZE, off - RECORD_BATCH_SIZE,
+	                    bp->count);
+}
+
+/* index_match_fn: the entry at the location the key had when located. */
+typedef struct loc_key {
+	int found;
+	uint16_t seg;
+	uint32_t off;
+} loc_key;
+
+static int match_loc(void *ctx, uint16_t seg, uint32_t off, int *hit)
+{
+	const loc_key *k = ctx;
+
+	*hit = k->found && k->seg == seg && k->off == off;
+	return CELLAR_OK;
+}
+
+/*
+ * The chains (by primary bucket) an earlier record of the batch changed:
+ * a ref locate_all found in one of them, or found before the table split,
+ * is found again.  A small open-addressing set, cap a power of 2.
+ */
+typedef struct chain_set {
+	uint64_t *v; /* addr + 1; 0 = empty */
+	size_t cap;
+} chain_set;
+
+static int chain_seen(chain_set *cs, uint64_t addr, int add)
+{
+	size_t h = (size_t)(addr * 0x9e3779b97f4a7c15ull >> 20) & (cs->cap - 1);
+
+	for (; cs->v[h]; h = (h + 1) & (cs->cap - 1))
+		if (cs->v[h] == addr + 1)
+			return 1;
+	if (add)
+		cs->v[h] = addr + 1;
+	return 0;
+}
+
+/* p's entry as of now: its located ref, or found again by location (no
+ * record is read) when the batch may have moved it. */
+static int refind(writer *w, pending *p, chain_set *cs, int reshaped)
+{
+	loc_key k = { p->ref.found, p->ref.old_seg, p->ref.old_off };
+
+	if (!reshaped && !chain_seen(cs, p->ref.addr, 0))
+		return CELLAR_OK;
+	return index_find(w->c.ix, p->hash, match_loc, &k, &p->ref);
+}
+
+/* Exclusive latch: the batch becomes visible at once. */
+static int publish_batch(writer *w, batch_plan *bp, chain_set *cs, segment *g,
+                         uint64_t base)
+{
+	uint64_t nb0, nb;
+	int rc = CELLAR_OK;
+
+	latch_write_lock(w->c.latch);
+	segset_publish(w->c.segs, g, base + bp->total);
+	g->dead += RECORD_BATCH_SIZE;
+	index_sizes(w->c.ix, &nb0, NULL);
+	for (size_t i = 0; i < bp->n && rc == CELLAR_OK; i++) {
+		pending *p = &bp->v[i];
+		if (bp->skip[i])
+			continue;
+		p->g = g;
+		p->off += base;
+		index_sizes(w->c.ix, &nb, NULL); /* a split moves entries */
+		if ((rc = refind(w, p, cs, nb != nb0)) == CELLAR_OK &&
+		    !index_reserve_is_noop(w->c.ix, &p->ref))
+			rc = index_reserve(w->c.ix, &p->ref);
+		if (rc == CELLAR_OK) {
+			apply_pending(w, p);
+			chain_seen(cs, p->ref.addr, 1);
+		}
+	}
+	latch_write_unlock(w->c.latch);
+	w->log_since_ckpt += bp->total;
+	if (rc < 0)
+		w->failed = rc; /* the log has the whole batch, the index not */
+	return rc;
+}
+
+/* Append the located batch in one piece and publish it. */
+static int write_batch(writer *w, batch_plan *bp)
+{
+	segset *s = w->c.segs;
+	chain_set cs = { NULL, 16 };
+	segment *g;
+	uint64_t off;
+	int rc;
+
+	while (cs.cap < 2 * (size_t)bp->count)
+		cs.cap <<= 1;
+	if (bp->total > UINT32_MAX - SEG_HEADER_SIZE)
+		return cellar__error(CELLAR_ELIMIT, "batch: %llu bytes do not fit "
+		                     "in a segment (4 GiB)",
+		                     (unsigned long long)bp->total);
+	if (!(cs.v = calloc(cs.cap, sizeof *cs.v)))
+		return cellar__error(CELLAR_ENOMEM, "batch: out of memory");
+	if ((rc = segset_append_fill(s, bp->total, encode_batch, bp, &g,
+	                             &off)) < 0) {
+		free(cs.v);
+		if (s->sync_failed)
+			w->failed = s->sync_failed; /* fsync in a roll-over */
+		return rc;
+	}
+	if (w->c.sync_always && (rc = segset_sync(s)) < 0) {
+		w->failed = rc;
+		free(cs.v);
+		return rc;
+	}
+	rc = publish_batch(w, bp, &cs, g, off);
+	free(cs.v);
+	return rc;
+}
+
+int writer_commit_ops(writer *w, const writer_op *ops, size_t n,
+                      unsigned char *skip)
+{
+	batch_plan bp = { 0 };
+	int rc;
+
+	if (n == 0)
+		return CELLAR_OK;
+	bp.n = n;
+	bp.v = malloc(n * sizeof *bp.v);
+	bp.skip = skip ? memset(skip, 0, n) : calloc(n, 1);
+	if (!bp.v || !bp.skip) {
+		rc = cellar__error(CELLAR_ENOMEM, "batch: out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		pending_init(w, &bp.v[i], ops[i].kind, ops[i].key, ops[i].key_len,
+		             ops[i].val, ops[i].val_len);
+	if ((rc = drop_superseded(&bp)) < 0 || (rc = locate_all(w, &bp)) < 0)
+		goto out;
+	if (bp.count && (rc = write_batch(w, &bp)) == CELLAR_OK) {
+		atomic_fetch_add_explicit(&w->puts, bp.nputs, memory_order_relaxed);
+		atomic_fetch_add_explicit(&w->deletes, bp.ndeletes,
+		                          memory_order_relaxed);
+		count_one(&w->batches);
+	}
+out:
+	free(bp.v);
+	if (!skip)
+		free(bp.skip);
+	return rc;
 }

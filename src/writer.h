@@ -5,8 +5,10 @@
  * Owns: the writer mutex (and the count of callers waiting for it), the
  * failure state that refuses writes after a failed fsync or a failed
  * background compaction, staging and committing a record (append it, make
- * the index point at it, move the old record's bytes to dead), sync, and
- * the index checkpoint with its schedule.  It offers compaction what it
+ * the index point at it, move the old record's bytes to dead), committing
+ * a write batch (writer_commit_ops: every record in one append into one
+ * segment, every index change under one hold of the exclusive latch), sync,
+ * and the index checkpoint with its schedule.  It offers compaction what it
  * needs through its own calls: batches that let waiting writers in first,
  * copy-if-still-at, carry-a-tombstone, roll-over and dropping segments.
  * Versions of the store for snapshots and backups (writer_version_take):
@@ -64,6 +66,7 @@ typedef struct writer {
 	uint64_t log_since_ckpt;  /* bytes appended since the last checkpoint */
 	int have_ckpt;            /* an index file matches the log start */
 	atomic_uint_fast64_t puts, deletes, syncs; /* successful calls */
+	atomic_uint_fast64_t batches; /* write batches committed */
 	/* Checkpoints (writer_sync_offpath).  ckpt_mutex: one at a time. */
 	pthread_mutex_t ckpt_mutex;
 	int ckpt_busy;            /* a frozen version is being written */
@@ -111,6 +114,27 @@ int writer_put(writer *w, const void *key, size_t key_len, const void *val,
 
 /** Delete a key: CELLAR_OK, CELLAR_ENOTFOUND, or an error. */
 int writer_delete(writer *w, const void *key, size_t key_len);
+
+/** One put (RECORD_PUT) or delete (RECORD_DELETE) of a write batch. */
+typedef struct writer_op {
+	unsigned kind;
+	const void *key, *val;
+	size_t key_len, val_len;
+} writer_op;
+
+/**
+ * Commit ops (n < 2^32) as one write batch: all or nothing, after a crash
+ * and to readers.  A later op on a key supersedes an earlier one; a delete
+ * of an absent key writes nothing; a batch that changes nothing writes
+ * nothing.  The records go into one segment, the index changes under one
+ * hold of the exclusive latch.  CELLAR_OK, CELLAR_ELIMIT (more than a
+ * segment can hold), or an error: before the append nothing is changed;
+ * an index reservation failing while the batch is published (out of
+ * memory) leaves the log whole but the handle failed (reopen).
+ * skip (n bytes, or NULL): on CELLAR_OK, 1 for each op that wrote nothing.
+ */
+int writer_commit_ops(writer *w, const writer_op *ops, size_t n,
+                      unsigned char *skip);
 
 /**
  * Make everything written so far durable, and write a checkpoint when due

@@ -31,6 +31,12 @@
  * each key once with that same version, its count matches, and the stable
  * keys are there.  Now and then it takes a backup instead and checks that
  * the copy opens and holds every stable key and no torn value.
+ * A second phase (issue 10) reopens the store for write batches, update,
+ * compare-and-set and change events side by side: a thread commits batches
+ * that set every key of a group to the batch's number while readers check
+ * that once one key shows batch n every key shows n or later; threads
+ * increment shared counters through cellar_update and cellar_cas (no
+ * increment may be lost); a subscription counts the batches' changes.
  *
  * CELLAR_TEST_FS picks the file system (mem or mmap; default mem).  Prints
  * "stress: N reads, M writes, K iterations" and "1 passed, 0 failed", or
@@ -655,6 +661,139 @@ static void check_final(cellar_db *db, const char *who)
 	free(buf);
 }
 
+/* ---- phase 2: batches, update, cas, events ---------------------------- */
+
+#define GROUP 32
+#define BATCHES 300
+#define COUNTER_THREADS 4
+#define INCREMENTS 2000
+
+static atomic_int batches_done;
+static atomic_ullong changes_seen;
+
+static unsigned group_num(cellar_db *db, unsigned i)
+{
+	char k[16], v[16];
+	size_t n = 0;
+
+	snprintf(k, sizeof k, "grp-%03u", i);
+	if (cellar_get(db, k, strlen(k), v, sizeof v - 1, &n) != CELLAR_OK)
+		return 0;
+	v[n] = 0;
+	return (unsigned)strtoul(v, NULL, 10);
+}
+
+static void *group_reader(void *arg)
+{
+	cellar_db *db = arg;
+
+	while (!atomic_load(&batches_done)) {
+		unsigned first = group_num(db, 0);
+		for (unsigned i = 1; i < GROUP; i++)
+			if (group_num(db, i) < first)
+				fail("batch: key %u older than key 0 (batch %u)", i, first);
+	}
+	return NULL;
+}
+
+static int incr_fn(const void *val, size_t len, int found, const void **nv,
+                   size_t *nl, void *ctx)
+{
+	char *out = ctx, tmp[24] = { 0 };
+
+	if (found && len < sizeof tmp)
+		memcpy(tmp, val, len);
+	*nl = (size_t)snprintf(out, 24, "%lu", strtoul(tmp, NULL, 10) + 1);
+	*nv = out;
+	return CELLAR_UPDATE_STORE;
+}
+
+static void *counter_main(void *arg)
+{
+	cellar_db *db = arg;
+	char buf[24], cur[24], next[24];
+
+	for (int i = 0; i < INCREMENTS; i++) {
+		if (cellar_update(db, "ctr-u", 5, incr_fn, buf) != CELLAR_OK)
+			fail("update: %s", cellar_errmsg());
+		int rc;
+		do {
+			size_t n = 0;
+			rc = cellar_get(db, "ctr-c", 5, cur, sizeof cur - 1, &n);
+			cur[rc == CELLAR_OK ? n : 0] = 0;
+			int m = snprintf(next, sizeof next, "%lu",
+			                 strtoul(cur, NULL, 10) + 1);
+			rc = cellar_cas(db, "ctr-c", 5, cur, n, next, (size_t)m,
+			                rc == CELLAR_OK ? 0 : CELLAR_CAS_ABSENT);
+		} while (rc == CELLAR_ECHANGED);
+		if (rc != CELLAR_OK)
+			fail("cas: %s", cellar_strerror(rc));
+	}
+	return NULL;
+}
+
+static void on_change(const cellar_change *c, void *ctx)
+{
+	(void)ctx;
+	if (c->kind == CELLAR_CHANGE_PUT)
+		atomic_fetch_add(&changes_seen, 1);
+}
+
+static void commit_batches(cellar_db *db)
+{
+	cellar_batch *b = NULL;
+	char k[16], v[16];
+
+	if (cellar_batch_new(&b) != CELLAR_OK)
+		fail("batch_new");
+	for (unsigned n = 1; n <= BATCHES && b; n++) {
+		cellar_batch_clear(b);
+		snprintf(v, sizeof v, "%u", n);
+		for (unsigned i = 0; i < GROUP; i++) {
+			snprintf(k, sizeof k, "grp-%03u", i);
+			cellar_batch_put(b, k, strlen(k), v, strlen(v));
+		}
+		if (cellar_batch_commit(db, b) != CELLAR_OK)
+			fail("batch commit: %s", cellar_errmsg());
+	}
+	cellar_batch_free(b);
+}
+
+static void phase2(cellar_db *db)
+{
+	pthread_t rd[2], ct[COUNTER_THREADS];
+	cellar_sub *sub = NULL;
+	char buf[24];
+	size_t n = 0;
+
+	if (cellar_watch(db, "grp-", 4, 0, on_change, NULL, &sub) != CELLAR_OK)
+		fail("watch: %s", cellar_errmsg());
+	for (int t = 0; t < 2; t++)
+		pthread_create(&rd[t], NULL, group_reader, db);
+	for (int t = 0; t < COUNTER_THREADS; t++)
+		pthread_create(&ct[t], NULL, counter_main, db);
+	commit_batches(db);
+	atomic_store(&batches_done, 1);
+	for (int t = 0; t < 2; t++)
+		pthread_join(rd[t], NULL);
+	for (int t = 0; t < COUNTER_THREADS; t++)
+		pthread_join(ct[t], NULL);
+	for (const char *k = "ctr-u"; k; k = k[4] == 'u' ? "ctr-c" : NULL) {
+		if (cellar_get(db, k, 5, buf, sizeof buf - 1, &n) != CELLAR_OK)
+			fail("%s missing", k);
+		buf[n] = 0;
+		if (strtoul(buf, NULL, 10) != COUNTER_THREADS * INCREMENTS)
+			fail("%s: %s increments, want %d", k, buf,
+			     COUNTER_THREADS * INCREMENTS);
+	}
+	if (group_num(db, GROUP - 1) != BATCHES)
+		fail("batch: last key shows %u", group_num(db, GROUP - 1));
+	cellar_close(db); /* delivers every queued change */
+	if (atomic_load(&changes_seen) != (unsigned long long)GROUP * BATCHES)
+		fail("watch: %llu changes, want %u",
+		     (unsigned long long)atomic_load(&changes_seen), GROUP * BATCHES);
+}
+
 int main(void)
 {
 	const char *fsname = getenv("CELLAR_TEST_FS");
@@ -759,6 +898,10 @@ int main(void)
 			if ((rc = cellar_close(db)) != CELLAR_OK)
 				fail("final close: %s", cellar_strerror(rc));
 		}
+		if ((rc = open_store(fs, dir, 0, &db)) != CELLAR_OK)
+			fail("reopen for phase 2: %s", cellar_strerror(rc));
+		else
+			phase2(db);
 	}
 	cellar_fs_free(fs);
 	if (tmp_root[0])

@@ -13,7 +13,7 @@
 #include "error.h"
 
 #define FIRST_CODE CELLAR_OK
-#define LAST_CODE CELLAR_EMLOCK
+#define LAST_CODE CELLAR_ECHANGED
 
 Test(errors, every_code_has_a_message)
 {
@@ -58,6 +58,7 @@ Test(errors, codes_are_contiguous_and_stable)
 	cr_assert_eq(CELLAR_EBUSY, -18);
 	cr_assert_eq(CELLAR_EACCES, -19);
 	cr_assert_eq(CELLAR_EMLOCK, -20);
+	cr_assert_eq(CELLAR_ECHANGED, -21);
 }
 
 Test(errors, unknown_codes_give_unknown_error)

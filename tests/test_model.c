@@ -234,6 +234,44 @@ static void overlap_hook(void *ctx)
 	}
 }
 
+/*
+ * A write batch of 1..16 puts and deletes of random keys (a key may recur:
+ * the last wins), committed, then applied to the model in order.
+ */
+static void model_batch(model *m, cellar_db *db, uint64_t *rng,
+                        unsigned nkeys)
+{
+	unsigned char k[MAX_KEY], v[SMALL_VAL + 1];
+	unsigned n = 1 + (unsigned)(tc_rand(rng) % 16), ids[16];
+	struct { unsigned char v[SMALL_VAL + 1]; size_t len; int del; } ops[16];
+	cellar_batch *b = NULL;
+
+	CHECK_RC(cellar_batch_new(&b), CELLAR_OK);
+	for (unsigned j = 0; j < n; j++) {
+		uint64_t r = tc_rand(rng);
+		ids[j] = (unsigned)((r >> 8) % nkeys);
+		size_t kn = key_of(ids[j], k);
+		ops[j].del = r % 4 == 0;
+		ops[j].len = (size_t)(r >> 32) % (SMALL_VAL + 1);
+		for (size_t x = 0; x < ops[j].len; x++)
+			v[x] = (unsigned char)(r >> (x % 8) ^ x);
+		memcpy(ops[j].v, v, ops[j].len);
+		CHECK_RC(ops[j].del ? cellar_batch_delete(b, k, kn)
+		                    : cellar_batch_put(b, k, kn, v, ops[j].len),
+		         CELLAR_OK);
+	}
+	CHECK_RC(cellar_batch_commit(db, b), CELLAR_OK);
+	cellar_batch_free(b);
+	for (unsigned j = 0; j < n; j++) {
+		if (ops[j].del)
+			model_delete(m, ids[j]);
+		else
+			model_put(m, ids[j], ops[j].v, ops[j].len);
+	}
+	for (unsigned j = 0; j < n; j++)
+		check_key(m, db, ids[j]);
+}
+
 static void open_db(cellar_db **db, const char *dir, const cellar_options *o)
 {
 	*db = NULL;
@@ -358,6 +396,9 @@ static void run_model(const config *c)
 				      "get_alloc: %zu bytes, model %zu", n, e->len);
 			}
 			cellar_free(p);
+		} else if (op < 88) {
+			WHERE("batch");
+			model_batch(&m, db, &rng, c->nkeys);
 		} else if (op < 94) {
 			WHERE("has");
 			CHECK_RC(cellar_has(db, k, kn), e->live ? CELLAR_OK : CELLAR_ENOTFOUND);

@@ -330,9 +330,34 @@ Test(record, decode_rejects_kind_zero_as_corrupt)
 	cr_assert_eq(decode_sealed(q, 10, &h), CELLAR_ECORRUPT);
 }
 
+Test(record, batch_header_round_trips_and_is_checked)
+{
+	uint8_t body[64], rec[RECORD_BATCH_SIZE];
+	record_header h;
+	record_batch b;
+
+	memset(body, 0x5a, sizeof body);
+	record_encode_batch(rec, body, sizeof body, 3);
+	cr_assert_eq(record_decode_header(rec, sizeof rec, sizeof rec, &h), CELLAR_OK);
+	cr_assert_eq(h.kind, RECORD_BATCH);
+	cr_assert_eq(h.total, RECORD_BATCH_SIZE);
+	cr_assert_eq(record_checksum(rec, h.total), h.checksum);
+	record_batch_info(rec, &h, &b);
+	cr_assert_eq(b.body_len, sizeof body);
+	cr_assert_eq(b.count, 3);
+	cr_assert(record_batch_body_ok(&b, body));
+	body[63] ^= 1;
+	cr_assert(!record_batch_body_ok(&b, body), "a changed body fails");
+	/* A batch header with another field size, or a value, is damage. */
+	uint8_t p[16] = { 0, 0, 0, 0, RECORD_BATCH, 0x01, 0x01, 'k', 'v' };
+	cr_assert_eq(decode_sealed(p, 9, &h), CELLAR_ECORRUPT);
+	p[6] = 0;
+	cr_assert_eq(decode_sealed(p, 8, &h), CELLAR_ECORRUPT);
+}
+
 Test(record, decode_reports_unknown_kinds_as_version)
 {
-	for (unsigned kind = 3; kind <= 15; kind++) {
+	for (unsigned kind = 4; kind <= 15; kind++) {
 		uint8_t p[16] = { 0, 0, 0, 0, (uint8_t)kind, 0x01, 0x01, 'k', 'v' };
 		record_header h;
 

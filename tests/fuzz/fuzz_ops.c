@@ -17,7 +17,8 @@
  * end.  Values are generated from a counter, so every put writes new bytes.
  *
  * Operations: put (small, or up to 4 KiB so that segments roll, and at most
- * once per input a value larger than the append buffer), delete, get (with a
+ * once per input a value larger than the append buffer), a write batch of
+ * up to 8 puts and deletes, delete, get (with a
  * buffer that may be too small), get_alloc, has, sync, reopen, reopen
  * read-only and back, a full iteration, an iterator kept open across
  * writes (and compactions), compaction, and statistics.  Every result, and the count after every operation, must match
@@ -333,6 +334,48 @@ static void do_delete(struct state *st, unsigned id)
 	}
 }
 
+/* A write batch of 1..8 puts and deletes (the same key may recur: the
+ * last wins), applied to the model in order once committed. */
+static void do_batch(struct state *st)
+{
+	unsigned n = 1 + next_byte() % 8;
+	uint8_t key[300], val[256];
+	struct { unsigned id, del; size_t len; uint8_t val[256]; } op[8];
+	cellar_batch *b = NULL;
+	int rc = cellar_batch_new(&b);
+
+	FZ_CHECK(rc == CELLAR_OK, "batch_new failed", rc);
+	for (unsigned i = 0; i < n; i++) {
+		unsigned x = next_byte();
+		size_t klen = key_of(x % NKEYS, key);
+		uint64_t r = ++st->vseed * 0x9e3779b97f4a7c15ull;
+		op[i].id = x % NKEYS;
+		op[i].del = x & 0x80;
+		op[i].len = op[i].del ? 0 : next_byte();
+		for (size_t j = 0; j < op[i].len; j++)
+			val[j] = (uint8_t)fz_rand(&r);
+		memcpy(op[i].val, val, op[i].len);
+		rc = op[i].del ? cellar_batch_delete(b, key, klen)
+		               : cellar_batch_put(b, key, klen, val, op[i].len);
+		FZ_CHECK(rc == CELLAR_OK, "batch put/delete failed", rc);
+	}
+	rc = cellar_batch_commit(st->db, b);
+	FZ_CHECK(rc == CELLAR_OK, "batch commit failed", rc);
+	cellar_batch_free(b);
+	for (unsigned i = 0; i < n; i++) {
+		struct slot *s = &st->model[op[i].id];
+		if (op[i].del && s->present) {
+			slot_clear(s);
+			st->count--;
+		} else if (!op[i].del) {
+			if (!s->present)
+				st->count++;
+			slot_set(s, op[i].val, op[i].len);
+		}
+		touch(st, op[i].id);
+	}
+}
+
 static void do_compact(struct state *st)
 {
 	cellar_compact_result res;
@@ -431,8 +474,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		unsigned op = next_byte() % 18, id = next_byte() % NKEYS;
 		int rc;
 		switch (op) {
-		case 0: case 1: case 2: case 3:
+		case 0: case 1: case 2:
 			do_put(&st, id, next_byte());
+			break;
+		case 3:
+			in_pos--; /* the id byte starts the batch */
+			do_batch(&st);
 			break;
 		case 4:
 			do_put(&st, id, (size_t)next_byte() << 4 | next_byte());

@@ -27,12 +27,16 @@ static void check_header(const record_header *h, int rc, uint64_t limit)
 	         "total is not the sum of its parts", rc);
 	FZ_CHECK(h->total <= limit, "record runs past the limit", rc);
 	if (rc == CELLAR_OK) {
-		FZ_CHECK(h->kind == RECORD_PUT || h->kind == RECORD_DELETE,
+		FZ_CHECK(h->kind == RECORD_PUT || h->kind == RECORD_DELETE ||
+		             h->kind == RECORD_BATCH,
 		         "accepted an unknown kind", rc);
 		FZ_CHECK(h->kind == RECORD_PUT || h->val_len == 0,
 		         "accepted a delete with a value", rc);
+		FZ_CHECK(h->kind != RECORD_BATCH || h->key_len == RECORD_BATCH_INFO,
+		         "accepted a batch header of the wrong size", rc);
 	} else {
-		FZ_CHECK(h->kind != RECORD_PUT && h->kind != RECORD_DELETE,
+		FZ_CHECK(h->kind != RECORD_PUT && h->kind != RECORD_DELETE &&
+		             h->kind != RECORD_BATCH,
 		         "EVERSION for a known kind", rc);
 	}
 }

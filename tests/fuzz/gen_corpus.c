@@ -343,8 +343,12 @@ static void gen_records(void)
 	record_seal(r, n + 3);
 	emit("record", "delete", r, n + 3);
 
-	/* kind 3 (unknown to this version): EVERSION once sealed. */
-	n = record_encode_header(r, 3, 1, 1);
+	/* A write batch's header (kind 3) over an empty body. */
+	record_encode_batch(r, r, 0, 0);
+	emit("record", "batch-header", r, RECORD_BATCH_SIZE);
+
+	/* kind 4 (unknown to this version): EVERSION once sealed. */
+	n = record_encode_header(r, 4, 1, 1);
 	memcpy(r + n, "kv", 2);
 	record_seal(r, n + 2);
 	emit("record", "unknown-kind", r, n + 2);
@@ -391,7 +395,19 @@ static void gen_ops(void)
 	uint8_t prog[2000];
 	uint64_t r = 7;
 
+	/* Write batches (op 3: a count, then per op a key byte, bit 7 for a
+	 * delete, and a value length for a put), with reopen, compaction and
+	 * iteration between them. */
+	static const uint8_t batches[] = {
+		0x00,
+		3, 3, 1, 10, 1, 20, 0x81,  3, 7, 2, 5, 3, 6, 0x82, 4, 7, 0x83, 2, 9,
+		5, 8,  12, 0,  10, 0,  3, 2, 0x81, 0x81,  16, 0,  3, 7, 20, 200,
+		21, 200, 22, 200, 23, 200, 20, 100, 0x94, 1, 0,  13, 0,
+		3, 1, 5, 5,  14, 30,  11, 0,  3, 4, 0x80, 0x85, 6, 1, 7, 1,  12, 0
+	};
+
 	emit("ops", "tour", tour, sizeof tour);
+	emit("ops", "batches", batches, sizeof batches);
 	for (unsigned cfg = 0; cfg < 48; cfg += 5) {
 		char name[32];
 		size_t len = 200 + 25 * cfg;

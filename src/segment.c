@@ -255,6 +255,9 @@ void segset_close(segset *s)
 	free(s->by_id);
 	free(s->retired);
 	free(s->buf);
+	free(s->wbuf);
+	free(s->spare);
+	s->wbuf = s->spare = NULL;
 	s->list = NULL;
 	s->by_id = NULL;
 	s->retired = NULL;
@@ -448,10 +451,128 @@ int segset_warm(segset *s)
 
 /* ---- writing ----------------------------------------------------------- */
 
-/* The end of the newest segment's data: the file's part, then the buffer. */
+/* The file offset of the append buffer's first byte (newest segment). */
+static uint64_t buf_base(const segset *s, const segment *g)
+{
+	return s->wbuf ? s->wbuf_keep : g->flushed;
+}
+
+/* The end of the newest segment's data: the file's part, then the buffers. */
 static uint64_t seg_end(const segset *s, const segment *g)
 {
-	return g->flushed + s->buf_len;
+	return buf_base(s, g) + s->buf_len;
+}
+
+/* The buffer set aside is in the file: readers read those bytes there now. */
+static void wbuf_release(segset *s, segment *g)
+{
+	latch_write_lock(s->latch);
+	if (g->wend < s->wbuf_cut)
+		g->wend = s->wbuf_cut;
+	g->flushed = s->wbuf_keep;
+	if (s->wbuf_synced && g->synced < s->wbuf_cut)
+		g->synced = s->wbuf_cut;
+	s->spare = s->wbuf;
+	s->wbuf = NULL;
+	latch_write_unlock(s->latch);
+	s->wbuf_done = s->wbuf_synced = 0;
+}
+
+/*
+ * Writer: no buffer set aside any more.  Wait for a write of it that
+ * another thread runs without the mutex, write it here if that failed or
+ * no one has, and let it go.
+ */
+static int wbuf_finish(segset *s)
+{
+	segment *g = segset_last(s);
+	unsigned spins = 0;
+	int rc;
+
+	if (!s->wbuf)
+		return CELLAR_OK;
+	while (atomic_load_explicit(&s->wbuf_busy, memory_order_acquire))
+		latch_relax(&spins);
+	if (!s->wbuf_done && s->wbuf_cut > g->wend &&
+	    (rc = s->fs->write_at(s->fs, g->file, g->wend,
+	                          s->wbuf + (g->wend - g->flushed),
+	                          (size_t)(s->wbuf_cut - g->wend))) < 0)
+		return rc;
+	wbuf_release(s, g);
+	return CELLAR_OK;
+}
+
+/*
+ * Writer, no buffer set aside: set the append buffer aside, to be written
+ * up to file offset cut (> wend), and go on in the spare one with the
+ * bytes from keep on (a record starts there; flushed <= keep <= cut).
+ * 0 when no spare buffer can be had (nothing done).
+ */
+static int wbuf_swap(segset *s, segment *g, uint64_t cut, uint64_t keep)
+{
+	size_t rest = (size_t)(seg_end(s, g) - keep);
+
+	if (!s->spare && !(s->spare = malloc(SEG_BUFFER_SIZE)))
+		return 0;
+	s->staged = 0;
+	memcpy(s->spare, s->buf + (keep - g->flushed), rest);
+	latch_write_lock(s->latch);
+	s->wbuf = s->buf;
+	s->wbuf_keep = keep;
+	s->wbuf_cut = cut;
+	s->buf = s->spare;
+	s->buf_len = rest;
+	s->spare = NULL;
+	latch_write_unlock(s->latch);
+	s->wbuf_done = 0;
+	return 1;
+}
+
+int segset_flush_begin(segset *s, int all, segset_flush_job *job,
+                       int *claimed)
+{
+	segment *g = segset_last(s);
+
+	*claimed = 0;
+	if (!g || atomic_load_explicit(&s->wbuf_busy, memory_order_acquire))
+		return CELLAR_OK; /* another thread is writing it */
+	if (s->wbuf && s->wbuf_done)
+		wbuf_release(s, g);
+	if (!s->wbuf && all && s->buf_len && seg_end(s, g) > g->wend)
+		(void)wbuf_swap(s, g, seg_end(s, g), seg_end(s, g));
+	if (!s->wbuf)
+		return CELLAR_OK;
+	job->file = g->file;
+	job->off = g->wend;
+	job->p = s->wbuf + (g->wend - g->flushed);
+	job->len = (size_t)(s->wbuf_cut - g->wend);
+	atomic_store_explicit(&s->wbuf_busy, 1, memory_order_relaxed);
+	*claimed = 1;
+	return CELLAR_OK;
+}
+
+int segset_flush_run(segset *s, const segset_flush_job *job)
+{
+	int rc = s->fs->write_at(s->fs, job->file, job->off, job->p, job->len);
+
+	/* Durable before anything later reaches the file (a crash then loses
+	 * a tail, never a piece in the middle).  A failed fsync is kept as
+	 * a failed one under the mutex is. */
+	s->wbuf_synced = 0;
+	if (rc == CELLAR_OK && (rc = s->fs->sync(s->fs, job->file)) < 0)
+		s->sync_failed = rc;
+	s->wbuf_synced = rc == CELLAR_OK;
+	s->wbuf_done = rc == CELLAR_OK; /* else written again under the mutex */
+	atomic_store_explicit(&s->wbuf_busy, 0, memory_order_release);
+	return rc;
+}
+
+int segset_flush_end(segset *s, int rc)
+{
+	if (s->wbuf && s->wbuf_done &&
+	    !atomic_load_explicit(&s->wbuf_busy, memory_order_acquire))
+		wbuf_release(s, segset_last(s));
+	return rc;
 }
 
 /*
@@ -464,10 +585,13 @@ static uint64_t seg_end(const segset *s, const segment *g)
  */
 static int flush_to(segset *s, segment *g, uint64_t to, uint64_t keep)
 {
-	size_t drop = (size_t)(keep - g->flushed);
+	size_t drop;
 	int rc;
 
 	s->staged = 0;
+	if ((rc = wbuf_finish(s)) < 0)
+		return rc;
+	drop = (size_t)(keep - g->flushed);
 	/* wend may be past to: a record written in place and not yet
 	 * published (a sync in between flushes an empty buffer). */
 	if (to > g->wend) {
@@ -501,20 +625,29 @@ int segset_flush(segset *s)
  * boundary, so that once the file's end is on a boundary every later write
  * covers exactly one whole unit.  The records from the one across the
  * boundary on stay in the buffer (about SEG_BUFFER_SIZE - FILE_WRITE_UNIT
- * bytes at most); the next write starts at the boundary.
+ * bytes at most); the next write starts at the boundary.  The full buffer
+ * is set aside rather than written here (see segset_flush_begin), unless
+ * no spare buffer can be had; the one set aside before is written first
+ * if no one has written it meanwhile.
  */
 static int flush_full(segset *s, segment *g)
 {
-	uint64_t end = seg_end(s, g);
-	uint64_t cut = end & ~(uint64_t)(FILE_WRITE_UNIT - 1);
+	uint64_t end, cut, keep;
+	int rc;
 
+	/* The buffer set aside before this one goes first. */
+	if ((rc = wbuf_finish(s)) < 0)
+		return rc;
+	end = seg_end(s, g);
+	cut = end & ~(uint64_t)(FILE_WRITE_UNIT - 1);
 	if (cut <= g->wend)
 		return flush_to(s, g, end, end);
 	/* (A record across cut starts at or after flushed: the records
 	 * before flushed end at or before it, and flushed <= wend < cut.) */
-	return flush_to(s, g, cut,
-	                s->cross_off < cut && cut < s->cross_end ? s->cross_off
-	                                                         : cut);
+	keep = s->cross_off < cut && cut < s->cross_end ? s->cross_off : cut;
+	if (wbuf_swap(s, g, cut, keep))
+		return CELLAR_OK; /* written later, or by segset_flush_run */
+	return flush_to(s, g, cut, keep);
 }
 
 /* A record of t bytes went into the buffer at file offset off. */
@@ -706,7 +839,7 @@ int segset_append(segset *s, unsigned kind, const void *key, size_t key_len,
 void segset_publish(segset *s, segment *g, uint64_t end)
 {
 	g->size = end;
-	if (s->buf_len == 0)
+	if (s->buf_len == 0 && !s->wbuf)
 		g->flushed = g->wend; /* after a record written in place */
 }
 

@@ -425,6 +425,8 @@ int segset_warm(segset *s)
 		const void *p;
 		size_t got;
 
+		if (len == 0)
+			continue; /* a new file whose first write is to come */
 		if (s->fs->map) {
 			if ((rc = s->fs->map(s->fs, g->file, len, CELLAR_FS_MAP_HOT,
 			                     &p)) < 0)
@@ -463,6 +465,29 @@ static uint64_t seg_end(const segset *s, const segment *g)
 	return buf_base(s, g) + s->buf_len;
 }
 
+/*
+ * Writer: before the newest file's first byte, the segment before it is
+ * durable (roll-over left its fsync here, see roll): a crash then never
+ * keeps records of the newest segment without the whole of the one before.
+ */
+static int seal_sync(segset *s)
+{
+	segment *o = s->seal;
+	int rc;
+
+	if (!o)
+		return CELLAR_OK;
+	if (o->synced < o->wend) {
+		if ((rc = s->fs->sync(s->fs, o->file)) < 0) {
+			s->sync_failed = rc;
+			return rc;
+		}
+		o->synced = o->wend;
+	}
+	s->seal = NULL;
+	return CELLAR_OK;
+}
+
 /* The buffer set aside is in the file: readers read those bytes there now. */
 static void wbuf_release(segset *s, segment *g)
 {
@@ -472,6 +497,10 @@ static void wbuf_release(segset *s, segment *g)
 	g->flushed = s->wbuf_keep;
 	if (s->wbuf_synced && g->synced < s->wbuf_cut)
 		g->synced = s->wbuf_cut;
+	if (s->wbuf_synced && s->seal) {
+		s->seal->synced = s->seal->wend; /* segset_flush_run synced it */
+		s->seal = NULL;
+	}
 	s->spare = s->wbuf;
 	s->wbuf = NULL;
 	latch_write_unlock(s->latch);
@@ -494,9 +523,10 @@ static int wbuf_finish(segset *s)
 	while (atomic_load_explicit(&s->wbuf_busy, memory_order_acquire))
 		latch_relax(&spins);
 	if (!s->wbuf_done && s->wbuf_cut > g->wend &&
-	    (rc = s->fs->write_at(s->fs, g->file, g->wend,
+	    ((rc = seal_sync(s)) < 0 ||
+	     (rc = s->fs->write_at(s->fs, g->file, g->wend,
 	                          s->wbuf + (g->wend - g->flushed),
-	                          (size_t)(s->wbuf_cut - g->wend))) < 0)
+	                          (size_t)(s->wbuf_cut - g->wend))) < 0))
 		return rc;
 	wbuf_release(s, g);
 	return CELLAR_OK;
@@ -542,6 +572,8 @@ int segset_flush_begin(segset *s, int all, segset_flush_job *job,
 		(void)wbuf_swap(s, g, seg_end(s, g), seg_end(s, g));
 	if (!s->wbuf)
 		return CELLAR_OK;
+	job->seal = s->seal && s->seal->synced < s->seal->wend ? s->seal->file
+	                                                       : NULL;
 	job->file = g->file;
 	job->off = g->wend;
 	job->p = s->wbuf + (g->wend - g->flushed);
@@ -553,7 +585,12 @@ int segset_flush_begin(segset *s, int all, segset_flush_job *job,
 
 int segset_flush_run(segset *s, const segset_flush_job *job)
 {
-	int rc = s->fs->write_at(s->fs, job->file, job->off, job->p, job->len);
+	int rc = job->seal ? s->fs->sync(s->fs, job->seal) : CELLAR_OK;
+
+	if (rc < 0)
+		s->sync_failed = rc;
+	else
+		rc = s->fs->write_at(s->fs, job->file, job->off, job->p, job->len);
 
 	/* Durable before anything later reaches the file (a crash then loses
 	 * a tail, never a piece in the middle).  A failed fsync is kept as
@@ -595,7 +632,7 @@ static int flush_to(segset *s, segment *g, uint64_t to, uint64_t keep)
 	/* wend may be past to: a record written in place and not yet
 	 * published (a sync in between flushes an empty buffer). */
 	if (to > g->wend) {
-		if ((rc = s->fs->write_at(s->fs, g->file, g->wend,
+		if ((rc = seal_sync(s)) < 0 || (rc = s->fs->write_at(s->fs, g->file, g->wend,
 		                          s->buf + (g->wend - g->flushed),
 		                          (size_t)(to - g->wend))) < 0)
 			return rc;
@@ -690,10 +727,14 @@ static int roll(segset *s, uint64_t first)
 	segment *old = segset_last(s), *g = NULL;
 	uint8_t hdr[SEG_HEADER_SIZE];
 	char path[FILE_PATH_MAX];
-	int created = 0, rc, id = -1;
+	int created = 0, seal, rc, id = -1;
 
-	/* A full segment is durable before the next one is used. */
-	if (old && (rc = segset_sync(s)) < 0)
+	/* A full segment is durable before the next one has a byte on disk.
+	 * When it is not yet, its fsync waits for the new file's first write
+	 * (seal_sync), which a sync or compaction does without the writer
+	 * mutex; until then the new file is empty (recovery drops a newest
+	 * file shorter than its header) and its header waits in the buffer. */
+	if (old && (rc = segset_flush(s)) < 0)
 		return rc;
 	for (int i = 0; i < SEG_MAX_SEGMENTS; i++)
 		if (!s->by_id[i] && !s->retired[i]) {
@@ -715,9 +756,12 @@ static int roll(segset *s, uint64_t first)
 	created = 1;
 	s->dir_dirty = 1;
 	header_encode(hdr, g->id, g->seq);
-	if ((rc = s->fs->write_at(s->fs, g->file, 0, hdr, sizeof hdr)) < 0)
+	seal = old && old->synced < old->wend;
+	if (!seal &&
+	    (rc = s->fs->write_at(s->fs, g->file, 0, hdr, sizeof hdr)) < 0)
 		goto fail;
-	g->size = g->flushed = g->wend = SEG_HEADER_SIZE;
+	g->size = SEG_HEADER_SIZE;
+	g->flushed = g->wend = seal ? 0 : SEG_HEADER_SIZE;
 	s->cross_off = s->cross_end = 0;
 	segment_map(s, g, s->max_size > SEG_HEADER_SIZE + first
 	                      ? s->max_size : SEG_HEADER_SIZE + first);
@@ -726,6 +770,11 @@ static int roll(segset *s, uint64_t first)
 	latch_write_unlock(s->latch);
 	if (rc < 0)
 		goto fail;
+	if (seal) {
+		memcpy(s->buf, hdr, sizeof hdr); /* the buffer is empty */
+		s->buf_len = sizeof hdr;
+		s->seal = old;
+	}
 	return CELLAR_OK;
 fail:
 	segment_free(s, g);
@@ -881,6 +930,8 @@ segment *segset_from(const segset *s, uint64_t seq)
 
 void segset_forget(segset *s, segment *g)
 {
+	if (s->seal == g)
+		s->seal = NULL;
 	for (size_t i = 0; i < s->n; i++)
 		if (s->list[i] == g) {
 			memmove(s->list + i, s->list + i + 1,
@@ -895,6 +946,8 @@ void segset_forget(segset *s, segment *g)
 
 void segset_detach(segset *s, segment *g)
 {
+	if (s->seal == g)
+		s->seal = NULL;
 	for (size_t i = 0; i < s->n; i++)
 		if (s->list[i] == g) {
 			memmove(s->list + i, s->list + i + 1,

@@ -90,6 +90,9 @@ typedef struct segset {
 	atomic_int wbuf_busy; /* being written by a thread without the mutex */
 	int wbuf_done;        /* written: segset_flush_end may let it go */
 	int wbuf_synced;      /* ...and fsynced (segset_flush_run) */
+	/* The segment before the newest, when roll-over left its fsync to be
+	 * done before the newest file's first byte is written (seal_sync). */
+	segment *seal;
 } segset;
 
 
@@ -205,6 +208,7 @@ int segset_flush(segset *s);
  * then read those bytes from the file) and returns the write's result.
  */
 typedef struct segset_flush_job {
+	cellar_file *seal; /* fsync this first (see segset.seal), or NULL */
 	cellar_file *file;
 	uint64_t off;
 	const uint8_t *p;

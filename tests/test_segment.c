@@ -522,7 +522,12 @@ Test(segment, roll_over_at_max_size, .init = setup_mem, .fini = teardown)
 			cr_assert_neq(S.list[j]->id, g->id, "ids distinct");
 		cr_assert_leq(g->size, MAX);
 		if (i + 1 < S.n) {
-			cr_assert_eq(g->synced, g->wend, "full segments are synced");
+			/* Synced before the next one has a byte in its file:
+			 * the one before the newest may still wait for it. */
+			if (i + 2 < S.n || S.list[i + 1]->wend > 0)
+				cr_assert_eq(g->synced, g->wend, "full segments are synced");
+			else
+				cr_assert_eq(S.seal, g, "its fsync is left to the next write");
 			cr_assert_eq(g->wend, g->size);
 		}
 	}
@@ -1084,6 +1089,82 @@ Test(segment, gaps_in_sequence_are_kept_in_order, .init = setup_mem,
 }
 
 /* ---- double buffering ------------------------------------------------------ */
+
+/*
+ * A roll-over leaves the full segment's fsync to the new file's first
+ * write: until then the new file is empty and its header is buffered;
+ * that write (here: the unlocked one) fsyncs the full segment first.
+ */
+Test(segment, roll_over_leaves_the_fsync_to_the_first_write_of_the_new_file,
+     .init = setup_mem, .fini = teardown)
+{
+	static loc locs[64];
+	segset_flush_job job;
+	char path[4200];
+	cellar_fs *bare = fs;
+	int claimed;
+
+	OK(fault_fs_new(&fs, bare));
+	OK(segset_open(&S, fs, dir, 16 << 10, 0, &L));
+	unsigned n = 0;
+	while (S.n < 2) {
+		cr_assert_lt(n, 64);
+		locs[n] = append(n, 1000);
+		n++;
+	}
+	segment *old = S.list[0], *g = S.list[1];
+	cr_assert_lt(old->synced, old->wend, "not fsynced by the roll-over");
+	cr_assert_eq(S.seal, old);
+	seg_path(path, 2);
+	cr_assert_eq(file_size(path), 0, "the new file waits for the fsync");
+	cr_assert_eq(g->wend, 0);
+	for (unsigned i = 0; i < n; i++)
+		check_loc(&locs[i], i);
+	uint64_t syncs = fault_fs_count(fs, FAULT_SYNC);
+	OK(segset_flush_begin(&S, 1, &job, &claimed));
+	cr_assert_eq(claimed, 1);
+	cr_assert_eq(job.seal, old->file);
+	cr_assert_eq(job.off, 0, "the header goes with the first write");
+	OK(segset_flush_end(&S, segset_flush_run(&S, &job)));
+	cr_assert_eq(fault_fs_count(fs, FAULT_SYNC), syncs + 2);
+	cr_assert_eq(old->synced, old->wend);
+	cr_assert_null(S.seal);
+	cr_assert_eq(file_size(path), g->size);
+	for (unsigned i = 0; i < n; i++)
+		check_loc(&locs[i], i);
+	/* Reopened, the header is there. */
+	segset_close(&S);
+	OK(segset_open(&S, fs, dir, 16 << 10, 0, &L));
+	cr_assert_eq(S.n, 2);
+	for (unsigned i = 0; i < n; i++)
+		check_loc(&locs[i], i);
+	segset_close(&S);
+	memset(&S, 0, sizeof S);
+	cellar_fs_free(fs);
+	fs = bare;
+}
+
+/* The same under the mutex: a plain flush fsyncs the full segment first. */
+Test(segment, a_flush_under_the_mutex_fsyncs_the_full_segment_first,
+     .init = setup_mem, .fini = teardown)
+{
+	static loc locs[64];
+	unsigned n = 0;
+
+	OK(segset_open(&S, fs, dir, 16 << 10, 0, &L));
+	while (S.n < 2) {
+		cr_assert_lt(n, 64);
+		locs[n] = append(n, 1000);
+		n++;
+	}
+	cr_assert_eq(S.seal, S.list[0]);
+	OK(segset_flush(&S));
+	cr_assert_null(S.seal);
+	cr_assert_eq(S.list[0]->synced, S.list[0]->wend);
+	cr_assert_eq(S.list[1]->wend, S.list[1]->size);
+	for (unsigned i = 0; i < n; i++)
+		check_loc(&locs[i], i);
+}
 
 /* Append records of 4000-byte values until a full buffer has been set
  * aside; returns how many, their locations in locs. */

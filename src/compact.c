@@ -274,8 +274,7 @@ static int walk(writer *w, gate *gt, uint64_t seq, int oldest,
 			res->longest_pause_ms = pause;
 		if (rc < 0)
 			return rc;
-		/* Keep the copies synced as they grow: the roll-over to the next
-		 * segment fsyncs the full one under the mutex. */
+		/* Keep the copies synced as they grow. */
 		if (res->bytes_copied - synced >= PRESYNC_BYTES) {
 			synced = res->bytes_copied;
 			if ((rc = writer_sync_data_offpath(w, &pause)) < 0)

@@ -133,8 +133,8 @@ int writer_sync_offpath(writer *w, int force_ckpt, writer_step_fn step,
 /**
  * Mutex NOT held: writer_sync_data, the fsyncs with the mutex released
  * (as writer_sync_offpath's first step).  Compaction calls it as its
- * copies grow, so that a roll-over (which fsyncs the full segment under
- * the mutex) finds little left to sync.  *held_ms as there.
+ * copies grow, so that little is left unsynced when a segment fills.
+ * *held_ms as there.
  */
 int writer_sync_data_offpath(writer *w, double *held_ms);
 

@@ -34,6 +34,8 @@
 
 #define BATCH_RECORDS 256
 #define BATCH_BYTES (4u << 20)
+/* ...or this long, whichever comes first: a waiting writer's bound. */
+#define BATCH_SECONDS 200e-6
 /* Fsync the copies (without the writer mutex) every this many bytes. */
 #define PRESYNC_BYTES (32u << 20)
 
@@ -88,13 +90,15 @@ static int copy_batch(writer *w, uint64_t seq, uint64_t *off, int oldest,
 	segset *s = writer_segments(w);
 	segment *g = segset_from(s, seq);
 	uint64_t bytes = 0;
+	double until = clock_seconds() + BATCH_SECONDS;
 	int n = 0, rc = CELLAR_OK;
 
 	if (!g || g->seq != seq) {
 		*done = 1;
 		return CELLAR_OK;
 	}
-	while (*off < g->size && n < BATCH_RECORDS && bytes < BATCH_BYTES) {
+	while (*off < g->size && n < BATCH_RECORDS && bytes < BATCH_BYTES &&
+	       (n == 0 || clock_seconds() < until)) {
 		record_view v;
 		rc = segment_record(s, g, *off, g->size, &v);
 		if (rc == CELLAR_OK)
@@ -111,6 +115,11 @@ static int copy_batch(writer *w, uint64_t seq, uint64_t *off, int oldest,
 			continue;
 		}
 		uint64_t total = v.h.total;
+		if (n > 0 && writer_would_wait(w, total)) {
+			/* The disk is behind: write between batches instead. */
+			record_release(&v);
+			break;
+		}
 		rc = move_record(w, g, *off, &v, oldest, res);
 		record_release(&v);
 		if (rc < 0)
@@ -244,6 +253,12 @@ static int walk(writer *w, gate *gt, uint64_t seq, int oldest,
 			res->complete = 0;
 			return CELLAR_OK;
 		}
+		/* Room for the batch: the file is written first, without the
+		 * mutex, so that the batch does not fill a buffer writers
+		 * would wait for. */
+		if ((rc = writer_flush_offpath(w, 0)) < 0)
+			return rc;
+		writer_wait_flush(w);
 		/* No batch while an iterator is open: it would see moved
 		 * records twice. */
 		gate_batch_enter(gt, &entered);
@@ -261,8 +276,7 @@ static int walk(writer *w, gate *gt, uint64_t seq, int oldest,
 			res->longest_pause_ms = pause;
 		if (rc < 0)
 			return rc;
-		/* Keep the copies synced as they grow: the roll-over to the next
-		 * segment fsyncs the full one under the mutex. */
+		/* Keep the copies synced as they grow. */
 		if (res->bytes_copied - synced >= PRESYNC_BYTES) {
 			synced = res->bytes_copied;
 			if ((rc = writer_sync_data_offpath(w, &pause)) < 0)

@@ -277,6 +277,9 @@ void segset_close(segset *s)
 	free(s->by_id);
 	free(s->retired);
 	free(s->buf);
+	free(s->wbuf);
+	free(s->spare);
+	s->wbuf = s->spare = NULL;
 	s->list = NULL;
 	s->by_id = NULL;
 	s->retired = NULL;
@@ -476,6 +479,8 @@ int segset_warm(segset *s)
 		const void *p;
 		size_t got;
 
+		if (len == 0)
+			continue; /* a new file whose first write is to come */
 		if (s->fs->map) {
 			if ((rc = s->fs->map(s->fs, g->file, len, CELLAR_FS_MAP_HOT,
 			                     &p)) < 0)
@@ -502,10 +507,163 @@ int segset_warm(segset *s)
 
 /* ---- writing ----------------------------------------------------------- */
 
-/* The end of the newest segment's data: the file's part, then the buffer. */
+/* The file offset of the append buffer's first byte (newest segment). */
+static uint64_t buf_base(const segset *s, const segment *g)
+{
+	return s->wbuf ? s->wbuf_keep : g->flushed;
+}
+
+/* The end of the newest segment's data: the file's part, then the buffers. */
 static uint64_t seg_end(const segset *s, const segment *g)
 {
-	return g->flushed + s->buf_len;
+	return buf_base(s, g) + s->buf_len;
+}
+
+/*
+ * Writer: before the newest file's first byte, the segment before it is
+ * durable (roll-over left its fsync here, see roll): a crash then never
+ * keeps records of the newest segment without the whole of the one before.
+ */
+static int seal_sync(segset *s)
+{
+	segment *o = s->seal;
+	int rc;
+
+	if (!o)
+		return CELLAR_OK;
+	if (o->synced < o->wend) {
+		if ((rc = s->fs->sync(s->fs, o->file)) < 0) {
+			s->sync_failed = rc;
+			return rc;
+		}
+		o->synced = o->wend;
+	}
+	s->seal = NULL;
+	return CELLAR_OK;
+}
+
+/* The buffer set aside is in the file: readers read those bytes there now. */
+static void wbuf_release(segset *s, segment *g)
+{
+	latch_write_lock(s->latch);
+	if (g->wend < s->wbuf_cut)
+		g->wend = s->wbuf_cut;
+	g->flushed = s->wbuf_keep;
+	if (s->wbuf_synced && g->synced < s->wbuf_cut)
+		g->synced = s->wbuf_cut;
+	if (s->wbuf_synced && s->seal) {
+		s->seal->synced = s->seal->wend; /* segset_flush_run synced it */
+		s->seal = NULL;
+	}
+	s->spare = s->wbuf;
+	s->wbuf = NULL;
+	latch_write_unlock(s->latch);
+	s->wbuf_done = s->wbuf_synced = 0;
+}
+
+/*
+ * Writer: no buffer set aside any more.  Wait for a write of it that
+ * another thread runs without the mutex, write it here if that failed or
+ * no one has, and let it go.
+ */
+static int wbuf_finish(segset *s)
+{
+	segment *g = segset_last(s);
+	unsigned spins = 0;
+	int rc;
+
+	if (!s->wbuf)
+		return CELLAR_OK;
+	while (atomic_load_explicit(&s->wbuf_busy, memory_order_acquire))
+		latch_relax(&spins);
+	if (!s->wbuf_done && s->wbuf_cut > g->wend &&
+	    ((rc = seal_sync(s)) < 0 ||
+	     (rc = s->fs->write_at(s->fs, g->file, g->wend,
+	                          s->wbuf + (g->wend - g->flushed),
+	                          (size_t)(s->wbuf_cut - g->wend))) < 0))
+		return rc;
+	wbuf_release(s, g);
+	return CELLAR_OK;
+}
+
+/*
+ * Writer, no buffer set aside: set the append buffer aside, to be written
+ * up to file offset cut (> wend), and go on in the spare one with the
+ * bytes from keep on (a record starts there; flushed <= keep <= cut).
+ * 0 when no spare buffer can be had (nothing done).
+ */
+static int wbuf_swap(segset *s, segment *g, uint64_t cut, uint64_t keep)
+{
+	size_t rest = (size_t)(seg_end(s, g) - keep);
+
+	if (!s->spare && !(s->spare = malloc(SEG_BUFFER_SIZE)))
+		return 0;
+	s->staged = 0;
+	memcpy(s->spare, s->buf + (keep - g->flushed), rest);
+	latch_write_lock(s->latch);
+	s->wbuf = s->buf;
+	s->wbuf_keep = keep;
+	s->wbuf_cut = cut;
+	s->buf = s->spare;
+	s->buf_len = rest;
+	s->spare = NULL;
+	latch_write_unlock(s->latch);
+	s->wbuf_done = 0;
+	return 1;
+}
+
+int segset_flush_begin(segset *s, int all, segset_flush_job *job,
+                       int *claimed)
+{
+	segment *g = segset_last(s);
+
+	*claimed = 0;
+	if (!g || atomic_load_explicit(&s->wbuf_busy, memory_order_acquire))
+		return CELLAR_OK; /* another thread is writing it */
+	if (s->wbuf && s->wbuf_done)
+		wbuf_release(s, g);
+	if (!s->wbuf && all && s->buf_len && seg_end(s, g) > g->wend)
+		(void)wbuf_swap(s, g, seg_end(s, g), seg_end(s, g));
+	if (!s->wbuf)
+		return CELLAR_OK;
+	job->seal = s->seal && s->seal->synced < s->seal->wend ? s->seal->file
+	                                                       : NULL;
+	job->file = g->file;
+	job->off = g->wend;
+	job->p = s->wbuf + (g->wend - g->flushed);
+	job->len = (size_t)(s->wbuf_cut - g->wend);
+	atomic_store_explicit(&s->wbuf_busy, 1, memory_order_relaxed);
+	*claimed = 1;
+	return CELLAR_OK;
+}
+
+int segset_flush_run(segset *s, const segset_flush_job *job)
+{
+	int rc = job->seal ? s->fs->sync(s->fs, job->seal) : CELLAR_OK;
+
+	if (rc < 0)
+		s->sync_failed = rc;
+	else
+		rc = s->fs->write_at(s->fs, job->file, job->off, job->p, job->len);
+
+	/* Durable before anything later reaches the file (a crash then loses
+	 * a tail, never a piece in the middle).  A failed fsync is kept as
+	 * a failed one under the mutex is. */
+	s->wbuf_synced = 0;
+	if (rc == CELLAR_OK && (rc = s->fs->sync(s->fs, job->file)) < 0)
+		s->sync_failed = rc;
+	s->wbuf_synced = rc == CELLAR_OK;
+	s->wbuf_done = rc == CELLAR_OK; /* else written again under the mutex */
+	atomic_store_explicit(&s->wbuf_busy, 0, memory_order_release);
+	return rc;
+}
+
+int segset_flush_end(segset *s, int rc)
+{
+	if (s->wbuf && s->wbuf_done &&
+	    !atomic_load_explicit(&s->wbuf_busy, memory_order_acquire))
+		wbuf_release(s, segset_last(s));
+	return rc;
 }
 
 /*
@@ -518,14 +676,17 @@ static uint64_t seg_end(const segset *s, const segment *g)
  */
 static int flush_to(segset *s, segment *g, uint64_t to, uint64_t keep)
 {
-	size_t drop = (size_t)(keep - g->flushed);
+	size_t drop;
 	int rc;
 
 	s->staged = 0;
+	if ((rc = wbuf_finish(s)) < 0)
+		return rc;
+	drop = (size_t)(keep - g->flushed);
 	/* wend may be past to: a record written in place and not yet
 	 * published (a sync in between flushes an empty buffer). */
 	if (to > g->wend) {
-		if ((rc = s->fs->write_at(s->fs, g->file, g->wend,
+		if ((rc = seal_sync(s)) < 0 || (rc = s->fs->write_at(s->fs, g->file, g->wend,
 		                          s->buf + (g->wend - g->flushed),
 		                          (size_t)(to - g->wend))) < 0)
 			return rc;
@@ -555,20 +716,29 @@ int segset_flush(segset *s)
  * boundary, so that once the file's end is on a boundary every later write
  * covers exactly one whole unit.  The records from the one across the
  * boundary on stay in the buffer (about SEG_BUFFER_SIZE - FILE_WRITE_UNIT
- * bytes at most); the next write starts at the boundary.
+ * bytes at most); the next write starts at the boundary.  The full buffer
+ * is set aside rather than written here (see segset_flush_begin), unless
+ * no spare buffer can be had; the one set aside before is written first
+ * if no one has written it meanwhile.
  */
 static int flush_full(segset *s, segment *g)
 {
-	uint64_t end = seg_end(s, g);
-	uint64_t cut = end & ~(uint64_t)(FILE_WRITE_UNIT - 1);
+	uint64_t end, cut, keep;
+	int rc;
 
+	/* The buffer set aside before this one goes first. */
+	if ((rc = wbuf_finish(s)) < 0)
+		return rc;
+	end = seg_end(s, g);
+	cut = end & ~(uint64_t)(FILE_WRITE_UNIT - 1);
 	if (cut <= g->wend)
 		return flush_to(s, g, end, end);
 	/* (A record across cut starts at or after flushed: the records
 	 * before flushed end at or before it, and flushed <= wend < cut.) */
-	return flush_to(s, g, cut,
-	                s->cross_off < cut && cut < s->cross_end ? s->cross_off
-	                                                         : cut);
+	keep = s->cross_off < cut && cut < s->cross_end ? s->cross_off : cut;
+	if (wbuf_swap(s, g, cut, keep))
+		return CELLAR_OK; /* written later, or by segset_flush_run */
+	return flush_to(s, g, cut, keep);
 }
 
 /* A record of t bytes went into the buffer at file offset off. */
@@ -611,10 +781,14 @@ static int roll(segset *s, uint64_t first)
 	segment *old = segset_last(s), *g = NULL;
 	uint8_t hdr[SEG_HEADER_SIZE];
 	char path[FILE_PATH_MAX];
-	int created = 0, rc, id = -1;
+	int created = 0, seal, rc, id = -1;
 
-	/* A full segment is durable before the next one is used. */
-	if (old && (rc = segset_sync(s)) < 0)
+	/* A full segment is durable before the next one has a byte on disk.
+	 * When it is not yet, its fsync waits for the new file's first write
+	 * (seal_sync), which a sync or compaction does without the writer
+	 * mutex; until then the new file is empty (recovery drops a newest
+	 * file shorter than its header) and its header waits in the buffer. */
+	if (old && (rc = segset_flush(s)) < 0)
 		return rc;
 	for (int i = 0; i < SEG_MAX_SEGMENTS; i++)
 		if (!s->by_id[i] && !s->retired[i]) {
@@ -641,15 +815,23 @@ static int roll(segset *s, uint64_t first)
 	segment_map(s, g, s->max_size > SEG_HEADER_SIZE + first
 	                      ? s->max_size : SEG_HEADER_SIZE + first);
 	header_encode(hdr, g->id, g->seq);
-	if ((rc = s->fs->write_at(s->fs, g->file, 0, hdr, sizeof hdr)) < 0)
+	seal = old && old->synced < old->wend;
+	if (!seal &&
+	    (rc = s->fs->write_at(s->fs, g->file, 0, hdr, sizeof hdr)) < 0)
 		goto fail;
-	g->size = g->flushed = g->wend = SEG_HEADER_SIZE;
+	g->size = SEG_HEADER_SIZE;
+	g->flushed = g->wend = seal ? 0 : SEG_HEADER_SIZE;
 	s->cross_off = s->cross_end = 0;
 	latch_write_lock(s->latch);
 	rc = list_add(s, g);
 	latch_write_unlock(s->latch);
 	if (rc < 0)
 		goto fail;
+	if (seal) {
+		memcpy(s->buf, hdr, sizeof hdr); /* the buffer is empty */
+		s->buf_len = sizeof hdr;
+		s->seal = old;
+	}
 	return CELLAR_OK;
 fail:
 	segment_free(s, g);
@@ -800,7 +982,7 @@ int segset_append(segset *s, unsigned kind, const void *key, size_t key_len,
 void segset_publish(segset *s, segment *g, uint64_t end)
 {
 	g->size = end;
-	if (s->buf_len == 0)
+	if (s->buf_len == 0 && !s->wbuf)
 		g->flushed = g->wend; /* after a record written in place */
 }
 
@@ -842,6 +1024,8 @@ segment *segset_from(const segset *s, uint64_t seq)
 
 void segset_forget(segset *s, segment *g)
 {
+	if (s->seal == g)
+		s->seal = NULL;
 	for (size_t i = 0; i < s->n; i++)
 		if (s->list[i] == g) {
 			memmove(s->list + i, s->list + i + 1,
@@ -856,6 +1040,8 @@ void segset_forget(segset *s, segment *g)
 
 void segset_detach(segset *s, segment *g)
 {
+	if (s->seal == g)
+		s->seal = NULL;
 	for (size_t i = 0; i < s->n; i++)
 		if (s->list[i] == g) {
 			memmove(s->list + i, s->list + i + 1,

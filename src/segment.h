@@ -22,6 +22,7 @@
 #ifndef CELLAR_SEGMENT_H
 #define CELLAR_SEGMENT_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -79,6 +80,23 @@ typedef struct segset {
 	                                * a FILE_WRITE_UNIT boundary */
 	int dir_dirty;      /* segment files created since the last dir sync */
 	int sync_failed;    /* an fsync failed: the OS may have dropped data */
+	/*
+	 * Double buffering (segset_flush_begin): a full buffer set aside to be
+	 * written to the file without the writer mutex.  wbuf holds the newest
+	 * segment's bytes from flushed on: readers take [flushed, wbuf_keep)
+	 * from it, and buf then holds the bytes from wbuf_keep on; the file
+	 * gets [wend, wbuf_cut) of it (wbuf_keep <= wbuf_cut: a record across
+	 * the cut is read from buf).  NULL when none; spare is the other
+	 * buffer meanwhile (or NULL until first needed).
+	 */
+	uint8_t *wbuf, *spare;
+	uint64_t wbuf_keep, wbuf_cut;
+	atomic_int wbuf_busy; /* being written by a thread without the mutex */
+	int wbuf_done;        /* written: segset_flush_end may let it go */
+	int wbuf_synced;      /* ...and fsynced (segset_flush_run) */
+	/* The segment before the newest, when roll-over left its fsync to be
+	 * done before the newest file's first byte is written (seal_sync). */
+	segment *seal;
 } segset;
 
 
@@ -87,8 +105,9 @@ typedef struct segset {
  * them up to end lie there in one piece (*avail, 0 when off is past them).
  * Below g->flushed they are in the file, read through the mapping (*p is
  * NULL when the fs does not map: read them with read_at); from flushed on
- * they are in the append buffer.  No record straddles the two.  Shared
- * latch or writer.
+ * they are in the append buffer, or first in the buffer being written
+ * (wbuf) and then in the append buffer.  No record straddles two of
+ * these.  Shared latch or writer.
  */
 static inline void segset_locate(const segset *s, const segment *g,
                                  uint64_t off, uint64_t end,
@@ -99,9 +118,15 @@ static inline void segset_locate(const segset *s, const segment *g,
 	if (off < g->flushed) {
 		region_end = g->flushed < end ? g->flushed : end;
 		*p = g->map ? g->map + off : NULL;
-	} else {
+	} else if (!s->wbuf) {
 		region_end = g->size < end ? g->size : end;
 		*p = s->buf + (off - g->flushed);
+	} else if (off < s->wbuf_keep) {
+		region_end = s->wbuf_keep < end ? s->wbuf_keep : end;
+		*p = s->wbuf + (off - g->flushed);
+	} else {
+		region_end = g->size < end ? g->size : end;
+		*p = s->buf + (off - s->wbuf_keep);
 	}
 	*avail = off < region_end ? region_end - off : 0;
 }
@@ -180,8 +205,51 @@ int segset_append_fill(segset *s, uint64_t t, segset_fill_fn fill, void *ctx,
 /** Exclusive latch: make the record ending at end visible. */
 void segset_publish(segset *s, segment *g, uint64_t end);
 
-/** Writer: write the append buffer to the file. */
+/** Writer: write the append buffer (and a buffer set aside) to the file. */
 int segset_flush(segset *s);
+
+/**
+ * Double buffering: a full append buffer is set aside (s->wbuf) instead of
+ * being written under the writer mutex, and appends go on in the other
+ * one; the next time a buffer fills, the one set aside is written first
+ * if no one has written it yet (segset_flush does so too).  To write it
+ * without the mutex: segset_flush_begin (writer mutex held) sets the
+ * append buffer aside too if the slot is free and anything is in it
+ * (all: when all), and claims the write (*job set, *claimed = 1) if one is
+ * waiting; segset_flush_run (no mutex; the segment set may change
+ * meanwhile, but not the claimed buffer or its file) writes and fsyncs it
+ * (so that a crash never keeps later bytes of the file without these);
+ * segset_flush_end (writer mutex held) lets a written buffer go (readers
+ * then read those bytes from the file) and returns the write's result.
+ */
+typedef struct segset_flush_job {
+	cellar_file *seal; /* fsync this first (see segset.seal), or NULL */
+	cellar_file *file;
+	uint64_t off;
+	const uint8_t *p;
+	size_t len;
+} segset_flush_job;
+int segset_flush_begin(segset *s, int all, segset_flush_job *job,
+                       int *claimed);
+int segset_flush_run(segset *s, const segset_flush_job *job);
+int segset_flush_end(segset *s, int rc);
+
+/**
+ * Writer: would appending bytes more wait for the buffer set aside (being
+ * written elsewhere, or to be written here first)?
+ */
+static inline int segset_flush_would_wait(const segset *s, uint64_t bytes)
+{
+	return s->wbuf && s->buf_len + bytes > SEG_BUFFER_SIZE &&
+	       (atomic_load_explicit(&s->wbuf_busy, memory_order_acquire) ||
+	        !s->wbuf_done);
+}
+
+/** Any thread: is a buffer set aside being written without the mutex? */
+static inline int segset_flush_busy(segset *s)
+{
+	return atomic_load_explicit(&s->wbuf_busy, memory_order_acquire);
+}
 
 /**
  * Writer: flush and fsync every segment with unsynced bytes, and the

@@ -50,6 +50,14 @@ int cellar__debug(cellar_db *db, cellar__debug_info *out);
  * progress.
  */
 void cellar__test_set_ckpt_hook(void (*fn)(void *ctx), void *ctx);
+
+/**
+ * Call fn(ctx) in every write of an append buffer set aside
+ * (writer_flush_offpath), after it is claimed and the writer mutex
+ * released, before it is written (NULL: none).  fn may write, but not a
+ * whole buffer's worth.
+ */
+void cellar__test_set_flush_hook(void (*fn)(void *ctx), void *ctx);
 #endif
 
 #endif

@@ -27,6 +27,15 @@ void cellar__test_set_ckpt_hook(void (*fn)(void *ctx), void *ctx)
 	test_ckpt_hook = fn;
 	test_ckpt_ctx = ctx;
 }
+
+static void (*test_flush_hook)(void *ctx);
+static void *test_flush_ctx;
+
+void cellar__test_set_flush_hook(void (*fn)(void *ctx), void *ctx)
+{
+	test_flush_hook = fn;
+	test_flush_ctx = ctx;
+}
 #endif
 
 /* Write a checkpoint at sync once this much log is past the last one... */
@@ -301,6 +310,48 @@ static void sync_plan_drop(writer *w, sync_plan *p)
 	memset(p, 0, sizeof *p);
 }
 
+int writer_flush_offpath(writer *w, int all)
+{
+	segset_flush_job job;
+	int claimed = 0, rc = CELLAR_OK;
+
+	/* Twice: the buffer set aside, then (all) the one in use. */
+	for (int round = 0; round < 1 + all && rc == CELLAR_OK; round++) {
+		writer_lock(w);
+		if ((rc = writer_failed(w)) == CELLAR_OK)
+			rc = segset_flush_begin(w->c.segs, all, &job, &claimed);
+		writer_unlock(w);
+		if (rc < 0 || !claimed)
+			break;
+#ifdef CELLAR_TEST_HOOKS
+		if (test_flush_hook)
+			test_flush_hook(test_flush_ctx); /* writers may run here */
+#endif
+		rc = segset_flush_run(w->c.segs, &job); /* writers go on */
+		writer_lock(w);
+		rc = segset_flush_end(w->c.segs, rc);
+		if (w->c.segs->sync_failed)
+			w->failed = w->c.segs->sync_failed; /* a failed fsync */
+		else if (rc < 0 && all)
+			w->failed = rc; /* as sync_plan_make: a sync's failed write */
+		writer_unlock(w);
+	}
+	return rc;
+}
+
+int writer_would_wait(writer *w, uint64_t bytes)
+{
+	return segset_flush_would_wait(w->c.segs, bytes);
+}
+
+void writer_wait_flush(writer *w)
+{
+	unsigned spins = 0;
+
+	while (segset_flush_busy(w->c.segs))
+		latch_relax(&spins);
+}
+
 /* Make everything written so far durable, fsyncing without the mutex. */
 static int presync(writer *w, double *held)
 {
@@ -308,6 +359,9 @@ static int presync(writer *w, double *held)
 	double t0;
 	int rc;
 
+	/* Write the buffers first, so that the plan's flush finds little. */
+	if ((rc = writer_flush_offpath(w, 1)) < 0)
+		return rc;
 	writer_lock(w);
 	t0 = clock_seconds();
 	if ((rc = writer_failed(w)) == CELLAR_OK &&
@@ -385,6 +439,9 @@ int writer_sync_offpath(writer *w, int force_ckpt, writer_step_fn step,
 	atomic_fetch_add_explicit(&w->syncs, 1, memory_order_relaxed);
 	pthread_mutex_lock(&w->ckpt_mutex); /* one checkpoint at a time */
 	if ((rc = presync(w, &held)) < 0)
+		goto out;
+	/* What came during the presync's fsyncs: written before the freeze. */
+	if ((rc = writer_flush_offpath(w, 1)) < 0)
 		goto out;
 	writer_lock(w);
 	t0 = clock_seconds();

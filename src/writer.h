@@ -20,8 +20,8 @@
  *
  * Locking: every writer_* call except writer_lock, writer_batch_begin,
  * writer_set_bg_error, writer_clear_bg_error, writer_sync_offpath,
- * writer_sync_data_offpath and writer_remove_dropped runs with the mutex
- * held.
+ * writer_sync_data_offpath, writer_flush_offpath and writer_remove_dropped
+ * runs with the mutex held.
  *
  * Checkpoints off the writer's path (writer_sync_offpath): under the mutex
  * the segments are synced and the index frozen (index_freeze: its private
@@ -164,10 +164,31 @@ int writer_sync_offpath(writer *w, int force_ckpt, writer_step_fn step,
 /**
  * Mutex NOT held: writer_sync_data, the fsyncs with the mutex released
  * (as writer_sync_offpath's first step).  Compaction calls it as its
- * copies grow, so that a roll-over (which fsyncs the full segment under
- * the mutex) finds little left to sync.  *held_ms as there.
+ * copies grow, so that little is left unsynced when a segment fills.
+ * *held_ms as there.
  */
 int writer_sync_data_offpath(writer *w, double *held_ms);
+
+/**
+ * Mutex NOT held: write the append buffer set aside when it filled (and,
+ * when all, whatever else is buffered) to the segment file, holding the
+ * mutex only to claim it and to let it go (segset_flush_begin): writers
+ * go on appending meanwhile.  Otherwise the next buffer to fill writes it
+ * under the mutex.  Compaction calls this after each batch, a sync before
+ * it takes its plan.  A failed write is returned and tried again later;
+ * when all (a sync's), it also refuses later writes, as a sync's failed
+ * flush under the mutex does.
+ */
+int writer_flush_offpath(writer *w, int all);
+
+/**
+ * For compaction, which should let the disk catch up rather than make
+ * writers wait: would appending bytes more wait for a buffer's write
+ * (mutex held)?  writer_wait_flush (mutex NOT held) waits while another
+ * thread writes one.
+ */
+int writer_would_wait(writer *w, uint64_t bytes);
+void writer_wait_flush(writer *w);
 
 /** Has the log grown enough since the last checkpoint for the next one? */
 int writer_ckpt_due(const writer *w);

@@ -173,6 +173,29 @@ static void wl_compact_overlap(workload *w)
 		wl_add(w, OP_PUT, 20 + i); /* unsynced, inside it */
 }
 
+/*
+ * Append buffers that fill (16 MiB segments, values of 6-9 KB): a full
+ * buffer is set aside and written later, by a sync or between compaction
+ * batches, without the writer mutex.  Run with ov.on, so that puts run
+ * while a buffer set aside is being written, and inside checkpoints.
+ */
+static void wl_double_buffer(workload *w)
+{
+	uint64_t rng = 444;
+
+	wl_init(w, "double_buffered_flushes", CELLAR_SYNC_NONE, 16 << 20, 300,
+	        6000, 9000);
+	w->compact_dead_pct = 10;
+	for (unsigned i = 0; i < w->nkeys; i++)
+		wl_add(w, OP_PUT, i);
+	wl_mix(w, &rng, 700, 85, 170); /* ~ 5 MB, a sync every ~1.2 MB */
+	wl_add(w, OP_COMPACT, 0);
+	for (unsigned i = 0; i < OVERLAP_PUTS; i++)
+		wl_add(w, OP_PUT, i);
+	wl_add(w, OP_SYNC, 0);
+	wl_mix(w, &rng, 400, 80, 0); /* unsynced: buffers set aside unwritten */
+}
+
 /* The same in CELLAR_SYNC_ALWAYS mode, mostly deletes: tombstones. */
 static void wl_compact_always(workload *w)
 {
@@ -549,6 +572,18 @@ Test(crash, compaction_with_puts_during_its_checkpoints)
 	ov.on = true;
 	crash_all(&w);
 	ov.on = false;
+	cellar__test_set_ckpt_hook(NULL, NULL);
+}
+
+Test(crash, double_buffered_flushes_with_puts_overlapping)
+{
+	workload w;
+	wl_double_buffer(&w);
+	ov.on = true;
+	cellar__test_set_flush_hook(overlap_hook, NULL);
+	crash_all(&w);
+	ov.on = false;
+	cellar__test_set_flush_hook(NULL, NULL);
 	cellar__test_set_ckpt_hook(NULL, NULL);
 }
 

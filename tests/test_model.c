@@ -52,6 +52,8 @@ typedef struct config {
 	unsigned follow_every;  /* > 0: a read-only handle follows the store;
 	                         * every this many steps the writer syncs, the
 	                         * follower refreshes and is checked whole */
+	bool flush_overlap;     /* ...and its writes of full append buffers
+	                         * (without the writer mutex) run them too */
 } config;
 
 /* Where we are, for every failure message: "seed 3 step 1234 (put k17)". */
@@ -209,6 +211,7 @@ static struct {
 	uint64_t *rng;
 	unsigned nkeys;
 	unsigned ran; /* checkpoints that ran the writes */
+	unsigned flushes; /* of those, buffer writes (flush_overlap) */
 } ov;
 
 static void overlap_hook(void *ctx)
@@ -270,6 +273,12 @@ static void model_batch(model *m, cellar_db *db, uint64_t *rng,
 	}
 	for (unsigned j = 0; j < n; j++)
 		check_key(m, db, ids[j]);
+}
+
+static void flush_hook(void *ctx)
+{
+	ov.flushes++;
+	overlap_hook(ctx);
 }
 
 static void open_db(cellar_db **db, const char *dir, const cellar_options *o)
@@ -339,8 +348,11 @@ static void run_model(const config *c)
 			ov.rng = &rng;
 			ov.nkeys = c->nkeys;
 			cellar__test_set_ckpt_hook(overlap_hook, NULL);
+			if (c->flush_overlap)
+				cellar__test_set_flush_hook(flush_hook, NULL);
 			CHECK_RC(cellar_compact(db, &res), CELLAR_OK);
 			cellar__test_set_ckpt_hook(NULL, NULL);
+			cellar__test_set_flush_hook(NULL, NULL);
 			check_all(&m, db);
 		}
 
@@ -470,6 +482,8 @@ static void run_model(const config *c)
 		cr_assert_gt(ov.ran, 0, "no checkpoint ran writes inside it");
 	if (c->follow_every)
 		cr_assert_gt(follows, 2, "the follower refreshed");
+	if (c->flush_overlap)
+		cr_assert_gt(ov.flushes, 0, "no buffer write ran writes beside it");
 	if (log) {
 		size_t cuts = 0;
 		for (size_t w = 0; w < log->n; w++)
@@ -567,6 +581,19 @@ Test(model, random_walk_full_buffers)
 {
 	config c = { .seed = 7, .steps = 6000, .nkeys = 300, .min_val = 4000,
 	             .reopen_one_in = 20, .log_writes = true };
+	run_model(&c);
+}
+
+/*
+ * Full buffers and compaction passes whose checkpoints, and whose writes
+ * of full append buffers between batches (without the writer mutex), run
+ * puts and deletes while they are written.
+ */
+Test(model, random_walk_full_buffers_written_beside_writes)
+{
+	config c = { .seed = 8, .steps = 6000, .nkeys = 300, .min_val = 4000,
+	             .reopen_one_in = 20, .ckpt_every = 400,
+	             .flush_overlap = true };
 	run_model(&c);
 }
 

@@ -16,6 +16,7 @@
 #include "cellar_fs.h"
 #include "common.h"
 #include "endian.h"
+#include "fault.h"
 #include "files.h"
 #include "hash.h"
 #include "latch.h"
@@ -521,7 +522,12 @@ Test(segment, roll_over_at_max_size, .init = setup_mem, .fini = teardown)
 			cr_assert_neq(S.list[j]->id, g->id, "ids distinct");
 		cr_assert_leq(g->size, MAX);
 		if (i + 1 < S.n) {
-			cr_assert_eq(g->synced, g->wend, "full segments are synced");
+			/* Synced before the next one has a byte in its file:
+			 * the one before the newest may still wait for it. */
+			if (i + 2 < S.n || S.list[i + 1]->wend > 0)
+				cr_assert_eq(g->synced, g->wend, "full segments are synced");
+			else
+				cr_assert_eq(S.seal, g, "its fsync is left to the next write");
 			cr_assert_eq(g->wend, g->size);
 		}
 	}
@@ -1080,4 +1086,217 @@ Test(segment, gaps_in_sequence_are_kept_in_order, .init = setup_mem,
 	OK(segset_roll(&S));
 	cr_assert_eq(segset_last(&S)->seq, 0x11);
 	cr_assert_eq(segset_last(&S)->id, 2);
+}
+
+/* ---- double buffering ------------------------------------------------------ */
+
+/*
+ * A roll-over leaves the full segment's fsync to the new file's first
+ * write: until then the new file is empty and its header is buffered;
+ * that write (here: the unlocked one) fsyncs the full segment first.
+ */
+Test(segment, roll_over_leaves_the_fsync_to_the_first_write_of_the_new_file,
+     .init = setup_mem, .fini = teardown)
+{
+	static loc locs[64];
+	segset_flush_job job;
+	char path[4200];
+	cellar_fs *bare = fs;
+	int claimed;
+
+	OK(fault_fs_new(&fs, bare));
+	OK(segset_open(&S, fs, dir, 16 << 10, 0, &L));
+	unsigned n = 0;
+	while (S.n < 2) {
+		cr_assert_lt(n, 64);
+		locs[n] = append(n, 1000);
+		n++;
+	}
+	segment *old = S.list[0], *g = S.list[1];
+	cr_assert_lt(old->synced, old->wend, "not fsynced by the roll-over");
+	cr_assert_eq(S.seal, old);
+	seg_path(path, 2);
+	cr_assert_eq(file_size(path), 0, "the new file waits for the fsync");
+	cr_assert_eq(g->wend, 0);
+	for (unsigned i = 0; i < n; i++)
+		check_loc(&locs[i], i);
+	uint64_t syncs = fault_fs_count(fs, FAULT_SYNC);
+	OK(segset_flush_begin(&S, 1, &job, &claimed));
+	cr_assert_eq(claimed, 1);
+	cr_assert_eq(job.seal, old->file);
+	cr_assert_eq(job.off, 0, "the header goes with the first write");
+	OK(segset_flush_end(&S, segset_flush_run(&S, &job)));
+	cr_assert_eq(fault_fs_count(fs, FAULT_SYNC), syncs + 2);
+	cr_assert_eq(old->synced, old->wend);
+	cr_assert_null(S.seal);
+	cr_assert_eq(file_size(path), g->size);
+	for (unsigned i = 0; i < n; i++)
+		check_loc(&locs[i], i);
+	/* Reopened, the header is there. */
+	segset_close(&S);
+	OK(segset_open(&S, fs, dir, 16 << 10, 0, &L));
+	cr_assert_eq(S.n, 2);
+	for (unsigned i = 0; i < n; i++)
+		check_loc(&locs[i], i);
+	segset_close(&S);
+	memset(&S, 0, sizeof S);
+	cellar_fs_free(fs);
+	fs = bare;
+}
+
+/* The same under the mutex: a plain flush fsyncs the full segment first. */
+Test(segment, a_flush_under_the_mutex_fsyncs_the_full_segment_first,
+     .init = setup_mem, .fini = teardown)
+{
+	static loc locs[64];
+	unsigned n = 0;
+
+	OK(segset_open(&S, fs, dir, 16 << 10, 0, &L));
+	while (S.n < 2) {
+		cr_assert_lt(n, 64);
+		locs[n] = append(n, 1000);
+		n++;
+	}
+	cr_assert_eq(S.seal, S.list[0]);
+	OK(segset_flush(&S));
+	cr_assert_null(S.seal);
+	cr_assert_eq(S.list[0]->synced, S.list[0]->wend);
+	cr_assert_eq(S.list[1]->wend, S.list[1]->size);
+	for (unsigned i = 0; i < n; i++)
+		check_loc(&locs[i], i);
+}
+
+/* Append records of 4000-byte values until a full buffer has been set
+ * aside; returns how many, their locations in locs. */
+static unsigned fill_until_set_aside(loc *locs, unsigned max)
+{
+	unsigned n = 0;
+
+	while (!S.wbuf) {
+		cr_assert_lt(n, max, "no buffer was set aside");
+		locs[n] = append(n, 4000);
+		n++;
+	}
+	return n;
+}
+
+Test(segment, a_full_buffer_is_set_aside_then_written_without_the_mutex,
+     .init = setup_mem, .fini = teardown)
+{
+	static loc locs[2000];
+	segset_flush_job job;
+	char path[4200];
+	int claimed;
+
+	OK(segset_open(&S, fs, dir, 64 << 20, 0, &L));
+	unsigned n = fill_until_set_aside(locs, 2000);
+	segment *g = segset_last(&S);
+	seg_path(path, 1);
+	cr_assert_eq(file_size(path), SEG_HEADER_SIZE, "set aside, not written");
+	cr_assert_eq(S.wbuf_cut, FILE_WRITE_UNIT);
+	cr_assert_leq(S.wbuf_keep, S.wbuf_cut);
+	for (unsigned i = 0; i < n; i++)
+		check_loc(&locs[i], i); /* from the buffer set aside, or the other */
+	/* Appends go on meanwhile. */
+	for (unsigned i = n; i < n + 10; i++)
+		locs[i] = append(i, 4000);
+	OK(segset_flush_begin(&S, 0, &job, &claimed));
+	cr_assert_eq(claimed, 1);
+	cr_assert_eq(job.off, SEG_HEADER_SIZE);
+	cr_assert_eq(job.len, FILE_WRITE_UNIT - SEG_HEADER_SIZE);
+	cr_assert(segset_flush_busy(&S));
+	/* A second claim while it is being written gets nothing. */
+	segset_flush_job other;
+	int again;
+	OK(segset_flush_begin(&S, 1, &other, &again));
+	cr_assert_eq(again, 0);
+	OK(segset_flush_run(&S, &job));
+	cr_assert(!segset_flush_busy(&S));
+	OK(segset_flush_end(&S, CELLAR_OK));
+	cr_assert_null(S.wbuf, "let go once written");
+	cr_assert_eq(file_size(path), FILE_WRITE_UNIT);
+	cr_assert_eq(g->wend, FILE_WRITE_UNIT);
+	cr_assert_geq(g->synced, FILE_WRITE_UNIT, "fsynced with the write");
+	cr_assert_leq(g->flushed, FILE_WRITE_UNIT);
+	for (unsigned i = 0; i < n + 10; i++)
+		check_loc(&locs[i], i);
+	/* With all, the rest is set aside and written too. */
+	OK(segset_flush_begin(&S, 1, &job, &claimed));
+	cr_assert_eq(claimed, 1);
+	OK(segset_flush_end(&S, segset_flush_run(&S, &job)));
+	cr_assert_eq(S.buf_len, 0);
+	cr_assert_eq(file_size(path), g->size);
+	cr_assert_eq(g->flushed, g->size);
+	for (unsigned i = 0; i < n + 10; i++)
+		check_loc(&locs[i], i);
+}
+
+Test(segment, a_buffer_set_aside_and_not_written_goes_first_at_the_next,
+     .init = setup_mem, .fini = teardown)
+{
+	static loc locs[4000];
+	char path[4200];
+
+	OK(segset_open(&S, fs, dir, 64 << 20, 0, &L));
+	unsigned n = fill_until_set_aside(locs, 4000);
+	uint64_t cut = S.wbuf_cut;
+	seg_path(path, 1);
+	/* Nobody writes it: the next full buffer writes it, then sets itself
+	 * aside. */
+	while (file_size(path) == SEG_HEADER_SIZE) {
+		cr_assert_lt(n, 4000);
+		locs[n] = append(n, 4000);
+		n++;
+	}
+	cr_assert_eq(file_size(path), cut);
+	cr_assert_not_null(S.wbuf);
+	cr_assert_gt(S.wbuf_cut, cut);
+	for (unsigned i = 0; i < n; i++)
+		check_loc(&locs[i], i);
+	/* A plain flush writes both. */
+	OK(segset_flush(&S));
+	cr_assert_null(S.wbuf);
+	cr_assert_eq(file_size(path), segset_last(&S)->size);
+	for (unsigned i = 0; i < n; i++)
+		check_loc(&locs[i], i);
+}
+
+Test(segment, a_failed_unlocked_write_is_returned_and_written_again,
+     .init = setup_mem, .fini = teardown)
+{
+	static loc locs[2000];
+	segset_flush_job job;
+	cellar_fs *bare = fs;
+	char path[4200];
+	int claimed;
+
+	OK(fault_fs_new(&fs, bare));
+	OK(segset_open(&S, fs, dir, 64 << 20, 0, &L));
+	unsigned n = fill_until_set_aside(locs, 2000);
+	OK(segset_flush_begin(&S, 0, &job, &claimed));
+	cr_assert_eq(claimed, 1);
+	fault_fs_fail(fs, FAULT_WRITE, fault_fs_count(fs, FAULT_WRITE) + 1,
+	              CELLAR_EIO, 0);
+	cr_assert_eq(segset_flush_run(&S, &job), CELLAR_EIO);
+	cr_assert_eq(segset_flush_end(&S, CELLAR_EIO), CELLAR_EIO);
+	cr_assert_not_null(S.wbuf, "kept, to be written again");
+	cr_assert_eq(S.sync_failed, 0, "a failed write is not a failed fsync");
+	for (unsigned i = 0; i < n; i++)
+		check_loc(&locs[i], i);
+	OK(segset_sync(&S));
+	cr_assert_null(S.wbuf);
+	seg_path(path, 1);
+	cr_assert_eq(file_size(path), segset_last(&S)->size);
+	/* A failed fsync of it is kept as one. */
+	fill_until_set_aside(locs + n, 2000 - n);
+	OK(segset_flush_begin(&S, 0, &job, &claimed));
+	fault_fs_fail(fs, FAULT_SYNC, fault_fs_count(fs, FAULT_SYNC) + 1,
+	              CELLAR_EIO, 0);
+	cr_assert_eq(segset_flush_run(&S, &job), CELLAR_EIO);
+	cr_assert_eq(segset_flush_end(&S, CELLAR_EIO), CELLAR_EIO);
+	cr_assert_eq(S.sync_failed, CELLAR_EIO);
+	segset_close(&S);
+	memset(&S, 0, sizeof S);
+	cellar_fs_free(fs);
+	fs = bare;
 }

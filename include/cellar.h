@@ -578,6 +578,15 @@ typedef struct cellar_db_stats {
 	uint64_t ckpt_copy_bytes_max; /**< the most copied during one checkpoint */
 	/** Longest time one step of a sync or checkpoint held writers, ms. */
 	double ckpt_longest_hold_ms;
+	/**
+	 * Since 0.3 (hardening): bytes of segments the loaded checkpoint
+	 * covered that their files no longer hold, because another program
+	 * cut them short.  The records there are lost: gets of their keys
+	 * fail with CELLAR_ECORRUPT and iteration reports the cut.  0 after a
+	 * clean close or a crash; stays nonzero, checkpoint after checkpoint,
+	 * until cellar_repair() accepts the loss.
+	 */
+	uint64_t lost_bytes;
 } cellar_db_stats;
 
 /* The size of cellar_db_stats before the fields since 0.2 (cellar_stats). */
@@ -989,6 +998,38 @@ CELLAR_API const char *cellar_errmsg(void);
 
 /** The library version as "MAJOR.MINOR.PATCH". */
 CELLAR_API const char *cellar_version(void);
+
+/* ---- hardening: what damage each call reports ---------------------------
+ *
+ * A segment file cut short.  The index file records, for each segment it
+ * covers, how long the segment was when the checkpoint was written, and a
+ * checkpoint is written only after those bytes are durable; so a segment
+ * now shorter than that was cut by another program (or a failing disk),
+ * not torn by a crash.  Then:
+ *   - cellar_open() (read-only or read-write) succeeds and keeps the
+ *     checkpoint; cellar_stats_sized() reports the missing bytes in
+ *     lost_bytes, and the on_event callback gets CELLAR_EVENT_RECOVERED
+ *     naming the segment.  A read-write open writes on in a new segment,
+ *     never after the cut, and every later checkpoint keeps the old size,
+ *     so the loss stays reported across reopens;
+ *   - cellar_get() and its variants (cellar_has, cellar_get_alloc,
+ *     cellar_get_many, cellar_get_pinned) return CELLAR_ECORRUPT for a key
+ *     whose newest record was past the cut (or across it), never
+ *     CELLAR_ENOTFOUND; every other key reads as before;
+ *   - cellar_iter_next() returns CELLAR_ECORRUPT once at the end of the
+ *     segment that was cut ("segment ... was cut short"), then goes on with
+ *     the next segment: every intact live key still comes out once;
+ *   - cellar_compact() never drops such a segment: its index slots still
+ *     name the lost records;
+ *   - cellar_verify() (`cellar check`) reports CELLAR_DAMAGE_INDEX_STALE
+ *     with the segment and the bytes missing, and cellar_repair() accepts
+ *     the loss: it rebuilds the index from what is left, after which the
+ *     lost keys are absent (or show an older value the log still holds).
+ * A crash never does this: a write torn by a crash lies past the
+ * checkpoint and is cut (read-write) or ignored (read-only), reported in
+ * torn_bytes.  Removing the index file also removes this knowledge: the
+ * next writable open rebuilds from the segments and cannot tell a cut.
+ */
 
 #ifdef __cplusplus
 }

@@ -313,6 +313,7 @@ static void stats_of_calls(cellar_db *db, cellar_db_stats *out)
 	out->rebuilt_index = db->recovery.rebuilt;
 	out->torn_bytes = db->recovery.cut_bytes;
 	out->damaged_bytes = db->recovery.damaged_bytes;
+	out->lost_bytes = db->recovery.lost_bytes;
 }
 
 static void stats_of_checkpoints(cellar_db *db, cellar_db_stats *out)

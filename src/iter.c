@@ -68,6 +68,17 @@ static int keep(cellar_iter *it, const record_view *v)
 	return CELLAR_OK;
 }
 
+/* The end of a segment that was cut short: its lost records were live. */
+static int cut_short(const segment *g)
+{
+	return cellar__error(CELLAR_ECORRUPT,
+	                     "segment %016llx.seg was cut short: %llu bytes the "
+	                     "checkpoint covered, from offset %llu, are gone",
+	                     (unsigned long long)g->seq,
+	                     (unsigned long long)(g->covered - g->size),
+	                     (unsigned long long)g->size);
+}
+
 /*
  * Look at the record at the iterator's position and step past it.  *live
  * is 1 if it is live (and copied), 0 if not; the return is CELLAR_OK,
@@ -89,9 +100,10 @@ static int step(cellar_iter *it, int *live)
 		it->off = SEG_HEADER_SIZE;
 	}
 	if (it->off >= g->size) {
+		int cut = it->off < g->covered;
 		it->seq++;
 		it->off = SEG_HEADER_SIZE;
-		return CELLAR_OK;
+		return cut ? cut_short(g) : CELLAR_OK;
 	}
 	rc = segment_record(s, g, it->off, g->size, &v);
 	if (rc == CELLAR_OK)

@@ -275,14 +275,19 @@ static void report_recovery(cellar_db *db)
 	const recovery_result *r = &db->recovery;
 	char msg[256];
 
-	if (!r->cut_bytes && !r->damaged_bytes)
+	if (!r->cut_bytes && !r->damaged_bytes && !r->lost_bytes)
 		return;
 	snprintf(msg, sizeof msg,
 	         "%s %llu bytes of a torn write at the end of the newest "
-	         "segment; skipped %llu bytes of damaged records",
+	         "segment; skipped %llu bytes of damaged records; %llu "
+	         "segments (the first %016llx.seg) lack %llu bytes the "
+	         "checkpoint covered",
 	         db->readonly ? "ignored" : "cut",
 	         (unsigned long long)r->cut_bytes,
-	         (unsigned long long)r->damaged_bytes);
+	         (unsigned long long)r->damaged_bytes,
+	         (unsigned long long)r->lost_segments,
+	         (unsigned long long)r->lost_seq,
+	         (unsigned long long)r->lost_bytes);
 	cellar_event ev = { CELLAR_EVENT_RECOVERED, 0, msg, 0, NULL };
 	bg_event(db, &ev);
 }

@@ -129,20 +129,44 @@ static int ckpt_usable(const segset *segs, const index_ckpt *ck,
 		return 0;
 	for (size_t i = 0; i < ck->nsegs; i++) {
 		const segment *g = segs->by_id[ck->segs[i].id];
-		if (!g || g->seq != ck->segs[i].seq || g->size < ck->segs[i].size)
+		if (!g || g->seq != ck->segs[i].seq)
 			return 0;
 	}
-	/* The segment the checkpoint ends in must reach its position. */
-	for (size_t i = 0; i < segs->n; i++) {
-		const segment *g = segs->list[i];
-		if (g->seq == ck->seq && g->size < ck->off)
-			return 0;
-	}
-	/* ...and must be one it lists. */
+	/* A listed segment shorter than the checkpoint says was cut short
+	 * (mark_cut); the segment the checkpoint ends in must be listed. */
 	int listed = ck->seq == 0;
 	for (size_t j = 0; j < ck->nsegs && !listed; j++)
 		listed = ck->segs[j].seq == ck->seq;
 	return listed;
+}
+
+/*
+ * The checkpoint covered more of a segment than its file now holds: the
+ * file was cut after the checkpoint was written (the segments a checkpoint
+ * covers are durable before it is), so the records past the cut are lost,
+ * not torn.  Remember how long it was; a read-write handle writes on in a
+ * new segment, never after the cut, where the checkpoint's slots still
+ * point.
+ */
+static int mark_cut(segset *segs, const index_ckpt *ck, int readonly,
+                    recovery_result *res)
+{
+	for (size_t i = 0; i < ck->nsegs; i++) {
+		segment *g = segs->by_id[ck->segs[i].id];
+		uint64_t want = ck->segs[i].size;
+		if (g->seq == ck->seq && ck->off > want)
+			want = ck->off;
+		if (g->size >= want)
+			continue;
+		g->covered = want;
+		if (!res->lost_segments++)
+			res->lost_seq = g->seq;
+		res->lost_bytes += want - g->size;
+	}
+	segment *last = segset_last(segs);
+	if (!readonly && last && last->covered)
+		return segset_roll(segs);
+	return CELLAR_OK;
 }
 
 static int replay_from(cellar_index *ix, segset *segs, uint64_t seq,
@@ -202,7 +226,9 @@ int recovery_run(cellar_index **out, segset *segs, cellar_fs *fs,
 		}
 		res->ckpt_seq = ck.seq;
 		res->ckpt_off = ck.off;
-		rc = replay_from(ix, segs, ck.seq, ck.off, kh, readonly, res);
+		rc = mark_cut(segs, &ck, readonly, res);
+		if (rc == CELLAR_OK)
+			rc = replay_from(ix, segs, ck.seq, ck.off, kh, readonly, res);
 		free(ck.segs);
 		if (rc == CELLAR_OK) {
 			*out = ix;
@@ -210,8 +236,13 @@ int recovery_run(cellar_index **out, segset *segs, cellar_fs *fs,
 		}
 		if (rc != CELLAR_ECORRUPT)
 			goto fail;
-		/* The checkpoint itself is damaged: rebuild from the log. */
+		/* The checkpoint itself is damaged: rebuild from the log (what
+		 * it said was cut short stays lost). */
+		recovery_result cut = *res;
 		memset(res, 0, sizeof *res);
+		res->lost_bytes = cut.lost_bytes;
+		res->lost_segments = cut.lost_segments;
+		res->lost_seq = cut.lost_seq;
 	} else {
 		free(ck.segs);
 	}

@@ -55,6 +55,10 @@ typedef struct segment {
 	uint64_t live, dead; /* bytes of live / dead records */
 	uint64_t kept;       /* of dead: tombstones compaction carried forward
 	                      * because they still hide older puts */
+	uint64_t covered;    /* the checkpoint's size of this segment when the
+	                      * file is now shorter (cut by someone else): the
+	                      * records in [size, covered) are lost, and reads
+	                      * of them fail; 0 when the file is whole */
 } segment;
 
 typedef struct segset {

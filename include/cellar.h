@@ -587,6 +587,14 @@ typedef struct cellar_db_stats {
 	 * until cellar_repair() accepts the loss.
 	 */
 	uint64_t lost_bytes;
+	/**
+	 * Since 0.3 (hardening): mappings of this handle (segments, index)
+	 * whose file another program cut short while it was mapped: the SIGBUS
+	 * guard mapped zeros over the missing pages (see "the SIGBUS guard" at
+	 * the end of this header), and reads of them fail with CELLAR_ECORRUPT.
+	 * Reopen the store once the file is restored.
+	 */
+	uint64_t faulted_mappings;
 } cellar_db_stats;
 
 /* The size of cellar_db_stats before the fields since 0.2 (cellar_stats). */

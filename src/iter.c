@@ -14,6 +14,7 @@
 
 #include "error.h"
 #include "handle.h"
+#include "index_file.h"
 
 struct cellar_iter {
 	cellar_db *db;
@@ -21,6 +22,7 @@ struct cellar_iter {
 	uint64_t off;  /* next record in it */
 	uint8_t *buf;  /* the current key and value */
 	size_t cap, key_len, val_len;
+	int told;      /* the end's report of a faulted index mapping is made */
 };
 
 int cellar_iter_new(cellar_db *db, cellar_iter **out)
@@ -80,6 +82,21 @@ static int cut_short(const segment *g)
 }
 
 /*
+ * The end.  If the index file lost pages under its mapping (the SIGBUS
+ * guard put zeros there), live records may have been taken for dead:
+ * say so once, then end.
+ */
+static int at_end(cellar_iter *it)
+{
+	if (it->told || !index_map_faulted(it->db->ix))
+		return CELLAR_EDONE;
+	it->told = 1;
+	return cellar__error(CELLAR_ECORRUPT,
+	                     "the index file was cut short under its mapping: "
+	                     "the iteration may have missed live keys");
+}
+
+/*
  * Look at the record at the iterator's position and step past it.  *live
  * is 1 if it is live (and copied), 0 if not; the return is CELLAR_OK,
  * CELLAR_EDONE at the end, or an error.
@@ -94,7 +111,7 @@ static int step(cellar_iter *it, int *live)
 
 	*live = 0;
 	if (!g)
-		return CELLAR_EDONE;
+		return at_end(it);
 	if (g->seq != it->seq) {
 		it->seq = g->seq;
 		it->off = SEG_HEADER_SIZE;

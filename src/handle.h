@@ -30,6 +30,7 @@
 #include "pagecache.h"
 #include "recovery.h"
 #include "segment.h"
+#include "shadow.h"
 #include "writer.h"
 
 /* Read counters, one cache line per latch slot so threads don't share. */
@@ -66,6 +67,8 @@ struct cellar_db {
 	writer w;   /* read-write handles only */
 	gate gate;  /* iterators vs compaction batches */
 	bg_thread bg;
+	shadow shadow; /* read-only handles: the table rebuilt in memory when
+	                * the index has a damaged chunk (shadow.h) */
 };
 
 static inline uint64_t db_hash(const cellar_db *db, const void *key, size_t len)

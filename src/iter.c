@@ -82,6 +82,24 @@ static int cut_short(const segment *g)
 }
 
 /*
+ * Is (id, off) the key's live record?  A read-only handle whose index has
+ * a damaged chunk asks the table rebuilt in memory (shadow.h).
+ */
+static int has_loc(cellar_db *db, uint64_t h, uint16_t id, uint32_t off,
+                   int *live)
+{
+	cellar_index *sx;
+	int lossy, rc = index_has_loc(db->ix, h, id, off, live);
+
+	if (rc != CELLAR_ECORRUPT || !db->readonly ||
+	    !index_has_bad_chunk(db->ix))
+		return rc;
+	if ((rc = shadow_get(&db->shadow, &db->segs, &db->kh, &sx, &lossy)) < 0)
+		return rc;
+	return index_has_loc(sx, h, id, off, live);
+}
+
+/*
  * The end.  If the index file lost pages under its mapping (the SIGBUS
  * guard put zeros there), live records may have been taken for dead:
  * say so once, then end.
@@ -135,8 +153,8 @@ static int step(cellar_iter *it, int *live)
 		return rc;
 	}
 	if (v.h.kind == RECORD_PUT &&
-	    (rc = index_has_loc(db->ix, db_hash(db, record_key(&v), v.h.key_len),
-	                        g->id, (uint32_t)it->off, live)) < 0) {
+	    (rc = has_loc(db, db_hash(db, record_key(&v), v.h.key_len), g->id,
+	                  (uint32_t)it->off, live)) < 0) {
 		/* A damaged index: never guess, and go on after it. */
 		it->off += v.h.total;
 		record_release(&v);

@@ -102,6 +102,7 @@ static int db_new(cellar_db **out, const char *dir, const cellar_options *opts)
 	memset(db, 0, sizeof *db);
 	latch_init(&db->latch);
 	gate_init(&db->gate);
+	shadow_init(&db->shadow);
 	pthread_mutex_init(&db->bg.mutex, NULL);
 	pthread_cond_init(&db->bg.cond, NULL);
 	take_options(db, opts);
@@ -127,6 +128,7 @@ static void db_free(cellar_db *db)
 	pthread_mutex_destroy(&db->bg.mutex);
 	pthread_cond_destroy(&db->bg.cond);
 	gate_destroy(&db->gate);
+	shadow_free(&db->shadow);
 	free(db->dir);
 	free(db);
 }

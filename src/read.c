@@ -204,6 +204,32 @@ static int miss(const cellar_db *db)
 	return CELLAR_ENOTFOUND;
 }
 
+/*
+ * A read-only handle whose index has a chunk that fails its checksum asks
+ * the table rebuilt in memory from the segments (shadow.h): every key
+ * whose record is intact is served.  rc is the first lookup's answer.
+ */
+static int from_shadow(cellar_db *db, read_req *r, uint64_t h, int rc)
+{
+	cellar_index *sx;
+	unsigned probes;
+	int lossy;
+
+	if (!db->readonly || !index_has_bad_chunk(db->ix))
+		return rc;
+	if ((rc = shadow_get(&db->shadow, &db->segs, &db->kh, &sx, &lossy)) < 0)
+		return rc;
+	get_ctx c = { db, r, 0, 0, 0 };
+	rc = index_lookup_inline(sx, h, match_get, &c, &probes);
+	if (rc == CELLAR_ENOTFOUND && c.damaged)
+		return damaged_key(&c);
+	if (rc == CELLAR_ENOTFOUND && lossy)
+		return cellar__error(CELLAR_ECORRUPT,
+		                     "the index is damaged and the log has damaged "
+		                     "records: the key may be in one of them");
+	return rc;
+}
+
 /* Bump a per-thread counter: plain loads and stores, no locked RMW. */
 static inline void bump(atomic_uint_fast64_t *c, uint64_t by)
 {
@@ -221,6 +247,8 @@ static inline int lookup_held(cellar_db *db, read_req *r, unsigned slot)
 
 	if (rc == CELLAR_ENOTFOUND)
 		rc = c.damaged ? damaged_key(&c) : miss(db);
+	else if (__builtin_expect(rc == CELLAR_ECORRUPT, 0))
+		rc = from_shadow(db, r, h, rc);
 	read_counters *cnt = &db->reads[slot];
 
 	bump(&cnt->gets, 1);
@@ -371,6 +399,8 @@ static void finish_one(cellar_db *db, probe *q, read_counters *cnt)
 	}
 	if (rc == CELLAR_ENOTFOUND)
 		rc = miss(db);
+	else if (rc == CELLAR_ECORRUPT)
+		rc = from_shadow(db, &r, q->hash, rc);
 	it->status = rc;
 	if (rc == CELLAR_OK || rc == CELLAR_EBUFS)
 		it->val_len = r.len;

@@ -261,3 +261,80 @@ fail:
 	index_free(ix);
 	return rc;
 }
+
+/* A valid record into a shadow table: the index only, no counters. */
+static int shadow_apply(cellar_index *ix, const segset *segs, uint64_t hash,
+                        const record_view *v, uint16_t id, uint64_t off)
+{
+	seg_key k = { segs, record_key(v), v->h.key_len, 0 };
+	index_ref ref;
+	int rc;
+
+	if ((rc = index_find(ix, hash, segset_match_key, &k, &ref)) < 0)
+		return rc;
+	if (v->h.kind == RECORD_DELETE && !ref.found)
+		return CELLAR_OK;
+	if ((rc = index_reserve(ix, &ref)) < 0)
+		return rc;
+	if (v->h.kind == RECORD_DELETE) {
+		index_remove(ix, &ref);
+	} else {
+		index_set(ix, &ref, hash, id, (uint32_t)off);
+		index_grow(ix);
+	}
+	return CELLAR_OK;
+}
+
+static int shadow_segment(cellar_index *ix, const segset *segs,
+                          const segment *g, const keyhash *kh, int *lossy)
+{
+	uint64_t off = SEG_HEADER_SIZE, end = g->size;
+	record_view v;
+	int rc;
+
+	*lossy |= g->covered > g->size;
+	while (off < end && end <= UINT32_MAX) {
+		rc = segment_record(segs, g, off, end, &v);
+		if (rc == CELLAR_OK)
+			rc = record_verify(&v, g->seq, off);
+		if (rc == CELLAR_ENOMEM || rc == CELLAR_EIO) {
+			record_release(&v);
+			return rc;
+		}
+		if (rc < 0) {
+			uint64_t next;
+			record_release(&v);
+			*lossy = 1;
+			if ((rc = segment_resync(segs, g, off, end, &next)) < 0)
+				return rc;
+			off = next;
+			continue;
+		}
+		rc = shadow_apply(ix, segs, keyhash_of(kh, record_key(&v), v.h.key_len),
+		                  &v, g->id, off);
+		off += v.h.total;
+		record_release(&v);
+		if (rc < 0)
+			return rc;
+	}
+	return CELLAR_OK;
+}
+
+int recovery_shadow(cellar_index **out, const segset *segs,
+                    const keyhash *kh, int *lossy)
+{
+	cellar_index *ix = NULL;
+	int rc;
+
+	*out = NULL;
+	*lossy = 0;
+	if ((rc = index_new(&ix, kh->seed)) < 0)
+		return rc;
+	for (size_t i = 0; i < segs->n; i++)
+		if ((rc = shadow_segment(ix, segs, segs->list[i], kh, lossy)) < 0) {
+			index_free(ix);
+			return rc;
+		}
+	*out = ix;
+	return CELLAR_OK;
+}

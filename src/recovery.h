@@ -53,4 +53,12 @@ int recovery_run(cellar_index **out, segset *segs, cellar_fs *fs,
 int recovery_apply(cellar_index *ix, segset *segs, uint64_t hash,
                    const record_view *v, segment *g, uint64_t off);
 
+/**
+ * A table of every segment's records, as a rebuild would make it, without
+ * changing the segments or their counters (shadow.h: a read-only handle's
+ * damaged index).  *lossy is set if a damaged record was skipped.
+ */
+int recovery_shadow(cellar_index **out, const segset *segs,
+                    const keyhash *kh, int *lossy);
+
 #endif

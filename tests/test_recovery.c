@@ -868,7 +868,7 @@ Test(recovery, damaged_record_mid_newest_segment_is_skipped_not_cut,
 	OK(cellar_close(db));
 }
 
-Test(recovery, damaged_index_bucket_fails_lookups_until_rebuilt,
+Test(recovery, damaged_index_bucket_is_served_then_rebuilt,
      .init = setup, .fini = teardown)
 {
 	cellar_options ro = CELLAR_OPTIONS_INIT;
@@ -879,18 +879,20 @@ Test(recovery, damaged_index_bucket_fails_lookups_until_rebuilt,
 	fill(2000);
 	/* A byte in the first primary bucket chunk (after the 4 KiB header). */
 	write_at("index", 4096 + 64 * 3 + 5, &b, 1);
-	/* Read-only: chunks are checked when first touched. */
+	/* Read-only: chunks are checked when first touched, and a damaged
+	 * one sends lookups to a table rebuilt in memory: every key is
+	 * served. */
 	ro.flags = CELLAR_READONLY;
 	ro.fs = fs;
 	OK(cellar_open(&db, dir, &ro));
 	for (unsigned i = 0; i < 2000; i++) {
 		int rc = check_key(db, i);
-		cr_assert(rc == CELLAR_ECORRUPT || rc == CELLAR_OK ||
-		          (rc == CELLAR_ENOTFOUND && !gen[i]), "key %u: %s", i,
-		          cellar_strerror(rc));
+		cr_assert(rc == CELLAR_OK || (rc == CELLAR_ENOTFOUND && !gen[i]),
+		          "key %u: %s", i, cellar_strerror(rc));
 		corrupt += rc == CELLAR_ECORRUPT;
 	}
-	cr_assert_gt(corrupt, 0, "the damaged chunk is noticed");
+	cr_assert_eq(corrupt, 0);
+	check_all(db, 2000, NULL);
 	OK(cellar_close(db));
 	/* Read-write: every chunk is checked at open, and the damage rebuilt. */
 	db = open_rw();

@@ -1037,6 +1037,46 @@ CELLAR_API const char *cellar_version(void);
  * checkpoint and is cut (read-write) or ignored (read-only), reported in
  * torn_bytes.  Removing the index file also removes this knowledge: the
  * next writable open rebuilds from the segments and cannot tell a cut.
+ *
+ * A damaged index chunk.  A read-write open checks every chunk and
+ * rebuilds the index from the segments if one fails.  A read-only handle
+ * checks each chunk when a lookup first touches it; when one fails, the
+ * lookup (cellar_get and its variants, and the iterator's "is this record
+ * live" step) is answered from a table the handle rebuilds in memory from
+ * the segments, once, on the first such lookup: that call reads every
+ * record of every segment (the same pass a rebuilding read-write open
+ * makes, and as long) and the table costs about the index file's
+ * size in memory, until the handle closes.  Every key whose record is
+ * intact is served; a key the rebuilt table lacks while the log has
+ * damaged records reads as CELLAR_ECORRUPT.  Concurrent lookups wait for
+ * the rebuild.
+ *
+ * The SIGBUS guard.  With the default mmap file system, another program
+ * truncating a store file that a handle has mapped would kill the reader
+ * with SIGBUS at its next touch of a lost page.  cellar installs a SIGBUS
+ * handler (SA_SIGINFO | SA_ONSTACK) when it makes its first mapping in the
+ * process, and registers every mapping it makes.  On a fault inside one of
+ * them the handler maps zero-filled pages over the rest of that mapping
+ * and returns: the read then fails its checksum and the call returns
+ * CELLAR_ECORRUPT (a lookup that finds no slot in a faulted index mapping
+ * returns CELLAR_ECORRUPT rather than CELLAR_ENOTFOUND, and an iteration
+ * over one ends with one CELLAR_ECORRUPT).  cellar_stats_sized() counts the
+ * faulted mappings in faulted_mappings; reopen the store once its files
+ * are restored.  What was already read is unaffected, except a value held
+ * through cellar_get_pinned(), whose bytes may turn to zeros.  The hot path
+ * pays nothing: only mapping and unmapping touch the registry.
+ *   Interplay with the application's handlers: a SIGBUS that is not a
+ *   fault in a cellar mapping (another mapping of the application's, or a
+ *   SIGBUS sent with kill()) goes to the handler that was installed before
+ *   cellar's (called as SA_SIGINFO or plain, as it was installed), or, if
+ *   there was none or it was SIG_IGN, gets the default action: the process
+ *   dies of SIGBUS as it would have without cellar.  An application that
+ *   installs its own SIGBUS handler after opening a store replaces
+ *   cellar's; to keep the guard, save the previous action sigaction()
+ *   returns and call it for faults it does not handle itself (their
+ *   si_addr lies in cellar's mappings).  Where SIGBUS must stay the
+ *   application's alone, use cellar_fs_posix_new(), which maps nothing.
+ *   The handler calls only mmap() and atomic loads and stores.
  */
 
 #ifdef __cplusplus

@@ -1063,7 +1063,10 @@ CELLAR_API const char *cellar_version(void);
  * over one ends with one CELLAR_ECORRUPT).  cellar_stats_sized() counts the
  * faulted mappings in faulted_mappings; reopen the store once its files
  * are restored.  What was already read is unaffected, except a value held
- * through cellar_get_pinned(), whose bytes may turn to zeros.  The hot path
+ * through cellar_get_pinned(), whose bytes may turn to zeros.  Known gap: a
+ * get whose file is cut in the nanoseconds between its checksum check and
+ * its copy can still deliver zeros as the value (the iterator re-checks
+ * and returns CELLAR_ECORRUPT instead).  The hot path
  * pays nothing: only mapping and unmapping touch the registry.
  *   Interplay with the application's handlers: a SIGBUS that is not a
  *   fault in a cellar mapping (another mapping of the application's, or a

@@ -15,6 +15,7 @@
 #include "error.h"
 #include "handle.h"
 #include "index_file.h"
+#include "sigbus.h"
 
 struct cellar_iter {
 	cellar_db *db;
@@ -140,6 +141,9 @@ static int step(cellar_iter *it, int *live)
 		it->off = SEG_HEADER_SIZE;
 		return cut ? cut_short(g) : CELLAR_OK;
 	}
+	/* A file cut between the check and the copy (the SIGBUS guard puts
+	 * zeros there) must not hand out the copy: see below. */
+	uint64_t rescues = fs_sigbus_rescues();
 	rc = segment_record(s, g, it->off, g->size, &v);
 	if (rc == CELLAR_OK)
 		rc = record_verify(&v, g->seq, it->off);
@@ -163,6 +167,12 @@ static int step(cellar_iter *it, int *live)
 	it->off += v.h.total;
 	rc = *live ? keep(it, &v) : CELLAR_OK;
 	record_release(&v);
+	if (rc == CELLAR_OK && *live && fs_sigbus_rescues() != rescues) {
+		*live = 0;
+		return cellar__error(CELLAR_ECORRUPT, "segment %016llx.seg was cut "
+		                     "while the record was read",
+		                     (unsigned long long)g->seq);
+	}
 	return rc;
 }
 

@@ -20,8 +20,9 @@
  *   write_at below len is visible at once, and the buffer never moves while
  *   a mapping of the file is live.  Hence, while mapped, a write_at or
  *   truncate that needs more than the reserved capacity fails with
- *   CELLAR_ENOMEM, and so does a second, longer map(); cellar maps a file
- *   once, with its final length.  Bytes past the size read as zeros.
+ *   CELLAR_ENOMEM, and so does a second, longer map().  A map of 64 KiB or
+ *   more reserves 5 GiB of address space (more than a segment file can
+ *   hold), so that a segment keeps growing while several handles map it.  Bytes past the size read as zeros.
  *   map(len 0) gives CELLAR_EINVAL.  unmap() finds the mapping by address
  *   and length; its file argument is ignored and may be closed.
  * - resident reports every byte as in memory, and lock_mem/unlock_mem
@@ -43,6 +44,9 @@
 #include "fs_util.h"
 
 #define MEM_MAX_SIZE ((uint64_t)1 << 40)
+/* Mappings of at least MEM_MAP_GROW_MIN reserve MEM_MAP_ROOM (see map). */
+#define MEM_MAP_GROW_MIN ((uint64_t)64 << 10)
+#define MEM_MAP_ROOM ((uint64_t)5 << 30)
 
 
 /*
@@ -394,7 +398,12 @@ static int mem_map(cellar_fs *fs, cellar_file *f, uint64_t len, int hint,
 	if (len == 0)
 		return cellar__error(CELLAR_EINVAL, "map: length 0");
 	pthread_mutex_lock(&m->mu);
-	rc = reserve(n, len, "map");
+	/* A file mapped at segment sizes may still grow (a writer appends,
+	 * while a read-only handle maps it too): reserve address space for
+	 * the largest segment file at once, so that the buffer never has to
+	 * move under a live mapping.  Untouched, it costs no memory. */
+	rc = reserve(n, len >= MEM_MAP_GROW_MIN && len < MEM_MAP_ROOM
+	                    ? MEM_MAP_ROOM : len, "map");
 	if (rc != CELLAR_OK)
 		goto fail;
 	if (m->nmaps == m->cap_maps) {

@@ -8,6 +8,8 @@
  * A mapping may be longer than the file: pages past the end become readable
  * as the file grows (MAP_SHARED shares the page cache with pwrite), and
  * cellar never touches bytes past the size (that would raise SIGBUS).
+ * Every mapping is registered with the SIGBUS guard (sigbus.h), so a reader
+ * survives another program cutting a mapped file: it reads zeros there.
  * map() of length 0 fails with CELLAR_EINVAL.
  *
  * Owns only the mappings and these memory calls; every other operation is posix.c's and must not
@@ -23,6 +25,7 @@
 #include "error.h"
 #include "fs_util.h"
 #include "posix_impl.h"
+#include "sigbus.h"
 
 static int mmap_map(cellar_fs *fs, cellar_file *f, uint64_t len, int hint,
                     const void **out)
@@ -63,6 +66,8 @@ static int mmap_map(cellar_fs *fs, cellar_file *f, uint64_t len, int hint,
 	if (hint == CELLAR_FS_MAP_HOT)
 		(void)madvise(p, (size_t)len, MADV_HUGEPAGE);
 #endif
+	/* Guarded: a reader survives another program cutting the file. */
+	fs_sigbus_add(p, (size_t)len);
 	*out = p;
 	return CELLAR_OK;
 }
@@ -75,6 +80,7 @@ static int mmap_unmap(cellar_fs *fs, cellar_file *f, const void *addr,
 	(void)f;
 	if (!addr || len == 0 || len > SIZE_MAX)
 		return cellar__error(CELLAR_EINVAL, "unmap: bad mapping");
+	fs_sigbus_remove(addr);
 	if (munmap((void *)(uintptr_t)addr, (size_t)len) < 0)
 		return fs__errno(errno, "unmap", "(mapping)");
 	return CELLAR_OK;

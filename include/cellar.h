@@ -651,6 +651,23 @@ typedef struct cellar_db_stats {
 	 *  disk, for the file systems that keep a removed file's bytes while
 	 *  it is open). */
 	uint64_t snapshot_segment_bytes;
+	/**
+	 * Since 0.3 (hardening): bytes of segments the loaded checkpoint
+	 * covered that their files no longer hold, because another program
+	 * cut them short.  The records there are lost: gets of their keys
+	 * fail with CELLAR_ECORRUPT and iteration reports the cut.  0 after a
+	 * clean close or a crash; stays nonzero, checkpoint after checkpoint,
+	 * until cellar_repair() accepts the loss.
+	 */
+	uint64_t lost_bytes;
+	/**
+	 * Since 0.3 (hardening): mappings of this handle (segments, index)
+	 * whose file another program cut short while it was mapped: the SIGBUS
+	 * guard mapped zeros over the missing pages (see "the SIGBUS guard" at
+	 * the end of this header), and reads of them fail with CELLAR_ECORRUPT.
+	 * Reopen the store once the file is restored.
+	 */
+	uint64_t faulted_mappings;
 } cellar_db_stats;
 
 /* The size of cellar_db_stats before the fields since 0.2 (cellar_stats). */
@@ -1441,6 +1458,80 @@ CELLAR_API int cellar_watch(cellar_db *db, const void *prefix,
  * @return CELLAR_OK.
  */
 CELLAR_API int cellar_unwatch(cellar_sub *sub);
+/* ---- hardening: what damage each call reports ---------------------------
+ *
+ * A segment file cut short.  The index file records, for each segment it
+ * covers, how long the segment was when the checkpoint was written, and a
+ * checkpoint is written only after those bytes are durable; so a segment
+ * now shorter than that was cut by another program (or a failing disk),
+ * not torn by a crash.  Then:
+ *   - cellar_open() (read-only or read-write) succeeds and keeps the
+ *     checkpoint; cellar_stats_sized() reports the missing bytes in
+ *     lost_bytes, and the on_event callback gets CELLAR_EVENT_RECOVERED
+ *     naming the segment.  A read-write open writes on in a new segment,
+ *     never after the cut, and every later checkpoint keeps the old size,
+ *     so the loss stays reported across reopens;
+ *   - cellar_get() and its variants (cellar_has, cellar_get_alloc,
+ *     cellar_get_many, cellar_get_pinned) return CELLAR_ECORRUPT for a key
+ *     whose newest record was past the cut (or across it), never
+ *     CELLAR_ENOTFOUND; every other key reads as before;
+ *   - cellar_iter_next() returns CELLAR_ECORRUPT once at the end of the
+ *     segment that was cut ("segment ... was cut short"), then goes on with
+ *     the next segment: every intact live key still comes out once;
+ *   - cellar_compact() never drops such a segment: its index slots still
+ *     name the lost records;
+ *   - cellar_verify() (`cellar check`) reports CELLAR_DAMAGE_INDEX_STALE
+ *     with the segment and the bytes missing, and cellar_repair() accepts
+ *     the loss: it rebuilds the index from what is left, after which the
+ *     lost keys are absent (or show an older value the log still holds).
+ * A crash never does this: a write torn by a crash lies past the
+ * checkpoint and is cut (read-write) or ignored (read-only), reported in
+ * torn_bytes.  Removing the index file also removes this knowledge: the
+ * next writable open rebuilds from the segments and cannot tell a cut.
+ *
+ * A damaged index chunk.  A read-write open checks every chunk and
+ * rebuilds the index from the segments if one fails.  A read-only handle
+ * checks each chunk when a lookup first touches it; when one fails, the
+ * lookup (cellar_get and its variants, and the iterator's "is this record
+ * live" step) is answered from a table the handle rebuilds in memory from
+ * the segments, once, on the first such lookup: that call reads every
+ * record of every segment (the same pass a rebuilding read-write open
+ * makes, and as long) and the table costs about the index file's
+ * size in memory, until the handle closes.  Every key whose record is
+ * intact is served; a key the rebuilt table lacks while the log has
+ * damaged records reads as CELLAR_ECORRUPT.  Concurrent lookups wait for
+ * the rebuild.
+ *
+ * The SIGBUS guard.  With the default mmap file system, another program
+ * truncating a store file that a handle has mapped would kill the reader
+ * with SIGBUS at its next touch of a lost page.  cellar installs a SIGBUS
+ * handler (SA_SIGINFO | SA_ONSTACK) when it makes its first mapping in the
+ * process, and registers every mapping it makes.  On a fault inside one of
+ * them the handler maps zero-filled pages over the rest of that mapping
+ * and returns: the read then fails its checksum and the call returns
+ * CELLAR_ECORRUPT (a lookup that finds no slot in a faulted index mapping
+ * returns CELLAR_ECORRUPT rather than CELLAR_ENOTFOUND, and an iteration
+ * over one ends with one CELLAR_ECORRUPT).  cellar_stats_sized() counts the
+ * faulted mappings in faulted_mappings; reopen the store once its files
+ * are restored.  What was already read is unaffected, except a value held
+ * through cellar_get_pinned(), whose bytes may turn to zeros.  Known gap: a
+ * get whose file is cut in the nanoseconds between its checksum check and
+ * its copy can still deliver zeros as the value (the iterator re-checks
+ * and returns CELLAR_ECORRUPT instead).  The hot path
+ * pays nothing: only mapping and unmapping touch the registry.
+ *   Interplay with the application's handlers: a SIGBUS that is not a
+ *   fault in a cellar mapping (another mapping of the application's, or a
+ *   SIGBUS sent with kill()) goes to the handler that was installed before
+ *   cellar's (called as SA_SIGINFO or plain, as it was installed), or, if
+ *   there was none or it was SIG_IGN, gets the default action: the process
+ *   dies of SIGBUS as it would have without cellar.  An application that
+ *   installs its own SIGBUS handler after opening a store replaces
+ *   cellar's; to keep the guard, save the previous action sigaction()
+ *   returns and call it for faults it does not handle itself (their
+ *   si_addr lies in cellar's mappings).  Where SIGBUS must stay the
+ *   application's alone, use cellar_fs_posix_new(), which maps nothing.
+ *   The handler calls only mmap() and atomic loads and stores.
+ */
 
 #ifdef __cplusplus
 }

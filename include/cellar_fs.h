@@ -223,8 +223,10 @@ CELLAR_API int cellar_fs_posix_new(cellar_fs **out);
 
 /**
  * Create a POSIX file system whose map() uses mmap(); this is the default.
- * A mapped file truncated by another program while mapped can raise SIGBUS
- * in the reading process; cellar itself never truncates a mapped file.
+ * A mapped file truncated by another program while mapped would raise
+ * SIGBUS in the reading process; every mapping is registered with cellar's
+ * SIGBUS guard, which turns that into CELLAR_ECORRUPT (see "The SIGBUS
+ * guard" in cellar.h).  cellar itself never truncates a mapped file.
  * @param[out] out  the new file system; NULL on failure.
  * @return CELLAR_OK or CELLAR_ENOMEM.
  */

@@ -128,8 +128,12 @@ static int copy_batch(writer *w, uint64_t seq, uint64_t *off, int oldest,
 		bytes += total;
 		n++;
 	}
-	if (*off >= g->size)
+	if (*off >= g->size) {
 		*done = 1;
+		/* Cut short: slots still name its lost records; keep it. */
+		if (g->covered > g->size)
+			*damaged = 1;
+	}
 	return CELLAR_OK;
 }
 

@@ -15,10 +15,12 @@
 #include "bucket.h"
 #include "error.h"
 #include "handle.h"
+#include "index_file.h"
 #include "meta.h"
 #include "read.h"
 #include "snapshot.h"
 #include "watch.h"
+#include "sigbus.h"
 
 /* What a call needs of its arguments (enter). */
 enum {
@@ -304,7 +306,9 @@ static void stats_of_store(cellar_db *db, cellar_db_stats *out)
 		out->live_bytes += g->live;
 		out->dead_bytes += g->dead;
 		out->segment_bytes += g->size;
+		out->faulted_mappings += g->map && fs_sigbus_faulted(g->map);
 	}
+	out->faulted_mappings += (uint64_t)index_map_faulted(ix);
 	out->segments = db->segs.n;
 	out->index_bytes = index_file_size(ix, db->segs.n);
 	index_sizes(ix, &out->buckets, &out->overflow_buckets);
@@ -342,6 +346,7 @@ static void stats_of_calls(cellar_db *db, cellar_db_stats *out)
 	out->refreshes = load_relaxed(&db->refreshes);
 	out->refresh_reloads = load_relaxed(&db->reloads);
 	out->refreshed_records = load_relaxed(&db->refreshed_records);
+	out->lost_bytes = db->recovery.lost_bytes;
 }
 
 static void stats_of_checkpoints(cellar_db *db, cellar_db_stats *out)

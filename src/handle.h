@@ -34,6 +34,7 @@
 #include "pagecache.h"
 #include "recovery.h"
 #include "segment.h"
+#include "shadow.h"
 #include "writer.h"
 
 /* Read counters, one cache line per latch slot so threads don't share. */
@@ -74,6 +75,8 @@ struct cellar_db {
 	pthread_mutex_t refresh_mutex;  /* read-only handles: one refresh at a time */
 	atomic_uint_fast64_t refreshes, reloads, refreshed_records;
 	struct watch_hub *watch; /* change events (watch.c), or NULL */
+	shadow shadow; /* read-only handles: the table rebuilt in memory when
+	                * the index has a damaged chunk (shadow.h) */
 };
 
 /*

@@ -213,6 +213,18 @@ static int match_loc(void *ctx, uint16_t seg, uint32_t off, int *hit)
 	return CELLAR_OK;
 }
 
+int index_has_bad_chunk(const cellar_index *ix)
+{
+	const index_array *arrays[2] = { &ix->prim, &ix->ovf };
+
+	for (int a = 0; a < 2; a++)
+		for (size_t c = 0; c < arrays[a]->nchunks; c++)
+			if (atomic_load_explicit(&arrays[a]->chunks[c].state,
+			                         memory_order_relaxed) == CHUNK_BAD)
+				return 1;
+	return 0;
+}
+
 int index_has_loc(cellar_index *ix, uint64_t hash, uint16_t seg, uint32_t off,
                   int *found)
 {

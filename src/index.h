@@ -253,6 +253,9 @@ int index_lookup(cellar_index *ix, uint64_t hash, index_match_fn match,
  * Is (seg, off) the location stored for hash?  *found receives 1 or 0;
  * returns CELLAR_OK or an error (a damaged chunk or chain).
  */
+/** Has a chunk of ix failed its checksum (a lookup then gave ECORRUPT)? */
+int index_has_bad_chunk(const cellar_index *ix);
+
 int index_has_loc(cellar_index *ix, uint64_t hash, uint16_t seg, uint32_t off,
                   int *found);
 

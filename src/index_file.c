@@ -15,6 +15,7 @@
 #include "index_file.h"
 #include "index_table.h"
 #include "pages.h"
+#include "sigbus.h"
 
 #define SEG_ENTRY_SIZE 40
 /* Segment ids are 16-bit: a checkpoint lists at most this many. */
@@ -484,4 +485,9 @@ void index_file_encode_header(uint8_t hdr[INDEX_HEADER_SIZE],
 	ix.ovf_used = sh->ovf_used;
 	memset(hdr, 0, INDEX_HEADER_SIZE);
 	encode_header(hdr, &ix, ck, tail, tail_len);
+}
+
+int index_map_faulted(const cellar_index *ix)
+{
+	return ix->map && fs_sigbus_faulted(ix->map);
 }

@@ -124,4 +124,11 @@ int index_warm(cellar_index *ix);
 /** Release the checkpoint a loaded table points into (index_free does). */
 void index_file_release(cellar_index *ix);
 
+/**
+ * Did the index file's mapping lose pages under it (another program cut
+ * the file; the SIGBUS guard, fs/sigbus.h, mapped zeros there)?  Then an
+ * empty bucket may be a lost one.  One load while no fault ever happened.
+ */
+int index_map_faulted(const cellar_index *ix);
+
 #endif

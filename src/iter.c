@@ -15,12 +15,15 @@
 #include "error.h"
 #include "handle.h"
 #include "item.h"
+#include "index_file.h"
+#include "sigbus.h"
 
 struct cellar_iter {
 	cellar_db *db;
 	uint64_t seq;  /* segment being read */
 	uint64_t off;  /* next record in it */
 	item_buf item; /* the current key and value */
+	int told;      /* the end's report of a faulted index mapping is made */
 };
 
 int cellar_iter_new(cellar_db *db, cellar_iter **out)
@@ -51,6 +54,50 @@ void cellar_iter_free(cellar_iter *it)
 	free(it);
 }
 
+/* The end of a segment that was cut short: its lost records were live. */
+static int cut_short(const segment *g)
+{
+	return cellar__error(CELLAR_ECORRUPT,
+	                     "segment %016llx.seg was cut short: %llu bytes the "
+	                     "checkpoint covered, from offset %llu, are gone",
+	                     (unsigned long long)g->seq,
+	                     (unsigned long long)(g->covered - g->size),
+	                     (unsigned long long)g->size);
+}
+
+/*
+ * Is (id, off) the key's live record?  A read-only handle whose index has
+ * a damaged chunk asks the table rebuilt in memory (shadow.h).
+ */
+static int has_loc(cellar_db *db, uint64_t h, uint16_t id, uint32_t off,
+                   int *live)
+{
+	cellar_index *sx;
+	int lossy, rc = index_has_loc(db->ix, h, id, off, live);
+
+	if (rc != CELLAR_ECORRUPT || !db->readonly ||
+	    !index_has_bad_chunk(db->ix))
+		return rc;
+	if ((rc = shadow_get(&db->shadow, &db->segs, &db->kh, &sx, &lossy)) < 0)
+		return rc;
+	return index_has_loc(sx, h, id, off, live);
+}
+
+/*
+ * The end.  If the index file lost pages under its mapping (the SIGBUS
+ * guard put zeros there), live records may have been taken for dead:
+ * say so once, then end.
+ */
+static int at_end(cellar_iter *it)
+{
+	if (it->told || !index_map_faulted(it->db->ix))
+		return CELLAR_EDONE;
+	it->told = 1;
+	return cellar__error(CELLAR_ECORRUPT,
+	                     "the index file was cut short under its mapping: "
+	                     "the iteration may have missed live keys");
+}
+
 /*
  * Look at the record at the iterator's position and step past it.  *live
  * is 1 if it is live (and copied), 0 if not; the return is CELLAR_OK,
@@ -66,16 +113,20 @@ static int step(cellar_iter *it, int *live)
 
 	*live = 0;
 	if (!g)
-		return CELLAR_EDONE;
+		return at_end(it);
 	if (g->seq != it->seq) {
 		it->seq = g->seq;
 		it->off = SEG_HEADER_SIZE;
 	}
 	if (it->off >= g->size) {
+		int cut = it->off < g->covered;
 		it->seq++;
 		it->off = SEG_HEADER_SIZE;
-		return CELLAR_OK;
+		return cut ? cut_short(g) : CELLAR_OK;
 	}
+	/* A file cut between the check and the copy (the SIGBUS guard puts
+	 * zeros there) must not hand out the copy: see below. */
+	uint64_t rescues = fs_sigbus_rescues();
 	rc = segment_record(s, g, it->off, g->size, &v);
 	if (rc == CELLAR_OK)
 		rc = record_verify(&v, g->seq, it->off);
@@ -89,8 +140,8 @@ static int step(cellar_iter *it, int *live)
 		return rc;
 	}
 	if (v.h.kind == RECORD_PUT &&
-	    (rc = index_has_loc(db->ix, db_hash(db, record_key(&v), v.h.key_len),
-	                        g->id, (uint32_t)it->off, live)) < 0) {
+	    (rc = has_loc(db, db_hash(db, record_key(&v), v.h.key_len), g->id,
+	                  (uint32_t)it->off, live)) < 0) {
 		/* A damaged index: never guess, and go on after it. */
 		it->off += v.h.total;
 		record_release(&v);
@@ -99,6 +150,12 @@ static int step(cellar_iter *it, int *live)
 	it->off += v.h.total;
 	rc = *live ? item_keep(&it->item, &v) : CELLAR_OK;
 	record_release(&v);
+	if (rc == CELLAR_OK && *live && fs_sigbus_rescues() != rescues) {
+		*live = 0;
+		return cellar__error(CELLAR_ECORRUPT, "segment %016llx.seg was cut "
+		                     "while the record was read",
+		                     (unsigned long long)g->seq);
+	}
 	return rc;
 }
 

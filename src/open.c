@@ -104,6 +104,7 @@ static int db_new(cellar_db **out, const char *dir, const cellar_options *opts)
 	memset(db, 0, sizeof *db);
 	latch_init(&db->latch);
 	gate_init(&db->gate);
+	shadow_init(&db->shadow);
 	pthread_mutex_init(&db->bg.mutex, NULL);
 	pthread_cond_init(&db->bg.cond, NULL);
 	pthread_mutex_init(&db->refresh_mutex, NULL);
@@ -138,6 +139,7 @@ static void db_free(cellar_db *db)
 	pthread_cond_destroy(&db->bg.cond);
 	pthread_mutex_destroy(&db->refresh_mutex);
 	gate_destroy(&db->gate);
+	shadow_free(&db->shadow);
 	free(db->dir);
 	free(db);
 }
@@ -330,14 +332,19 @@ static void report_recovery(cellar_db *db)
 	const recovery_result *r = &db->recovery;
 	char msg[256];
 
-	if (!r->cut_bytes && !r->damaged_bytes)
+	if (!r->cut_bytes && !r->damaged_bytes && !r->lost_bytes)
 		return;
 	snprintf(msg, sizeof msg,
 	         "%s %llu bytes of a torn write at the end of the newest "
-	         "segment; skipped %llu bytes of damaged records",
+	         "segment; skipped %llu bytes of damaged records; %llu "
+	         "segments (the first %016llx.seg) lack %llu bytes the "
+	         "checkpoint covered",
 	         db->readonly ? "ignored" : "cut",
 	         (unsigned long long)r->cut_bytes,
-	         (unsigned long long)r->damaged_bytes);
+	         (unsigned long long)r->damaged_bytes,
+	         (unsigned long long)r->lost_segments,
+	         (unsigned long long)r->lost_seq,
+	         (unsigned long long)r->lost_bytes);
 	cellar_event ev = { CELLAR_EVENT_RECOVERED, 0, msg, 0, NULL };
 	bg_event(db, &ev);
 }
@@ -416,6 +423,7 @@ static void swap_store(cellar_db *a, cellar_db *b)
 	b->pc = pc;
 	b->kh = kh;
 	b->meta = m;
+	shadow_swap(&a->shadow, &b->shadow);
 	/* The set points at its handle's latch and directory. */
 	a->segs.latch = &a->latch;
 	a->segs.dir = a->dir;
@@ -457,6 +465,15 @@ done:
 	return rc;
 }
 
+/* A catching-up refresh changed the table: a shadow of it is stale. */
+static void forget_shadow(cellar_db *db)
+{
+	latch_write_lock(&db->latch);
+	cellar_index *old = shadow_take(&db->shadow);
+	latch_write_unlock(&db->latch);
+	index_free(old);
+}
+
 int cellar_refresh(cellar_db *db)
 {
 	recovery_result res = { 0 };
@@ -475,8 +492,12 @@ int cellar_refresh(cellar_db *db)
 		rc = REFRESH_RELOAD; /* another store was published here */
 	else if (rc == CELLAR_OK)
 		rc = refresh_follow(db, &res);
+	if (rc == CELLAR_ECORRUPT)
+		rc = REFRESH_RELOAD; /* a damaged index chunk: reopening rebuilds */
 	if (rc == REFRESH_RELOAD)
 		rc = reload(db);
+	else if (res.replayed)
+		forget_shadow(db);
 	if (rc == CELLAR_OK) {
 		atomic_fetch_add(&db->refreshes, 1);
 		atomic_fetch_add(&db->refreshed_records, res.replayed);

@@ -19,8 +19,10 @@
 
 #include "bucket.h"
 #include "error.h"
+#include "index_file.h"
 #include "read.h"
 #include "record.h"
+#include "sigbus.h"
 
 /*
  * Copy a small value inline, sixteen bytes at a time, the last block
@@ -187,6 +189,47 @@ static int damaged_key(const get_ctx *c)
 	                     (unsigned long long)c->damaged_off);
 }
 
+/*
+ * No slot names the key.  If the index file lost pages under its mapping
+ * (another program cut it; the SIGBUS guard put zeros there), the bucket
+ * that would have named it may be one of them: never call it absent.
+ */
+static int miss(const cellar_db *db)
+{
+	if (__builtin_expect(fs_sigbus_rescues() != 0, 0) &&
+	    index_map_faulted(db->ix))
+		return cellar__error(CELLAR_ECORRUPT,
+		                     "the index file was cut short under its "
+		                     "mapping: the key may be in a lost bucket");
+	return CELLAR_ENOTFOUND;
+}
+
+/*
+ * A read-only handle whose index has a chunk that fails its checksum asks
+ * the table rebuilt in memory from the segments (shadow.h): every key
+ * whose record is intact is served.  rc is the first lookup's answer.
+ */
+static int from_shadow(cellar_db *db, read_req *r, uint64_t h, int rc)
+{
+	cellar_index *sx;
+	unsigned probes;
+	int lossy;
+
+	if (!db->readonly || !index_has_bad_chunk(db->ix))
+		return rc;
+	if ((rc = shadow_get(&db->shadow, &db->segs, &db->kh, &sx, &lossy)) < 0)
+		return rc;
+	get_ctx c = { db, r, 0, 0, 0 };
+	rc = index_lookup_inline(sx, h, match_get, &c, &probes);
+	if (rc == CELLAR_ENOTFOUND && c.damaged)
+		return damaged_key(&c);
+	if (rc == CELLAR_ENOTFOUND && lossy)
+		return cellar__error(CELLAR_ECORRUPT,
+		                     "the index is damaged and the log has damaged "
+		                     "records: the key may be in one of them");
+	return rc;
+}
+
 /* Bump a per-thread counter: plain loads and stores, no locked RMW. */
 static inline void bump(atomic_uint_fast64_t *c, uint64_t by)
 {
@@ -202,8 +245,10 @@ static inline int lookup_held(cellar_db *db, read_req *r, unsigned slot)
 	unsigned probes;
 	int rc = index_lookup_inline(db->ix, h, match_get, &c, &probes);
 
-	if (__builtin_expect(rc == CELLAR_ENOTFOUND && c.damaged, 0))
-		rc = damaged_key(&c);
+	if (rc == CELLAR_ENOTFOUND)
+		rc = c.damaged ? damaged_key(&c) : miss(db);
+	else if (__builtin_expect(rc == CELLAR_ECORRUPT, 0))
+		rc = from_shadow(db, r, h, rc);
 	read_counters *cnt = &db->reads[slot];
 
 	bump(&cnt->gets, 1);
@@ -352,6 +397,10 @@ static void finish_one(cellar_db *db, probe *q, read_counters *cnt)
 		if (rc == CELLAR_ENOTFOUND && c.damaged)
 			rc = damaged_key(&c);
 	}
+	if (rc == CELLAR_ENOTFOUND)
+		rc = miss(db);
+	else if (rc == CELLAR_ECORRUPT)
+		rc = from_shadow(db, &r, q->hash, rc);
 	it->status = rc;
 	if (rc == CELLAR_OK || rc == CELLAR_EBUFS)
 		it->val_len = r.len;

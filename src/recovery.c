@@ -39,7 +39,8 @@ int recovery_apply(cellar_index *ix, segset *segs, uint64_t hash,
  * all there and intact (the loop then applies the body's records), else
  * *next past the batch (or end, when the body runs past it).
  */
-static int batch_at(segset *segs, segment *g, uint64_t off, uint64_t end,
+static int batch_at(const segset *segs, const segment *g, uint64_t off,
+                    uint64_t end,
                     const record_view *v, uint64_t *next, int *whole)
 {
 	record_batch b;
@@ -160,20 +161,44 @@ static int ckpt_usable(const segset *segs, const index_ckpt *ck,
 		return 0;
 	for (size_t i = 0; i < ck->nsegs; i++) {
 		const segment *g = segs->by_id[ck->segs[i].id];
-		if (!g || g->seq != ck->segs[i].seq || g->size < ck->segs[i].size)
+		if (!g || g->seq != ck->segs[i].seq)
 			return 0;
 	}
-	/* The segment the checkpoint ends in must reach its position. */
-	for (size_t i = 0; i < segs->n; i++) {
-		const segment *g = segs->list[i];
-		if (g->seq == ck->seq && g->size < ck->off)
-			return 0;
-	}
-	/* ...and must be one it lists. */
+	/* A listed segment shorter than the checkpoint says was cut short
+	 * (mark_cut); the segment the checkpoint ends in must be listed. */
 	int listed = ck->seq == 0;
 	for (size_t j = 0; j < ck->nsegs && !listed; j++)
 		listed = ck->segs[j].seq == ck->seq;
 	return listed;
+}
+
+/*
+ * The checkpoint covered more of a segment than its file now holds: the
+ * file was cut after the checkpoint was written (the segments a checkpoint
+ * covers are durable before it is), so the records past the cut are lost,
+ * not torn.  Remember how long it was; a read-write handle writes on in a
+ * new segment, never after the cut, where the checkpoint's slots still
+ * point.
+ */
+static int mark_cut(segset *segs, const index_ckpt *ck, int readonly,
+                    recovery_result *res)
+{
+	for (size_t i = 0; i < ck->nsegs; i++) {
+		segment *g = segs->by_id[ck->segs[i].id];
+		uint64_t want = ck->segs[i].size;
+		if (g->seq == ck->seq && ck->off > want)
+			want = ck->off;
+		if (g->size >= want)
+			continue;
+		g->covered = want;
+		if (!res->lost_segments++)
+			res->lost_seq = g->seq;
+		res->lost_bytes += want - g->size;
+	}
+	segment *last = segset_last(segs);
+	if (!readonly && last && last->covered)
+		return segset_roll(segs);
+	return CELLAR_OK;
 }
 
 static int replay_from(cellar_index *ix, segset *segs, uint64_t seq,
@@ -233,7 +258,9 @@ int recovery_run(cellar_index **out, segset *segs, cellar_fs *fs,
 		}
 		res->ckpt_seq = ck.seq;
 		res->ckpt_off = ck.off;
-		rc = replay_from(ix, segs, ck.seq, ck.off, kh, readonly, res);
+		rc = mark_cut(segs, &ck, readonly, res);
+		if (rc == CELLAR_OK)
+			rc = replay_from(ix, segs, ck.seq, ck.off, kh, readonly, res);
 		free(ck.segs);
 		if (rc == CELLAR_OK) {
 			*out = ix;
@@ -241,8 +268,13 @@ int recovery_run(cellar_index **out, segset *segs, cellar_fs *fs,
 		}
 		if (rc != CELLAR_ECORRUPT)
 			goto fail;
-		/* The checkpoint itself is damaged: rebuild from the log. */
+		/* The checkpoint itself is damaged: rebuild from the log (what
+		 * it said was cut short stays lost). */
+		recovery_result cut = *res;
 		memset(res, 0, sizeof *res);
+		res->lost_bytes = cut.lost_bytes;
+		res->lost_segments = cut.lost_segments;
+		res->lost_seq = cut.lost_seq;
 	} else {
 		free(ck.segs);
 	}
@@ -349,5 +381,94 @@ int recovery_follow(cellar_index *ix, segset *segs, segment *g, uint64_t end,
 		if (rc < 0)
 			return rc;
 	}
+	return CELLAR_OK;
+}
+
+/* A valid record into a shadow table: the index only, no counters. */
+static int shadow_apply(cellar_index *ix, const segset *segs, uint64_t hash,
+                        const record_view *v, uint16_t id, uint64_t off)
+{
+	seg_key k = { segs, record_key(v), v->h.key_len, 0 };
+	index_ref ref;
+	int rc;
+
+	if ((rc = index_find(ix, hash, segset_match_key, &k, &ref)) < 0)
+		return rc;
+	if (v->h.kind == RECORD_DELETE && !ref.found)
+		return CELLAR_OK;
+	if ((rc = index_reserve(ix, &ref)) < 0)
+		return rc;
+	if (v->h.kind == RECORD_DELETE) {
+		index_remove(ix, &ref);
+	} else {
+		index_set(ix, &ref, hash, id, (uint32_t)off);
+		index_grow(ix);
+	}
+	return CELLAR_OK;
+}
+
+static int shadow_segment(cellar_index *ix, const segset *segs,
+                          const segment *g, const keyhash *kh, int *lossy)
+{
+	uint64_t off = SEG_HEADER_SIZE, end = g->size;
+	record_view v;
+	int rc;
+
+	*lossy |= g->covered > g->size;
+	while (off < end && end <= UINT32_MAX) {
+		rc = segment_record(segs, g, off, end, &v);
+		if (rc == CELLAR_OK)
+			rc = record_verify(&v, g->seq, off);
+		if (rc == CELLAR_ENOMEM || rc == CELLAR_EIO) {
+			record_release(&v);
+			return rc;
+		}
+		if (rc == CELLAR_OK && v.h.kind == RECORD_BATCH) {
+			/* A whole batch: its records follow; else skip it all. */
+			uint64_t next;
+			int whole;
+			rc = batch_at(segs, g, off, end, &v, &next, &whole);
+			record_release(&v);
+			if (rc < 0)
+				return rc;
+			*lossy |= !whole;
+			off = next;
+			continue;
+		}
+		if (rc < 0) {
+			uint64_t next;
+			record_release(&v);
+			*lossy = 1;
+			if ((rc = segment_resync(segs, g, off, end, &next)) < 0)
+				return rc;
+			off = next;
+			continue;
+		}
+		rc = shadow_apply(ix, segs, keyhash_of(kh, record_key(&v), v.h.key_len),
+		                  &v, g->id, off);
+		off += v.h.total;
+		record_release(&v);
+		if (rc < 0)
+			return rc;
+	}
+	return CELLAR_OK;
+}
+
+int recovery_shadow(cellar_index **out, const segset *segs,
+                    const keyhash *kh, int *lossy)
+{
+	cellar_index *ix = NULL;
+	int rc;
+
+	*out = NULL;
+	*lossy = 0;
+	if ((rc = index_new(&ix, kh->seed)) < 0)
+		return rc;
+	for (size_t i = 0; i < segs->n; i++)
+		if ((rc = shadow_segment(ix, segs, segs->list[i], kh, lossy)) < 0) {
+			index_free(ix);
+			return rc;
+		}
+	*out = ix;
 	return CELLAR_OK;
 }

@@ -9,6 +9,15 @@
  * dead) and replay resumes at the next valid record; garbage at the end of
  * the newest segment (a write torn by a crash) is cut off, unless the store
  * is opened read-only, in which case it is only ignored.
+ *
+ * A segment the checkpoint lists that is now shorter than the checkpoint
+ * says was cut by someone else (a checkpoint is written only after the
+ * segments it covers are durable): that is damage, not a torn write.  The
+ * checkpoint is kept, so its slots that point past the cut still name the
+ * lost records and reads of them fail with CELLAR_ECORRUPT instead of
+ * saying "not found"; the segment keeps the size the checkpoint gave it in
+ * segment.covered (and in every later checkpoint), and a read-write open
+ * starts a new segment rather than append after the cut.
  */
 #ifndef CELLAR_RECOVERY_H
 #define CELLAR_RECOVERY_H
@@ -24,6 +33,10 @@ typedef struct recovery_result {
 	uint64_t replayed_bytes;
 	uint64_t damaged_bytes; /* bytes skipped as damaged */
 	uint64_t cut_bytes;     /* torn tail removed from the newest segment */
+	uint64_t lost_bytes;    /* bytes the checkpoint covered that segment
+	                         * files no longer hold (they were cut short) */
+	uint64_t lost_segments; /* segments cut short */
+	uint64_t lost_seq;      /* the first of them */
 	int rebuilt;            /* no usable checkpoint: rebuilt from scratch */
 	uint64_t ckpt_seq, ckpt_off; /* position of the loaded checkpoint */
 } recovery_result;
@@ -57,5 +70,13 @@ int recovery_apply(cellar_index *ix, segset *segs, uint64_t hash,
 int recovery_follow(cellar_index *ix, segset *segs, segment *g, uint64_t end,
                     const keyhash *kh, int newest, unsigned budget,
                     recovery_result *res, int *more);
+
+/**
+ * A table of every segment's records, as a rebuild would make it, without
+ * changing the segments or their counters (shadow.h: a read-only handle's
+ * damaged index).  *lossy is set if a damaged record was skipped.
+ */
+int recovery_shadow(cellar_index **out, const segset *segs,
+                    const keyhash *kh, int *lossy);
 
 #endif

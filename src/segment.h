@@ -60,6 +60,10 @@ typedef struct segment {
 	 * this segment; a dropped segment they hold is freed by the last */
 	uint32_t pins;
 	int orphan;          /* dropped while pinned: the last unpin frees it */
+	uint64_t covered;    /* the checkpoint's size of this segment when the
+	                      * file is now shorter (cut by someone else): the
+	                      * records in [size, covered) are lost, and reads
+	                      * of them fail; 0 when the file is whole */
 } segment;
 
 typedef struct segset {

@@ -85,11 +85,22 @@ static int ckpt_matches(verifier *v)
 	}
 	for (size_t i = 0; i < ck->nsegs; i++) {
 		const segment *g = v->segs.by_id[ck->segs[i].id];
-		if (!g || g->seq != ck->segs[i].seq || g->size < ck->segs[i].size) {
+		if (g && g->seq == ck->segs[i].seq && g->size < ck->segs[i].size) {
+			problem(v, CELLAR_DAMAGE_INDEX_STALE, g->seq, g->size,
+			        ck->segs[i].size - g->size, NULL, 0,
+			        "segment %016llx.seg was cut short: the index covers "
+			        "%llu bytes of it, the file holds %llu; the records "
+			        "past the cut are lost (cellar repair accepts that)",
+			        (unsigned long long)g->seq,
+			        (unsigned long long)ck->segs[i].size,
+			        (unsigned long long)g->size);
+			return 0;
+		}
+		if (!g || g->seq != ck->segs[i].seq) {
 			problem(v, CELLAR_DAMAGE_INDEX_STALE, ck->segs[i].seq,
 			        ck->segs[i].size, 0, NULL, 0,
 			        "the index covers %llu bytes of segment %016llx.seg, "
-			        "which is missing or shorter",
+			        "which is missing",
 			        (unsigned long long)ck->segs[i].size,
 			        (unsigned long long)ck->segs[i].seq);
 			return 0;

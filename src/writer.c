@@ -124,7 +124,9 @@ static int ckpt_take(writer *w, ckpt_version *v)
 		segment *g = s->list[i];
 		v->ck.segs[i].id = g->id;
 		v->ck.segs[i].seq = g->seq;
-		v->ck.segs[i].size = g->wend;
+		/* A segment cut short keeps the size the checkpoints gave it:
+		 * its lost records stay lost, not absent. */
+		v->ck.segs[i].size = g->covered > g->wend ? g->covered : g->wend;
 		v->ck.segs[i].live = g->live;
 		v->ck.segs[i].dead = g->dead;
 		v->ck.segs[i].kept = g->kept > UINT32_MAX ? UINT32_MAX

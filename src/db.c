@@ -28,16 +28,6 @@ enum {
 	NEED_KEY = 2       /* a valid key */
 };
 
-static int check_key(const void *key, size_t key_len)
-{
-	if (!key)
-		return cellar__error(CELLAR_EINVAL, "key is NULL");
-	if (key_len == 0 || key_len > CELLAR_MAX_KEY_LEN)
-		return cellar__error(CELLAR_EKEYLEN, "key length %zu not in 1..%u",
-		                     key_len, CELLAR_MAX_KEY_LEN);
-	return CELLAR_OK;
-}
-
 /*
  * The entry of every public call on a handle: forget this thread's last
  * message, then check the handle and, as need says, that it is writable
@@ -50,28 +40,7 @@ static int enter(cellar_db *db, unsigned need, const void *key, size_t key_len)
 		return cellar__error(CELLAR_EINVAL, "db is NULL");
 	if ((need & NEED_WRITABLE) && db->readonly)
 		return cellar__error(CELLAR_EREADONLY, "store is open read-only");
-	return need & NEED_KEY ? check_key(key, key_len) : CELLAR_OK;
-}
-
-int db_enter(cellar_db *db, int writable, const void *key, size_t key_len)
-{
-	return enter(db, (writable ? NEED_WRITABLE : 0) | (key ? NEED_KEY : 0),
-	             key, key_len);
-}
-
-int db_check_key(const void *key, size_t key_len)
-{
-	return check_key(key, key_len);
-}
-
-int db_check_value(const void *val, size_t val_len)
-{
-	if (val_len > CELLAR_MAX_VALUE_LEN)
-		return cellar__error(CELLAR_EVALLEN, "value length %zu > %u",
-		                     val_len, CELLAR_MAX_VALUE_LEN);
-	if (!val && val_len)
-		return cellar__error(CELLAR_EINVAL, "value is NULL");
-	return CELLAR_OK;
+	return need & NEED_KEY ? db_check_key(key, key_len) : CELLAR_OK;
 }
 
 /* ---- writes ------------------------------------------------------------ */
@@ -260,7 +229,7 @@ int cellar_get_many(cellar_db *db, cellar_get_item *items, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		cellar_get_item *it = &items[i];
 		it->val_len = 0;
-		it->status = check_key(it->key, it->key_len);
+		it->status = db_check_key(it->key, it->key_len);
 		if (it->status == CELLAR_OK && !it->buf && it->cap)
 			it->status = cellar__error(CELLAR_EINVAL, "buffer is NULL");
 	}

@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "cellar.h"
+#include "error.h"
 #include "gate.h"
 #include "hash.h"
 #include "index.h"
@@ -80,16 +81,44 @@ struct cellar_db {
 };
 
 /*
- * db.c's entry checks, for the front's other files (batch.c, rmw.c,
- * watch.c): clear this thread's message, check db, that it is writable
+ * The entry checks of the front's files (db.c, batch.c, rmw.c, watch.c):
+ * db_enter clears this thread's message, checks db, that it is writable
  * (if writable) and the key (if key is not NULL; a key that may be NULL
- * goes to db_check_key).
+ * goes to db_check_key).  Here, not in db.c, so that a module db.c calls
+ * (watch.c) can use them without calling back up.
  */
-int db_enter(cellar_db *db, int writable, const void *key, size_t key_len);
 /** CELLAR_OK, CELLAR_EINVAL (NULL) or CELLAR_EKEYLEN. */
-int db_check_key(const void *key, size_t key_len);
+static inline int db_check_key(const void *key, size_t key_len)
+{
+	if (!key)
+		return cellar__error(CELLAR_EINVAL, "key is NULL");
+	if (key_len == 0 || key_len > CELLAR_MAX_KEY_LEN)
+		return cellar__error(CELLAR_EKEYLEN, "key length %zu not in 1..%u",
+		                     key_len, CELLAR_MAX_KEY_LEN);
+	return CELLAR_OK;
+}
+
+static inline int db_enter(cellar_db *db, int writable, const void *key,
+                           size_t key_len)
+{
+	cellar__error_clear();
+	if (!db)
+		return cellar__error(CELLAR_EINVAL, "db is NULL");
+	if (writable && db->readonly)
+		return cellar__error(CELLAR_EREADONLY, "store is open read-only");
+	return key ? db_check_key(key, key_len) : CELLAR_OK;
+}
+
 /** CELLAR_OK, CELLAR_EVALLEN, or CELLAR_EINVAL (NULL with val_len > 0). */
-int db_check_value(const void *val, size_t val_len);
+static inline int db_check_value(const void *val, size_t val_len)
+{
+	if (val_len > CELLAR_MAX_VALUE_LEN)
+		return cellar__error(CELLAR_EVALLEN, "value length %zu > %u",
+		                     val_len, CELLAR_MAX_VALUE_LEN);
+	if (!val && val_len)
+		return cellar__error(CELLAR_EINVAL, "value is NULL");
+	return CELLAR_OK;
+}
 
 static inline uint64_t db_hash(const cellar_db *db, const void *key, size_t len)
 {

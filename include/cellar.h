@@ -1514,11 +1514,14 @@ CELLAR_API int cellar_unwatch(cellar_sub *sub);
  * over one ends with one CELLAR_ECORRUPT).  cellar_stats_sized() counts the
  * faulted mappings in faulted_mappings; reopen the store once its files
  * are restored.  What was already read is unaffected, except a value held
- * through cellar_get_pinned(), whose bytes may turn to zeros.  Known gap: a
- * get whose file is cut in the nanoseconds between its checksum check and
- * its copy can still deliver zeros as the value (the iterator re-checks
- * and returns CELLAR_ECORRUPT instead).  The hot path
- * pays nothing: only mapping and unmapping touch the registry.
+ * through cellar_get_pinned(), whose bytes may turn to zeros.  A file cut
+ * between a read's checksum check and its copy is caught too: gets,
+ * multi-gets, pinned gets and iteration compare the guard's count of
+ * rescued faults before and after, and return CELLAR_ECORRUPT if it moved
+ * (a fault on any cellar mapping of the process meanwhile, so a spurious
+ * error is possible while files are being cut, never zeros).  The hot path
+ * pays two loads of that count; only mapping and unmapping touch the
+ * registry.
  *   Interplay with the application's handlers: a SIGBUS that is not a
  *   fault in a cellar mapping (another mapping of the application's, or a
  *   SIGBUS sent with kill()) goes to the handler that was installed before

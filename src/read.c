@@ -237,10 +237,27 @@ static inline void bump(atomic_uint_fast64_t *c, uint64_t by)
 	                      memory_order_relaxed);
 }
 
+/*
+ * A value was delivered, but the SIGBUS guard rescued a fault since the
+ * lookup began (rescued: the count then): a file may have been cut between
+ * the checksum and the copy, and the copy may hold zeros.  Never hand them
+ * out.  (A fault on another mapping meanwhile costs a spurious error; the
+ * guard rescues only while files are being cut under their mappings.)
+ */
+static int cut_while_read(int rc, uint64_t rescued)
+{
+	if (__builtin_expect(fs_sigbus_rescues() == rescued, 1) ||
+	    (rc != CELLAR_OK && rc != CELLAR_EBUFS))
+		return rc;
+	return cellar__error(CELLAR_ECORRUPT, "a file was cut short under its "
+	                     "mapping while the value was read");
+}
+
 /* The lookup under the latch, counted; the caller holds slot. */
 static inline int lookup_held(cellar_db *db, read_req *r, unsigned slot)
 {
 	uint64_t h = db_hash(db, r->key, r->key_len);
+	uint64_t rescued = fs_sigbus_rescues();
 	get_ctx c = { db, r, 0, 0, 0 };
 	unsigned probes;
 	int rc = index_lookup_inline(db->ix, h, match_get, &c, &probes);
@@ -249,6 +266,8 @@ static inline int lookup_held(cellar_db *db, read_req *r, unsigned slot)
 		rc = c.damaged ? damaged_key(&c) : miss(db);
 	else if (__builtin_expect(rc == CELLAR_ECORRUPT, 0))
 		rc = from_shadow(db, r, h, rc);
+	else
+		rc = cut_while_read(rc, rescued);
 	read_counters *cnt = &db->reads[slot];
 
 	bump(&cnt->gets, 1);
@@ -387,6 +406,7 @@ static void finish_one(cellar_db *db, probe *q, read_counters *cnt)
 	read_req r = { it->key, it->key_len, READ_COPY, it->buf, it->cap, NULL, 0,
 		       NULL, NULL };
 	unsigned probes = 1;
+	uint64_t rescued = fs_sigbus_rescues();
 	int rc = CELLAR_ENOTFOUND, done = q->state == PROBE_ABSENT;
 
 	if (q->state == PROBE_CANDIDATE)
@@ -401,6 +421,8 @@ static void finish_one(cellar_db *db, probe *q, read_counters *cnt)
 		rc = miss(db);
 	else if (rc == CELLAR_ECORRUPT)
 		rc = from_shadow(db, &r, q->hash, rc);
+	else
+		rc = cut_while_read(rc, rescued);
 	it->status = rc;
 	if (rc == CELLAR_OK || rc == CELLAR_EBUFS)
 		it->val_len = r.len;

@@ -158,12 +158,7 @@ static int check_args(const cellar_snapshot *s, const void *key,
 	cellar__error_clear();
 	if (!s)
 		return cellar__error(CELLAR_EINVAL, "snapshot is NULL");
-	if (!key)
-		return cellar__error(CELLAR_EINVAL, "key is NULL");
-	if (key_len == 0 || key_len > CELLAR_MAX_KEY_LEN)
-		return cellar__error(CELLAR_EKEYLEN, "key length %zu not in 1..%u",
-		                     key_len, CELLAR_MAX_KEY_LEN);
-	return CELLAR_OK;
+	return db_check_key(key, key_len);
 }
 
 /* How a found value is handed over (snap_read). */

@@ -168,8 +168,13 @@ static int drop_short_newest(segset *s, struct seq_list *seqs)
 	return CELLAR_OK;
 }
 
-/* Open segment seq, check its header and map it (not yet in the set). */
-static int open_file(segset *s, uint64_t seq, int last, segment **out)
+/*
+ * Open segment seq, check its header and map it (not yet in the set).  A
+ * file still shorter than its header is damage, unless young (a file being
+ * created, which a read-only handle looks at later): then *out = NULL.
+ */
+static int open_file(segset *s, uint64_t seq, int last, int young,
+                     segment **out)
 {
 	char path[FILE_PATH_MAX];
 	uint8_t hdr[SEG_HEADER_SIZE];
@@ -188,6 +193,10 @@ static int open_file(segset *s, uint64_t seq, int last, segment **out)
 	                 &g->file);
 	if (rc < 0 || (rc = s->fs->size(s->fs, g->file, &g->size)) < 0)
 		goto fail;
+	if (g->size < SEG_HEADER_SIZE && young) {
+		segment_free(s, g);
+		return CELLAR_OK;
+	}
 	if (g->size < SEG_HEADER_SIZE) {
 		rc = cellar__error(CELLAR_ECORRUPT,
 		                   "segment %016llx: shorter than its header",
@@ -213,7 +222,7 @@ static int open_one(segset *s, uint64_t seq, int last)
 	segment *g;
 	int rc;
 
-	if ((rc = open_file(s, seq, last, &g)) < 0)
+	if ((rc = open_file(s, seq, last, 0, &g)) < 0)
 		return rc;
 	if (s->by_id[g->id]) {
 		rc = cellar__error(CELLAR_ECORRUPT,
@@ -1081,21 +1090,9 @@ int segset_list_dir(const segset *s, uint64_t **seqs, size_t *n)
 
 int segset_open_new(segset *s, uint64_t seq, segment **out)
 {
-	char path[FILE_PATH_MAX];
-	cellar_file *f = NULL;
-	uint64_t size = 0;
-	int rc;
+	int rc = open_file(s, seq, 1, 1, out);
 
-	*out = NULL;
-	/* A file shorter than its header is being created: not yet. */
-	if ((rc = segment_path(s, seq, path, sizeof path)) < 0 ||
-	    (rc = s->fs->open(s->fs, path, CELLAR_FS_READ, &f)) < 0)
-		return rc;
-	rc = s->fs->size(s->fs, f, &size);
-	s->fs->close(s->fs, f);
-	if (rc < 0 || size < SEG_HEADER_SIZE)
-		return rc;
-	if ((rc = open_file(s, seq, 1, out)) < 0)
+	if (rc < 0 || !*out)
 		return rc;
 	/* Nothing in it is known yet: refresh replays it and moves size. */
 	(*out)->size = (*out)->flushed = (*out)->wend = SEG_HEADER_SIZE;

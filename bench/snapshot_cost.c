@@ -51,11 +51,12 @@ static uint64_t rng(uint64_t *s)
 
 static void put_key(cellar_db *db, uint64_t i, uint64_t ver)
 {
-	char k[17], v[17];
+	char k[24], v[24];
 	int rc;
 
-	snprintf(k, sizeof k, "k%015llu", (unsigned long long)i);
-	snprintf(v, sizeof v, "v%015llu", (unsigned long long)ver);
+	/* 16 bytes each: the numbers stay below 10^15 */
+	snprintf(k, sizeof k, "k%015llu", (unsigned long long)(i % 1000000000000000ull));
+	snprintf(v, sizeof v, "v%015llu", (unsigned long long)(ver % 1000000000000000ull));
 	if ((rc = cellar_put(db, k, 16, v, 16)) < 0)
 		die("put", rc);
 }

@@ -545,10 +545,15 @@ CELLAR_API int cellar_sync(cellar_db *db);
  * without mappings has its files read through instead.
  *
  * It reads every byte of the store once: on a store larger than memory it
- * only evicts itself.  On a read-write handle, writers wait while it reads
- * the segments (not while it reads the index).
- * @return CELLAR_OK, CELLAR_EINVAL (db NULL), or an error of the file
- *   system (CELLAR_EIO, CELLAR_ENOMEM, ...).
+ * only evicts itself.  On a read-write handle it reads the store as it was
+ * when the call began, holding it as a snapshot does (cellar_snapshot):
+ * writers wait only while the append buffer is written to the file and the
+ * version is taken, then go on, copying each index chunk they change
+ * (64 KiB) once; records written meanwhile are not read.  A read-only
+ * handle's refresh waits for the warm.
+ * @return CELLAR_OK, CELLAR_EINVAL (db NULL), CELLAR_EFAILED (a read-write
+ *   handle after a failed write), or an error of the file system
+ *   (CELLAR_EIO, CELLAR_ENOMEM, ...).
  */
 CELLAR_API int cellar_warm(cellar_db *db);
 

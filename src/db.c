@@ -105,22 +105,45 @@ int cellar_compact(cellar_db *db, cellar_compact_result *result)
 	return rc;
 }
 
+/* A read-write handle warms a version of the store (writer.h): its
+ * segments are pinned and flushed, so the reading needs no writer lock. */
+static int warm_version(cellar_db *db)
+{
+	writer_version *v;
+	uint64_t *lens;
+	int rc;
+
+	if ((rc = writer_version_take(&db->w, 1, &v)) < 0)
+		return rc;
+	if (!(lens = malloc((v->nsegs + 1) * sizeof *lens))) {
+		writer_version_release(&db->w, v);
+		return cellar__error(CELLAR_ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < v->nsegs; i++)
+		lens[i] = v->ck.segs[i].size;
+	rc = segset_warm_list(&db->segs, v->segs, lens, v->nsegs);
+	free(lens);
+	writer_version_release(&db->w, v);
+	return rc;
+}
+
 int cellar_warm(cellar_db *db)
 {
 	int rc;
 
 	if ((rc = enter(db, 0, NULL, 0)) < 0)
 		return rc;
-	db_hold_segments(db); /* the segment list stays as it is */
+	if (!db->readonly) {
+		if ((rc = warm_version(db)) == CELLAR_OK)
+			rc = index_warm(db->ix); /* lives as long as the table */
+		return rc;
+	}
+	/* A refresh waits for both parts. */
+	db_hold_segments(db);
 	rc = segset_warm(&db->segs);
-	if (!db->readonly)
-		db_release_segments(db);
-	/* The checkpoint's mapping lives as long as the table: writers wait
-	 * only for the segments' part.  A refresh waits for both. */
 	if (rc == CELLAR_OK)
 		rc = index_warm(db->ix);
-	if (db->readonly)
-		db_release_segments(db);
+	db_release_segments(db);
 	return rc;
 }
 

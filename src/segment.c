@@ -477,39 +477,53 @@ int segment_resync(const segset *s, const segment *g, uint64_t from,
 	return CELLAR_OK;
 }
 
+/* Read [0, len) of one segment's file once; *buf is the read_at buffer,
+ * made on first use. */
+static int warm_one(segset *s, const segment *g, uint64_t len, uint8_t **buf)
+{
+	const void *p;
+	size_t got;
+	int rc = CELLAR_OK;
+
+	if (len == 0)
+		return CELLAR_OK; /* a new file whose first write is to come */
+	if (s->fs->map) {
+		if ((rc = s->fs->map(s->fs, g->file, len, CELLAR_FS_MAP_HOT, &p)) < 0)
+			return rc;
+		pages_touch(p, len);
+		return s->fs->unmap(s->fs, g->file, p, len);
+	}
+	if (!*buf && !(*buf = malloc(FILE_WRITE_UNIT)))
+		return cellar__error(CELLAR_ENOMEM, "out of memory");
+	for (uint64_t off = 0; off < len && rc == CELLAR_OK; off += got) {
+		uint64_t want = len - off < FILE_WRITE_UNIT ? len - off
+		                                            : FILE_WRITE_UNIT;
+		rc = s->fs->read_at(s->fs, g->file, off, *buf, (size_t)want, &got);
+		if (rc == CELLAR_OK && got == 0)
+			break; /* shorter than recorded: nothing more to read */
+	}
+	return rc;
+}
+
 int segset_warm(segset *s)
 {
 	uint8_t *buf = NULL;
 	int rc = CELLAR_OK;
 
-	for (size_t i = 0; i < s->n && rc == CELLAR_OK; i++) {
-		segment *g = s->list[i];
-		uint64_t len = g->wend; /* what the file holds */
-		const void *p;
-		size_t got;
+	for (size_t i = 0; i < s->n && rc == CELLAR_OK; i++)
+		rc = warm_one(s, s->list[i], s->list[i]->wend, &buf);
+	free(buf);
+	return rc;
+}
 
-		if (len == 0)
-			continue; /* a new file whose first write is to come */
-		if (s->fs->map) {
-			if ((rc = s->fs->map(s->fs, g->file, len, CELLAR_FS_MAP_HOT,
-			                     &p)) < 0)
-				break;
-			pages_touch(p, len);
-			rc = s->fs->unmap(s->fs, g->file, p, len);
-			continue;
-		}
-		if (!buf && !(buf = malloc(FILE_WRITE_UNIT))) {
-			rc = cellar__error(CELLAR_ENOMEM, "out of memory");
-			break;
-		}
-		for (uint64_t off = 0; off < len && rc == CELLAR_OK; off += got) {
-			uint64_t want = len - off < FILE_WRITE_UNIT ? len - off
-			                                            : FILE_WRITE_UNIT;
-			rc = s->fs->read_at(s->fs, g->file, off, buf, (size_t)want, &got);
-			if (rc == CELLAR_OK && got == 0)
-				break; /* shorter than recorded: nothing more to read */
-		}
-	}
+int segset_warm_list(segset *s, segment *const *list, const uint64_t *lens,
+                     size_t n)
+{
+	uint8_t *buf = NULL;
+	int rc = CELLAR_OK;
+
+	for (size_t i = 0; i < n && rc == CELLAR_OK; i++)
+		rc = warm_one(s, list[i], lens[i], &buf);
 	free(buf);
 	return rc;
 }

@@ -143,6 +143,14 @@ static inline void segset_locate(const segset *s, const segment *g,
 int segset_warm(segset *s);
 
 /**
+ * Read [0, lens[i]) of each of the n segments of list once, as segset_warm;
+ * no lock needed when each segment is pinned (a writer_version) and each
+ * length lies within what its file held when the list was taken.
+ */
+int segset_warm_list(segset *s, segment *const *list, const uint64_t *lens,
+                     size_t n);
+
+/**
  * Open every segment of dir, in sequence order, validating their headers.
  * Segment sizes are the file sizes; recovery decides the valid end.
  */

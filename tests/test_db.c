@@ -4,6 +4,7 @@
  * hash index under forced collisions and growth.  Runs once per file system.
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1702,6 +1703,130 @@ Test(db, warm_returns_a_file_system_error)
 	cr_assert_gt(fault_fs_count(ff, kind), before + 1);
 	OK(cellar_close(db));
 	cellar_fs_free(ff);
+	cellar_fs_free(base);
+	tc_dir_free(dir);
+}
+
+/*
+ * On a read-write handle, cellar_warm reads a version of the store and
+ * holds no writer while it reads: the file system below stops the warming
+ * thread at its first read, and a put, a sync and a get on another thread
+ * must finish meanwhile (a time-out, not a hang, if they wait for it).
+ */
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pthread_t warmer;
+	int armed, stopped, released, put_done;
+	cellar_fs *base;
+} wb;
+
+static void warm_block_here(void)
+{
+	pthread_mutex_lock(&wb.mu);
+	if (wb.armed && pthread_equal(pthread_self(), wb.warmer)) {
+		wb.armed = 0;
+		wb.stopped = 1;
+		pthread_cond_broadcast(&wb.cv);
+		while (!wb.released)
+			pthread_cond_wait(&wb.cv, &wb.mu);
+	}
+	pthread_mutex_unlock(&wb.mu);
+}
+
+static int wb_map(cellar_fs *fs, cellar_file *f, uint64_t len, int hint,
+                  const void **out)
+{
+	warm_block_here();
+	return wb.base->map(fs, f, len, hint, out);
+}
+
+static int wb_read_at(cellar_fs *fs, cellar_file *f, uint64_t off, void *buf,
+                      size_t len, size_t *got)
+{
+	warm_block_here();
+	return wb.base->read_at(fs, f, off, buf, len, got);
+}
+
+static void *warm_thread(void *arg)
+{
+	return (void *)(intptr_t)cellar_warm(arg);
+}
+
+static void *put_thread(void *arg)
+{
+	cellar_db *db = arg;
+	char v[32];
+	size_t len;
+
+	put_numbered(db, 9999, 1);
+	OK(cellar_sync(db));
+	cr_assert_eq(cellar_get(db, "absent-key", 10, v, sizeof v, &len),
+	             CELLAR_ENOTFOUND);
+	pthread_mutex_lock(&wb.mu);
+	wb.put_done = 1;
+	pthread_cond_broadcast(&wb.cv);
+	pthread_mutex_unlock(&wb.mu);
+	return NULL;
+}
+
+Test(db, warm_on_a_read_write_handle_holds_no_writer)
+{
+	cellar_fs *base = tc_fs_new(), wrap;
+	cellar_options o = CELLAR_OPTIONS_INIT;
+	char *dir = tc_dir_new();
+	pthread_t pt;
+	cellar_db *db;
+	void *ret;
+
+	memset(&wb, 0, sizeof wb);
+	pthread_mutex_init(&wb.mu, NULL);
+	pthread_cond_init(&wb.cv, NULL);
+	wrap = *base;
+	wb.base = base;
+	if (base->map)
+		wrap.map = wb_map;
+	wrap.read_at = wb_read_at;
+	o.flags = CELLAR_CREATE;
+	o.fs = &wrap;
+	OK(cellar_open(&db, dir, &o));
+	for (uint64_t i = 0; i < 2000; i++)
+		put_numbered(db, i, 0);
+	OK(cellar_sync(db));
+	for (uint64_t i = 0; i < 100; i++)
+		put_numbered(db, i, 1); /* in the append buffer: flushed first */
+
+	pthread_mutex_lock(&wb.mu);
+	wb.armed = 1;
+	cr_assert_eq(pthread_create(&wb.warmer, NULL, warm_thread, db), 0);
+	while (!wb.stopped)
+		pthread_cond_wait(&wb.cv, &wb.mu);
+	pthread_mutex_unlock(&wb.mu);
+
+	/* The warm is stopped inside its reading: writers must go on. */
+	cr_assert_eq(pthread_create(&pt, NULL, put_thread, db), 0);
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 20;
+	pthread_mutex_lock(&wb.mu);
+	while (!wb.put_done &&
+	       pthread_cond_timedwait(&wb.cv, &wb.mu, &until) == 0)
+		;
+	int done = wb.put_done;
+	wb.released = 1;
+	pthread_cond_broadcast(&wb.cv);
+	pthread_mutex_unlock(&wb.mu);
+	cr_assert_eq(pthread_join(pt, NULL), 0);
+	cr_assert_eq(pthread_join(wb.warmer, &ret), 0);
+	cr_assert(done, "a put waited for cellar_warm on a read-write handle");
+	cr_assert_eq((intptr_t)ret, CELLAR_OK);
+	for (uint64_t i = 0; i < 2000; i++)
+		expect_numbered(db, i, i < 100);
+	expect_numbered(db, 9999, 1);
+	cellar_db_stats st;
+	OK(cellar_stats_sized(db, &st, sizeof st));
+	cr_assert_eq(st.snapshots, 0, "the warm's version was let go");
+	OK(cellar_close(db));
 	cellar_fs_free(base);
 	tc_dir_free(dir);
 }

@@ -27,6 +27,16 @@ uint8_t *pages_slab_new(void)
 	return (uint8_t *)at;
 }
 
+uint8_t *pages_slab_new_faulted(void)
+{
+	uint8_t *p = pages_slab_new();
+
+	if (p)
+		for (size_t at = 0; at < PAGES_SLAB_BYTES; at += 4096)
+			((volatile uint8_t *)p)[at] = 0;
+	return p;
+}
+
 void pages_slab_free(uint8_t *slab)
 {
 	if (slab)

@@ -21,6 +21,13 @@
  */
 uint8_t *pages_slab_new(void);
 
+/**
+ * pages_slab_new() with every page faulted in already (written with the
+ * zeros it holds): the fault, which can take milliseconds for a huge page
+ * on a virtual machine, is paid here and not by the first real write.
+ */
+uint8_t *pages_slab_new_faulted(void);
+
 /** Give a slab from pages_slab_new() back. */
 void pages_slab_free(uint8_t *slab);
 

@@ -68,7 +68,9 @@ static uint8_t *chunk_alloc(index_array *a, uint8_t *how)
 		if (!v)
 			return NULL;
 		a->slabs = v;
-		if (!(v[a->nslabs] = pages_slab_new()))
+		if (a->nspare)
+			v[a->nslabs] = a->spare[--a->nspare]; /* faulted already */
+		else if (!(v[a->nslabs] = pages_slab_new()))
 			return NULL;
 		a->nslabs++;
 		a->slab_used = 0;
@@ -77,6 +79,36 @@ static uint8_t *chunk_alloc(index_array *a, uint8_t *how)
 	a->slab_used += INDEX_CHUNK_BYTES; /* fresh anonymous memory: zero */
 	*how = CHUNK_SLAB;
 	return p;
+}
+
+size_t index_array_spare_wanted(const index_array *a, size_t n)
+{
+	size_t have = a->nslab_free + a->nspare * INDEX_SLAB_CHUNKS;
+
+	if (a->nchunks < INDEX_SLAB_CHUNKS)
+		return 0; /* chunks come from the heap */
+	if (a->nslabs)
+		have += (INDEX_SLAB_BYTES - a->slab_used) / INDEX_CHUNK_BYTES;
+	return n > have ? (n - have + INDEX_SLAB_CHUNKS - 1) / INDEX_SLAB_CHUNKS
+	                : 0;
+}
+
+void index_array_spare_add(index_array *a, uint8_t *const *v, size_t n)
+{
+	if (a->nspare + n > a->spare_cap) {
+		size_t cap = a->nspare + n;
+		uint8_t **p = realloc(a->spare, cap * sizeof *p);
+		if (p) {
+			a->spare = p;
+			a->spare_cap = cap;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (a->nspare < a->spare_cap)
+			a->spare[a->nspare++] = v[i];
+		else
+			pages_slab_free(v[i]);
+	}
 }
 
 /* A frozen chunk's copy: the whole chunk, the original left as it is. */
@@ -348,6 +380,9 @@ void index_array_free(index_array *a)
 	pins_free(a);
 	for (size_t i = 0; i < a->nslabs; i++)
 		pages_slab_free(a->slabs[i]);
+	for (size_t i = 0; i < a->nspare; i++)
+		pages_slab_free(a->spare[i]);
+	free(a->spare);
 	free(a->slabs);
 	free(a->slab_free);
 	free(a->chunks);

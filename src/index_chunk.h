@@ -77,6 +77,8 @@ typedef struct index_array {
 	uint64_t n;
 	uint8_t **slabs; /* INDEX_SLAB_BYTES areas private chunks are cut from */
 	size_t nslabs, slab_used; /* bytes of the newest slab handed out */
+	uint8_t **spare;     /* faulted slabs not yet cut (index_array_spare) */
+	size_t nspare, spare_cap;
 	uint8_t **slab_free; /* slab chunks given back (a thawed original) */
 	size_t nslab_free, slab_free_cap;
 	/* Frozen chunks the writer copied (index_bucket_own), since the
@@ -166,6 +168,19 @@ static inline int index_bucket_is_private(const index_array *a, uint64_t i)
  * CELLAR_ECORRUPT if the shared chunk is damaged, CELLAR_ENOMEM.
  */
 int index_bucket_own(index_array *a, uint64_t i, uint8_t **out);
+
+/**
+ * Writer: how many new slabs a would need for n more chunk allocations
+ * (copies of chunks, new chunks) beyond the free chunks, the rest of the
+ * current slab and the spare slabs it has; 0 while it uses the heap.
+ */
+size_t index_array_spare_wanted(const index_array *a, size_t n);
+
+/**
+ * Writer: take the n slabs at v (from pages_slab_new_faulted) as spares,
+ * cut before any new slab is made.  Those it has no room for are freed.
+ */
+void index_array_spare_add(index_array *a, uint8_t *const *v, size_t n);
 
 /**
  * Make sure chunks exist for buckets [0, nbuckets); new chunks are

@@ -227,6 +227,41 @@ int index_write(cellar_index *ix, cellar_fs *fs, const char *dir,
 
 /* ---- frozen versions ------------------------------------------------------- */
 
+void index_spare_plan(cellar_index *ix, index_spare *sp)
+{
+	memset(sp, 0, sizeof *sp);
+	sp->n[0] = index_array_spare_wanted(&ix->prim, ix->prim.nchunks);
+	sp->n[1] = index_array_spare_wanted(&ix->ovf, ix->ovf.nchunks);
+}
+
+void index_spare_make(index_spare *sp)
+{
+	size_t want = sp->n[0] + sp->n[1], got = 0;
+
+	if (!want || !(sp->slabs = malloc(want * sizeof *sp->slabs))) {
+		sp->n[0] = sp->n[1] = 0;
+		return;
+	}
+	while (got < want && (sp->slabs[got] = pages_slab_new_faulted()))
+		got++;
+	if (got < sp->n[0]) { /* out of memory: the primary array's first */
+		sp->n[0] = got;
+		sp->n[1] = 0;
+	} else {
+		sp->n[1] = got - sp->n[0];
+	}
+}
+
+void index_spare_give(cellar_index *ix, index_spare *sp)
+{
+	if (sp->slabs) {
+		index_array_spare_add(&ix->prim, sp->slabs, sp->n[0]);
+		index_array_spare_add(&ix->ovf, sp->slabs + sp->n[0], sp->n[1]);
+	}
+	free(sp->slabs);
+	memset(sp, 0, sizeof *sp);
+}
+
 int index_freeze(cellar_index *ix, cellar_index **out)
 {
 	cellar_index *f = malloc(sizeof *f);

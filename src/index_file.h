@@ -98,6 +98,29 @@ void index_file_encode_header(uint8_t hdr[INDEX_HEADER_SIZE],
  */
 int index_freeze(cellar_index *ix, cellar_index **out);
 
+/*
+ * While a version is frozen the writer copies each chunk it changes, and a
+ * copy may need a new slab.  Faulting a fresh huge page in takes
+ * milliseconds on some machines (a virtual machine's first touch of the
+ * memory), under the writer mutex and the exclusive latch.  The thread
+ * that freezes makes those slabs first, holding nothing.
+ */
+typedef struct index_spare {
+	uint8_t **slabs; /* the primary array's n[0], then the overflow's n[1] */
+	size_t n[2];
+} index_spare;
+
+/** Writer mutex held: the slabs copying every chunk of ix once would need
+ *  (none for a small table). */
+void index_spare_plan(cellar_index *ix, index_spare *sp);
+
+/** No lock: make the planned slabs, faulted in; fewer if memory runs out. */
+void index_spare_make(index_spare *sp);
+
+/** Writer mutex held: give the slabs made to ix (planned on the same ix)
+ *  and empty sp. */
+void index_spare_give(cellar_index *ix, index_spare *sp);
+
 /**
  * Writer, no latch: the checkpoint of frozen is written (or abandoned):
  * free the frozen chunks the writer replaced by copies, unfreeze the

@@ -383,17 +383,34 @@ static int presync(writer *w, double *held)
 }
 
 /*
+ * No mutex: fault in the slabs the writer would cut while a version is
+ * frozen (index_spare), when one is to be (always, or if a checkpoint is
+ * wanted now), holding nothing while they are made.
+ */
+static void spare_prepare(writer *w, int always, int force_ckpt,
+                          index_spare *sp)
+{
+	memset(sp, 0, sizeof *sp);
+	writer_lock(w);
+	if (always || ckpt_wanted(w, force_ckpt))
+		index_spare_plan(w->c.ix, sp);
+	writer_unlock(w);
+	index_spare_make(sp);
+}
+
+/*
  * Run step and freeze a version to checkpoint if one is wanted (mutex
  * held): *frozen stays NULL when there is nothing to write.  The version's
  * log must be durable before it is published: *p lists what to fsync.
  */
 static int freeze_version(writer *w, int force_ckpt, writer_step_fn step,
                           void *ctx, ckpt_version *v, cellar_index **frozen,
-                          sync_plan *p)
+                          sync_plan *p, index_spare *sp)
 {
 	int rc;
 
 	*frozen = NULL;
+	index_spare_give(w->c.ix, sp);
 	if ((rc = writer_failed(w)) < 0)
 		return rc;
 	if (step)
@@ -434,6 +451,7 @@ int writer_sync_offpath(writer *w, int force_ckpt, writer_step_fn step,
 	cellar_index *frozen = NULL;
 	ckpt_version v;
 	sync_plan p;
+	index_spare sp;
 	uint64_t copied = 0;
 	double t0, held = 0;
 	int rc, rc_sync;
@@ -445,9 +463,10 @@ int writer_sync_offpath(writer *w, int force_ckpt, writer_step_fn step,
 	/* What came during the presync's fsyncs: written before the freeze. */
 	if ((rc = writer_flush_offpath(w, 1)) < 0)
 		goto out;
+	spare_prepare(w, step != NULL, force_ckpt, &sp);
 	writer_lock(w);
 	t0 = clock_seconds();
-	rc = freeze_version(w, force_ckpt, step, ctx, &v, &frozen, &p);
+	rc = freeze_version(w, force_ckpt, step, ctx, &v, &frozen, &p, &sp);
 	held += note_pause(w, t0);
 	writer_unlock(w);
 	if (!frozen)
@@ -822,12 +841,15 @@ static int version_fill(writer *w, int flush, writer_version *v)
 int writer_version_take(writer *w, int flush, writer_version **out)
 {
 	writer_version *v = calloc(1, sizeof *v);
+	index_spare sp;
 	int rc;
 
 	*out = NULL;
 	if (!v)
 		return cellar__error(CELLAR_ENOMEM, "out of memory");
+	spare_prepare(w, 1, 0, &sp);
 	writer_lock(w);
+	index_spare_give(w->c.ix, &sp);
 	if ((rc = writer_failed(w)) == CELLAR_OK)
 		rc = version_fill(w, flush, v);
 	writer_unlock(w);

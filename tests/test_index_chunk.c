@@ -5,6 +5,9 @@
  * then through tables loaded from a checkpoint (test_index_store.h).
  */
 #include "test_index_store.h"
+#include "index_file.h"
+#include "index_table.h"
+#include "pages.h"
 
 /* ---- the chunk API --------------------------------------------------------- */
 
@@ -375,4 +378,68 @@ Test(index_chunk, shared_chunks_are_not_frozen)
 	cr_assert_eq(copied, 0, "a shared chunk's copy is no frozen copy");
 	cr_assert_eq(a.chunks[0].owned, CHUNK_HEAP);
 	index_array_free(&a);
+}
+
+/* Slabs made and faulted in ahead (index_array_spare_*) are cut before any
+ * new slab, and the count wanted is what the free chunks do not cover. */
+Test(index_chunk, spare_slabs_are_cut_before_new_ones)
+{
+	index_array a;
+	size_t n = INDEX_SLAB_CHUNKS + 2;
+	uint8_t *v[2];
+
+	memset(&a, 0, sizeof a);
+	OK(index_array_reserve(&a, 4 * INDEX_CHUNK_BUCKETS));
+	cr_assert_eq(index_array_spare_wanted(&a, 1000), 0,
+	             "a heap-backed array wants no slab");
+	OK(index_array_reserve(&a, (uint64_t)n * INDEX_CHUNK_BUCKETS));
+	/* One slab, two chunks of it cut: 30 more fit before a new one. */
+	cr_assert_eq(index_array_spare_wanted(&a, INDEX_SLAB_CHUNKS - 2), 0);
+	cr_assert_eq(index_array_spare_wanted(&a, INDEX_SLAB_CHUNKS - 1), 1);
+	cr_assert_eq(index_array_spare_wanted(&a, 3 * INDEX_SLAB_CHUNKS), 3);
+	v[0] = pages_slab_new_faulted();
+	v[1] = pages_slab_new_faulted();
+	cr_assert(v[0] && v[1]);
+	for (size_t k = 0; k < PAGES_SLAB_BYTES; k += 4096)
+		cr_assert_eq(v[1][k], 0, "a faulted slab is zero");
+	index_array_spare_add(&a, v, 2);
+	cr_assert_eq(a.nspare, 2);
+	cr_assert_eq(index_array_spare_wanted(&a, 3 * INDEX_SLAB_CHUNKS), 1);
+	/* Fill the first slab, then the next chunk comes from a spare. */
+	size_t upto = INDEX_SLAB_CHUNKS + INDEX_SLAB_CHUNKS;
+	OK(index_array_reserve(&a, (uint64_t)(upto + 1) * INDEX_CHUNK_BUCKETS));
+	cr_assert_eq(a.nslabs, 2);
+	cr_assert_eq(a.nspare, 1);
+	cr_assert(a.slabs[1] == v[0] || a.slabs[1] == v[1]);
+	cr_assert_eq(a.chunks[upto].base, a.slabs[1]);
+	index_array_free(&a); /* the spare left is freed too: ASan */
+}
+
+/* The table-level plan asks for enough slabs to copy every chunk once. */
+Test(index_chunk, spare_plan_covers_every_chunk)
+{
+	cellar_index *ix;
+	index_spare sp;
+	uint64_t keys = (uint64_t)(INDEX_SLAB_CHUNKS * 3) * INDEX_CHUNK_BUCKETS * 8;
+
+	OK(index_new(&ix, 7));
+	OK(index_presize(ix, keys));
+	cr_assert_gt(ix->prim.nchunks, 2 * INDEX_SLAB_CHUNKS);
+	index_spare_plan(ix, &sp);
+	cr_assert_geq(sp.n[0] * INDEX_SLAB_CHUNKS + ix->prim.nslab_free +
+	                  (ix->prim.nslabs ? (INDEX_SLAB_BYTES - ix->prim.slab_used) /
+	                                         INDEX_CHUNK_BYTES
+	                                   : 0),
+	              ix->prim.nchunks);
+	cr_assert_gt(sp.n[0], 0);
+	index_spare_make(&sp);
+	size_t made = sp.n[0];
+	index_spare_give(ix, &sp);
+	cr_assert_null(sp.slabs);
+	cr_assert_eq(ix->prim.nspare, made);
+	index_spare_plan(ix, &sp);
+	cr_assert_eq(sp.n[0], 0, "the spares cover it now");
+	index_spare_make(&sp);
+	index_spare_give(ix, &sp);
+	index_free(ix);
 }

@@ -260,7 +260,7 @@ int segset_open_hinted(segset *s, cellar_fs *fs, const char *dir,
 	s->readonly = readonly;
 	if (!(s->by_id = calloc(SEG_MAX_SEGMENTS, sizeof *s->by_id)) ||
 	    !(s->retired = calloc(SEG_MAX_SEGMENTS, 1)) ||
-	    (!readonly && !(s->buf = malloc(SEG_BUFFER_SIZE)))) {
+	    (!readonly && !(s->buf = malloc(SEG_BUFFER_CAP)))) {
 		rc = cellar__error(CELLAR_ENOMEM, "segments: out of memory");
 		goto fail;
 	}
@@ -619,7 +619,7 @@ static int wbuf_swap(segset *s, segment *g, uint64_t cut, uint64_t keep)
 {
 	size_t rest = (size_t)(seg_end(s, g) - keep);
 
-	if (!s->spare && !(s->spare = malloc(SEG_BUFFER_SIZE)))
+	if (!s->spare && !(s->spare = malloc(SEG_BUFFER_CAP)))
 		return 0;
 	s->staged = 0;
 	memcpy(s->spare, s->buf + (keep - g->flushed), rest);
@@ -928,7 +928,8 @@ static int make_room(segset *s, uint64_t t, segment **gp)
 	if (t > SEG_BUFFER_SIZE) {
 		if ((rc = segset_flush(s)) < 0)
 			return rc;
-	} else if (s->buf_len + t > SEG_BUFFER_SIZE) {
+	} else if (s->buf_len + t > SEG_BUFFER_SIZE &&
+	           !(segset_flush_busy(s) && s->buf_len + t <= SEG_BUFFER_CAP)) {
 		if ((rc = flush_full(s, g)) < 0 ||
 		    (s->buf_len + t > SEG_BUFFER_SIZE && (rc = segset_flush(s)) < 0))
 			return rc;

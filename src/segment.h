@@ -40,6 +40,13 @@
  * written (see segset_append).
  */
 #define SEG_BUFFER_SIZE (FILE_WRITE_UNIT + (256u << 10))
+/*
+ * What each append buffer can hold.  A buffer counts as full at
+ * SEG_BUFFER_SIZE; while the one set aside before is being written (and
+ * fsynced) by another thread, appends go on into the room above that
+ * instead of waiting for the fsync, and wait only once this is full too.
+ */
+#define SEG_BUFFER_CAP (2 * SEG_BUFFER_SIZE)
 
 typedef struct segment {
 	uint64_t seq;

@@ -1231,6 +1231,55 @@ Test(segment, a_full_buffer_is_set_aside_then_written_without_the_mutex,
 		check_loc(&locs[i], i);
 }
 
+/* While the buffer set aside is being written elsewhere, a full buffer
+ * takes appends on into its headroom instead of waiting for that write;
+ * once the headroom is full too, it would wait (here it writes, as no
+ * other thread is running), and every record reads back throughout. */
+Test(segment, appends_go_on_into_the_headroom_while_a_write_runs,
+     .init = setup_mem, .fini = teardown)
+{
+	static loc locs[4000];
+	segset_flush_job job;
+	char path[4200];
+	int claimed;
+
+	OK(segset_open(&S, fs, dir, 64 << 20, 0, &L));
+	unsigned n = fill_until_set_aside(locs, 4000);
+	seg_path(path, 1);
+	OK(segset_flush_begin(&S, 0, &job, &claimed));
+	cr_assert_eq(claimed, 1);
+	cr_assert(segset_flush_busy(&S));
+	/* Past the usual full mark: nothing is written, nothing set aside. */
+	while (S.buf_len + record_size(4, 4000) <= SEG_BUFFER_SIZE) {
+		locs[n] = append(n, 4000);
+		n++;
+	}
+	uint8_t *set_aside = S.wbuf;
+	for (int k = 0; k < 100; k++, n++)
+		locs[n] = append(n, 4000);
+	cr_assert_gt(S.buf_len, SEG_BUFFER_SIZE, "into the headroom");
+	cr_assert_leq(S.buf_len, SEG_BUFFER_CAP);
+	cr_assert_eq(S.wbuf, set_aside, "the one being written stays aside");
+	cr_assert_eq(file_size(path), SEG_HEADER_SIZE, "no write meanwhile");
+	for (unsigned i = 0; i < n; i++)
+		check_loc(&locs[i], i);
+	/* The write ends; the next append finds a full buffer and sets it
+	 * aside as usual, which may hold more than one unit now. */
+	OK(segset_flush_end(&S, segset_flush_run(&S, &job)));
+	cr_assert(!segset_flush_busy(&S));
+	locs[n] = append(n, 4000);
+	n++;
+	cr_assert_not_null(S.wbuf);
+	cr_assert_eq(S.wbuf_cut % FILE_WRITE_UNIT, 0);
+	cr_assert_leq(S.buf_len, SEG_BUFFER_SIZE);
+	for (unsigned i = 0; i < n; i++)
+		check_loc(&locs[i], i);
+	OK(segset_flush(&S));
+	cr_assert_eq(file_size(path), segset_last(&S)->size);
+	for (unsigned i = 0; i < n; i++)
+		check_loc(&locs[i], i);
+}
+
 Test(segment, a_buffer_set_aside_and_not_written_goes_first_at_the_next,
      .init = setup_mem, .fini = teardown)
 {

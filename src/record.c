@@ -154,7 +154,8 @@ int record_decode_header(const uint8_t *p, size_t avail, uint64_t limit,
 		return CELLAR_ECORRUPT;
 	h->checksum = le32_load(p);
 	h->kind = p[4] & RECORD_KIND_MASK;
-	if (p[4] & ~(RECORD_KIND_MASK | RECORD_FLAG_EXT))
+	h->in_batch = (p[4] & RECORD_FLAG_BATCH) != 0;
+	if (p[4] & ~(RECORD_KIND_MASK | RECORD_FLAG_EXT | RECORD_FLAG_BATCH))
 		return CELLAR_ECORRUPT;
 	if (!(used = varint_get(p + n, avail - n, 3, &klen)))
 		return CELLAR_ECORRUPT;
@@ -181,7 +182,7 @@ int record_decode_header(const uint8_t *p, size_t avail, uint64_t limit,
 		return CELLAR_ECORRUPT;
 	if ((h->kind == RECORD_DELETE || h->kind == RECORD_BATCH) && vlen != 0)
 		return CELLAR_ECORRUPT;
-	if (h->kind == RECORD_BATCH && klen != RECORD_BATCH_INFO)
+	if (h->kind == RECORD_BATCH && (klen != RECORD_BATCH_INFO || h->in_batch))
 		return CELLAR_ECORRUPT;
 	if (h->kind != RECORD_PUT && h->kind != RECORD_DELETE &&
 	    h->kind != RECORD_BATCH)

@@ -35,6 +35,10 @@
 #define RECORD_BATCH 3
 #define RECORD_KIND_MASK 0x0f
 #define RECORD_FLAG_EXT 0x10
+/** Kind bit 5: a put or delete of a batch body, valid only inside the body
+ *  of an intact batch header (a scan that meets one elsewhere treats it as
+ *  damage: a batch whose header was lost applies none of its records). */
+#define RECORD_FLAG_BATCH 0x20
 /** Extension areas longer than this are treated as damage. */
 #define RECORD_MAX_EXT 255
 /** Longest header this version writes (4 + 1 + 3 + 5). */
@@ -44,6 +48,7 @@
 
 typedef struct record_header {
 	unsigned kind;     /* RECORD_PUT or RECORD_DELETE */
+	unsigned in_batch; /* RECORD_FLAG_BATCH was set */
 	uint32_t checksum; /* as stored */
 	size_t header_len; /* bytes before the key */
 	size_t key_len;
@@ -164,7 +169,8 @@ static inline void record_release(record_view *v)
 /** Do the avail bytes at p start with a short put's header? */
 static inline int record_is_short_put(const uint8_t *p, uint64_t avail)
 {
-	return avail >= RECORD_SHORT_HEADER && p[4] == RECORD_PUT &&
+	return avail >= RECORD_SHORT_HEADER &&
+	       (p[4] & ~RECORD_FLAG_BATCH) == RECORD_PUT &&
 	       !((p[5] | p[6]) & 0x80);
 }
 

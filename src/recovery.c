@@ -36,12 +36,13 @@ int recovery_apply(cellar_index *ix, segset *segs, uint64_t hash,
 
 /*
  * A batch header at off: *whole and *next past the header when its body is
- * all there and intact (the loop then applies the body's records), else
- * *next past the batch (or end, when the body runs past it).
+ * all there and intact (the loop then applies the body's records, and
+ * *body_end is where they end), else *next past the batch (or end, when
+ * the body runs past it).
  */
 static int batch_at(const segset *segs, const segment *g, uint64_t off,
-                    uint64_t end,
-                    const record_view *v, uint64_t *next, int *whole)
+                    uint64_t end, const record_view *v, uint64_t *next,
+                    int *whole, uint64_t *body_end)
 {
 	record_batch b;
 	int state, rc;
@@ -51,7 +52,21 @@ static int batch_at(const segset *segs, const segment *g, uint64_t off,
 	*whole = state == SEG_BATCH_WHOLE;
 	*next = state == SEG_BATCH_SHORT ? end : off + v->h.total +
 	                                             (*whole ? 0 : b.body_len);
+	if (*whole)
+		*body_end = *next + b.body_len;
 	return CELLAR_OK;
+}
+
+/*
+ * A record of a batch body outside the body of an intact batch header
+ * (body_end: the end of the last one met) is damage: its header was lost,
+ * and a batch applies whole or not at all.  rc becomes CELLAR_ECORRUPT.
+ */
+static void stray_body_record(record_view *v, uint64_t off, uint64_t body_end,
+                              int *rc)
+{
+	if (*rc == CELLAR_OK && v->h.in_batch && off >= body_end)
+		*rc = CELLAR_ECORRUPT;
 }
 
 /* Replay segment g from off; sets g's sizes to the valid end. */
@@ -59,7 +74,7 @@ static int replay_segment(cellar_index *ix, segset *segs, segment *g,
                           uint64_t off, const keyhash *kh,
                           int newest, int readonly, recovery_result *res)
 {
-	uint64_t end = g->size, next;
+	uint64_t end = g->size, next, body_end = 0;
 	record_view v;
 	int rc, whole;
 
@@ -71,12 +86,13 @@ static int replay_segment(cellar_index *ix, segset *segs, segment *g,
 		rc = segment_record(segs, g, off, end, &v);
 		if (rc == CELLAR_OK)
 			rc = record_verify(&v, g->seq, off);
+		stray_body_record(&v, off, body_end, &rc);
 		if (rc == CELLAR_EVERSION || rc == CELLAR_ENOMEM || rc == CELLAR_EIO) {
 			record_release(&v);
 			return rc;
 		}
 		if (rc == CELLAR_OK && v.h.kind == RECORD_BATCH) {
-			rc = batch_at(segs, g, off, end, &v, &next, &whole);
+			rc = batch_at(segs, g, off, end, &v, &next, &whole, &body_end);
 			record_release(&v);
 			if (rc < 0)
 				return rc;
@@ -301,13 +317,13 @@ fail:
  */
 static int follow_batch(segset *segs, segment *g, uint64_t off, uint64_t end,
                         const record_view *v, int newest, unsigned *budget,
-                        recovery_result *res, int *wait)
+                        recovery_result *res, int *wait, uint64_t *body_end)
 {
 	uint64_t next;
 	int whole, rc;
 
 	*wait = 0;
-	if ((rc = batch_at(segs, g, off, end, v, &next, &whole)) < 0)
+	if ((rc = batch_at(segs, g, off, end, v, &next, &whole, body_end)) < 0)
 		return rc;
 	if (whole) {
 		record_batch b;
@@ -333,6 +349,7 @@ int recovery_follow(cellar_index *ix, segset *segs, segment *g, uint64_t end,
                     recovery_result *res, int *more)
 {
 	record_view v;
+	uint64_t body_end = 0; /* a whole batch is followed in one call */
 	int rc, wait;
 
 	*more = 0;
@@ -349,13 +366,14 @@ int recovery_follow(cellar_index *ix, segset *segs, segment *g, uint64_t end,
 		rc = segment_record(segs, g, off, end, &v);
 		if (rc == CELLAR_OK)
 			rc = record_verify(&v, g->seq, off);
+		stray_body_record(&v, off, body_end, &rc);
 		if (rc == CELLAR_EVERSION || rc == CELLAR_ENOMEM || rc == CELLAR_EIO) {
 			record_release(&v);
 			return rc;
 		}
 		if (rc == CELLAR_OK && v.h.kind == RECORD_BATCH) {
 			rc = follow_batch(segs, g, off, end, &v, newest, &budget, res,
-			                  &wait);
+			                  &wait, &body_end);
 			record_release(&v);
 			if (rc < 0 || wait)
 				return rc;
@@ -410,7 +428,7 @@ static int shadow_apply(cellar_index *ix, const segset *segs, uint64_t hash,
 static int shadow_segment(cellar_index *ix, const segset *segs,
                           const segment *g, const keyhash *kh, int *lossy)
 {
-	uint64_t off = SEG_HEADER_SIZE, end = g->size;
+	uint64_t off = SEG_HEADER_SIZE, end = g->size, body_end = 0;
 	record_view v;
 	int rc;
 
@@ -419,6 +437,7 @@ static int shadow_segment(cellar_index *ix, const segset *segs,
 		rc = segment_record(segs, g, off, end, &v);
 		if (rc == CELLAR_OK)
 			rc = record_verify(&v, g->seq, off);
+		stray_body_record(&v, off, body_end, &rc);
 		if (rc == CELLAR_ENOMEM || rc == CELLAR_EIO) {
 			record_release(&v);
 			return rc;
@@ -427,7 +446,7 @@ static int shadow_segment(cellar_index *ix, const segset *segs,
 			/* A whole batch: its records follow; else skip it all. */
 			uint64_t next;
 			int whole;
-			rc = batch_at(segs, g, off, end, &v, &next, &whole);
+			rc = batch_at(segs, g, off, end, &v, &next, &whole, &body_end);
 			record_release(&v);
 			if (rc < 0)
 				return rc;

@@ -235,7 +235,7 @@ static void report_damage(verifier *v, segment *g, uint64_t off, uint64_t next,
  * (recovery skips it, or cuts it off at the end of the newest segment).
  */
 static int batch_at(verifier *v, segment *g, uint64_t off, uint64_t end,
-                    const record_view *rv, uint64_t *next)
+                    const record_view *rv, uint64_t *next, uint64_t *body_end)
 {
 	record_batch b;
 	int state, rc;
@@ -243,8 +243,10 @@ static int batch_at(verifier *v, segment *g, uint64_t off, uint64_t end,
 	if ((rc = segment_batch_check(&v->segs, g, off, end, rv, &b, &state)) < 0)
 		return rc;
 	*next = off + rv->h.total;
-	if (state == SEG_BATCH_WHOLE)
+	if (state == SEG_BATCH_WHOLE) {
+		*body_end = *next + b.body_len;
 		return CELLAR_OK;
+	}
 	*next = state == SEG_BATCH_SHORT ? end : *next + b.body_len;
 	report_damage(v, g, off, *next, end);
 	return CELLAR_OK;
@@ -253,6 +255,7 @@ static int batch_at(verifier *v, segment *g, uint64_t off, uint64_t end,
 static int scan_segment(verifier *v, segment *g)
 {
 	uint64_t off = SEG_HEADER_SIZE, end = g->size, start = v->done;
+	uint64_t body_end = 0; /* of the last whole batch met */
 	record_view rv;
 	int rc;
 
@@ -266,6 +269,8 @@ static int scan_segment(verifier *v, segment *g)
 		rc = segment_record(&v->segs, g, off, end, &rv);
 		if (rc == CELLAR_OK)
 			rc = record_verify(&rv, g->seq, off);
+		if (rc == CELLAR_OK && rv.h.in_batch && off >= body_end)
+			rc = CELLAR_ECORRUPT; /* its batch header was lost */
 		if (rc == CELLAR_ENOMEM || rc == CELLAR_EIO) {
 			record_release(&rv);
 			return rc;
@@ -293,7 +298,7 @@ static int scan_segment(verifier *v, segment *g)
 		}
 		if (rv.h.kind == RECORD_BATCH) {
 			uint64_t next;
-			rc = batch_at(v, g, off, end, &rv, &next);
+			rc = batch_at(v, g, off, end, &rv, &next, &body_end);
 			record_release(&rv);
 			if (rc < 0)
 				return rc;

@@ -1017,8 +1017,8 @@ static void encode_batch(uint8_t *buf, void *ctx)
 		if (bp->skip[i])
 			continue;
 		p->off = off;
-		off += record_encode(buf + off, p->kind, p->key, p->key_len, p->val,
-		                     p->val_len);
+		off += record_encode(buf + off, p->kind | RECORD_FLAG_BATCH, p->key,
+		                     p->key_len, p->val, p->val_len);
 	}
 	record_encode_batch(buf, buf + RECORD_BATCH_SIZE, off - RECORD_BATCH_SIZE,
 	                    bp->count);

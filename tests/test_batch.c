@@ -376,6 +376,71 @@ Test(batch, a_damaged_batch_inside_the_log_is_skipped_whole)
 	expect(st.db, 99, "after");
 }
 
+/* Zero n bytes at off of the file at path (store closed). */
+static void zero(const char *path, uint64_t off, uint64_t n)
+{
+	cellar_file *f;
+	uint8_t *z = calloc(1, n);
+
+	cr_assert_not_null(z);
+	OK(st.fs->open(st.fs, path, CELLAR_FS_READ | CELLAR_FS_WRITE, &f));
+	OK(st.fs->write_at(st.fs, f, off, z, n));
+	OK(st.fs->sync(st.fs, f));
+	st.fs->close(st.fs, f);
+	free(z);
+}
+
+/*
+ * What a power cut can leave: the page holding a batch's header lost
+ * (zeros), later pages of its body kept.  The body's records are intact
+ * one by one, but without their header none of them may apply: the
+ * batch is absent, whether the loss is inside the log or at its tail, on
+ * a rebuild, a replay, a read-only open and in cellar_verify.
+ */
+Test(batch, a_batch_whose_header_was_lost_applies_none_of_its_records)
+{
+	char path[512], ix[512], k[32];
+	uint64_t start, end, size;
+
+	for (int tail = 0; tail < 2; tail++) {
+		old_then_batch(&start, &end);
+		if (!tail) {
+			key_of(k, 99);
+			OK(cellar_put(st.db, k, strlen(k), "after", 5));
+			OK(cellar_sync(st.db));
+		}
+		newest_segment(path, sizeof path, &size);
+		tc_store_close(&st);
+		zero(path, start, 27 + 40); /* the header and the first record */
+		cellar_verify_report rep;
+		cellar_verify_options vo = CELLAR_VERIFY_OPTIONS_INIT;
+		vo.fs = st.fs;
+		(void)cellar_verify(st.dir, &vo, &rep);
+		cr_assert_geq(rep.damage[CELLAR_DAMAGE_RECORD].count +
+		                  rep.damage[CELLAR_DAMAGE_TAIL].count, 1,
+		              "verify reports the damage");
+		cr_assert_eq(rep.damage[CELLAR_DAMAGE_RECORD].bytes +
+		                 rep.damage[CELLAR_DAMAGE_TAIL].bytes,
+		             end - start, "the whole batch (%d)", tail);
+		snprintf(ix, sizeof ix, "%s/index", st.dir);
+		st.fs->remove(st.fs, ix); /* rebuild from the log */
+		cellar_options ro = st.o;
+		cellar_db *r;
+		ro.flags = CELLAR_READONLY;
+		OK(cellar_open(&r, st.dir, &ro));
+		for (unsigned i = 0; i < 50; i++)
+			expect(r, i, "old");
+		OK(cellar_close(r));
+		tc_store_open(&st);
+		for (unsigned i = 0; i < 50; i++)
+			expect(st.db, i, "old");
+		if (!tail)
+			expect(st.db, 99, "after");
+		tc_store_free(&st);
+		tc_store_new(&st, 0);
+	}
+}
+
 Test(batch, a_batch_starts_with_its_header_record)
 {
 	/* docs/format.md: kind 3, a 20-byte field, no value. */

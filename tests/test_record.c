@@ -282,12 +282,19 @@ Test(record, decode_rejects_unknown_flag_bits)
 	uint8_t *p = make_record(RECORD_PUT, 2, 2, &total);
 	record_header h;
 
-	for (unsigned bit = 5; bit < 8; bit++) {
+	for (unsigned bit = 6; bit < 8; bit++) {
 		p[4] = (uint8_t)(RECORD_PUT | 1u << bit);
 		record_seal(p, total);
 		cr_assert_eq(record_decode_header(p, (size_t)total, total, &h),
 		             CELLAR_ECORRUPT, "flag bit %u", bit);
 	}
+	/* Bit 5 marks a batch body's record (read as a put or delete). */
+	p[4] = RECORD_PUT | RECORD_FLAG_BATCH;
+	record_seal(p, total);
+	cr_assert_eq(record_decode_header(p, (size_t)total, total, &h), 0);
+	cr_assert_eq(h.kind, RECORD_PUT);
+	cr_assert_eq(h.in_batch, 1);
+	cr_assert(record_is_short_put(p, total), "the read path's inline shape");
 	p[4] = RECORD_PUT;
 	record_seal(p, total);
 	cr_assert_eq(record_decode_header(p, (size_t)total, total, &h), 0);

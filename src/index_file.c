@@ -227,11 +227,15 @@ int index_write(cellar_index *ix, cellar_fs *fs, const char *dir,
 
 /* ---- frozen versions ------------------------------------------------------- */
 
-void index_spare_plan(cellar_index *ix, index_spare *sp)
+void index_spare_plan(cellar_index *ix, index_spare *sp, uint64_t chunks)
 {
 	memset(sp, 0, sizeof *sp);
-	sp->n[0] = index_array_spare_wanted(&ix->prim, ix->prim.nchunks);
-	sp->n[1] = index_array_spare_wanted(&ix->ovf, ix->ovf.nchunks);
+	sp->n[0] = index_array_spare_wanted(&ix->prim, chunks < ix->prim.nchunks
+	                                                   ? (size_t)chunks
+	                                                   : ix->prim.nchunks);
+	sp->n[1] = index_array_spare_wanted(&ix->ovf, chunks < ix->ovf.nchunks
+	                                                  ? (size_t)chunks
+	                                                  : ix->ovf.nchunks);
 }
 
 void index_spare_make(index_spare *sp)

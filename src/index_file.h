@@ -110,9 +110,9 @@ typedef struct index_spare {
 	size_t n[2];
 } index_spare;
 
-/** Writer mutex held: the slabs copying every chunk of ix once would need
- *  (none for a small table). */
-void index_spare_plan(cellar_index *ix, index_spare *sp);
+/** Writer mutex held: the slabs copying up to chunks chunks of each of
+ *  ix's arrays once would need (none for a small table). */
+void index_spare_plan(cellar_index *ix, index_spare *sp, uint64_t chunks);
 
 /** No lock: make the planned slabs, faulted in; fewer if memory runs out. */
 void index_spare_make(index_spare *sp);

@@ -393,7 +393,7 @@ static void spare_prepare(writer *w, int always, int force_ckpt,
 	memset(sp, 0, sizeof *sp);
 	writer_lock(w);
 	if (always || ckpt_wanted(w, force_ckpt))
-		index_spare_plan(w->c.ix, sp);
+		index_spare_plan(w->c.ix, sp, UINT64_MAX);
 	writer_unlock(w);
 	index_spare_make(sp);
 }
@@ -1005,6 +1005,24 @@ static int locate_all(writer *w, batch_plan *bp)
 	return CELLAR_OK;
 }
 
+/*
+ * Grow the table now for every put of the batch being new, before its
+ * entries are located: a split while the batch is published moves entries
+ * and makes every later one be found again (refind), a second pass over
+ * the index that cost a batch more than the puts it saved.  A failed split
+ * leaves the table fuller, as index_grow does.
+ */
+static void grow_ahead(writer *w, const batch_plan *bp)
+{
+	uint64_t puts = 0;
+
+	for (size_t i = 0; i < bp->n; i++)
+		puts += !bp->skip[i] && bp->v[i].kind == RECORD_PUT;
+	latch_write_lock(w->c.latch);
+	(void)index_presize(w->c.ix, index_count(w->c.ix) + puts);
+	latch_write_unlock(w->c.latch);
+}
+
 /* segset_fill_fn: the batch's bytes at buf; each kept record's offset in
  * them goes to its off. */
 static void encode_batch(uint8_t *buf, void *ctx)
@@ -1157,7 +1175,10 @@ int writer_commit_ops(writer *w, const writer_op *ops, size_t n,
 	for (size_t i = 0; i < n; i++)
 		pending_init(w, &bp.v[i], ops[i].kind, ops[i].key, ops[i].key_len,
 		             ops[i].val, ops[i].val_len);
-	if ((rc = drop_superseded(&bp)) < 0 || (rc = locate_all(w, &bp)) < 0)
+	if ((rc = drop_superseded(&bp)) < 0)
+		goto out;
+	grow_ahead(w, &bp);
+	if ((rc = locate_all(w, &bp)) < 0)
 		goto out;
 	if (bp.count && (rc = write_batch(w, &bp)) == CELLAR_OK) {
 		atomic_fetch_add_explicit(&w->puts, bp.nputs, memory_order_relaxed);

@@ -425,7 +425,7 @@ Test(index_chunk, spare_plan_covers_every_chunk)
 	OK(index_new(&ix, 7));
 	OK(index_presize(ix, keys));
 	cr_assert_gt(ix->prim.nchunks, 2 * INDEX_SLAB_CHUNKS);
-	index_spare_plan(ix, &sp);
+	index_spare_plan(ix, &sp, UINT64_MAX);
 	cr_assert_geq(sp.n[0] * INDEX_SLAB_CHUNKS + ix->prim.nslab_free +
 	                  (ix->prim.nslabs ? (INDEX_SLAB_BYTES - ix->prim.slab_used) /
 	                                         INDEX_CHUNK_BYTES
@@ -437,8 +437,12 @@ Test(index_chunk, spare_plan_covers_every_chunk)
 	index_spare_give(ix, &sp);
 	cr_assert_null(sp.slabs);
 	cr_assert_eq(ix->prim.nspare, made);
-	index_spare_plan(ix, &sp);
+	index_spare_plan(ix, &sp, UINT64_MAX);
 	cr_assert_eq(sp.n[0], 0, "the spares cover it now");
+	index_spare_make(&sp);
+	index_spare_give(ix, &sp);
+	index_spare_plan(ix, &sp, 0);
+	cr_assert_eq(sp.n[0] + sp.n[1], 0, "none when no chunk is to be copied");
 	index_spare_make(&sp);
 	index_spare_give(ix, &sp);
 	index_free(ix);

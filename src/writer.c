@@ -385,7 +385,10 @@ static int presync(writer *w, double *held)
 /*
  * No mutex: fault in the slabs the writer would cut while a version is
  * frozen (index_spare), when one is to be (always, or if a checkpoint is
- * wanted now), holding nothing while they are made.
+ * wanted now), holding nothing while they are made: enough to copy every
+ * chunk once.  Sizing them by the last checkpoint's copies instead let a
+ * compaction's checkpoint (which copies nearly every chunk) stall writers
+ * again (10M latency phase: pause 17 ms against 6 ms).
  */
 static void spare_prepare(writer *w, int always, int force_ckpt,
                           index_spare *sp)

@@ -35,38 +35,76 @@ int recovery_apply(cellar_index *ix, segset *segs, uint64_t hash,
 }
 
 /*
- * A batch header at off: *whole and *next past the header when its body is
- * all there and intact (the loop then applies the body's records, and
- * *body_end is where they end), else *next past the batch (or end, when
- * the body runs past it).
+ * The step every scan of a segment takes (replay, follow, the shadow
+ * table): what lies at off.
+ *   SCAN_RECORD: a valid put or delete, in *v (release it), at off;
+ *   SCAN_BATCH:  a batch header; when its body is all there and intact
+ *                (whole), next is past the header and the scan applies the
+ *                body's records, count of them; else next is past the
+ *                batch, or end when the body runs past it;
+ *   SCAN_DAMAGE: [off, next) is damaged: next is the next valid record,
+ *                or end.
+ * A record of a batch body met outside the body of an intact batch header
+ * (body_end: the end of the last one) is damage too: its header was lost,
+ * and a batch applies whole or not at all.  An error that ends the scan is
+ * returned: CELLAR_ENOMEM, CELLAR_EIO, and CELLAR_EVERSION unless
+ * newer_is_damage.
  */
-static int batch_at(const segset *segs, const segment *g, uint64_t off,
-                    uint64_t end, const record_view *v, uint64_t *next,
-                    int *whole, uint64_t *body_end)
+enum { SCAN_RECORD, SCAN_BATCH, SCAN_DAMAGE };
+
+typedef struct scan_step {
+	int what;
+	int whole;      /* SCAN_BATCH */
+	uint32_t count; /* SCAN_BATCH, whole: records in the body */
+	uint64_t next;  /* SCAN_BATCH, SCAN_DAMAGE */
+} scan_step;
+
+static int scan_batch(const segset *segs, const segment *g, uint64_t off,
+                      uint64_t end, const record_view *v, uint64_t *body_end,
+                      scan_step *st)
 {
 	record_batch b;
 	int state, rc;
 
 	if ((rc = segment_batch_check(segs, g, off, end, v, &b, &state)) < 0)
 		return rc;
-	*whole = state == SEG_BATCH_WHOLE;
-	*next = state == SEG_BATCH_SHORT ? end : off + v->h.total +
-	                                             (*whole ? 0 : b.body_len);
-	if (*whole)
-		*body_end = *next + b.body_len;
+	st->what = SCAN_BATCH;
+	st->whole = state == SEG_BATCH_WHOLE;
+	st->count = b.count;
+	st->next = state == SEG_BATCH_SHORT ? end : off + v->h.total +
+	                                                (st->whole ? 0 : b.body_len);
+	if (st->whole)
+		*body_end = st->next + b.body_len;
 	return CELLAR_OK;
 }
 
-/*
- * A record of a batch body outside the body of an intact batch header
- * (body_end: the end of the last one met) is damage: its header was lost,
- * and a batch applies whole or not at all.  rc becomes CELLAR_ECORRUPT.
- */
-static void stray_body_record(record_view *v, uint64_t off, uint64_t body_end,
-                              int *rc)
+static int scan_next(const segset *segs, const segment *g, uint64_t off,
+                     uint64_t end, uint64_t *body_end, int newer_is_damage,
+                     record_view *v, scan_step *st)
 {
-	if (*rc == CELLAR_OK && v->h.in_batch && off >= body_end)
-		*rc = CELLAR_ECORRUPT;
+	int rc = segment_record(segs, g, off, end, v);
+
+	if (rc == CELLAR_OK)
+		rc = record_verify(v, g->seq, off);
+	if (rc == CELLAR_OK && v->h.in_batch && off >= *body_end)
+		rc = CELLAR_ECORRUPT;
+	if (rc == CELLAR_ENOMEM || rc == CELLAR_EIO ||
+	    (rc == CELLAR_EVERSION && !newer_is_damage)) {
+		record_release(v);
+		return rc;
+	}
+	if (rc == CELLAR_OK && v->h.kind == RECORD_BATCH) {
+		rc = scan_batch(segs, g, off, end, v, body_end, st);
+		record_release(v);
+		return rc;
+	}
+	if (rc < 0) {
+		record_release(v);
+		st->what = SCAN_DAMAGE;
+		return segment_resync(segs, g, off, end, &st->next);
+	}
+	st->what = SCAN_RECORD;
+	return CELLAR_OK;
 }
 
 /* Replay segment g from off; sets g's sizes to the valid end. */
@@ -74,39 +112,19 @@ static int replay_segment(cellar_index *ix, segset *segs, segment *g,
                           uint64_t off, const keyhash *kh,
                           int newest, int readonly, recovery_result *res)
 {
-	uint64_t end = g->size, next, body_end = 0;
+	uint64_t end = g->size, body_end = 0;
 	record_view v;
-	int rc, whole;
+	scan_step st;
+	int rc;
 
 	if (end > UINT32_MAX)
 		return cellar__error(CELLAR_ECORRUPT,
 		                     "segment %016llx: larger than 4 GiB",
 		                     (unsigned long long)g->seq);
 	while (off < end) {
-		rc = segment_record(segs, g, off, end, &v);
-		if (rc == CELLAR_OK)
-			rc = record_verify(&v, g->seq, off);
-		stray_body_record(&v, off, body_end, &rc);
-		if (rc == CELLAR_EVERSION || rc == CELLAR_ENOMEM || rc == CELLAR_EIO) {
-			record_release(&v);
+		if ((rc = scan_next(segs, g, off, end, &body_end, 0, &v, &st)) < 0)
 			return rc;
-		}
-		if (rc == CELLAR_OK && v.h.kind == RECORD_BATCH) {
-			rc = batch_at(segs, g, off, end, &v, &next, &whole, &body_end);
-			record_release(&v);
-			if (rc < 0)
-				return rc;
-			if (whole) {
-				g->dead += next - off; /* the header is dead weight */
-				res->replayed_bytes += next - off;
-				off = next;
-				continue;
-			}
-		} else if (rc < 0) {
-			record_release(&v);
-			if ((rc = segment_resync(segs, g, off, end, &next)) < 0)
-				return rc;
-		} else {
+		if (st.what == SCAN_RECORD) {
 			rc = recovery_apply(ix, segs, keyhash_of(kh, record_key(&v),
 			                                         v.h.key_len),
 			                    &v, g, off);
@@ -118,8 +136,14 @@ static int replay_segment(cellar_index *ix, segset *segs, segment *g,
 				return rc;
 			continue;
 		}
+		if (st.what == SCAN_BATCH && st.whole) {
+			g->dead += st.next - off; /* the header is dead weight */
+			res->replayed_bytes += st.next - off;
+			off = st.next;
+			continue;
+		}
 		/* [off, next) is damaged, or a batch that is not whole. */
-		if (next >= end && newest) {
+		if (st.next >= end && newest) {
 			/* A write torn by the crash: cut it off. */
 			res->cut_bytes += end - off;
 			if (!readonly && (rc = segset_truncate(segs, g, off)) < 0)
@@ -127,9 +151,9 @@ static int replay_segment(cellar_index *ix, segset *segs, segment *g,
 			end = off;
 			break;
 		}
-		res->damaged_bytes += next - off;
-		g->dead += next - off;
-		off = next;
+		res->damaged_bytes += st.next - off;
+		g->dead += st.next - off;
+		off = st.next;
 	}
 	g->size = g->flushed = g->wend = end;
 	if (g->synced > end)
@@ -310,47 +334,14 @@ fail:
 	return rc;
 }
 
-/*
- * recovery_follow met the batch header v at off: a whole batch is applied
- * in this hold of the latch (*budget grows to cover its records), one
- * still being written waits (*wait), a damaged one is skipped whole.
- */
-static int follow_batch(segset *segs, segment *g, uint64_t off, uint64_t end,
-                        const record_view *v, int newest, unsigned *budget,
-                        recovery_result *res, int *wait, uint64_t *body_end)
-{
-	uint64_t next;
-	int whole, rc;
-
-	*wait = 0;
-	if ((rc = batch_at(segs, g, off, end, v, &next, &whole, body_end)) < 0)
-		return rc;
-	if (whole) {
-		record_batch b;
-		record_batch_info(v->p, &v->h, &b);
-		*budget += b.count;
-		g->dead += next - off; /* the header is dead weight */
-		res->replayed_bytes += next - off;
-		g->size = next;
-		return CELLAR_OK;
-	}
-	if (next >= end && newest) {
-		*wait = 1; /* its body is still being written */
-		return CELLAR_OK;
-	}
-	res->damaged_bytes += next - off;
-	g->dead += next - off;
-	g->size = next;
-	return CELLAR_OK;
-}
-
 int recovery_follow(cellar_index *ix, segset *segs, segment *g, uint64_t end,
                     const keyhash *kh, int newest, unsigned budget,
                     recovery_result *res, int *more)
 {
-	record_view v;
 	uint64_t body_end = 0; /* a whole batch is followed in one call */
-	int rc, wait;
+	record_view v;
+	scan_step st;
+	int rc;
 
 	*more = 0;
 	if (end > UINT32_MAX)
@@ -358,46 +349,39 @@ int recovery_follow(cellar_index *ix, segset *segs, segment *g, uint64_t end,
 		                     "segment %016llx: larger than 4 GiB",
 		                     (unsigned long long)g->seq);
 	for (unsigned n = 0; g->size < end; n++) {
-		uint64_t off = g->size, next;
+		uint64_t off = g->size;
 		if (n >= budget) {
 			*more = 1;
 			return CELLAR_OK;
 		}
-		rc = segment_record(segs, g, off, end, &v);
-		if (rc == CELLAR_OK)
-			rc = record_verify(&v, g->seq, off);
-		stray_body_record(&v, off, body_end, &rc);
-		if (rc == CELLAR_EVERSION || rc == CELLAR_ENOMEM || rc == CELLAR_EIO) {
-			record_release(&v);
+		if ((rc = scan_next(segs, g, off, end, &body_end, 0, &v, &st)) < 0)
 			return rc;
-		}
-		if (rc == CELLAR_OK && v.h.kind == RECORD_BATCH) {
-			rc = follow_batch(segs, g, off, end, &v, newest, &budget, res,
-			                  &wait, &body_end);
+		if (st.what == SCAN_RECORD) {
+			g->size = off + v.h.total;
+			rc = recovery_apply(ix, segs, keyhash_of(kh, record_key(&v),
+			                                         v.h.key_len),
+			                    &v, g, off);
+			res->replayed++;
+			res->replayed_bytes += v.h.total;
 			record_release(&v);
-			if (rc < 0 || wait)
+			if (rc < 0)
 				return rc;
 			continue;
 		}
-		if (rc < 0) {
-			record_release(&v);
-			if ((rc = segment_resync(segs, g, off, end, &next)) < 0)
-				return rc;
-			if (next == end && newest)
-				return CELLAR_OK; /* still being written */
-			res->damaged_bytes += next - off;
-			g->dead += next - off;
-			g->size = next;
+		if (st.what == SCAN_BATCH && st.whole) {
+			/* Applied whole in this hold of the latch: the budget
+			 * grows to cover its records. */
+			budget += st.count;
+			g->dead += st.next - off; /* the header is dead weight */
+			res->replayed_bytes += st.next - off;
+			g->size = st.next;
 			continue;
 		}
-		g->size = off + v.h.total;
-		rc = recovery_apply(ix, segs, keyhash_of(kh, record_key(&v), v.h.key_len),
-		                    &v, g, off);
-		res->replayed++;
-		res->replayed_bytes += v.h.total;
-		record_release(&v);
-		if (rc < 0)
-			return rc;
+		if (st.next >= end && newest)
+			return CELLAR_OK; /* still being written: wait for the rest */
+		res->damaged_bytes += st.next - off;
+		g->dead += st.next - off;
+		g->size = st.next;
 	}
 	return CELLAR_OK;
 }
@@ -430,37 +414,18 @@ static int shadow_segment(cellar_index *ix, const segset *segs,
 {
 	uint64_t off = SEG_HEADER_SIZE, end = g->size, body_end = 0;
 	record_view v;
+	scan_step st;
 	int rc;
 
 	*lossy |= g->covered > g->size;
 	while (off < end && end <= UINT32_MAX) {
-		rc = segment_record(segs, g, off, end, &v);
-		if (rc == CELLAR_OK)
-			rc = record_verify(&v, g->seq, off);
-		stray_body_record(&v, off, body_end, &rc);
-		if (rc == CELLAR_ENOMEM || rc == CELLAR_EIO) {
-			record_release(&v);
+		/* A record of a newer kind is one this table cannot serve. */
+		if ((rc = scan_next(segs, g, off, end, &body_end, 1, &v, &st)) < 0)
 			return rc;
-		}
-		if (rc == CELLAR_OK && v.h.kind == RECORD_BATCH) {
+		if (st.what != SCAN_RECORD) {
 			/* A whole batch: its records follow; else skip it all. */
-			uint64_t next;
-			int whole;
-			rc = batch_at(segs, g, off, end, &v, &next, &whole, &body_end);
-			record_release(&v);
-			if (rc < 0)
-				return rc;
-			*lossy |= !whole;
-			off = next;
-			continue;
-		}
-		if (rc < 0) {
-			uint64_t next;
-			record_release(&v);
-			*lossy = 1;
-			if ((rc = segment_resync(segs, g, off, end, &next)) < 0)
-				return rc;
-			off = next;
+			*lossy |= !(st.what == SCAN_BATCH && st.whole);
+			off = st.next;
 			continue;
 		}
 		rc = shadow_apply(ix, segs, keyhash_of(kh, record_key(&v), v.h.key_len),

@@ -516,6 +516,25 @@ int segset_warm(segset *s)
 
 /* ---- writing ----------------------------------------------------------- */
 
+/*
+ * Write len bytes at off into the log's file f, whose known end is cut
+ * (<= off).  A write the file system refuses for lack of space may have
+ * landed in part: the file is cut back to cut, so that no stray bytes
+ * follow the log and the space they took is free again (best effort: the
+ * bytes are written again from cut on later, over whatever is left).  The
+ * writer then goes on (writer.c's note_write_failure); other failures are
+ * left as they are.
+ */
+static int write_log(segset *s, cellar_file *f, uint64_t off, const void *p,
+                     size_t len, uint64_t cut)
+{
+	int rc = s->fs->write_at(s->fs, f, off, p, len);
+
+	if (rc == CELLAR_ENOSPC)
+		(void)s->fs->truncate(s->fs, f, cut);
+	return rc;
+}
+
 /* The file offset of the append buffer's first byte (newest segment). */
 static uint64_t buf_base(const segset *s, const segment *g)
 {
@@ -587,9 +606,9 @@ static int wbuf_finish(segset *s)
 		latch_relax(&spins);
 	if (!s->wbuf_done && s->wbuf_cut > g->wend &&
 	    ((rc = seal_sync(s)) < 0 ||
-	     (rc = s->fs->write_at(s->fs, g->file, g->wend,
-	                          s->wbuf + (g->wend - g->flushed),
-	                          (size_t)(s->wbuf_cut - g->wend))) < 0))
+	     (rc = write_log(s, g->file, g->wend,
+	                     s->wbuf + (g->wend - g->flushed),
+	                     (size_t)(s->wbuf_cut - g->wend), g->wend)) < 0))
 		return rc;
 	wbuf_release(s, g);
 	return CELLAR_OK;
@@ -653,7 +672,7 @@ int segset_flush_run(segset *s, const segset_flush_job *job)
 	if (rc < 0)
 		s->sync_failed = rc;
 	else
-		rc = s->fs->write_at(s->fs, job->file, job->off, job->p, job->len);
+		rc = write_log(s, job->file, job->off, job->p, job->len, job->off);
 
 	/* Durable before anything later reaches the file (a crash then loses
 	 * a tail, never a piece in the middle).  A failed fsync is kept as
@@ -695,9 +714,10 @@ static int flush_to(segset *s, segment *g, uint64_t to, uint64_t keep)
 	/* wend may be past to: a record written in place and not yet
 	 * published (a sync in between flushes an empty buffer). */
 	if (to > g->wend) {
-		if ((rc = seal_sync(s)) < 0 || (rc = s->fs->write_at(s->fs, g->file, g->wend,
-		                          s->buf + (g->wend - g->flushed),
-		                          (size_t)(to - g->wend))) < 0)
+		if ((rc = seal_sync(s)) < 0 ||
+		    (rc = write_log(s, g->file, g->wend,
+		                    s->buf + (g->wend - g->flushed),
+		                    (size_t)(to - g->wend), g->wend)) < 0)
 			return rc;
 		g->wend = to;
 	}
@@ -947,7 +967,7 @@ int segset_append_fill(segset *s, uint64_t t, segset_fill_fn fill, void *ctx,
 	if (!(tmp = malloc((size_t)t)))
 		return cellar__error(CELLAR_ENOMEM, "out of memory");
 	fill(tmp, ctx);
-	rc = s->fs->write_at(s->fs, g->file, g->wend, tmp, (size_t)t);
+	rc = write_log(s, g->file, g->wend, tmp, (size_t)t, g->wend);
 	free(tmp);
 	if (rc < 0)
 		return rc;
@@ -978,10 +998,10 @@ int segset_append(segset *s, unsigned kind, const void *key, size_t key_len,
 	/* Larger than the buffer: checksum as a stream, write in place. */
 	size_t h = record_encode_header(hdr, kind, key_len, val_len);
 	le32_store(hdr, record_checksum_parts(hdr, h, key, key_len, val, val_len));
-	if ((rc = s->fs->write_at(s->fs, g->file, g->wend, hdr, h)) < 0 ||
-	    (rc = s->fs->write_at(s->fs, g->file, g->wend + h, key, key_len)) < 0 ||
-	    (rc = s->fs->write_at(s->fs, g->file, g->wend + h + key_len, val,
-	                          val_len)) < 0)
+	if ((rc = write_log(s, g->file, g->wend, hdr, h, g->wend)) < 0 ||
+	    (rc = write_log(s, g->file, g->wend + h, key, key_len, g->wend)) < 0 ||
+	    (rc = write_log(s, g->file, g->wend + h + key_len, val, val_len,
+	                    g->wend)) < 0)
 		return rc;
 	*off = g->wend;
 	g->wend += t;

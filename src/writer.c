@@ -185,14 +185,29 @@ int writer_ckpt_due(const writer *w)
 	return w->log_since_ckpt >= ckpt_due(w);
 }
 
+/*
+ * A write of the log failed with rc (mutex held): may the writer go on?
+ * A write refused for lack of space changed nothing the writer counts on:
+ * its bytes stay in the append buffer, the file is cut back to its known
+ * end (segment.c), and they are written again by the next flush, once
+ * there is room.  A failed fsync, or any other failed write, leaves what
+ * the file holds unknown (after a failed fsync the kernel may have
+ * dropped the data): refuse every later write rather than pretend.
+ */
+static void note_write_failure(writer *w, int rc)
+{
+	if (w->c.segs->sync_failed)
+		w->failed = w->c.segs->sync_failed;
+	else if (rc != CELLAR_ENOSPC)
+		w->failed = rc;
+}
+
 int writer_sync_data(writer *w)
 {
 	int rc = segset_sync(w->c.segs);
 
-	/* After a failed fsync the kernel may have dropped the data: refuse
-	 * further writes rather than pretend. */
 	if (rc < 0)
-		w->failed = rc;
+		note_write_failure(w, rc);
 	return rc;
 }
 
@@ -260,7 +275,7 @@ static int sync_plan_make(writer *w, sync_plan *p)
 
 	memset(p, 0, sizeof *p);
 	if ((rc = segset_flush(s)) < 0) {
-		w->failed = rc; /* as writer_sync_data: a failed write */
+		note_write_failure(w, rc);
 		return rc;
 	}
 	if (s->n && !(p->v = calloc(s->n, sizeof *p->v)))
@@ -332,10 +347,8 @@ int writer_flush_offpath(writer *w, int all)
 		rc = segset_flush_run(w->c.segs, &job); /* writers go on */
 		writer_lock(w);
 		rc = segset_flush_end(w->c.segs, rc);
-		if (w->c.segs->sync_failed)
-			w->failed = w->c.segs->sync_failed; /* a failed fsync */
-		else if (rc < 0 && all)
-			w->failed = rc; /* as sync_plan_make: a sync's failed write */
+		if (w->c.segs->sync_failed || (rc < 0 && all))
+			note_write_failure(w, rc); /* as a sync's flush */
 		writer_unlock(w);
 	}
 	return rc;
@@ -798,7 +811,7 @@ static int version_fill(writer *w, int flush, writer_version *v)
 	int rc;
 
 	if (flush && (rc = segset_flush(s)) < 0) {
-		w->failed = rc; /* as writer_sync_data: a failed write */
+		note_write_failure(w, rc);
 		return rc;
 	}
 	if (s->n && !(v->segs = malloc(s->n * sizeof *v->segs)))

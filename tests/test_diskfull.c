@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
@@ -158,5 +159,87 @@ Test(diskfull, full_disk_fails_puts_and_loses_nothing_synced,
 		val_of(i, want);
 		cr_assert(rc != CELLAR_OK || memcmp(got, want, VLEN) == 0);
 	}
+	cellar_close(db);
+}
+
+/* Take all but the last room bytes of the tmpfs with a file of the test's
+ * own, beside the store, to be removed when space is to come back. */
+static void fill_beside(const char *name, size_t bytes)
+{
+	static const char zeros[65536];
+	char path[160];
+	int fd;
+
+	snprintf(path, sizeof path, "%s/%s", mnt, name);
+	cr_assert((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644)) >= 0);
+	for (size_t done = 0; done < bytes; done += sizeof zeros)
+		cr_assert_eq(write(fd, zeros, sizeof zeros), (ssize_t)sizeof zeros,
+		             "filler: %s", strerror(errno));
+	close(fd);
+}
+
+static void unfill(const char *name)
+{
+	char path[160];
+
+	snprintf(path, sizeof path, "%s/%s", mnt, name);
+	cr_assert_eq(unlink(path), 0);
+}
+
+/* Put keys from *i on, syncing every 50, until a call fails: its code. */
+static int put_until_full(cellar_db *db, unsigned *i, unsigned *synced)
+{
+	unsigned char v[VLEN];
+	char k[16];
+	int rc = CELLAR_OK;
+
+	for (; *i < MAXK; ++*i) {
+		val_of(*i, v);
+		if ((rc = cellar_put(db, k, key_of(*i, k), v, VLEN)) < 0)
+			return rc;
+		if (*i % 50 == 49) {
+			if ((rc = cellar_sync(db)) < 0) {
+				++*i; /* this one's put returned CELLAR_OK */
+				return rc;
+			}
+			*synced = *i + 1;
+		}
+	}
+	cr_assert_fail("the disk never filled up");
+	return rc;
+}
+
+/*
+ * A write refused for lack of space leaves the handle writable: once space
+ * is back (here: another file on the disk is removed), the sync that
+ * failed succeeds, every put that returned CELLAR_OK is kept, and puts go
+ * on.  Before, the failed flush refused every later write (CELLAR_EFAILED)
+ * until the store was reopened.
+ */
+Test(diskfull, enospc_leaves_the_handle_writable_once_space_is_back,
+     .init = setup, .fini = teardown)
+{
+	unsigned char v[VLEN];
+	unsigned n = 0, synced = 0;
+	char k[16];
+	int rc;
+	cellar_db *db;
+
+	fill_beside("filler", 5u << 20);
+	db = open_rw();
+	rc = put_until_full(db, &n, &synced);
+	cr_assert_eq(rc, CELLAR_ENOSPC, "a full disk gives %s (%s)",
+	             cellar_strerror(rc), cellar_errmsg());
+	ERR(CELLAR_ENOSPC, cellar_sync(db));
+	check_keys(db, n, NULL); /* accepted puts read back, synced or not */
+	unfill("filler");
+	OK(cellar_sync(db));
+	for (unsigned i = n; i < n + 100; i++) {
+		val_of(i, v);
+		OK(cellar_put(db, k, key_of(i, k), v, VLEN));
+	}
+	OK(cellar_close(db));
+	db = open_rw();
+	check_keys(db, n + 100, NULL);
 	cellar_close(db);
 }

@@ -147,7 +147,7 @@ typedef enum cellar_sync_mode {
 } cellar_sync_mode;
 
 /** Version of cellar_options described by this header. */
-#define CELLAR_OPTIONS_VERSION 3
+#define CELLAR_OPTIONS_VERSION 4
 
 /**
  * cellar_options.segment_access: how lookups are expected to read the
@@ -267,11 +267,31 @@ typedef struct cellar_options {
 	 * affected.
 	 */
 	unsigned segment_access;
+	/**
+	 * Since version 4.  Bytes of disk space a read-write handle holds
+	 * back in the file <dir>/reserve (zeros, written and fsynced at open),
+	 * so that a full disk can be drained; 0 (default) = none, at most
+	 * 1 TiB.  When a write meets a full disk, the reserve's space goes
+	 * back to the file system: from then on puts (and batches with a put)
+	 * fail with CELLAR_ENOSPC at once, while deletes, cellar_sync,
+	 * checkpoints and cellar_compact() go on in the space it freed
+	 * (compaction then rewrites one segment at a time, removing each
+	 * before it copies the next).  The reserve is made again after each
+	 * compaction pass, and by syncs and puts at most once a second; puts
+	 * are taken again once it is whole.  Size it to what draining needs:
+	 * what the append buffers may hold unwritten (up to 4.5 MiB, or one
+	 * segment if smaller), the live bytes of the segment compaction
+	 * rewrites first, and the index file (a checkpoint writes a new one
+	 * beside the old).  The file may be removed by hand while no writer
+	 * has the store open; read-only handles ignore it.  README,
+	 * Durability, "A full disk", says what happens step by step.
+	 */
+	uint64_t reserve_bytes;
 } cellar_options;
 
 /** Initializer giving every option its default. */
 #define CELLAR_OPTIONS_INIT \
-	{ CELLAR_OPTIONS_VERSION, 0, NULL, 0, 0, 0, 0, 0, 0, NULL, NULL, 0, 0 }
+	{ CELLAR_OPTIONS_VERSION, 0, NULL, 0, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0 }
 
 /**
  * Open (and with CELLAR_CREATE create) the store in directory dir.

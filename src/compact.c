@@ -188,9 +188,6 @@ static int finish(writer *w, const uint64_t *seqs, size_t n,
 	if (rc == CELLAR_OK && d.ngone &&
 	    (rc = writer_remove_dropped(w, d.gone, d.ngone)) == CELLAR_OK)
 		res->segments_compacted += d.ngone;
-	res->bytes_reclaimed = res->bytes_reclaimed > res->bytes_copied
-	                           ? res->bytes_reclaimed - res->bytes_copied
-	                           : 0;
 	free(d.gone);
 	return rc;
 }
@@ -199,7 +196,8 @@ static int finish(writer *w, const uint64_t *seqs, size_t n,
  * The segments worth compacting, oldest first, into *out (writer mutex
  * held).  The newest takes writes: it is closed first if it qualifies.
  */
-static int pick(writer *w, unsigned pct, uint64_t **out, size_t *n)
+static int pick(writer *w, unsigned pct, uint64_t **out, size_t *n,
+                int *one_by_one)
 {
 	segset *s = writer_segments(w);
 	segment *last = segset_last(s);
@@ -209,6 +207,8 @@ static int pick(writer *w, unsigned pct, uint64_t **out, size_t *n)
 	*n = 0;
 	if ((rc = writer_failed(w)) < 0)
 		return rc;
+	/* Short of space: each segment's file goes before the next is copied. */
+	*one_by_one = writer_short_of_space(w);
 	if (last && last->size > SEG_HEADER_SIZE && worth_compacting(last, pct) &&
 	    (rc = writer_roll(w)) < 0)
 		return rc;
@@ -297,12 +297,12 @@ int compact_run(writer *w, gate *gt, unsigned dead_pct, const atomic_int *stop,
 {
 	double t0 = clock_seconds();
 	uint64_t *seqs = NULL;
-	size_t n = 0, walked = 0;
-	int rc;
+	size_t n = 0, walked = 0, finished = 0;
+	int one_by_one = 0, rc;
 
 	memset(res, 0, sizeof *res);
 	writer_lock(w);
-	rc = pick(w, dead_pct, &seqs, &n);
+	rc = pick(w, dead_pct, &seqs, &n, &one_by_one);
 	writer_unlock(w);
 	if (rc < 0)
 		goto out;
@@ -315,13 +315,20 @@ int compact_run(writer *w, gate *gt, unsigned dead_pct, const atomic_int *stop,
 			break;
 		if (damaged)
 			seqs[walked] = 0; /* keep it: its damage is still referenced */
+		if (one_by_one && (rc = finish(w, seqs + walked, 1, res)) < 0)
+			goto out;
+		finished = one_by_one ? walked + 1 : 0;
 	}
 	/* Writers wait for parts of the final sync and checkpoint too:
 	 * finish counts them. */
-	int rc2 = finish(w, seqs, walked, res);
+	int rc2 = finish(w, seqs + finished, walked - finished, res);
 	if (rc == CELLAR_OK)
 		rc = rc2;
 out:
+	res->bytes_reclaimed = res->bytes_reclaimed > res->bytes_copied
+	                           ? res->bytes_reclaimed - res->bytes_copied
+	                           : 0;
+	writer_reserve_renew(w); /* the space freed may make it whole again */
 	free(seqs);
 	res->seconds = clock_seconds() - t0;
 	return rc;

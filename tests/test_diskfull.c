@@ -7,8 +7,14 @@
  * handle readable; the store reopens on the full disk with every synced
  * key; deletes there fail cleanly or succeed, and after another reopen
  * every synced key that was not deleted is there with its value.
- * Not yet covered: deleting and compacting to free space on a disk that
- * is full (a delete needs room for its tombstone).
+ * A write refused for lack of space no longer poisons the handle: once
+ * space is back, the failed sync succeeds and puts go on.  With a reserve
+ * (cellar_options.reserve_bytes), deletes and a compaction pass drain a
+ * full disk and let puts in again.  The same on fault(mem) with a
+ * capacity, crashing at every mutation (no root needed).
+ *
+ * Root: the tmpfs tests are skipped with the reason elsewhere; with
+ * CELLAR_DISKFULL_REQUIRED set (CI does) they fail instead.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -35,9 +41,15 @@ static void setup(void)
 	snprintf(mnt, sizeof mnt, "/tmp/cellar-full-XXXXXX");
 	cr_assert_not_null(mkdtemp(mnt));
 	if (mount("tmpfs", mnt, "tmpfs", 0, "size=8m") != 0) {
+		int err = errno;
 		rmdir(mnt);
+		/* CI (.ci/run, as root) sets this: there, a skip would hide
+		 * that the real disk was never filled. */
+		cr_assert(!getenv("CELLAR_DISKFULL_REQUIRED"), "cannot mount a "
+		          "size-limited tmpfs (%s), and CELLAR_DISKFULL_REQUIRED "
+		          "is set", strerror(err));
 		cr_skip_test("cannot mount a size-limited tmpfs here (%s): the "
-		             "disk-full test needs root", strerror(errno));
+		             "disk-full test needs root", strerror(err));
 	}
 	mounted = 1;
 	snprintf(dir, sizeof dir, "%s/store", mnt);

@@ -315,9 +315,17 @@ int compact_run(writer *w, gate *gt, unsigned dead_pct, const atomic_int *stop,
 			break;
 		if (damaged)
 			seqs[walked] = 0; /* keep it: its damage is still referenced */
-		if (one_by_one && (rc = finish(w, seqs + walked, 1, res)) < 0)
-			goto out;
-		finished = one_by_one ? walked + 1 : 0;
+		if (!one_by_one) { /* the disk may have filled meanwhile */
+			writer_lock(w);
+			one_by_one = writer_short_of_space(w);
+			writer_unlock(w);
+		}
+		if (one_by_one) {
+			if ((rc = finish(w, seqs + finished, walked + 1 - finished,
+			                 res)) < 0)
+				goto out;
+			finished = walked + 1;
+		}
 	}
 	/* Writers wait for parts of the final sync and checkpoint too:
 	 * finish counts them. */

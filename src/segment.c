@@ -517,16 +517,19 @@ int segset_warm(segset *s)
 /* ---- writing ----------------------------------------------------------- */
 
 /*
- * Write len bytes at off into the log's file f, whose known end is cut
- * (<= off).  A write the file system refuses for lack of space may have
- * landed in part: the file is cut back to cut, so that no stray bytes
- * follow the log and the space they took is free again (best effort: the
- * bytes are written again from cut on later, over whatever is left).  The
- * writer then goes on (writer.c's note_write_failure); other failures are
- * left as they are.
+ * A write the file system refuses for lack of space may have landed in
+ * part; the writer goes on all the same (writer.c's note_write_failure).
+ * A flush of the append buffer leaves what landed: those bytes are records
+ * already acknowledged, and the next flush writes the very same bytes at
+ * the same offsets (a read-only handle in another process may even have
+ * replayed the whole records among them, so they must not go away).  A
+ * record written in place, larger than the buffer, is refused whole: its
+ * part is cut off again here (the file back to cut, its known end), so
+ * that the records written next are not followed by its remains, and its
+ * space is free again.
  */
-static int write_log(segset *s, cellar_file *f, uint64_t off, const void *p,
-                     size_t len, uint64_t cut)
+static int write_in_place(segset *s, cellar_file *f, uint64_t off,
+                          const void *p, size_t len, uint64_t cut)
 {
 	int rc = s->fs->write_at(s->fs, f, off, p, len);
 
@@ -606,9 +609,9 @@ static int wbuf_finish(segset *s)
 		latch_relax(&spins);
 	if (!s->wbuf_done && s->wbuf_cut > g->wend &&
 	    ((rc = seal_sync(s)) < 0 ||
-	     (rc = write_log(s, g->file, g->wend,
-	                     s->wbuf + (g->wend - g->flushed),
-	                     (size_t)(s->wbuf_cut - g->wend), g->wend)) < 0))
+	     (rc = s->fs->write_at(s->fs, g->file, g->wend,
+	                          s->wbuf + (g->wend - g->flushed),
+	                          (size_t)(s->wbuf_cut - g->wend))) < 0))
 		return rc;
 	wbuf_release(s, g);
 	return CELLAR_OK;
@@ -672,7 +675,7 @@ int segset_flush_run(segset *s, const segset_flush_job *job)
 	if (rc < 0)
 		s->sync_failed = rc;
 	else
-		rc = write_log(s, job->file, job->off, job->p, job->len, job->off);
+		rc = s->fs->write_at(s->fs, job->file, job->off, job->p, job->len);
 
 	/* Durable before anything later reaches the file (a crash then loses
 	 * a tail, never a piece in the middle).  A failed fsync is kept as
@@ -715,9 +718,9 @@ static int flush_to(segset *s, segment *g, uint64_t to, uint64_t keep)
 	 * published (a sync in between flushes an empty buffer). */
 	if (to > g->wend) {
 		if ((rc = seal_sync(s)) < 0 ||
-		    (rc = write_log(s, g->file, g->wend,
-		                    s->buf + (g->wend - g->flushed),
-		                    (size_t)(to - g->wend), g->wend)) < 0)
+		    (rc = s->fs->write_at(s->fs, g->file, g->wend,
+		                          s->buf + (g->wend - g->flushed),
+		                          (size_t)(to - g->wend))) < 0)
 			return rc;
 		g->wend = to;
 	}
@@ -967,7 +970,7 @@ int segset_append_fill(segset *s, uint64_t t, segset_fill_fn fill, void *ctx,
 	if (!(tmp = malloc((size_t)t)))
 		return cellar__error(CELLAR_ENOMEM, "out of memory");
 	fill(tmp, ctx);
-	rc = write_log(s, g->file, g->wend, tmp, (size_t)t, g->wend);
+	rc = write_in_place(s, g->file, g->wend, tmp, (size_t)t, g->wend);
 	free(tmp);
 	if (rc < 0)
 		return rc;
@@ -998,9 +1001,9 @@ int segset_append(segset *s, unsigned kind, const void *key, size_t key_len,
 	/* Larger than the buffer: checksum as a stream, write in place. */
 	size_t h = record_encode_header(hdr, kind, key_len, val_len);
 	le32_store(hdr, record_checksum_parts(hdr, h, key, key_len, val, val_len));
-	if ((rc = write_log(s, g->file, g->wend, hdr, h, g->wend)) < 0 ||
-	    (rc = write_log(s, g->file, g->wend + h, key, key_len, g->wend)) < 0 ||
-	    (rc = write_log(s, g->file, g->wend + h + key_len, val, val_len,
+	if ((rc = write_in_place(s, g->file, g->wend, hdr, h, g->wend)) < 0 ||
+	    (rc = write_in_place(s, g->file, g->wend + h, key, key_len, g->wend)) < 0 ||
+	    (rc = write_in_place(s, g->file, g->wend + h + key_len, val, val_len,
 	                    g->wend)) < 0)
 		return rc;
 	*off = g->wend;

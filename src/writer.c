@@ -105,9 +105,8 @@ int writer_refused(const writer *w)
 /*
  * A write of the log failed with rc (mutex held): may the writer go on?
  * A write refused for lack of space changed nothing the writer counts on:
- * its bytes stay in the append buffer, the file is cut back to its known
- * end (segment.c), and they are written again by the next flush, once
- * there is room.  A failed fsync, or any other failed write, leaves what
+ * its bytes stay in the append buffer and are written again, at the same
+ * offsets, by the next flush once there is room (segment.c, "writing").  A failed fsync, or any other failed write, leaves what
  * the file holds unknown (after a failed fsync the kernel may have
  * dropped the data): refuse every later write rather than pretend.
  */

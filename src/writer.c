@@ -106,9 +106,10 @@ int writer_refused(const writer *w)
  * A write of the log failed with rc (mutex held): may the writer go on?
  * A write refused for lack of space changed nothing the writer counts on:
  * its bytes stay in the append buffer and are written again, at the same
- * offsets, by the next flush once there is room (segment.c, "writing").  A failed fsync, or any other failed write, leaves what
- * the file holds unknown (after a failed fsync the kernel may have
- * dropped the data): refuse every later write rather than pretend.
+ * offsets, by the next flush once there is room (segment.c, "writing").
+ * A failed fsync, or any other failed write, leaves what the file holds
+ * unknown (after a failed fsync the kernel may have dropped the data):
+ * refuse every later write rather than pretend.
  */
 static void note_write_failure(writer *w, int rc)
 {

@@ -334,7 +334,11 @@ static int start_writer(cellar_db *db)
 	 * cheaper than rewriting the whole index. */
 	if (!db->recovery.rebuilt && !writer_ckpt_due(&db->w))
 		return CELLAR_OK;
-	return writer_sync(&db->w, 1);
+	/* On a full disk the checkpoint waits for the next one (a sync that
+	 * finds it due, or close): the table in memory is whole, and the
+	 * log is still the truth. */
+	rc = writer_sync(&db->w, 1);
+	return rc == CELLAR_ENOSPC && !writer_failed(&db->w) ? CELLAR_OK : rc;
 }
 
 /* Tell the event callback what recovery cut or skipped, if anything. */

@@ -24,6 +24,13 @@
  * checkpoint leaves the old segments in place (the copies are merely newer
  * records of the same keys); a crash after it leaves files that recovery
  * recognizes as compacted and removes.
+ *
+ * On a full disk (the writer's reserve given up, writer.h "a full disk"),
+ * when the pass starts or once it happens during the pass, each segment
+ * gets those final steps as soon as it is walked, before the next is
+ * copied: the pass then needs room for one segment's live records and one
+ * checkpoint at a time, not for all the copies at once.  At its end the
+ * writer is asked to make its reserve again (writer_reserve_renew).
  */
 #include <stdlib.h>
 #include <string.h>

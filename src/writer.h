@@ -4,7 +4,8 @@
  *
  * Owns: the writer mutex (and the count of callers waiting for it), the
  * failure state that refuses writes after a failed fsync or a failed
- * background compaction, staging and committing a record (append it, make
+ * background compaction (a write refused for lack of space is no failure:
+ * see "a full disk" below, with the reserve of disk space it keeps), staging and committing a record (append it, make
  * the index point at it, move the old record's bytes to dead), committing
  * a write batch (writer_commit_ops: every record in one append into one
  * segment, every index change under one hold of the exclusive latch), sync,

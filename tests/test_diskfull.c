@@ -614,3 +614,51 @@ Test(diskfull, reopen_on_a_full_disk_rebuilds_without_a_checkpoint)
 	cellar_fs_free(fs);
 	cellar_fs_free(base);
 }
+
+/*
+ * A record larger than the append buffer is written in place; refused for
+ * lack of space, its part is cut off the file again: the records written
+ * next follow the log directly, and the store verifies clean.
+ */
+Test(diskfull, a_large_record_refused_for_space_leaves_no_remains)
+{
+	size_t big = 3u << 20;
+	unsigned char *v = calloc(1, big);
+	cellar_verify_options vo = CELLAR_VERIFY_OPTIONS_INIT;
+	cellar_verify_report rep;
+	cellar_fs *base, *fs;
+	cmodel m;
+	int rc;
+	cellar_db *db;
+
+	cr_assert_not_null(v);
+	OK(cellar_fs_mem_new(&base));
+	OK(fault_fs_new(&fs, base));
+	c_model_init(&m);
+	db = c_open(fs, 0, &rc);
+	OK(rc);
+	for (unsigned k = 0; k < 50; k++)
+		OK(c_put(db, &m, k));
+	OK(cellar_sync(db));
+	cm_synced(&m);
+	fault_fs_set_capacity(fs, 2u << 20);
+	ERR(CELLAR_ENOSPC, cellar_put(db, "big", 3, v, big));
+	fault_fs_set_capacity(fs, 0); /* room again */
+	for (unsigned k = 50; k < 100; k++)
+		OK(c_put(db, &m, k));
+	OK(cellar_close(db));
+	cm_synced(&m);
+	vo.fs = fs;
+	OK(cellar_verify("/df", &vo, &rep));
+	cr_assert_eq(rep.problems, 0, "%llu problems after the refused record",
+	             (unsigned long long)rep.problems);
+	cr_assert_eq(rep.puts, 100);
+	c_check(fs, &m, 0);
+	db = c_open(fs, 0, &rc);
+	OK(rc);
+	ERR(CELLAR_ENOTFOUND, cellar_has(db, "big", 3));
+	OK(cellar_close(db));
+	cellar_fs_free(fs);
+	cellar_fs_free(base);
+	free(v);
+}

@@ -47,6 +47,12 @@
  *   survives a crash for each mode.  In short: everything written before a
  *   successful cellar_sync() or cellar_close() survives a power cut;
  *   CELLAR_SYNC_ALWAYS makes each write durable before it returns.
+ * - A full disk: a write refused for lack of space fails with
+ *   CELLAR_ENOSPC and changes nothing; the handle stays usable (reads go
+ *   on, and writes succeed again once there is room).  Only a failed fsync
+ *   or another failed write makes it refuse writes (CELLAR_EFAILED).  To
+ *   drain a full disk from inside (delete, then compact), give the store a
+ *   reserve (cellar_options.reserve_bytes); see "a full disk" at the end.
  * - Pointers returned by cellar_iter_next() stay valid only until the next
  *   call on that iterator or cellar_iter_free().
  * - Limits: keys are 1 to CELLAR_MAX_KEY_LEN (65,535) bytes, values 0 to
@@ -147,7 +153,7 @@ typedef enum cellar_sync_mode {
 } cellar_sync_mode;
 
 /** Version of cellar_options described by this header. */
-#define CELLAR_OPTIONS_VERSION 3
+#define CELLAR_OPTIONS_VERSION 4
 
 /**
  * cellar_options.segment_access: how lookups are expected to read the
@@ -267,11 +273,31 @@ typedef struct cellar_options {
 	 * affected.
 	 */
 	unsigned segment_access;
+	/**
+	 * Since version 4.  Bytes of disk space a read-write handle holds
+	 * back in the file <dir>/reserve (zeros, written and fsynced at open),
+	 * so that a full disk can be drained; 0 (default) = none, at most
+	 * 1 TiB.  When a write meets a full disk, the reserve's space goes
+	 * back to the file system: from then on puts (and batches with a put)
+	 * fail with CELLAR_ENOSPC at once, while deletes, cellar_sync,
+	 * checkpoints and cellar_compact() go on in the space it freed
+	 * (compaction then rewrites one segment at a time, removing each
+	 * before it copies the next).  The reserve is made again after each
+	 * compaction pass, and by syncs and puts at most once a second; puts
+	 * are taken again once it is whole.  Size it to what draining needs:
+	 * what the append buffers may hold unwritten (up to 4.5 MiB, or one
+	 * segment if smaller), the live bytes of the segment compaction
+	 * rewrites first, and the index file (a checkpoint writes a new one
+	 * beside the old).  The file may be removed by hand while no writer
+	 * has the store open; read-only handles ignore it.  README,
+	 * Durability, "A full disk", says what happens step by step.
+	 */
+	uint64_t reserve_bytes;
 } cellar_options;
 
 /** Initializer giving every option its default. */
 #define CELLAR_OPTIONS_INIT \
-	{ CELLAR_OPTIONS_VERSION, 0, NULL, 0, 0, 0, 0, 0, 0, NULL, NULL, 0, 0 }
+	{ CELLAR_OPTIONS_VERSION, 0, NULL, 0, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0 }
 
 /**
  * Open (and with CELLAR_CREATE create) the store in directory dir.
@@ -305,7 +331,9 @@ typedef struct cellar_options {
  *   - CELLAR_ELOCKED: another writer has the store open;
  *   - CELLAR_ECORRUPT: a file is damaged beyond repair, or is not cellar's;
  *   - CELLAR_EVERSION: the store was written by a newer cellar;
- *   - CELLAR_EIO, CELLAR_ENOSPC, CELLAR_ENOMEM.
+ *   - CELLAR_EIO, CELLAR_ENOSPC, CELLAR_ENOMEM.  (With reserve_bytes, a
+ *     full disk that leaves no room for the reserve is no error: the
+ *     handle opens with its puts waiting for room, see "a full disk".)
  */
 CELLAR_API int cellar_open(cellar_db **out, const char *dir,
                            const cellar_options *opts);
@@ -315,7 +343,9 @@ CELLAR_API int cellar_open(cellar_db **out, const char *dir,
  * background thread, release the lock and free everything.  Accepts NULL.
  * The handle is freed even when an error is returned.
  * @return CELLAR_OK, or the error of the final sync (CELLAR_EIO,
- *   CELLAR_ENOSPC): writes since the last successful sync may then be lost.
+ *   CELLAR_ENOSPC): writes since the last successful sync may then be lost
+ *   (each whole or not at all).  With a reserve that is still held, a
+ *   full disk gives it up for the final sync first.
  */
 CELLAR_API int cellar_close(cellar_db *db);
 
@@ -373,8 +403,19 @@ CELLAR_API int cellar_refresh(cellar_db *db);
  *   - CELLAR_ELIMIT: the store has too many segment files;
  *   - CELLAR_EIO, CELLAR_ENOSPC, CELLAR_ENOMEM: the write failed and the
  *     store is unchanged;
+ *   - CELLAR_ENOSPC also: the disk is full.  The handle goes on: puts
+ *     already acknowledged stay (in the append buffer until a flush finds
+ *     room), reads go on, and puts succeed again once there is room.  With
+ *     a reserve (reserve_bytes), the first put that meets the full disk
+ *     gives the reserve back, and every put then fails with CELLAR_ENOSPC
+ *     at once ("the disk is full: puts wait until the store's reserve ...
+ *     can be made again") until the reserve is whole again: delete and
+ *     cellar_compact() (which makes it again), or free space elsewhere
+ *     (the next sync, or a put a second later, makes it again);
  *   - CELLAR_EFAILED: an earlier write failed in a way that left the
- *     handle unable to write; close and reopen.
+ *     handle unable to write (a failed fsync, an I/O error in a sync's
+ *     flush, or under CELLAR_SYNC_ALWAYS any failed write of a record,
+ *     lack of space included); close and reopen.
  */
 CELLAR_API int cellar_put(cellar_db *db, const void *key, size_t key_len,
                           const void *val, size_t val_len);
@@ -498,9 +539,18 @@ CELLAR_API int cellar_has(cellar_db *db, const void *key, size_t key_len);
 
 /**
  * Delete key.  A tombstone record is appended so the delete survives
- * recovery.
+ * recovery.  It needs room for the tombstone (a few bytes, in the append
+ * buffer, but a full buffer must be flushed first): on a full disk it
+ * fails with CELLAR_ENOSPC (the store unchanged) unless the store keeps a
+ * reserve (reserve_bytes).  With one, a delete is taken while the reserve
+ * is given up (it writes into the space the reserve gave back), and one
+ * that meets the full disk while the reserve is held gives it up and is
+ * tried again at once.  A delete frees no space itself: cellar_compact()
+ * does.
  * @return CELLAR_OK, CELLAR_ENOTFOUND if the key was absent (nothing is
- *   written), or an error as for cellar_put().
+ *   written), or an error as for cellar_put() (CELLAR_ENOSPC: not even the
+ *   reserve's space was enough, or there is no reserve; free space outside
+ *   the store, then call again).
  */
 CELLAR_API int cellar_delete(cellar_db *db, const void *key, size_t key_len);
 
@@ -526,8 +576,15 @@ CELLAR_API int cellar_count(cellar_db *db, uint64_t *out);
  * at a time: a second caller waits for the first.  If writing the
  * checkpoint fails, the previous one stays valid, the error is returned,
  * and the next sync that finds one due tries again.
+ * A full disk: the sync fails with CELLAR_ENOSPC and nothing is lost or
+ * refused: what was not written stays buffered and the next sync writes it
+ * (with a reserve, the sync first gives the reserve up and tries again in
+ * its space; a successful sync also makes a given-up reserve again, at
+ * most once a second, when there is room for it).  A checkpoint that finds
+ * no room leaves the previous one in place (its temporary file removed).
  * @return CELLAR_OK, CELLAR_EINVAL (db NULL), CELLAR_EREADONLY, CELLAR_EIO,
- *   CELLAR_ENOSPC, or CELLAR_EFAILED.
+ *   CELLAR_ENOSPC, or CELLAR_EFAILED (an fsync failed, now or before, or a
+ *   write failed other than for lack of space: reopen the store).
  */
 CELLAR_API int cellar_sync(cellar_db *db);
 
@@ -736,11 +793,22 @@ CELLAR_API int cellar_segments(cellar_db *db, cellar_segment_info *out,
  * with nothing over the threshold returns CELLAR_OK, having done nothing),
  * and a pass that meets a new iterator stops between two batches
  * (result->complete is 0).
+ * On a full disk: compaction needs room for its copies and a checkpoint
+ * (the index file again) before it can remove a segment.  While the
+ * store's reserve is given up (reserve_bytes), or once the disk fills
+ * during the pass, it rewrites one segment at a time, each followed by its
+ * sync, checkpoint and removal, so that it needs room for one segment's
+ * live records at a time; a write that meets the full disk while the
+ * reserve is held gives the reserve up and is tried again.  Every pass
+ * ends by trying to make a given-up reserve again, which lets puts in.
  * @param[out] result  counts of the pass; may be NULL.
  * @return CELLAR_OK, CELLAR_EBUSY, CELLAR_EREADONLY, CELLAR_EINVAL,
  *   CELLAR_EFAILED, CELLAR_ECORRUPT or CELLAR_EVERSION (the index or a record
  *   it points at is damaged or newer: the pass stops), or an I/O error
  *   (CELLAR_EIO, CELLAR_ENOSPC, CELLAR_ENOMEM); the store stays consistent.
+ *   CELLAR_ENOSPC: not even one segment could be rewritten in the room
+ *   there is (the segments it did finish are removed); free space outside
+ *   the store, or delete more so that some segment has fewer live bytes.
  */
 CELLAR_API int cellar_compact(cellar_db *db, cellar_compact_result *result);
 
@@ -1317,7 +1385,10 @@ CELLAR_API void cellar_batch_free(cellar_batch *b);
  *   - CELLAR_ELIMIT: the encoded batch would not fit in one segment, or
  *     the store has too many segment files;
  *   - CELLAR_EIO, CELLAR_ENOSPC, CELLAR_ENOMEM: the batch failed and the
- *     store is unchanged;
+ *     store is unchanged (a full disk: as cellar_put(); with a reserve, a
+ *     batch with a put is refused while the reserve is given up, one of
+ *     deletes only is taken, and a batch that meets the full disk gives
+ *     the reserve up and fails: commit a batch of deletes again);
  *   - CELLAR_EFAILED: an earlier write failed; or (CELLAR_ENOMEM, then
  *     CELLAR_EFAILED for later writes) memory ran out while the index was
  *     being updated: the batch is in the log whole and a reopen shows it
@@ -1506,6 +1577,37 @@ CELLAR_API int cellar_unwatch(cellar_sub *sub);
  * intact is served; a key the rebuilt table lacks while the log has
  * damaged records reads as CELLAR_ECORRUPT.  Concurrent lookups wait for
  * the rebuild.
+ *
+ * A full disk.  A write the file system refuses for lack of space
+ * (CELLAR_ENOSPC) changes nothing the store depends on: the bytes of
+ * acknowledged writes stay in the append buffer and a later flush writes
+ * them (again) at the same offsets, a record larger than the buffer that
+ * was written in place is cut off the file again, and a checkpoint's
+ * temporary file is removed.  So the handle is never failed by it: reads
+ * go on, cellar_sync() and puts succeed again once there is room, and a
+ * reopen (or a crash) loses nothing that a successful sync covered.  Only
+ * a failed fsync (whatever its errno), a sync whose write failed for
+ * another reason, or, under CELLAR_SYNC_ALWAYS, a record whose write
+ * failed, make the handle refuse writes with CELLAR_EFAILED.
+ *   With reserve_bytes, the store holds that much space in <dir>/reserve
+ *   (zeros, written and fsynced at open).  The first write that meets the
+ *   full disk gives it back to the file system (the file is cut to 0
+ *   bytes).  From then on: puts, and batches with a put, fail with
+ *   CELLAR_ENOSPC at once; deletes, syncs, checkpoints, cellar_close and
+ *   compaction write into the space the reserve freed (one of them that
+ *   meets the full disk while the reserve is held gives it up and is
+ *   tried once more); cellar_compact() rewrites one segment at a time,
+ *   removing each before copying the next, and at its end makes the
+ *   reserve again if there is room, after which puts are taken.  A sync
+ *   (and a put) tries to make it again at most once a second, for space
+ *   freed outside the store.  A background compaction that fails for lack
+ *   of space refuses writes with CELLAR_ENOSPC until cellar_compact()
+ *   succeeds (as any failed background pass).  Reopening on a full disk
+ *   works: the reserve that cannot be made leaves the handle with puts
+ *   waiting, the rest as above.  The reserve file carries no data: it may
+ *   be removed while no writer has the store open (a way out when even the
+ *   reserve was not enough), and a handle without reserve_bytes leaves it
+ *   as it is.
  *
  * The SIGBUS guard.  With the default mmap file system, another program
  * truncating a store file that a handle has mapped would kill the reader

@@ -24,6 +24,13 @@
  * checkpoint leaves the old segments in place (the copies are merely newer
  * records of the same keys); a crash after it leaves files that recovery
  * recognizes as compacted and removes.
+ *
+ * On a full disk (the writer's reserve given up, writer.h "a full disk"),
+ * when the pass starts or once it happens during the pass, each segment
+ * gets those final steps as soon as it is walked, before the next is
+ * copied: the pass then needs room for one segment's live records and one
+ * checkpoint at a time, not for all the copies at once.  At its end the
+ * writer is asked to make its reserve again (writer_reserve_renew).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -188,9 +195,6 @@ static int finish(writer *w, const uint64_t *seqs, size_t n,
 	if (rc == CELLAR_OK && d.ngone &&
 	    (rc = writer_remove_dropped(w, d.gone, d.ngone)) == CELLAR_OK)
 		res->segments_compacted += d.ngone;
-	res->bytes_reclaimed = res->bytes_reclaimed > res->bytes_copied
-	                           ? res->bytes_reclaimed - res->bytes_copied
-	                           : 0;
 	free(d.gone);
 	return rc;
 }
@@ -199,7 +203,8 @@ static int finish(writer *w, const uint64_t *seqs, size_t n,
  * The segments worth compacting, oldest first, into *out (writer mutex
  * held).  The newest takes writes: it is closed first if it qualifies.
  */
-static int pick(writer *w, unsigned pct, uint64_t **out, size_t *n)
+static int pick(writer *w, unsigned pct, uint64_t **out, size_t *n,
+                int *one_by_one)
 {
 	segset *s = writer_segments(w);
 	segment *last = segset_last(s);
@@ -209,6 +214,8 @@ static int pick(writer *w, unsigned pct, uint64_t **out, size_t *n)
 	*n = 0;
 	if ((rc = writer_failed(w)) < 0)
 		return rc;
+	/* Short of space: each segment's file goes before the next is copied. */
+	*one_by_one = writer_short_of_space(w);
 	if (last && last->size > SEG_HEADER_SIZE && worth_compacting(last, pct) &&
 	    (rc = writer_roll(w)) < 0)
 		return rc;
@@ -297,12 +304,12 @@ int compact_run(writer *w, gate *gt, unsigned dead_pct, const atomic_int *stop,
 {
 	double t0 = clock_seconds();
 	uint64_t *seqs = NULL;
-	size_t n = 0, walked = 0;
-	int rc;
+	size_t n = 0, walked = 0, finished = 0;
+	int one_by_one = 0, rc;
 
 	memset(res, 0, sizeof *res);
 	writer_lock(w);
-	rc = pick(w, dead_pct, &seqs, &n);
+	rc = pick(w, dead_pct, &seqs, &n, &one_by_one);
 	writer_unlock(w);
 	if (rc < 0)
 		goto out;
@@ -315,13 +322,28 @@ int compact_run(writer *w, gate *gt, unsigned dead_pct, const atomic_int *stop,
 			break;
 		if (damaged)
 			seqs[walked] = 0; /* keep it: its damage is still referenced */
+		if (!one_by_one) { /* the disk may have filled meanwhile */
+			writer_lock(w);
+			one_by_one = writer_short_of_space(w);
+			writer_unlock(w);
+		}
+		if (one_by_one) {
+			if ((rc = finish(w, seqs + finished, walked + 1 - finished,
+			                 res)) < 0)
+				goto out;
+			finished = walked + 1;
+		}
 	}
 	/* Writers wait for parts of the final sync and checkpoint too:
 	 * finish counts them. */
-	int rc2 = finish(w, seqs, walked, res);
+	int rc2 = finish(w, seqs + finished, walked - finished, res);
 	if (rc == CELLAR_OK)
 		rc = rc2;
 out:
+	res->bytes_reclaimed = res->bytes_reclaimed > res->bytes_copied
+	                           ? res->bytes_reclaimed - res->bytes_copied
+	                           : 0;
+	writer_reserve_renew(w); /* the space freed may make it whole again */
 	free(seqs);
 	res->seconds = clock_seconds() - t0;
 	return rc;

@@ -78,6 +78,10 @@ int files_replace(cellar_fs *fs, const char *dir, const char *tmp_name,
 fail:
 	if (f)
 		fs->close(fs, f);
+	/* Give the space back at once (a full disk needs it for the next
+	 * try); on a crash instead, its owner removes it on open. */
+	if (rc == CELLAR_ENOSPC)
+		(void)fs->remove(fs, tmp);
 	return rc;
 }
 

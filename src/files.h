@@ -8,6 +8,8 @@
  *   <dir>/index            the last index checkpoint
  *   <dir>/index.tmp        a checkpoint being written (removed on open)
  *   <dir>/<16 hex>.seg     segments, named by sequence number
+ *   <dir>/reserve          zeros: disk space held back for a full disk
+ *                          (ballast.h; only with cellar_options.reserve_bytes)
  *   <dir>.build-<16 hex>/  a bulk build in progress (builder.c), beside
  *                          the store; inside it, besides a store's files,
  *                          the builder's scratch files build.pairs,
@@ -32,6 +34,7 @@
 #define FILE_INDEX "index"
 #define FILE_INDEX_TMP "index.tmp"
 #define FILE_SEG_SUFFIX ".seg"
+#define FILE_RESERVE "reserve"
 /* A build directory: the target's path, this, 16 hex digits. */
 #define FILE_BUILD_INFIX ".build-"
 #define FILE_BUILD_PAIRS "build.pairs"

@@ -30,6 +30,7 @@
 #define MAX_SEGMENT_SIZE (2ull << 30)
 #define DEFAULT_SYNC_MS 1000
 #define DEFAULT_COMPACT_PCT 20
+#define MAX_RESERVE (1ull << 40)
 
 /* ---- test hooks (test builds only) -------------------------------------- */
 
@@ -71,6 +72,9 @@ static int check_options(const cellar_options *o)
 	if (o->version >= 3 && o->segment_access > CELLAR_ACCESS_WILLNEED)
 		return cellar__error(CELLAR_EINVAL, "unknown segment_access %u",
 		                     o->segment_access);
+	if (o->version >= 4 && o->reserve_bytes > MAX_RESERVE)
+		return cellar__error(CELLAR_EINVAL, "reserve_bytes must be at most "
+		                     "1 TiB");
 	return CELLAR_OK;
 }
 
@@ -78,8 +82,10 @@ static int check_options(const cellar_options *o)
 static void take_options(cellar_db *db, const cellar_options *opts)
 {
 	/* Version 1 callers' options end before expected_keys, version 2
-	 * callers' before segment_access; the rest stays zero (default). */
-	size_t len = opts->version >= 3 ? sizeof *opts
+	 * callers' before segment_access, version 3 callers' before
+	 * reserve_bytes; the rest stays zero (default). */
+	size_t len = opts->version >= 4   ? sizeof *opts
+	             : opts->version == 3 ? offsetof(cellar_options, reserve_bytes)
 	             : opts->version == 2
 	                 ? offsetof(cellar_options, segment_access)
 	                 : offsetof(cellar_options, expected_keys);
@@ -308,7 +314,9 @@ static int open_store(cellar_db *db)
 static int start_writer(cellar_db *db)
 {
 	writer_config cfg = { db->fs, db->dir, &db->segs, db->ix, &db->latch,
-	                      &db->kh, db->opts.sync_mode == CELLAR_SYNC_ALWAYS };
+	                      &db->kh, db->opts.sync_mode == CELLAR_SYNC_ALWAYS,
+	                      db->opts.reserve_bytes };
+	int rc;
 
 	/* What the last handle wrote after its checkpoint may never have been
 	 * fsynced (it may have died first): the next sync must. */
@@ -319,11 +327,18 @@ static int start_writer(cellar_db *db)
 	db->segs.dir_dirty = 1;
 	writer_init(&db->w, &cfg, db->recovery.replayed_bytes,
 	            !db->recovery.rebuilt);
+	/* First the reserve, which the checkpoint below may need. */
+	if ((rc = writer_reserve_open(&db->w)) < 0)
+		return rc;
 	/* Save the rebuilt index so the next open is quick; a short replay is
 	 * cheaper than rewriting the whole index. */
 	if (!db->recovery.rebuilt && !writer_ckpt_due(&db->w))
 		return CELLAR_OK;
-	return writer_sync(&db->w, 1);
+	/* On a full disk the checkpoint waits for the next one (a sync that
+	 * finds it due, or close): the table in memory is whole, and the
+	 * log is still the truth. */
+	rc = writer_sync(&db->w, 1);
+	return rc == CELLAR_ENOSPC && !writer_failed(&db->w) ? CELLAR_OK : rc;
 }
 
 /* Tell the event callback what recovery cut or skipped, if anything. */

@@ -530,6 +530,28 @@ int segset_warm_list(segset *s, segment *const *list, const uint64_t *lens,
 
 /* ---- writing ----------------------------------------------------------- */
 
+/*
+ * A write the file system refuses for lack of space may have landed in
+ * part; the writer goes on all the same (writer.c's note_write_failure).
+ * A flush of the append buffer leaves what landed: those bytes are records
+ * already acknowledged, and the next flush writes the very same bytes at
+ * the same offsets (a read-only handle in another process may even have
+ * replayed the whole records among them, so they must not go away).  A
+ * record written in place, larger than the buffer, is refused whole: its
+ * part is cut off again here (the file back to cut, its known end), so
+ * that the records written next are not followed by its remains, and its
+ * space is free again.
+ */
+static int write_in_place(segset *s, cellar_file *f, uint64_t off,
+                          const void *p, size_t len, uint64_t cut)
+{
+	int rc = s->fs->write_at(s->fs, f, off, p, len);
+
+	if (rc == CELLAR_ENOSPC)
+		(void)s->fs->truncate(s->fs, f, cut);
+	return rc;
+}
+
 /* The file offset of the append buffer's first byte (newest segment). */
 static uint64_t buf_base(const segset *s, const segment *g)
 {
@@ -709,7 +731,8 @@ static int flush_to(segset *s, segment *g, uint64_t to, uint64_t keep)
 	/* wend may be past to: a record written in place and not yet
 	 * published (a sync in between flushes an empty buffer). */
 	if (to > g->wend) {
-		if ((rc = seal_sync(s)) < 0 || (rc = s->fs->write_at(s->fs, g->file, g->wend,
+		if ((rc = seal_sync(s)) < 0 ||
+		    (rc = s->fs->write_at(s->fs, g->file, g->wend,
 		                          s->buf + (g->wend - g->flushed),
 		                          (size_t)(to - g->wend))) < 0)
 			return rc;
@@ -962,7 +985,7 @@ int segset_append_fill(segset *s, uint64_t t, segset_fill_fn fill, void *ctx,
 	if (!(tmp = malloc((size_t)t)))
 		return cellar__error(CELLAR_ENOMEM, "out of memory");
 	fill(tmp, ctx);
-	rc = s->fs->write_at(s->fs, g->file, g->wend, tmp, (size_t)t);
+	rc = write_in_place(s, g->file, g->wend, tmp, (size_t)t, g->wend);
 	free(tmp);
 	if (rc < 0)
 		return rc;
@@ -993,10 +1016,10 @@ int segset_append(segset *s, unsigned kind, const void *key, size_t key_len,
 	/* Larger than the buffer: checksum as a stream, write in place. */
 	size_t h = record_encode_header(hdr, kind, key_len, val_len);
 	le32_store(hdr, record_checksum_parts(hdr, h, key, key_len, val, val_len));
-	if ((rc = s->fs->write_at(s->fs, g->file, g->wend, hdr, h)) < 0 ||
-	    (rc = s->fs->write_at(s->fs, g->file, g->wend + h, key, key_len)) < 0 ||
-	    (rc = s->fs->write_at(s->fs, g->file, g->wend + h + key_len, val,
-	                          val_len)) < 0)
+	if ((rc = write_in_place(s, g->file, g->wend, hdr, h, g->wend)) < 0 ||
+	    (rc = write_in_place(s, g->file, g->wend + h, key, key_len, g->wend)) < 0 ||
+	    (rc = write_in_place(s, g->file, g->wend + h + key_len, val, val_len,
+	                    g->wend)) < 0)
 		return rc;
 	*off = g->wend;
 	g->wend += t;

@@ -48,6 +48,7 @@ void writer_init(writer *w, const writer_config *cfg, uint64_t log_since_ckpt,
 	pthread_mutex_init(&w->mutex, NULL);
 	pthread_mutex_init(&w->ckpt_mutex, NULL);
 	w->c = *cfg;
+	ballast_init(&w->reserve, cfg->fs, cfg->dir, cfg->reserve_bytes);
 	w->log_since_ckpt = log_since_ckpt;
 	w->have_ckpt = have_ckpt;
 }
@@ -99,6 +100,93 @@ int writer_refused(const writer *w)
 		                     "(%s); cellar_compact() retries it",
 		                     cellar_strerror(w->bg_error));
 	return CELLAR_OK;
+}
+
+/*
+ * A write of the log failed with rc (mutex held): may the writer go on?
+ * A write refused for lack of space changed nothing the writer counts on:
+ * its bytes stay in the append buffer and are written again, at the same
+ * offsets, by the next flush once there is room (segment.c, "writing").
+ * A failed fsync, or any other failed write, leaves what the file holds
+ * unknown (after a failed fsync the kernel may have dropped the data):
+ * refuse every later write rather than pretend.
+ */
+static void note_write_failure(writer *w, int rc)
+{
+	if (w->c.segs->sync_failed)
+		w->failed = w->c.segs->sync_failed;
+	else if (rc != CELLAR_ENOSPC)
+		w->failed = rc;
+}
+
+/* ---- the reserve of disk space (writer.h, "a full disk") -------------- */
+
+/* Puts and syncs try to make a given-up reserve again at most this often. */
+#define RESERVE_RETRY_SECONDS 1.0
+
+int writer_reserve_open(writer *w)
+{
+	int rc;
+
+	if (!w->reserve.size)
+		return CELLAR_OK;
+	w->reserve_tried = clock_seconds();
+	rc = ballast_make(&w->reserve);
+	return rc == CELLAR_ENOSPC ? CELLAR_OK : rc;
+}
+
+int writer_short_of_space(const writer *w)
+{
+	return w->reserve.size && !w->reserve.held;
+}
+
+/*
+ * A write failed with rc (mutex held).  If the disk was full and the
+ * reserve is held, give the reserve's space back: 1 when the caller may
+ * try once more (a delete, a sync, a checkpoint, compaction; a put does
+ * not), else 0.
+ */
+static int spend_reserve(writer *w, int rc)
+{
+	if (rc != CELLAR_ENOSPC || !w->reserve.held || w->failed)
+		return 0;
+	w->reserve_tried = clock_seconds();
+	return ballast_release(&w->reserve) == CELLAR_OK;
+}
+
+/* Make a given-up reserve again (mutex held); unless force, at most once
+ * per RESERVE_RETRY_SECONDS (else CELLAR_ENOSPC).  CELLAR_OK once whole. */
+static int renew_reserve(writer *w, int force)
+{
+	double now;
+
+	if (!writer_short_of_space(w))
+		return CELLAR_OK;
+	now = clock_seconds();
+	if (!force && now - w->reserve_tried < RESERVE_RETRY_SECONDS)
+		return CELLAR_ENOSPC;
+	w->reserve_tried = now;
+	return ballast_make(&w->reserve);
+}
+
+/* Puts go in only while the reserve is whole (mutex held). */
+static int room_for_puts(writer *w)
+{
+	int rc = renew_reserve(w, 0);
+
+	if (rc == CELLAR_ENOSPC)
+		return cellar__error(rc, "the disk is full: puts wait until the "
+		                     "store's reserve of %llu bytes can be made "
+		                     "again (delete and compact, or free space)",
+		                     (unsigned long long)w->reserve.size);
+	return rc;
+}
+
+void writer_reserve_renew(writer *w)
+{
+	writer_lock(w);
+	(void)renew_reserve(w, 1);
+	writer_unlock(w);
 }
 
 /* ---- checkpoints and sync ---------------------------------------------- */
@@ -163,7 +251,9 @@ static int checkpoint(writer *w)
 
 	if ((rc = ckpt_take(w, &v)) < 0)
 		return rc;
-	rc = index_write(w->c.ix, w->c.fs, w->c.dir, &v.ck);
+	while ((rc = index_write(w->c.ix, w->c.fs, w->c.dir, &v.ck)) ==
+	           CELLAR_ENOSPC && spend_reserve(w, rc))
+		; /* once more, in the reserve's space */
 	ckpt_done(w, &v, rc);
 	return rc;
 }
@@ -187,12 +277,13 @@ int writer_ckpt_due(const writer *w)
 
 int writer_sync_data(writer *w)
 {
-	int rc = segset_sync(w->c.segs);
+	int rc;
 
-	/* After a failed fsync the kernel may have dropped the data: refuse
-	 * further writes rather than pretend. */
-	if (rc < 0)
-		w->failed = rc;
+	while ((rc = segset_sync(w->c.segs)) < 0) {
+		note_write_failure(w, rc);
+		if (!spend_reserve(w, rc))
+			break;
+	}
 	return rc;
 }
 
@@ -259,9 +350,10 @@ static int sync_plan_make(writer *w, sync_plan *p)
 	int rc;
 
 	memset(p, 0, sizeof *p);
-	if ((rc = segset_flush(s)) < 0) {
-		w->failed = rc; /* as writer_sync_data: a failed write */
-		return rc;
+	while ((rc = segset_flush(s)) < 0) {
+		note_write_failure(w, rc);
+		if (!spend_reserve(w, rc))
+			return rc;
 	}
 	if (s->n && !(p->v = calloc(s->n, sizeof *p->v)))
 		return cellar__error(CELLAR_ENOMEM, "out of memory");
@@ -332,10 +424,12 @@ int writer_flush_offpath(writer *w, int all)
 		rc = segset_flush_run(w->c.segs, &job); /* writers go on */
 		writer_lock(w);
 		rc = segset_flush_end(w->c.segs, rc);
-		if (w->c.segs->sync_failed)
-			w->failed = w->c.segs->sync_failed; /* a failed fsync */
-		else if (rc < 0 && all)
-			w->failed = rc; /* as sync_plan_make: a sync's failed write */
+		if (w->c.segs->sync_failed || (rc < 0 && all))
+			note_write_failure(w, rc); /* as a sync's flush */
+		if (spend_reserve(w, rc)) {
+			rc = CELLAR_OK;
+			round--; /* the same buffer again, in the reserve's space */
+		}
 		writer_unlock(w);
 	}
 	return rc;
@@ -435,6 +529,20 @@ static int freeze_version(writer *w, int force_ckpt, writer_step_fn step,
 	return CELLAR_OK;
 }
 
+/* No mutex: write the frozen version's checkpoint; a full disk gives up
+ * the reserve (under the mutex) for one more try. */
+static int write_frozen(writer *w, cellar_index *frozen, const index_ckpt *ck)
+{
+	int rc = index_write(frozen, w->c.fs, w->c.dir, ck), again;
+
+	if (rc != CELLAR_ENOSPC)
+		return rc;
+	writer_lock(w);
+	again = spend_reserve(w, rc);
+	writer_unlock(w);
+	return again ? index_write(frozen, w->c.fs, w->c.dir, ck) : rc;
+}
+
 int writer_sync_data_offpath(writer *w, double *held_ms)
 {
 	double held = 0;
@@ -480,7 +588,7 @@ int writer_sync_offpath(writer *w, int force_ckpt, writer_step_fn step,
 #endif
 	/* Writers go on meanwhile, copying the frozen chunks they change. */
 	if ((rc = rc_sync = sync_plan_run(w, &p)) == CELLAR_OK)
-		rc = index_write(frozen, w->c.fs, w->c.dir, &v.ck);
+		rc = write_frozen(w, frozen, &v.ck);
 	writer_lock(w);
 	t0 = clock_seconds();
 	sync_plan_done(w, &p, rc_sync);
@@ -495,6 +603,12 @@ int writer_sync_offpath(writer *w, int force_ckpt, writer_step_fn step,
 		atomic_store_explicit(&w->ckpt_copied_max, copied,
 		                      memory_order_relaxed);
 out:
+	if (rc == CELLAR_OK && !step) {
+		/* Room again?  (Compaction tries once its files are gone.) */
+		writer_lock(w);
+		(void)renew_reserve(w, 0);
+		writer_unlock(w);
+	}
 	pthread_mutex_unlock(&w->ckpt_mutex);
 	if (held_ms)
 		*held_ms = held;
@@ -639,9 +753,15 @@ int writer_put(writer *w, const void *key, size_t key_len, const void *val,
 	pending p;
 	int rc;
 
-	pending_init(w, &p, RECORD_PUT, key, key_len, val, val_len);
-	if ((rc = locate(w, &p)) < 0 || (rc = commit(w, &p)) < 0)
+	if ((rc = room_for_puts(w)) < 0)
 		return rc;
+	pending_init(w, &p, RECORD_PUT, key, key_len, val, val_len);
+	if ((rc = locate(w, &p)) < 0)
+		return rc;
+	if ((rc = commit(w, &p)) < 0) {
+		(void)spend_reserve(w, rc); /* for the deletes and syncs to come */
+		return rc;
+	}
 	count_one(&w->puts);
 	return CELLAR_OK;
 }
@@ -651,12 +771,14 @@ int writer_delete(writer *w, const void *key, size_t key_len)
 	pending p;
 	int rc;
 
-	pending_init(w, &p, RECORD_DELETE, key, key_len, NULL, 0);
-	if ((rc = locate(w, &p)) < 0)
-		return rc;
-	if (!p.ref.found)
-		return CELLAR_ENOTFOUND;
-	if ((rc = commit(w, &p)) < 0)
+	do { /* once more in the reserve's space when the disk is full */
+		pending_init(w, &p, RECORD_DELETE, key, key_len, NULL, 0);
+		if ((rc = locate(w, &p)) < 0)
+			return rc;
+		if (!p.ref.found)
+			return CELLAR_ENOTFOUND;
+	} while ((rc = commit(w, &p)) == CELLAR_ENOSPC && spend_reserve(w, rc));
+	if (rc < 0)
 		return rc;
 	count_one(&w->deletes);
 	return CELLAR_OK;
@@ -687,12 +809,14 @@ int writer_copy_if_at(writer *w, const void *key, size_t key_len,
 	int rc;
 
 	*copied = 0;
-	pending_init(w, &p, RECORD_PUT, key, key_len, val, val_len);
-	if ((rc = locate(w, &p)) < 0)
-		return rc;
-	if (!p.ref.found || p.ref.old_seg != seg || p.ref.old_off != off)
-		return CELLAR_OK;
-	if ((rc = commit(w, &p)) < 0)
+	do { /* once more in the reserve's space when the disk is full */
+		pending_init(w, &p, RECORD_PUT, key, key_len, val, val_len);
+		if ((rc = locate(w, &p)) < 0)
+			return rc;
+		if (!p.ref.found || p.ref.old_seg != seg || p.ref.old_off != off)
+			return CELLAR_OK;
+	} while ((rc = commit(w, &p)) == CELLAR_ENOSPC && spend_reserve(w, rc));
+	if (rc < 0)
 		return rc;
 	*copied = 1;
 	return CELLAR_OK;
@@ -705,13 +829,15 @@ int writer_carry_tombstone(writer *w, const void *key, size_t key_len,
 	int rc;
 
 	*carried = 0;
-	pending_init(w, &p, RECORD_DELETE, key, key_len, NULL, 0);
-	if ((rc = locate(w, &p)) < 0)
-		return rc;
-	if (p.ref.found)
-		return CELLAR_OK;
-	p.touch_index = 0;
-	if ((rc = commit(w, &p)) < 0)
+	do { /* once more in the reserve's space when the disk is full */
+		pending_init(w, &p, RECORD_DELETE, key, key_len, NULL, 0);
+		if ((rc = locate(w, &p)) < 0)
+			return rc;
+		if (p.ref.found)
+			return CELLAR_OK;
+		p.touch_index = 0;
+	} while ((rc = commit(w, &p)) == CELLAR_ENOSPC && spend_reserve(w, rc));
+	if (rc < 0)
 		return rc;
 	*carried = 1;
 	return CELLAR_OK;
@@ -719,7 +845,12 @@ int writer_carry_tombstone(writer *w, const void *key, size_t key_len,
 
 int writer_roll(writer *w)
 {
-	return segset_roll(w->c.segs);
+	int rc;
+
+	while ((rc = segset_roll(w->c.segs)) == CELLAR_ENOSPC &&
+	       spend_reserve(w, rc))
+		; /* once more, in the reserve's space */
+	return rc;
 }
 
 /* Mutex held: a dropped segment that versions still hold stays open and
@@ -820,7 +951,7 @@ static int version_fill(writer *w, int flush, writer_version *v)
 	int rc;
 
 	if (flush && (rc = segset_flush(s)) < 0) {
-		w->failed = rc; /* as writer_sync_data: a failed write */
+		note_write_failure(w, rc);
 		return rc;
 	}
 	if (s->n && !(v->segs = malloc(s->n * sizeof *v->segs)))
@@ -1168,6 +1299,12 @@ int writer_commit_ops(writer *w, const writer_op *ops, size_t n,
 
 	if (n == 0)
 		return CELLAR_OK;
+	for (size_t i = 0; i < n; i++)
+		if (ops[i].kind == RECORD_PUT) {
+			if ((rc = room_for_puts(w)) < 0)
+				return rc;
+			break;
+		}
 	bp.n = n;
 	bp.v = malloc(n * sizeof *bp.v);
 	bp.skip = skip ? memset(skip, 0, n) : calloc(n, 1);
@@ -1188,6 +1325,8 @@ int writer_commit_ops(writer *w, const writer_op *ops, size_t n,
 		atomic_fetch_add_explicit(&w->deletes, bp.ndeletes,
 		                          memory_order_relaxed);
 		count_one(&w->batches);
+	} else {
+		(void)spend_reserve(w, rc); /* deletes alone may then try again */
 	}
 out:
 	free(bp.v);

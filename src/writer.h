@@ -4,7 +4,8 @@
  *
  * Owns: the writer mutex (and the count of callers waiting for it), the
  * failure state that refuses writes after a failed fsync or a failed
- * background compaction, staging and committing a record (append it, make
+ * background compaction (a write refused for lack of space is no failure:
+ * see "a full disk" below, with the reserve of disk space it keeps), staging and committing a record (append it, make
  * the index point at it, move the old record's bytes to dead), committing
  * a write batch (writer_commit_ops: every record in one append into one
  * segment, every index change under one hold of the exclusive latch), sync,
@@ -41,6 +42,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ballast.h"
 #include "hash.h"
 #include "index.h"
 #include "latch.h"
@@ -55,6 +57,7 @@ typedef struct writer_config {
 	latch *latch;
 	const keyhash *kh;
 	int sync_always; /* fsync every record before it is visible */
+	uint64_t reserve_bytes; /* disk space held back (ballast.h); 0: none */
 } writer_config;
 
 typedef struct writer {
@@ -82,6 +85,9 @@ typedef struct writer {
 	uint64_t nversions;
 	uint64_t orphan_bytes;    /* dropped segments kept for them */
 	uint64_t orphans;
+	/* The reserve of disk space (see "A full disk" below). */
+	ballast reserve;
+	double reserve_tried;     /* clock_seconds() of the last attempt */
 } writer;
 
 /**
@@ -282,6 +288,34 @@ void writer_version_release_all(writer *w);
  *  and of dropped segments kept for them (mutex NOT held). */
 void writer_version_stats(writer *w, uint64_t *count, uint64_t *index_bytes,
                           uint64_t *segment_bytes);
+
+/* ---- a full disk ------------------------------------------------------- *
+ *
+ * A write the file system refuses for lack of space (CELLAR_ENOSPC) leaves
+ * the writer able to go on: the bytes stay buffered and are written again
+ * later.  With a reserve (reserve_bytes), the first such refusal gives the
+ * reserve's space back to the file system, and from then on puts are
+ * refused with CELLAR_ENOSPC while deletes, syncs, checkpoints and
+ * compaction write into the space it freed (one of them that meets the
+ * full disk while the reserve is still held gives it up and tries once
+ * more).  The reserve is made again after each compaction pass, by a sync
+ * and, at most once a second, by a put; once it is whole, puts are taken
+ * again.
+ */
+
+/**
+ * At open (no other thread yet): make the reserve, if the store keeps one.
+ * CELLAR_OK also when the disk has no room for it (the writer then starts
+ * short of space: puts wait for it); another error of the file system.
+ */
+int writer_reserve_open(writer *w);
+
+/** Is the reserve given up, puts waiting for room (mutex held)? */
+int writer_short_of_space(const writer *w);
+
+/** Mutex NOT held: make the reserve again if it was given up (after a
+ *  compaction pass freed space). */
+void writer_reserve_renew(writer *w);
 
 /** The segment set the writer appends to. */
 static inline segset *writer_segments(writer *w)

@@ -73,6 +73,7 @@ struct fault_fs {
 	size_t tear_keep;
 	uint64_t crash_nth;
 	int crashed;
+	uint64_t capacity; /* fault_fs_set_capacity; 0 = none */
 	struct fault_path **paths;
 	size_t npaths, cap_paths;
 	struct fault_ino *inos, **inos_tail;
@@ -448,16 +449,57 @@ static int fault_read_at(cellar_fs *fs, cellar_file *f, uint64_t off,
 	return rc;
 }
 
+/* Bytes the files the wrapper knows hold on the base now. */
+static uint64_t used_bytes(struct fault_fs *ff)
+{
+	uint64_t used = 0, size;
+
+	for (size_t i = 0; i < ff->npaths; i++) {
+		cellar_file *f;
+		if (!ff->paths[i]->cur ||
+		    ff->base->open(ff->base, ff->paths[i]->path, CELLAR_FS_READ,
+		                   &f) != CELLAR_OK)
+			continue;
+		if (ff->base->size(ff->base, f, &size) == CELLAR_OK)
+			used += size;
+		ff->base->close(ff->base, f);
+	}
+	return used;
+}
+
+/* With a capacity: how much of a write of len at off fits (*n), and
+ * whether it all does (*full is 0). */
+static void fit_capacity(struct fault_fs *ff, cellar_file *base, uint64_t off,
+                         size_t len, size_t *n, int *full)
+{
+	uint64_t cur = 0, used, room;
+
+	*full = 0;
+	if (!ff->capacity || ff->base->size(ff->base, base, &cur) != CELLAR_OK ||
+	    off + len <= cur)
+		return;
+	used = used_bytes(ff);
+	if (used + (off + len - cur) <= ff->capacity)
+		return;
+	room = ff->capacity > used ? ff->capacity - used : 0;
+	*n = cur + room > off ? (size_t)(cur + room - off) : 0;
+	if (*n > len)
+		*n = len;
+	*full = 1;
+}
+
 static int fault_write_at(cellar_fs *fs, cellar_file *f, uint64_t off,
                           const void *buf, size_t len)
 {
 	struct fault_fs *ff = fs->ctx;
 	struct fault_file *file = ffile_of(f);
 	size_t n = len;
-	int crash, rc, torn = 0;
+	int crash, rc, torn = 0, full = 0;
 
 	pthread_mutex_lock(&ff->mu);
 	rc = gate(ff, FAULT_WRITE, 1, &crash);
+	if (rc == CELLAR_OK)
+		fit_capacity(ff, file->base, off, len, &n, &full);
 	if (crash) {
 		uint64_t s = ff->crash_nth;
 		n = len ? (size_t)(splitmix(&s) % len) : 0;
@@ -480,6 +522,10 @@ static int fault_write_at(cellar_fs *fs, cellar_file *f, uint64_t off,
 		rc = cellar__error(CELLAR_EIO, "fault fs: write #%llu torn after "
 		                   "%zu of %zu bytes",
 		                   (unsigned long long)ff->tear_nth, n, len);
+	else if (full && rc == CELLAR_OK)
+		rc = cellar__error(CELLAR_ENOSPC, "fault fs: no space left (capacity "
+		                   "%llu bytes; %zu of %zu written)",
+		                   (unsigned long long)ff->capacity, n, len);
 out:
 	pthread_mutex_unlock(&ff->mu);
 	return rc;
@@ -955,6 +1001,17 @@ void fault_fs_crash_at(cellar_fs *fs, uint64_t nth_mutation)
 		return;
 	pthread_mutex_lock(&ff->mu);
 	ff->crash_nth = nth_mutation;
+	pthread_mutex_unlock(&ff->mu);
+}
+
+void fault_fs_set_capacity(cellar_fs *fs, uint64_t capacity)
+{
+	struct fault_fs *ff = fault_of(fs);
+
+	if (!ff)
+		return;
+	pthread_mutex_lock(&ff->mu);
+	ff->capacity = capacity;
 	pthread_mutex_unlock(&ff->mu);
 }
 

@@ -92,6 +92,16 @@ void fault_fs_tear(cellar_fs *fs, uint64_t nth_write, size_t keep);
  */
 void fault_fs_crash_at(cellar_fs *fs, uint64_t nth_mutation);
 
+/**
+ * Give the file system a capacity, like a small disk: a write_at that
+ * would take the bytes of the files known to the wrapper (as the base
+ * holds them now) past capacity writes only the part that fits and fails
+ * with CELLAR_ENOSPC (a size grows by what is written past it; removing
+ * or truncating a file frees its bytes).  0 (the default) = no limit.
+ * Mutations are counted and crash as usual.
+ */
+void fault_fs_set_capacity(cellar_fs *fs, uint64_t capacity);
+
 /** 1 once a crash set by fault_fs_crash_at() has happened, else 0. */
 int fault_fs_crashed(cellar_fs *fs);
 

@@ -347,8 +347,8 @@ static void gen_records(void)
 	record_encode_batch(r, r, 0, 0);
 	emit("record", "batch-header", r, RECORD_BATCH_SIZE);
 
-	/* kind 4 (unknown to this version): EVERSION once sealed. */
-	n = record_encode_header(r, 4, 1, 1);
+	/* kind 5 (unknown to this version): EVERSION once sealed. */
+	n = record_encode_header(r, 5, 1, 1);
 	memcpy(r + n, "kv", 2);
 	record_seal(r, n + 2);
 	emit("record", "unknown-kind", r, n + 2);

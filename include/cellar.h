@@ -147,7 +147,7 @@ typedef enum cellar_sync_mode {
 } cellar_sync_mode;
 
 /** Version of cellar_options described by this header. */
-#define CELLAR_OPTIONS_VERSION 3
+#define CELLAR_OPTIONS_VERSION 4
 
 /**
  * cellar_options.segment_access: how lookups are expected to read the
@@ -267,11 +267,24 @@ typedef struct cellar_options {
 	 * affected.
 	 */
 	unsigned segment_access;
+	/**
+	 * Since version 4.  The clock expiring keys are judged by
+	 * (cellar_put_ex): returns the time now in milliseconds since the Unix
+	 * epoch, and should never go back.  Called with clock_ctx, from any
+	 * thread that reads or writes (with or without the handle's locks
+	 * held), so it must be thread-safe and must not call into cellar.
+	 * NULL (default) = the wall clock (CLOCK_REALTIME).  Tests inject a
+	 * clock they advance by hand.
+	 */
+	uint64_t (*clock)(void *ctx);
+	/** Since version 4.  Passed to clock. */
+	void *clock_ctx;
 } cellar_options;
 
 /** Initializer giving every option its default. */
-#define CELLAR_OPTIONS_INIT \
-	{ CELLAR_OPTIONS_VERSION, 0, NULL, 0, 0, 0, 0, 0, 0, NULL, NULL, 0, 0 }
+#define CELLAR_OPTIONS_INIT                                                      \
+	{ CELLAR_OPTIONS_VERSION, 0, NULL, 0, 0, 0, 0, 0, 0, NULL, NULL, 0, 0,      \
+	  NULL, NULL }
 
 /**
  * Open (and with CELLAR_CREATE create) the store in directory dir.
@@ -378,6 +391,72 @@ CELLAR_API int cellar_refresh(cellar_db *db);
  */
 CELLAR_API int cellar_put(cellar_db *db, const void *key, size_t key_len,
                           const void *val, size_t val_len);
+
+/* ---- expiring keys and put options ------------------------------------ */
+
+/** Version of cellar_put_options described by this header. */
+#define CELLAR_PUT_OPTIONS_VERSION 1
+
+/** cellar_put_options.flags: fail with CELLAR_EEXIST if the key is
+ *  present (and not expired); an expired key counts as absent. */
+#define CELLAR_PUT_NOOVERWRITE 0x1
+
+/**
+ * Options of one put (cellar_put_ex, cellar_batch_put_ex).  Start from
+ * CELLAR_PUT_OPTIONS_INIT: a zero field means "no such option".  New
+ * fields are only ever added at the end, with a new version.
+ *
+ * Times are milliseconds since the Unix epoch on the handle's clock
+ * (cellar_options.clock; by default the wall clock).  A key that expires
+ * at time T is present while now < T and absent from the moment now >= T:
+ * get, get_alloc, get_pinned, get_many, has, update, cas, delete (which
+ * then returns CELLAR_ENOTFOUND), iteration and snapshots all treat it as
+ * absent.  Its record stays on disk, with its expiry, until compaction
+ * drops it (cellar_compact) or a later write of the key replaces it.
+ */
+typedef struct cellar_put_options {
+	/** Must be CELLAR_PUT_OPTIONS_VERSION. */
+	unsigned version;
+	/** CELLAR_PUT_NOOVERWRITE. */
+	unsigned flags;
+	/** Time to live: the key expires this many ms after the put (for a
+	 *  batch, after the commit reads the clock).  0 = no ttl. */
+	uint64_t ttl_ms;
+	/** Absolute expiry, ms since the epoch; must be in the future when the
+	 *  put (or the batch's commit) happens.  0 = none.  At most one of
+	 *  ttl_ms and expire_at may be set; neither: the key never expires. */
+	uint64_t expire_at;
+} cellar_put_options;
+
+/** Initializer: no flags, no expiry. */
+#define CELLAR_PUT_OPTIONS_INIT { CELLAR_PUT_OPTIONS_VERSION, 0, 0, 0 }
+
+/**
+ * cellar_put() with options: an expiry (ttl_ms or expire_at) and flags
+ * (CELLAR_PUT_NOOVERWRITE).  opts NULL: exactly cellar_put().  A put with
+ * an expiry writes an expiring record (docs/format.md, record type 4):
+ * stores that hold one cannot be opened by cellar versions that predate
+ * expiring keys (CELLAR_EVERSION) until compaction has dropped it.  The expiry is as
+ * durable as the put itself (see cellar_options.sync_mode) and survives
+ * reopening; a put without expiry replaces an expiring value with one
+ * that never expires.
+ *
+ * NOOVERWRITE looks the key up and writes under the writer mutex, so no
+ * other write comes in between.
+ * @return CELLAR_OK, or
+ *   - CELLAR_EEXIST: CELLAR_PUT_NOOVERWRITE and the key is present (an
+ *     expired key is absent: the put succeeds);
+ *   - CELLAR_EINVAL: as cellar_put(), or opts of an unknown version, an
+ *     unknown flag, both ttl_ms and expire_at set, expire_at not after the
+ *     clock's now, or now + ttl_ms past UINT64_MAX;
+ *   - the errors of cellar_put() (CELLAR_EREADONLY, CELLAR_EKEYLEN,
+ *     CELLAR_EVALLEN, CELLAR_ELIMIT, CELLAR_EIO, CELLAR_ENOSPC,
+ *     CELLAR_ENOMEM, CELLAR_EFAILED), and for NOOVERWRITE those of
+ *     cellar_has() (CELLAR_ECORRUPT, CELLAR_EVERSION, CELLAR_EIO).
+ */
+CELLAR_API int cellar_put_ex(cellar_db *db, const void *key, size_t key_len,
+                             const void *val, size_t val_len,
+                             const cellar_put_options *opts);
 
 /**
  * Copy the value of key into buf.
@@ -505,7 +584,12 @@ CELLAR_API int cellar_has(cellar_db *db, const void *key, size_t key_len);
 CELLAR_API int cellar_delete(cellar_db *db, const void *key, size_t key_len);
 
 /**
- * Number of keys in the store.
+ * Number of keys in the store's index: every key present, plus the keys
+ * that have expired but whose records have not been dropped yet (by
+ * cellar_compact, or by a write of the key).  So with expiring keys it is
+ * an upper bound of what get and iteration find, exact once a compaction
+ * pass has dropped the expired ones; without them it is exact.  It costs
+ * no scan.  (Count exactly by iterating.)
  * @param[out] out  the count.
  * @return CELLAR_OK or CELLAR_EINVAL.
  */
@@ -668,6 +752,9 @@ typedef struct cellar_db_stats {
 	 * Reopen the store once the file is restored.
 	 */
 	uint64_t faulted_mappings;
+	/** Since 0.4 (expiring keys): expired keys compaction dropped since
+	 *  open (their bytes are in the passes' bytes_reclaimed). */
+	uint64_t expired_dropped;
 } cellar_db_stats;
 
 /* The size of cellar_db_stats before the fields since 0.2 (cellar_stats). */
@@ -1112,7 +1199,11 @@ typedef struct cellar_snapshot_iter cellar_snapshot_iter;
 
 /**
  * Take a snapshot of the store now.  Every write that returned before this
- * call is in it; none that starts after it returns is.
+ * call is in it; none that starts after it returns is.  Its time is now
+ * too: the clock is read once, here, and the snapshot's reads and
+ * iteration judge expiring keys by that time, so a key live when the
+ * snapshot was taken stays visible in it, and the snapshot reads the
+ * same whenever it is read.
  * @param[out] out  the snapshot; NULL on failure.
  * @return CELLAR_OK, or
  *   - CELLAR_EINVAL: db or out NULL;
@@ -1149,7 +1240,8 @@ CELLAR_API int cellar_snapshot_get_alloc(cellar_snapshot *snap,
 CELLAR_API int cellar_snapshot_has(cellar_snapshot *snap, const void *key,
                                    size_t key_len);
 
-/** The number of keys the snapshot holds (cellar_count() then).
+/** The number of keys the snapshot holds (cellar_count() then: expired
+ *  keys not yet dropped included).
  *  @return CELLAR_OK or CELLAR_EINVAL. */
 CELLAR_API int cellar_snapshot_count(cellar_snapshot *snap, uint64_t *out);
 
@@ -1265,6 +1357,21 @@ CELLAR_API int cellar_batch_new(cellar_batch **out);
 CELLAR_API int cellar_batch_put(cellar_batch *b, const void *key,
                                 size_t key_len, const void *val,
                                 size_t val_len);
+
+/**
+ * cellar_batch_put() with options (opts NULL: exactly cellar_batch_put()).
+ * An expiry is resolved when the batch is committed: ttl_ms counts from
+ * the clock's time read by cellar_batch_commit(), once for the whole
+ * batch, and an expire_at that is not after that time makes the commit
+ * fail with CELLAR_EINVAL (nothing written).  CELLAR_PUT_NOOVERWRITE is not
+ * offered in batches (CELLAR_EINVAL): use cellar_cas(CELLAR_CAS_ABSENT).
+ * @return as cellar_batch_put(), and CELLAR_EINVAL for opts of an unknown
+ *   version, an unknown flag or NOOVERWRITE, or both ttl_ms and expire_at.
+ */
+CELLAR_API int cellar_batch_put_ex(cellar_batch *b, const void *key,
+                                   size_t key_len, const void *val,
+                                   size_t val_len,
+                                   const cellar_put_options *opts);
 
 /**
  * Add a delete of key to the batch.  Deleting a key that is absent when
@@ -1393,7 +1500,9 @@ CELLAR_API int cellar_cas(cellar_db *db, const void *key, size_t key_len,
 typedef enum cellar_change_kind {
 	CELLAR_CHANGE_PUT = 0,    /**< key now holds val */
 	CELLAR_CHANGE_DELETE = 1, /**< key was deleted */
-	CELLAR_CHANGE_EXPIRE = 2, /**< reserved: key expired (expiring keys) */
+	/** key had expired and its record was dropped: by compaction (see
+	 *  cellar_watch for when; val NULL) */
+	CELLAR_CHANGE_EXPIRE = 2,
 	CELLAR_CHANGE_LOST = 3    /**< lost changes were dropped (no key) */
 } cellar_change_kind;
 
@@ -1433,7 +1542,17 @@ typedef struct cellar_sub cellar_sub;
  * changes of later commits are dropped whole, counted, and reported by a
  * CELLAR_CHANGE_LOST before the next delivered change: a slow subscriber
  * never holds a writer up.  Changes made by other handles or processes,
- * and compaction's copies, are not reported.  fn may call cellar on this
+ * and compaction's copies, are not reported.
+ *
+ * Expiry: a key's expiry is reported as CELLAR_CHANGE_EXPIRE when this
+ * handle's compaction (cellar_compact, or the background one) drops the
+ * expired record, not at the moment the key expires: nothing runs then.
+ * Each such event is a commit of its own.  A key that expired and is then
+ * written again (put, batch) before compaction reaches it gets only that
+ * write's event; a delete of an expired key is CELLAR_ENOTFOUND and no
+ * event.  A key whose expired record is still in the store when the handle
+ * closes is reported by the compaction of a later handle, if that one has
+ * a subscriber.  fn may call cellar on this
  * handle (reads, writes, cellar_unwatch), though a write from fn is itself
  * reported later.
  * @param[out] out  the subscription; NULL on failure.

@@ -78,8 +78,10 @@ static int check_options(const cellar_options *o)
 static void take_options(cellar_db *db, const cellar_options *opts)
 {
 	/* Version 1 callers' options end before expected_keys, version 2
-	 * callers' before segment_access; the rest stays zero (default). */
-	size_t len = opts->version >= 3 ? sizeof *opts
+	 * callers' before segment_access, version 3 callers' before clock;
+	 * the rest stays zero (default). */
+	size_t len = opts->version >= 4   ? sizeof *opts
+	             : opts->version == 3 ? offsetof(cellar_options, clock)
 	             : opts->version == 2
 	                 ? offsetof(cellar_options, segment_access)
 	                 : offsetof(cellar_options, expected_keys);
@@ -308,7 +310,9 @@ static int open_store(cellar_db *db)
 static int start_writer(cellar_db *db)
 {
 	writer_config cfg = { db->fs, db->dir, &db->segs, db->ix, &db->latch,
-	                      &db->kh, db->opts.sync_mode == CELLAR_SYNC_ALWAYS };
+	                      &db->kh, db->opts.sync_mode == CELLAR_SYNC_ALWAYS,
+	                      db->opts.clock, db->opts.clock_ctx, watch_expired,
+	                      db };
 
 	/* What the last handle wrote after its checkpoint may never have been
 	 * fsynced (it may have died first): the next sync must. */

@@ -49,6 +49,10 @@
  *   CELLAR_SYNC_ALWAYS makes each write durable before it returns.
  * - Pointers returned by cellar_iter_next() stay valid only until the next
  *   call on that iterator or cellar_iter_free().
+ * - Expiring keys (cellar_put_ex) are judged by cellar_options.clock (the
+ *   wall clock by default) at the moment of each read; an iterator reads
+ *   the clock once when created, a snapshot once when taken.  An expired
+ *   key stays on disk, and in cellar_count, until compaction drops it.
  * - Limits: keys are 1 to CELLAR_MAX_KEY_LEN (65,535) bytes, values 0 to
  *   CELLAR_MAX_VALUE_LEN (1 GiB) bytes; at most 65,536 segment files are live
  *   at once.  Counts and sizes are 64-bit.
@@ -464,7 +468,8 @@ CELLAR_API int cellar_put_ex(cellar_db *db, const void *key, size_t key_len,
  * @param cap      capacity of buf in bytes.
  * @param[out] val_len  the value's length (also on CELLAR_EBUFS); may be NULL.
  * @return CELLAR_OK, or
- *   - CELLAR_ENOTFOUND: no such key;
+ *   - CELLAR_ENOTFOUND: no such key (or it has expired: see
+ *     cellar_put_ex);
  *   - CELLAR_EBUFS: cap < value length; *val_len tells the length needed;
  *   - CELLAR_EINVAL, CELLAR_EKEYLEN: bad arguments;
  *   - CELLAR_ECORRUPT: the record failed its checksum (no bytes are given),
@@ -569,7 +574,7 @@ CELLAR_API int cellar_get_many(cellar_db *db, cellar_get_item *items,
                                size_t n);
 
 /**
- * Tell whether key is present.
+ * Tell whether key is present (an expired key is not).
  * @return CELLAR_OK if it is, CELLAR_ENOTFOUND if not, or an error as for
  *   cellar_get().
  */
@@ -578,8 +583,9 @@ CELLAR_API int cellar_has(cellar_db *db, const void *key, size_t key_len);
 /**
  * Delete key.  A tombstone record is appended so the delete survives
  * recovery.
- * @return CELLAR_OK, CELLAR_ENOTFOUND if the key was absent (nothing is
- *   written), or an error as for cellar_put().
+ * @return CELLAR_OK, CELLAR_ENOTFOUND if the key was absent or has expired
+ *   (nothing is written; compaction drops an expired key), or an error as
+ *   for cellar_put().
  */
 CELLAR_API int cellar_delete(cellar_db *db, const void *key, size_t key_len);
 
@@ -805,7 +811,9 @@ CELLAR_API int cellar_segments(cellar_db *db, cellar_segment_info *out,
  * compact_dead_pct, copying its live records to the end of the log,
  * repointing the index, dropping tombstones that nothing older can undo, and
  * removing the old segment once a checkpoint no longer needs it.  Segments
- * below the threshold are never touched.  Readers are never blocked; writers
+ * below the threshold are never touched, except that a segment holding an
+ * expiring put that is due by now is always rewritten and its expired keys
+ * dropped (cellar_put_ex; watchers get CELLAR_CHANGE_EXPIRE).  Readers are never blocked; writers
  * wait at most one batch of 256 records at a time, and, at the end, for
  * the segments to leave the set and the index to be frozen and thawed: the
  * final sync and checkpoint are written without holding writers (see
@@ -828,7 +836,8 @@ CELLAR_API int cellar_compact(cellar_db *db, cellar_compact_result *result);
 
 /**
  * Create an iterator over every key and its value, in the order the records
- * were written.  Keys that are neither written nor deleted while the
+ * were written.  Keys that have expired by the clock's time read here are
+ * skipped.  Keys that are neither written nor deleted while the
  * iteration runs are returned exactly once; a key written during the
  * iteration may be missed, or returned with its old and its new value.
  * While an iterator is open, compaction waits (see cellar_compact()); if a
@@ -1442,10 +1451,11 @@ typedef enum cellar_update_action {
  * @param val      the current value, or NULL when the key is absent; valid
  *                 only during the call.
  * @param val_len  its length (0 when absent).
- * @param found    1 if the key is present, 0 if not.
+ * @param found    1 if the key is present, 0 if not (or expired).
  * @param[out] new_val, new_len  for CELLAR_UPDATE_STORE: the value to
  *                 store; it must stay valid until the callback returns
- *                 (cellar_update() copies it before returning).
+ *                 (cellar_update() copies it before returning).  It is
+ *                 stored without expiry, whatever the old value had.
  * @return a cellar_update_action, or a negative error to abort.
  */
 typedef int (*cellar_update_fn)(const void *val, size_t val_len, int found,

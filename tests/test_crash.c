@@ -315,6 +315,33 @@ static void do_put(const workload *w, cellar_fs *fs, model *m, cellar_db *db,
 	}
 }
 
+/* One acknowledged-or-not delete of step j, into the model. */
+static void do_del(const workload *w, cellar_fs *fs, model *m, cellar_db *db,
+                   size_t j)
+{
+	const op *o = &w->ops[j];
+	kstate *s = &m->k[o->key];
+	char key[32];
+	size_t kn = key_of(o->key, key);
+	int rc = cellar_delete(db, key, kn);
+
+	if (rc == CELLAR_ENOTFOUND) {
+		/* An expired key is absent too: nothing was written. */
+		CHECK(wl_absent(w, s->acked, wl_now), "step %zu: delete of key %u "
+		      "(v%u) gave ENOTFOUND", j, o->key, s->acked);
+		return;
+	}
+	check_call(fs, rc, "delete", j);
+	pend_add(s, ABSENT);
+	if (rc == CELLAR_OK) {
+		CHECK(!wl_absent(w, s->acked, wl_now), "step %zu: delete of absent "
+		      "key %u succeeded", j, o->key);
+		s->acked = ABSENT;
+		if (w->sync_mode == CELLAR_SYNC_ALWAYS)
+			make_durable(s);
+	}
+}
+
 /*
  * Checkpoints overlapping puts: with overlap on, every checkpoint written
  * off the writer's path (compaction's, a due one at sync) runs the next
@@ -345,7 +372,6 @@ static void overlap_hook(void *ctx)
 /* Run w on fs (the fault wrapper), recording what was acknowledged. */
 static void wl_run(const workload *w, cellar_fs *fs, model *m)
 {
-	char key[32];
 	cellar_db *db;
 	int rc;
 	size_t j;
@@ -362,8 +388,6 @@ static void wl_run(const workload *w, cellar_fs *fs, model *m)
 	ov.db = db;
 	for (j = 0; j < w->nops; j++) {
 		const op *o = &w->ops[j];
-		kstate *s = &m->k[o->key];
-		size_t kn = key_of(o->key, key);
 
 		if (o->kind == OP_ADVANCE) {
 			wl_now = WL_T_LATE;
@@ -387,21 +411,7 @@ static void wl_run(const workload *w, cellar_fs *fs, model *m)
 			do_put(w, fs, m, db, j);
 			break;
 		case OP_DEL:
-			rc = cellar_delete(db, key, kn);
-			if (rc == CELLAR_ENOTFOUND) {
-				CHECK(wl_absent(w, s->acked, wl_now), "step %zu: delete "
-				      "of key %u (v%u) gave ENOTFOUND", j, o->key, s->acked);
-				break;
-			}
-			check_call(fs, rc, "delete", j);
-			pend_add(s, ABSENT);
-			if (rc == CELLAR_OK) {
-				CHECK(!wl_absent(w, s->acked, wl_now), "step %zu: "
-				      "delete of absent key %u succeeded", j, o->key);
-				s->acked = ABSENT;
-				if (w->sync_mode == CELLAR_SYNC_ALWAYS)
-					make_durable(s);
-			}
+			do_del(w, fs, m, db, j);
 			break;
 		case OP_SYNC:
 			rc = cellar_sync(db);

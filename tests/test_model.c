@@ -389,6 +389,18 @@ static void model_put_ex(model *m, cellar_db *db, unsigned i,
 	model_put_exp(m, i, v, n, expire);
 }
 
+/* The clock moves (by r); now and then a pass drops what expired. */
+static void model_advance(model *m, cellar_db *db, unsigned i, uint64_t r)
+{
+	model_now += (r >> 32) % 120;
+	check_key(m, db, i);
+	if ((r >> 48) % 8 == 0) {
+		CHECK_RC(cellar_compact(db, NULL), CELLAR_OK);
+		model_compacted(m);
+		check_all(m, db);
+	}
+}
+
 static void open_db(cellar_db **db, const char *dir, const cellar_options *o)
 {
 	*db = NULL;
@@ -530,16 +542,8 @@ static void run_model(const config *c)
 			CHECK_RC(cellar_has(db, k, kn),
 			         entry_visible(e) ? CELLAR_OK : CELLAR_ENOTFOUND);
 		} else if (c->expiring && op < 96) {
-			/* The clock moves; now and then a pass drops the expired. */
-			model_now += (r >> 32) % 120;
 			WHERE("advance the clock");
-			check_key(&m, db, i);
-			if ((r >> 48) % 8 == 0) {
-				WHERE("compact after the clock moved");
-				CHECK_RC(cellar_compact(db, NULL), CELLAR_OK);
-				model_compacted(&m);
-				check_all(&m, db);
-			}
+			model_advance(&m, db, i, r);
 		} else if (op < 98) {
 			WHERE("count");
 			check_count(&m, db);

@@ -613,6 +613,100 @@ static void do_close(struct state *st)
 	FZ_CHECK(rc == CELLAR_OK, "close failed", rc);
 }
 
+/* Reopen read-only, check everything, then read-write again. */
+static void look_read_only(struct state *st)
+{
+	do_close(st);
+	do_open(st, CELLAR_READONLY);
+	check_all(st);
+	check_iteration(st);
+	FZ_CHECK(cellar_put(st->db, "a", 1, "", 0) == CELLAR_EREADONLY,
+	         "put on a read-only handle", 0);
+	do_close(st);
+	do_open(st, 0);
+}
+
+/* One operation of the input (its opcode and key id already read). */
+static void run_op(struct state *st, unsigned op, unsigned id)
+{
+	int rc;
+
+	switch (op) {
+	case 0: case 1: case 2:
+		do_put(st, id, next_byte());
+		break;
+	case 3:
+		in_pos--; /* the id byte starts the batch */
+		do_batch(st);
+		break;
+	case 4:
+		do_put(st, id, (size_t)next_byte() << 4 | next_byte());
+		break;
+	case 5: case 6:
+		do_delete(st, id);
+		break;
+	case 7:
+		check_get(st, id, next_byte() & 1 ? next_byte() : 1u << 16);
+		break;
+	case 8:
+		check_get_alloc(st, id);
+		check_has(st, id);
+		break;
+	case 9:
+		rc = cellar_sync(st->db);
+		FZ_CHECK(rc == CELLAR_OK, "sync failed", rc);
+		break;
+	case 10:
+		do_close(st);
+		do_open(st, 0);
+		check_all(st);
+		break;
+	case 11:
+		look_read_only(st);
+		break;
+	case 12:
+		check_iteration(st);
+		break;
+	case 13:
+		live_iter_begin(st);
+		break;
+	case 14:
+		live_iter_step(st, id + 1);
+		break;
+	case 15:
+		/* Rare: hashing 1 MiB is slow under the sanitizers. */
+		if (!st->big_done && next_byte() == 0xb1) {
+			st->big_done = 1;
+			do_put(st, id, BIG_VALUE);
+		} else {
+			do_put(st, id, 0);
+		}
+		break;
+	case 16:
+		do_compact(st);
+		break;
+	case 17:
+		check_stats(st);
+		break;
+	case 18: case 19: {
+		size_t len = next_byte();
+		unsigned mode = next_byte();
+		do_put_ex(st, id, len, mode, next_byte());
+		break;
+	}
+	case 20:
+		st->now += (uint64_t)next_byte() * 2; /* the clock moves on */
+		check_get(st, id, 1u << 16);
+		break;
+	case 21:
+		snap_begin(st);
+		break;
+	case 22:
+		snap_check(st);
+		break;
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const cellar__hash_fn hashes[4] = { NULL, hash_same, hash_four,
@@ -645,88 +739,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	while (in_pos < in_len) {
 		unsigned op = next_byte() % 23, id = next_byte() % NKEYS;
-		int rc;
-		switch (op) {
-		case 0: case 1: case 2:
-			do_put(&st, id, next_byte());
-			break;
-		case 3:
-			in_pos--; /* the id byte starts the batch */
-			do_batch(&st);
-			break;
-		case 4:
-			do_put(&st, id, (size_t)next_byte() << 4 | next_byte());
-			break;
-		case 5: case 6:
-			do_delete(&st, id);
-			break;
-		case 7:
-			check_get(&st, id, next_byte() & 1 ? next_byte() : 1u << 16);
-			break;
-		case 8:
-			check_get_alloc(&st, id);
-			check_has(&st, id);
-			break;
-		case 9:
-			rc = cellar_sync(st.db);
-			FZ_CHECK(rc == CELLAR_OK, "sync failed", rc);
-			break;
-		case 10:
-			do_close(&st);
-			do_open(&st, 0);
-			check_all(&st);
-			break;
-		case 11:
-			do_close(&st);
-			do_open(&st, CELLAR_READONLY);
-			check_all(&st);
-			check_iteration(&st);
-			FZ_CHECK(cellar_put(st.db, "a", 1, "", 0) == CELLAR_EREADONLY,
-			         "put on a read-only handle", 0);
-			do_close(&st);
-			do_open(&st, 0);
-			break;
-		case 12:
-			check_iteration(&st);
-			break;
-		case 13:
-			live_iter_begin(&st);
-			break;
-		case 14:
-			live_iter_step(&st, id + 1);
-			break;
-		case 15:
-			/* Rare: hashing 1 MiB is slow under the sanitizers. */
-			if (!st.big_done && next_byte() == 0xb1) {
-				st.big_done = 1;
-				do_put(&st, id, BIG_VALUE);
-			} else {
-				do_put(&st, id, 0);
-			}
-			break;
-		case 16:
-			do_compact(&st);
-			break;
-		case 17:
-			check_stats(&st);
-			break;
-		case 18: case 19: {
-			size_t len = next_byte();
-			unsigned mode = next_byte();
-			do_put_ex(&st, id, len, mode, next_byte());
-			break;
-		}
-		case 20:
-			st.now += (uint64_t)next_byte() * 2; /* the clock moves on */
-			check_get(&st, id, 1u << 16);
-			break;
-		case 21:
-			snap_begin(&st);
-			break;
-		case 22:
-			snap_check(&st);
-			break;
-		}
+		run_op(&st, op, id);
 		check_count(&st);
 	}
 	check_all(&st);

@@ -216,6 +216,33 @@ Test(expiry, delete_update_and_cas_treat_an_expired_key_as_absent,
 	OK(get_all_ways("k", "w")); /* cas wrote a value that never expires */
 }
 
+/* cellar_update's callback: note whether the key was found, store "u". */
+static int update_cb(const void *val, size_t val_len, int found,
+                     const void **new_val, size_t *new_len, void *ctx)
+{
+	(void)val;
+	(void)val_len;
+	*(int *)ctx = found;
+	*new_val = "u";
+	*new_len = 1;
+	return CELLAR_UPDATE_STORE;
+}
+
+Test(expiry, update_is_told_an_expired_key_is_absent, .init = setup)
+{
+	int found = -1;
+
+	OK(put_ttl("k", "v", 10));
+	OK(cellar_update(st.db, "k", 1, update_cb, &found));
+	cr_assert_eq(found, 1);
+	OK(put_ttl("k", "v", 10));
+	advance(10);
+	OK(cellar_update(st.db, "k", 1, update_cb, &found));
+	cr_assert_eq(found, 0);
+	advance(1000000);
+	OK(get_all_ways("k", "u")); /* stored without expiry */
+}
+
 /* ---- snapshots ------------------------------------------------------------ */
 
 Test(expiry, snapshot_judges_expiry_by_the_time_it_was_taken, .init = setup)

@@ -55,6 +55,10 @@
  *   reserve (cellar_options.reserve_bytes); see "a full disk" at the end.
  * - Pointers returned by cellar_iter_next() stay valid only until the next
  *   call on that iterator or cellar_iter_free().
+ * - Expiring keys (cellar_put_ex) are judged by cellar_options.clock (the
+ *   wall clock by default) at the moment of each read; an iterator reads
+ *   the clock once when created, a snapshot once when taken.  An expired
+ *   key stays on disk, and in cellar_count, until compaction drops it.
  * - Limits: keys are 1 to CELLAR_MAX_KEY_LEN (65,535) bytes, values 0 to
  *   CELLAR_MAX_VALUE_LEN (1 GiB) bytes; at most 65,536 segment files are live
  *   at once.  Counts and sizes are 64-bit.
@@ -293,11 +297,24 @@ typedef struct cellar_options {
 	 * Durability, "A full disk", says what happens step by step.
 	 */
 	uint64_t reserve_bytes;
+	/**
+	 * Since version 4.  The clock expiring keys are judged by
+	 * (cellar_put_ex): returns the time now in milliseconds since the Unix
+	 * epoch, and should never go back.  Called with clock_ctx, from any
+	 * thread that reads or writes (with or without the handle's locks
+	 * held), so it must be thread-safe and must not call into cellar.
+	 * NULL (default) = the wall clock (CLOCK_REALTIME).  Tests inject a
+	 * clock they advance by hand.
+	 */
+	uint64_t (*clock)(void *ctx);
+	/** Since version 4.  Passed to clock. */
+	void *clock_ctx;
 } cellar_options;
 
 /** Initializer giving every option its default. */
-#define CELLAR_OPTIONS_INIT \
-	{ CELLAR_OPTIONS_VERSION, 0, NULL, 0, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0 }
+#define CELLAR_OPTIONS_INIT                                                      \
+	{ CELLAR_OPTIONS_VERSION, 0, NULL, 0, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0,   \
+	  NULL, NULL }
 
 /**
  * Open (and with CELLAR_CREATE create) the store in directory dir.
@@ -420,13 +437,80 @@ CELLAR_API int cellar_refresh(cellar_db *db);
 CELLAR_API int cellar_put(cellar_db *db, const void *key, size_t key_len,
                           const void *val, size_t val_len);
 
+/* ---- expiring keys and put options ------------------------------------ */
+
+/** Version of cellar_put_options described by this header. */
+#define CELLAR_PUT_OPTIONS_VERSION 1
+
+/** cellar_put_options.flags: fail with CELLAR_EEXIST if the key is
+ *  present (and not expired); an expired key counts as absent. */
+#define CELLAR_PUT_NOOVERWRITE 0x1
+
+/**
+ * Options of one put (cellar_put_ex, cellar_batch_put_ex).  Start from
+ * CELLAR_PUT_OPTIONS_INIT: a zero field means "no such option".  New
+ * fields are only ever added at the end, with a new version.
+ *
+ * Times are milliseconds since the Unix epoch on the handle's clock
+ * (cellar_options.clock; by default the wall clock).  A key that expires
+ * at time T is present while now < T and absent from the moment now >= T:
+ * get, get_alloc, get_pinned, get_many, has, update, cas, delete (which
+ * then returns CELLAR_ENOTFOUND), iteration and snapshots all treat it as
+ * absent.  Its record stays on disk, with its expiry, until compaction
+ * drops it (cellar_compact) or a later write of the key replaces it.
+ */
+typedef struct cellar_put_options {
+	/** Must be CELLAR_PUT_OPTIONS_VERSION. */
+	unsigned version;
+	/** CELLAR_PUT_NOOVERWRITE. */
+	unsigned flags;
+	/** Time to live: the key expires this many ms after the put (for a
+	 *  batch, after the commit reads the clock).  0 = no ttl. */
+	uint64_t ttl_ms;
+	/** Absolute expiry, ms since the epoch; must be in the future when the
+	 *  put (or the batch's commit) happens.  0 = none.  At most one of
+	 *  ttl_ms and expire_at may be set; neither: the key never expires. */
+	uint64_t expire_at;
+} cellar_put_options;
+
+/** Initializer: no flags, no expiry. */
+#define CELLAR_PUT_OPTIONS_INIT { CELLAR_PUT_OPTIONS_VERSION, 0, 0, 0 }
+
+/**
+ * cellar_put() with options: an expiry (ttl_ms or expire_at) and flags
+ * (CELLAR_PUT_NOOVERWRITE).  opts NULL: exactly cellar_put().  A put with
+ * an expiry writes an expiring record (docs/format.md, record type 4):
+ * stores that hold one cannot be opened by cellar versions that predate
+ * expiring keys (CELLAR_EVERSION) until compaction has dropped it.  The expiry is as
+ * durable as the put itself (see cellar_options.sync_mode) and survives
+ * reopening; a put without expiry replaces an expiring value with one
+ * that never expires.
+ *
+ * NOOVERWRITE looks the key up and writes under the writer mutex, so no
+ * other write comes in between.
+ * @return CELLAR_OK, or
+ *   - CELLAR_EEXIST: CELLAR_PUT_NOOVERWRITE and the key is present (an
+ *     expired key is absent: the put succeeds);
+ *   - CELLAR_EINVAL: as cellar_put(), or opts of an unknown version, an
+ *     unknown flag, both ttl_ms and expire_at set, expire_at not after the
+ *     clock's now, or now + ttl_ms past UINT64_MAX;
+ *   - the errors of cellar_put() (CELLAR_EREADONLY, CELLAR_EKEYLEN,
+ *     CELLAR_EVALLEN, CELLAR_ELIMIT, CELLAR_EIO, CELLAR_ENOSPC,
+ *     CELLAR_ENOMEM, CELLAR_EFAILED), and for NOOVERWRITE those of
+ *     cellar_has() (CELLAR_ECORRUPT, CELLAR_EVERSION, CELLAR_EIO).
+ */
+CELLAR_API int cellar_put_ex(cellar_db *db, const void *key, size_t key_len,
+                             const void *val, size_t val_len,
+                             const cellar_put_options *opts);
+
 /**
  * Copy the value of key into buf.
  * @param buf      where the value goes; may be NULL when cap is 0.
  * @param cap      capacity of buf in bytes.
  * @param[out] val_len  the value's length (also on CELLAR_EBUFS); may be NULL.
  * @return CELLAR_OK, or
- *   - CELLAR_ENOTFOUND: no such key;
+ *   - CELLAR_ENOTFOUND: no such key (or it has expired: see
+ *     cellar_put_ex);
  *   - CELLAR_EBUFS: cap < value length; *val_len tells the length needed;
  *   - CELLAR_EINVAL, CELLAR_EKEYLEN: bad arguments;
  *   - CELLAR_ECORRUPT: the record failed its checksum (no bytes are given),
@@ -531,7 +615,7 @@ CELLAR_API int cellar_get_many(cellar_db *db, cellar_get_item *items,
                                size_t n);
 
 /**
- * Tell whether key is present.
+ * Tell whether key is present (an expired key is not).
  * @return CELLAR_OK if it is, CELLAR_ENOTFOUND if not, or an error as for
  *   cellar_get().
  */
@@ -547,15 +631,21 @@ CELLAR_API int cellar_has(cellar_db *db, const void *key, size_t key_len);
  * that meets the full disk while the reserve is held gives it up and is
  * tried again at once.  A delete frees no space itself: cellar_compact()
  * does.
- * @return CELLAR_OK, CELLAR_ENOTFOUND if the key was absent (nothing is
- *   written), or an error as for cellar_put() (CELLAR_ENOSPC: not even the
- *   reserve's space was enough, or there is no reserve; free space outside
- *   the store, then call again).
+ * @return CELLAR_OK, CELLAR_ENOTFOUND if the key was absent or has expired
+ *   (nothing is written; compaction drops an expired key), or an error as
+ *   for cellar_put() (CELLAR_ENOSPC: not even the reserve's space was
+ *   enough, or there is no reserve; free space outside the store, then
+ *   call again).
  */
 CELLAR_API int cellar_delete(cellar_db *db, const void *key, size_t key_len);
 
 /**
- * Number of keys in the store.
+ * Number of keys in the store's index: every key present, plus the keys
+ * that have expired but whose records have not been dropped yet (by
+ * cellar_compact, or by a write of the key).  So with expiring keys it is
+ * an upper bound of what get and iteration find, exact once a compaction
+ * pass has dropped the expired ones; without them it is exact.  It costs
+ * no scan.  (Count exactly by iterating.)
  * @param[out] out  the count.
  * @return CELLAR_OK or CELLAR_EINVAL.
  */
@@ -730,6 +820,9 @@ typedef struct cellar_db_stats {
 	 * Reopen the store once the file is restored.
 	 */
 	uint64_t faulted_mappings;
+	/** Since 0.4 (expiring keys): expired keys compaction dropped since
+	 *  open (their bytes are in the passes' bytes_reclaimed). */
+	uint64_t expired_dropped;
 } cellar_db_stats;
 
 /* The size of cellar_db_stats before the fields since 0.2 (cellar_stats). */
@@ -780,7 +873,9 @@ CELLAR_API int cellar_segments(cellar_db *db, cellar_segment_info *out,
  * compact_dead_pct, copying its live records to the end of the log,
  * repointing the index, dropping tombstones that nothing older can undo, and
  * removing the old segment once a checkpoint no longer needs it.  Segments
- * below the threshold are never touched.  Readers are never blocked; writers
+ * below the threshold are never touched, except that a segment holding an
+ * expiring put that is due by now is always rewritten and its expired keys
+ * dropped (cellar_put_ex; watchers get CELLAR_CHANGE_EXPIRE).  Readers are never blocked; writers
  * wait at most one batch of 256 records at a time, and, at the end, for
  * the segments to leave the set and the index to be frozen and thawed: the
  * final sync and checkpoint are written without holding writers (see
@@ -814,7 +909,8 @@ CELLAR_API int cellar_compact(cellar_db *db, cellar_compact_result *result);
 
 /**
  * Create an iterator over every key and its value, in the order the records
- * were written.  Keys that are neither written nor deleted while the
+ * were written.  Keys that have expired by the clock's time read here are
+ * skipped.  Keys that are neither written nor deleted while the
  * iteration runs are returned exactly once; a key written during the
  * iteration may be missed, or returned with its old and its new value.
  * While an iterator is open, compaction waits (see cellar_compact()); if a
@@ -1185,7 +1281,11 @@ typedef struct cellar_snapshot_iter cellar_snapshot_iter;
 
 /**
  * Take a snapshot of the store now.  Every write that returned before this
- * call is in it; none that starts after it returns is.
+ * call is in it; none that starts after it returns is.  Its time is now
+ * too: the clock is read once, here, and the snapshot's reads and
+ * iteration judge expiring keys by that time, so a key live when the
+ * snapshot was taken stays visible in it, and the snapshot reads the
+ * same whenever it is read.
  * @param[out] out  the snapshot; NULL on failure.
  * @return CELLAR_OK, or
  *   - CELLAR_EINVAL: db or out NULL;
@@ -1222,7 +1322,8 @@ CELLAR_API int cellar_snapshot_get_alloc(cellar_snapshot *snap,
 CELLAR_API int cellar_snapshot_has(cellar_snapshot *snap, const void *key,
                                    size_t key_len);
 
-/** The number of keys the snapshot holds (cellar_count() then).
+/** The number of keys the snapshot holds (cellar_count() then: expired
+ *  keys not yet dropped included).
  *  @return CELLAR_OK or CELLAR_EINVAL. */
 CELLAR_API int cellar_snapshot_count(cellar_snapshot *snap, uint64_t *out);
 
@@ -1340,6 +1441,21 @@ CELLAR_API int cellar_batch_put(cellar_batch *b, const void *key,
                                 size_t val_len);
 
 /**
+ * cellar_batch_put() with options (opts NULL: exactly cellar_batch_put()).
+ * An expiry is resolved when the batch is committed: ttl_ms counts from
+ * the clock's time read by cellar_batch_commit(), once for the whole
+ * batch, and an expire_at that is not after that time makes the commit
+ * fail with CELLAR_EINVAL (nothing written).  CELLAR_PUT_NOOVERWRITE is not
+ * offered in batches (CELLAR_EINVAL): use cellar_cas(CELLAR_CAS_ABSENT).
+ * @return as cellar_batch_put(), and CELLAR_EINVAL for opts of an unknown
+ *   version, an unknown flag or NOOVERWRITE, or both ttl_ms and expire_at.
+ */
+CELLAR_API int cellar_batch_put_ex(cellar_batch *b, const void *key,
+                                   size_t key_len, const void *val,
+                                   size_t val_len,
+                                   const cellar_put_options *opts);
+
+/**
  * Add a delete of key to the batch.  Deleting a key that is absent when
  * the batch is committed is no error; it writes nothing.
  * @return as cellar_batch_put() (CELLAR_EINVAL: b or key NULL).
@@ -1411,10 +1527,11 @@ typedef enum cellar_update_action {
  * @param val      the current value, or NULL when the key is absent; valid
  *                 only during the call.
  * @param val_len  its length (0 when absent).
- * @param found    1 if the key is present, 0 if not.
+ * @param found    1 if the key is present, 0 if not (or expired).
  * @param[out] new_val, new_len  for CELLAR_UPDATE_STORE: the value to
  *                 store; it must stay valid until the callback returns
- *                 (cellar_update() copies it before returning).
+ *                 (cellar_update() copies it before returning).  It is
+ *                 stored without expiry, whatever the old value had.
  * @return a cellar_update_action, or a negative error to abort.
  */
 typedef int (*cellar_update_fn)(const void *val, size_t val_len, int found,
@@ -1469,7 +1586,9 @@ CELLAR_API int cellar_cas(cellar_db *db, const void *key, size_t key_len,
 typedef enum cellar_change_kind {
 	CELLAR_CHANGE_PUT = 0,    /**< key now holds val */
 	CELLAR_CHANGE_DELETE = 1, /**< key was deleted */
-	CELLAR_CHANGE_EXPIRE = 2, /**< reserved: key expired (expiring keys) */
+	/** key had expired and its record was dropped: by compaction (see
+	 *  cellar_watch for when; val NULL) */
+	CELLAR_CHANGE_EXPIRE = 2,
 	CELLAR_CHANGE_LOST = 3    /**< lost changes were dropped (no key) */
 } cellar_change_kind;
 
@@ -1509,7 +1628,17 @@ typedef struct cellar_sub cellar_sub;
  * changes of later commits are dropped whole, counted, and reported by a
  * CELLAR_CHANGE_LOST before the next delivered change: a slow subscriber
  * never holds a writer up.  Changes made by other handles or processes,
- * and compaction's copies, are not reported.  fn may call cellar on this
+ * and compaction's copies, are not reported.
+ *
+ * Expiry: a key's expiry is reported as CELLAR_CHANGE_EXPIRE when this
+ * handle's compaction (cellar_compact, or the background one) drops the
+ * expired record, not at the moment the key expires: nothing runs then.
+ * Each such event is a commit of its own.  A key that expired and is then
+ * written again (put, batch) before compaction reaches it gets only that
+ * write's event; a delete of an expired key is CELLAR_ENOTFOUND and no
+ * event.  A key whose expired record is still in the store when the handle
+ * closes is reported by the compaction of a later handle, if that one has
+ * a subscriber.  fn may call cellar on this
  * handle (reads, writes, cellar_unwatch), though a write from fn is itself
  * reported later.
  * @param[out] out  the subscription; NULL on failure.

@@ -16,10 +16,12 @@
 #include "handle.h"
 #include "watch.h"
 
-/* One op: its kind and where its key and value are in the arena. */
+/* One op: its kind, where its key and value are in the arena, and a put's
+ * expiry as asked (resolved against the clock at commit). */
 typedef struct batch_op {
 	unsigned kind;
 	size_t key_off, key_len, val_off, val_len;
+	uint64_t ttl_ms, expire_at;
 } batch_op;
 
 struct cellar_batch {
@@ -28,6 +30,7 @@ struct cellar_batch {
 	uint8_t *arena;
 	size_t used, arena_cap;
 	uint64_t bytes; /* encoded size of every op so far */
+	size_t nexpiring; /* ops with an expiry */
 };
 
 /* A batch must fit in one segment, whose offsets are 32-bit. */
@@ -57,7 +60,7 @@ void cellar_batch_clear(cellar_batch *b)
 {
 	if (!b)
 		return;
-	b->n = b->used = 0;
+	b->n = b->used = b->nexpiring = 0;
 	b->bytes = RECORD_BATCH_SIZE;
 }
 
@@ -91,9 +94,11 @@ static int grow(cellar_batch *b, size_t len)
 }
 
 static int add(cellar_batch *b, unsigned kind, const void *key, size_t key_len,
-               const void *val, size_t val_len)
+               const void *val, size_t val_len, const cellar_put_options *po)
 {
-	uint64_t t = record_size(key_len, val_len);
+	int expiring = po && (po->ttl_ms || po->expire_at);
+	/* The expiry's size, whatever time it resolves to. */
+	uint64_t t = record_size_exp(key_len, val_len, expiring);
 	batch_op *op;
 	int rc;
 
@@ -103,7 +108,9 @@ static int add(cellar_batch *b, unsigned kind, const void *key, size_t key_len,
 	if ((rc = grow(b, key_len + val_len)) < 0)
 		return rc;
 	op = &b->ops[b->n++];
-	*op = (batch_op){ kind, b->used, key_len, b->used + key_len, val_len };
+	*op = (batch_op){ kind, b->used, key_len, b->used + key_len, val_len,
+		          po ? po->ttl_ms : 0, po ? po->expire_at : 0 };
+	b->nexpiring += expiring;
 	memcpy(b->arena + b->used, key, key_len);
 	if (val_len)
 		memcpy(b->arena + b->used + key_len, val, val_len);
@@ -131,14 +138,47 @@ int cellar_batch_put(cellar_batch *b, const void *key, size_t key_len,
 {
 	int rc = check_op(b, key, key_len, RECORD_PUT, val, val_len);
 
-	return rc < 0 ? rc : add(b, RECORD_PUT, key, key_len, val, val_len);
+	return rc < 0 ? rc : add(b, RECORD_PUT, key, key_len, val, val_len, NULL);
+}
+
+int cellar_batch_put_ex(cellar_batch *b, const void *key, size_t key_len,
+                        const void *val, size_t val_len,
+                        const cellar_put_options *opts)
+{
+	int rc = check_op(b, key, key_len, RECORD_PUT, val, val_len);
+
+	if (rc == CELLAR_OK && opts)
+		rc = db_check_put_options(opts, 0); /* no NOOVERWRITE here */
+	return rc < 0 ? rc
+	              : add(b, RECORD_PUT, key, key_len, val, val_len, opts);
 }
 
 int cellar_batch_delete(cellar_batch *b, const void *key, size_t key_len)
 {
 	int rc = check_op(b, key, key_len, RECORD_DELETE, NULL, 0);
 
-	return rc < 0 ? rc : add(b, RECORD_DELETE, key, key_len, NULL, 0);
+	return rc < 0 ? rc : add(b, RECORD_DELETE, key, key_len, NULL, 0, NULL);
+}
+
+/* The ops' expiries at the clock's time now, read once (writer mutex
+ * held): CELLAR_OK, or CELLAR_EINVAL for one in the past or overflowing. */
+static int resolve_expiries(cellar_db *db, const cellar_batch *b,
+                            writer_op *ops)
+{
+	uint64_t now;
+	int rc;
+
+	if (!b->nexpiring)
+		return CELLAR_OK;
+	now = db_now(db);
+	for (size_t i = 0; i < b->n; i++) {
+		const batch_op *op = &b->ops[i];
+		if ((op->ttl_ms || op->expire_at) &&
+		    (rc = db_expiry(op->ttl_ms, op->expire_at, now,
+		                    &ops[i].expire)) < 0)
+			return rc;
+	}
+	return CELLAR_OK;
 }
 
 int cellar_batch_commit(cellar_db *db, const cellar_batch *b)
@@ -164,10 +204,11 @@ int cellar_batch_commit(cellar_db *db, const cellar_batch *b)
 		const batch_op *op = &b->ops[i];
 		ops[i] = (writer_op){ op->kind, b->arena + op->key_off,
 		                      b->arena + op->val_off, op->key_len,
-		                      op->val_len };
+		                      op->val_len, 0 };
 	}
 	writer_lock(&db->w);
 	if ((rc = writer_refused(&db->w)) == CELLAR_OK &&
+	    (rc = resolve_expiries(db, b, ops)) == CELLAR_OK &&
 	    (rc = writer_commit_ops(&db->w, ops, b->n, skip)) == CELLAR_OK)
 		watch_note(db, ops, skip, b->n);
 	writer_unlock(&db->w);

@@ -11,7 +11,9 @@
  * record of its key and replay order stays right); a delete is dropped when
  * its key is present again (a later put superseded it) or when its segment
  * is the oldest (nothing older is left for it to hide), and copied forward
- * otherwise.  Everything else is dead and left behind.
+ * otherwise.  A put that has expired (by the writer's clock) is not
+ * copied: its key is removed, with a tombstone in its place unless its
+ * segment is the oldest left.  Everything else is dead and left behind.
  *
  * Each batch of records runs under the writer mutex (writer_batch_begin),
  * so writers wait at most one batch; readers only meet the latch while one index slot changes.  Once
@@ -46,16 +48,30 @@
 /* Fsync the copies (without the writer mutex) every this many bytes. */
 #define PRESYNC_BYTES (32u << 20)
 
-/* Dead enough to rewrite?  Carried tombstones would only be carried again. */
-static int worth_compacting(const segment *g, unsigned pct)
+/*
+ * Dead enough to rewrite?  Carried tombstones would only be carried again.
+ * A segment with an expiring put that is due by now (or of unknown expiry,
+ * after a reopen) is rewritten too, whatever its dead share: that is how
+ * expired keys leave the store.
+ */
+static int worth_compacting(const segment *g, unsigned pct, uint64_t now)
 {
 	uint64_t total = g->live + g->dead;
 	uint64_t dead = g->dead > g->kept ? g->dead - g->kept : 0;
 
+	if (record_expired(g->exp_min, now))
+		return 1;
 	return dead > 0 && dead * 100 >= (uint64_t)pct * total;
 }
 
-/* Move one valid record on, or let it go (writer mutex held). */
+/* The tombstone that replaces an expired put v. */
+static uint64_t tombstone_size(const record_view *v)
+{
+	return record_size(v->h.key_len, 0);
+}
+
+/* Move one valid record on, or let it go (writer mutex held).  An expired
+ * put the index still points at is dropped (writer_expire_if_at). */
 static int move_record(writer *w, const segment *g, uint64_t off,
                        const record_view *v, int oldest,
                        cellar_compact_result *res)
@@ -64,9 +80,18 @@ static int move_record(writer *w, const segment *g, uint64_t off,
 
 	if (v->h.kind == RECORD_BATCH)
 		return CELLAR_OK; /* its records are walked one by one */
+	if (v->h.kind == RECORD_PUT && v->h.expire &&
+	    record_expired(v->h.expire, writer_now(w))) {
+		rc = writer_expire_if_at(w, record_key(v), v->h.key_len, g->id,
+		                         (uint32_t)off, oldest, &done);
+		if (done)
+			res->bytes_copied += oldest ? 0 : tombstone_size(v);
+		return rc;
+	}
 	if (v->h.kind == RECORD_PUT) {
 		rc = writer_copy_if_at(w, record_key(v), v->h.key_len, record_val(v),
-		                       v->h.val_len, g->id, (uint32_t)off, &done);
+		                       v->h.val_len, v->h.expire, g->id, (uint32_t)off,
+		                       &done);
 		if (done) {
 			res->records_copied++;
 			res->bytes_copied += v->h.total;
@@ -208,6 +233,7 @@ static int pick(writer *w, unsigned pct, uint64_t **out, size_t *n,
 {
 	segset *s = writer_segments(w);
 	segment *last = segset_last(s);
+	uint64_t now = writer_now(w);
 	int rc;
 
 	*out = NULL;
@@ -216,13 +242,14 @@ static int pick(writer *w, unsigned pct, uint64_t **out, size_t *n,
 		return rc;
 	/* Short of space: each segment's file goes before the next is copied. */
 	*one_by_one = writer_short_of_space(w);
-	if (last && last->size > SEG_HEADER_SIZE && worth_compacting(last, pct) &&
+	if (last && last->size > SEG_HEADER_SIZE &&
+	    worth_compacting(last, pct, now) &&
 	    (rc = writer_roll(w)) < 0)
 		return rc;
 	if (s->n && !(*out = calloc(s->n, sizeof **out)))
 		return cellar__error(CELLAR_ENOMEM, "out of memory");
 	for (size_t i = 0; i + 1 < s->n; i++)
-		if (worth_compacting(s->list[i], pct))
+		if (worth_compacting(s->list[i], pct, now))
 			(*out)[(*n)++] = s->list[i]->seq;
 	return CELLAR_OK;
 }

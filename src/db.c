@@ -57,9 +57,55 @@ int cellar_put(cellar_db *db, const void *key, size_t key_len,
 	if ((rc = writer_refused(&db->w)) == CELLAR_OK &&
 	    (rc = writer_put(&db->w, key, key_len, val ? val : "", val_len)) ==
 	        CELLAR_OK && db->watch) {
-		writer_op op = { RECORD_PUT, key, val, key_len, val_len };
+		writer_op op = { RECORD_PUT, key, val, key_len, val_len, 0 };
 		watch_note(db, &op, NULL, 1);
 	}
+	writer_unlock(&db->w);
+	return rc;
+}
+
+/* cellar_put_ex's work, the writer mutex held. */
+static int put_ex_locked(cellar_db *db, const void *key, size_t key_len,
+                         const void *val, size_t val_len,
+                         const cellar_put_options *po)
+{
+	writer_op op = { RECORD_PUT, key, val, key_len, val_len, 0 };
+	int rc;
+
+	if ((rc = writer_refused(&db->w)) < 0)
+		return rc;
+	if ((po->ttl_ms || po->expire_at) &&
+	    (rc = db_expiry(po->ttl_ms, po->expire_at, db_now(db),
+	                    &op.expire)) < 0)
+		return rc;
+	if (po->flags & CELLAR_PUT_NOOVERWRITE) {
+		read_req r = { key, key_len, READ_HAS, NULL, 0, NULL, 0, NULL, NULL };
+		if ((rc = read_lookup(db, &r)) == CELLAR_OK)
+			return cellar__error(CELLAR_EEXIST, "the key is present");
+		if (rc != CELLAR_ENOTFOUND)
+			return rc;
+		cellar__error_clear();
+	}
+	if ((rc = writer_put_exp(&db->w, key, key_len, val, val_len,
+	                         op.expire)) == CELLAR_OK)
+		watch_note(db, &op, NULL, 1);
+	return rc;
+}
+
+int cellar_put_ex(cellar_db *db, const void *key, size_t key_len,
+                  const void *val, size_t val_len,
+                  const cellar_put_options *opts)
+{
+	int rc;
+
+	if (!opts)
+		return cellar_put(db, key, key_len, val, val_len);
+	if ((rc = enter(db, NEED_WRITABLE | NEED_KEY, key, key_len)) < 0 ||
+	    (rc = db_check_value(val, val_len)) < 0 ||
+	    (rc = db_check_put_options(opts, CELLAR_PUT_NOOVERWRITE)) < 0)
+		return rc;
+	writer_lock(&db->w);
+	rc = put_ex_locked(db, key, key_len, val ? val : "", val_len, opts);
 	writer_unlock(&db->w);
 	return rc;
 }
@@ -73,7 +119,7 @@ int cellar_delete(cellar_db *db, const void *key, size_t key_len)
 	writer_lock(&db->w);
 	if ((rc = writer_refused(&db->w)) == CELLAR_OK &&
 	    (rc = writer_delete(&db->w, key, key_len)) == CELLAR_OK && db->watch) {
-		writer_op op = { RECORD_DELETE, key, NULL, key_len, 0 };
+		writer_op op = { RECORD_DELETE, key, NULL, key_len, 0, 0 };
 		watch_note(db, &op, NULL, 1);
 	}
 	writer_unlock(&db->w);
@@ -328,6 +374,7 @@ static void stats_of_calls(cellar_db *db, cellar_db_stats *out)
 	out->misses = out->gets - out->hits;
 	out->avg_probe = out->gets ? (double)probes / (double)out->gets : 0;
 	out->puts = load_relaxed(&db->w.puts);
+	out->expired_dropped = load_relaxed(&db->w.expired);
 	out->deletes = load_relaxed(&db->w.deletes);
 	out->syncs = load_relaxed(&db->w.syncs);
 	out->compactions = load_relaxed(&db->compactions);

@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "cellar.h"
+#include "clock.h"
 #include "error.h"
 #include "gate.h"
 #include "hash.h"
@@ -117,6 +118,51 @@ static inline int db_check_value(const void *val, size_t val_len)
 		                     val_len, CELLAR_MAX_VALUE_LEN);
 	if (!val && val_len)
 		return cellar__error(CELLAR_EINVAL, "value is NULL");
+	return CELLAR_OK;
+}
+
+/** The handle's time for expiring keys: ms since the epoch. */
+static inline uint64_t db_now(const cellar_db *db)
+{
+	return db->opts.clock ? db->opts.clock(db->opts.clock_ctx)
+	                      : clock_wall_ms();
+}
+
+/**
+ * The checks of a cellar_put_options (not NULL) that need no clock:
+ * version, flags (allowed: the flags the call accepts), not both times.
+ */
+static inline int db_check_put_options(const cellar_put_options *po,
+                                       unsigned allowed)
+{
+	if (po->version == 0 || po->version > CELLAR_PUT_OPTIONS_VERSION)
+		return cellar__error(CELLAR_EINVAL, "put options version %u unknown",
+		                     po->version);
+	if (po->flags & ~allowed)
+		return cellar__error(CELLAR_EINVAL, "put flags 0x%x not allowed here",
+		                     po->flags);
+	if (po->ttl_ms && po->expire_at)
+		return cellar__error(CELLAR_EINVAL,
+		                     "set ttl_ms or expire_at, not both");
+	return CELLAR_OK;
+}
+
+/**
+ * The absolute expiry of a put with ttl_ms or expire_at (0 both: never,
+ * *out = 0) at time now: CELLAR_OK, or CELLAR_EINVAL when expire_at is not
+ * after now or now + ttl_ms overflows.
+ */
+static inline int db_expiry(uint64_t ttl_ms, uint64_t expire_at, uint64_t now,
+                            uint64_t *out)
+{
+	*out = 0;
+	if (expire_at && expire_at <= now)
+		return cellar__error(CELLAR_EINVAL, "expire_at %llu is not after "
+		                     "now (%llu)", (unsigned long long)expire_at,
+		                     (unsigned long long)now);
+	if (ttl_ms && ttl_ms > UINT64_MAX - now)
+		return cellar__error(CELLAR_EINVAL, "now + ttl_ms overflows");
+	*out = expire_at ? expire_at : ttl_ms ? now + ttl_ms : 0;
 	return CELLAR_OK;
 }
 

@@ -150,6 +150,7 @@ static void encode_tail_segs(uint8_t *se, const index_ckpt *ck)
 {
 	for (size_t i = 0; i < ck->nsegs; i++, se += SEG_ENTRY_SIZE) {
 		le16_store(se, ck->segs[i].id);
+		le16_store(se + 2, ck->segs[i].flags);
 		le32_store(se + 4, ck->segs[i].kept);
 		le64_store(se + 8, ck->segs[i].seq);
 		le64_store(se + 16, ck->segs[i].size);
@@ -433,6 +434,7 @@ static int decode_segs(const uint8_t *se, uint64_t nsegs, index_ckpt *ck)
 		return cellar__error(CELLAR_ENOMEM, "index: out of memory");
 	for (size_t i = 0; i < nsegs; i++, se += SEG_ENTRY_SIZE) {
 		ck->segs[i].id = le16_load(se);
+		ck->segs[i].flags = le16_load(se + 2);
 		ck->segs[i].kept = le32_load(se + 4);
 		ck->segs[i].seq = le64_load(se + 8);
 		ck->segs[i].size = le64_load(se + 16);

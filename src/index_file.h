@@ -31,7 +31,11 @@ typedef struct index_seg {
 	uint64_t live; /* bytes of live records */
 	uint64_t dead; /* bytes of dead records and damage */
 	uint32_t kept; /* of dead: carried tombstones (see segment.h) */
+	uint16_t flags; /* INDEX_SEG_EXPIRING */
 } index_seg;
+
+/** index_seg.flags: the segment holds expiring puts (compaction looks). */
+#define INDEX_SEG_EXPIRING 0x1
 
 /** What a checkpoint records besides the table. */
 typedef struct index_ckpt {

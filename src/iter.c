@@ -5,7 +5,8 @@
  * not: change the store, or run while a compaction batch runs (gate.h).
  *
  * The iterator walks the log in write order and returns a record only if the
- * index still points at it, so every live key comes out exactly once and
+ * index still points at it and it has not expired by the clock's time when
+ * the iterator was made, so every live key comes out exactly once and
  * dead records cost a scan but no copy.  It holds the shared latch only
  * while it looks at one record, so writers are never held up for long.
  */
@@ -24,6 +25,7 @@ struct cellar_iter {
 	uint64_t off;  /* next record in it */
 	item_buf item; /* the current key and value */
 	int told;      /* the end's report of a faulted index mapping is made */
+	uint64_t now;  /* the clock at cellar_iter_new: expired keys are skipped */
 };
 
 int cellar_iter_new(cellar_db *db, cellar_iter **out)
@@ -41,6 +43,7 @@ int cellar_iter_new(cellar_db *db, cellar_iter **out)
 	gate_iter_enter(&db->gate);
 	it->db = db;
 	it->off = SEG_HEADER_SIZE;
+	it->now = db_now(db);
 	*out = it;
 	return CELLAR_OK;
 }
@@ -148,6 +151,8 @@ static int step(cellar_iter *it, int *live)
 		return rc;
 	}
 	it->off += v.h.total;
+	if (*live && record_expired(v.h.expire, it->now))
+		*live = 0; /* expired by the iteration's time: absent */
 	rc = *live ? item_keep(&it->item, &v) : CELLAR_OK;
 	record_release(&v);
 	if (rc == CELLAR_OK && *live && fs_sigbus_rescues() != rescues) {

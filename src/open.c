@@ -315,7 +315,8 @@ static int start_writer(cellar_db *db)
 {
 	writer_config cfg = { db->fs, db->dir, &db->segs, db->ix, &db->latch,
 	                      &db->kh, db->opts.sync_mode == CELLAR_SYNC_ALWAYS,
-	                      db->opts.reserve_bytes };
+	                      db->opts.reserve_bytes, db->opts.clock,
+	                      db->opts.clock_ctx, watch_expired, db };
 	int rc;
 
 	/* What the last handle wrote after its checkpoint may never have been

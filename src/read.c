@@ -12,7 +12,9 @@
  * A get is index_lookup_inline (index.h) with match_get inlined into its
  * probe loop; match_get finds the record's bytes with segset_locate
  * (segment.h) and falls back to the general decoder (segset_record) for
- * anything but a short put in memory.
+ * anything but a short put in memory.  An expiring put is never a short
+ * put, so only the general path reads the clock (db_now): a key that has
+ * expired is answered CELLAR_ENOTFOUND.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -121,9 +123,12 @@ static int match_get_slow(get_ctx *c, uint16_t seg, uint32_t off, int *hit)
 	*hit = 1;
 	if ((rc = record_verify(&v, c->db->segs.by_id[seg]->seq, off)) ==
 	    CELLAR_OK) {
-		rc = v.h.kind == RECORD_PUT
-		         ? deliver(r, record_val(&v), v.h.val_len)
-		         : cellar__error(CELLAR_ECORRUPT, "index points at a tombstone");
+		if (v.h.kind != RECORD_PUT)
+			rc = cellar__error(CELLAR_ECORRUPT, "index points at a tombstone");
+		else if (v.h.expire && record_expired(v.h.expire, db_now(c->db)))
+			rc = CELLAR_ENOTFOUND; /* expired: absent, as if not there */
+		else
+			rc = deliver(r, record_val(&v), v.h.val_len);
 	}
 	if (rc == CELLAR_OK && r->mode == READ_PIN) {
 		r->owned = v.owned; /* the pin keeps the copy the view is in */

@@ -68,6 +68,21 @@ size_t record_encode_header(uint8_t *out, unsigned kind, size_t key_len,
 	return n;
 }
 
+size_t record_encode_header_exp(uint8_t *out, unsigned kind, size_t key_len,
+                                size_t val_len, uint64_t expire)
+{
+	size_t n;
+
+	if (!expire)
+		return record_encode_header(out, kind, key_len, val_len);
+	n = record_encode_header(out, RECORD_PUT_EXP | RECORD_FLAG_EXT |
+	                                  (kind & RECORD_FLAG_BATCH),
+	                         key_len, val_len);
+	out[n++] = RECORD_EXPIRE_LEN;
+	le64_store(out + n, expire);
+	return n + RECORD_EXPIRE_LEN;
+}
+
 uint32_t record_checksum(const uint8_t *rec, uint64_t total)
 {
 	return (uint32_t)hash_checksum(rec + 4, (size_t)(total - 4));
@@ -118,6 +133,20 @@ uint64_t record_encode(uint8_t *out, unsigned kind, const void *key,
 	return t;
 }
 
+uint64_t record_encode_exp(uint8_t *out, unsigned kind, const void *key,
+                           size_t key_len, const void *val, size_t val_len,
+                           uint64_t expire)
+{
+	uint64_t t = record_size_exp(key_len, val_len, expire);
+	size_t h = record_encode_header_exp(out, kind, key_len, val_len, expire);
+
+	memcpy(out + h, key, key_len);
+	if (val_len)
+		memcpy(out + h + key_len, val, val_len);
+	record_seal(out, t);
+	return t;
+}
+
 void record_encode_batch(uint8_t *out, const uint8_t *body, uint64_t body_len,
                          uint32_t count)
 {
@@ -148,13 +177,14 @@ int record_decode_header(const uint8_t *p, size_t avail, uint64_t limit,
                          record_header *h)
 {
 	uint64_t klen, vlen, ext = 0;
-	size_t n = 5, used;
+	size_t n = 5, used, ext_at = 0;
 
 	if (avail < 7)
 		return CELLAR_ECORRUPT;
 	h->checksum = le32_load(p);
 	h->kind = p[4] & RECORD_KIND_MASK;
 	h->in_batch = (p[4] & RECORD_FLAG_BATCH) != 0;
+	h->expire = 0;
 	if (p[4] & ~(RECORD_KIND_MASK | RECORD_FLAG_EXT | RECORD_FLAG_BATCH))
 		return CELLAR_ECORRUPT;
 	if (!(used = varint_get(p + n, avail - n, 3, &klen)))
@@ -167,7 +197,15 @@ int record_decode_header(const uint8_t *p, size_t avail, uint64_t limit,
 		if (!(used = varint_get(p + n, avail - n, 2, &ext)) ||
 		    ext > RECORD_MAX_EXT)
 			return CELLAR_ECORRUPT;
+		ext_at = n + used;
 		n += used + (size_t)ext;
+	}
+	if (h->kind == RECORD_PUT_EXP) {
+		/* The expiry leads the extension area, which must hold it. */
+		if (!ext_at || ext < RECORD_EXPIRE_LEN || n > avail ||
+		    !(h->expire = le64_load(p + ext_at)))
+			return CELLAR_ECORRUPT;
+		h->kind = RECORD_PUT;
 	}
 	if (klen == 0 || klen > CELLAR_MAX_KEY_LEN ||
 	    vlen > CELLAR_MAX_VALUE_LEN)

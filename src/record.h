@@ -11,12 +11,22 @@
  * 20-byte key field gives the byte length, record count and checksum of
  * the put and delete records that follow it (the body).
  *
+ * An expiring put (RECORD_PUT_EXP, type 4) is a put whose extension area
+ * (mandatory for it) starts with its absolute expiry time, u64 ms since
+ * the Unix epoch.  The decoder reports it as RECORD_PUT with h.expire set,
+ * so that everything that handles puts handles it; only the places that
+ * deliver or re-encode a value look at h.expire.  A plain put has
+ * h.expire == 0 and costs nothing more than before.
+ *
  * Layout (docs/format.md has the full description):
  *   u32  checksum   low 32 bits of XXH3-64 over every byte after this field
- *   u8   kind       low nibble: RECORD_PUT / RECORD_DELETE; bit 4: extension
+ *   u8   kind       low nibble: RECORD_PUT / RECORD_DELETE / RECORD_PUT_EXP;
+ *                   bit 4: extension
  *   var  key_len    LEB128, 1..65535
  *   var  val_len    LEB128, 0..2^30 (0 for deletes)
- *   [var ext_len, ext bytes]   only when bit 4 of kind is set
+ *   [var ext_len, ext bytes]   only when bit 4 of kind is set; for
+ *                   RECORD_PUT_EXP ext_len >= 8, the first 8 bytes the
+ *                   expiry (u64 LE, non-zero)
  *   key bytes, value bytes
  */
 #ifndef CELLAR_RECORD_H
@@ -33,6 +43,10 @@
 #define RECORD_DELETE 2
 /** A write batch's header: its body follows (record_batch_*). */
 #define RECORD_BATCH 3
+/** An expiring put, as stored; decoded as RECORD_PUT with h.expire set. */
+#define RECORD_PUT_EXP 4
+/** Bytes of the expiry field in an expiring put's extension area. */
+#define RECORD_EXPIRE_LEN 8
 #define RECORD_KIND_MASK 0x0f
 #define RECORD_FLAG_EXT 0x10
 /** Kind bit 5: a put or delete of a batch body, valid only inside the body
@@ -43,12 +57,16 @@
 #define RECORD_MAX_EXT 255
 /** Longest header this version writes (4 + 1 + 3 + 5). */
 #define RECORD_MAX_HEADER 13
+/** Longest header of an expiring put this version writes (+ ext 1 + 8). */
+#define RECORD_MAX_HEADER_EXP (RECORD_MAX_HEADER + 1 + RECORD_EXPIRE_LEN)
 /** Longest header any valid record has (with an extension area). */
 #define RECORD_MAX_HEADER_EXT (RECORD_MAX_HEADER + 2 + RECORD_MAX_EXT)
 
 typedef struct record_header {
-	unsigned kind;     /* RECORD_PUT or RECORD_DELETE */
+	unsigned kind;     /* RECORD_PUT (also an expiring put), _DELETE, _BATCH */
 	unsigned in_batch; /* RECORD_FLAG_BATCH was set */
+	uint64_t expire;   /* an expiring put: its expiry (ms since the epoch);
+	                    * 0: never expires */
 	uint32_t checksum; /* as stored */
 	size_t header_len; /* bytes before the key */
 	size_t key_len;
@@ -65,6 +83,20 @@ typedef struct record_header {
 /** Encoded size of a record (without extension area). */
 uint64_t record_size(size_t key_len, size_t val_len);
 
+/** Encoded size of a put expiring at expire (0: a plain record). */
+static inline uint64_t record_size_exp(size_t key_len, size_t val_len,
+                                       uint64_t expire)
+{
+	return record_size(key_len, val_len) +
+	       (expire ? 1 + RECORD_EXPIRE_LEN : 0);
+}
+
+/** Has a record that expires at expire (0: never) expired at now? */
+static inline int record_expired(uint64_t expire, uint64_t now)
+{
+	return expire != 0 && now >= expire;
+}
+
 /**
  * Write the header of a record of kind with these lengths into out (room for
  * RECORD_MAX_HEADER bytes); the checksum field is left zero.  Returns the
@@ -72,6 +104,14 @@ uint64_t record_size(size_t key_len, size_t val_len);
  */
 size_t record_encode_header(uint8_t *out, unsigned kind, size_t key_len,
                             size_t val_len);
+
+/**
+ * record_encode_header for a record that expires at expire: with expire
+ * != 0, kind must be RECORD_PUT and an expiring put's header is written
+ * (room for RECORD_MAX_HEADER_EXP bytes); with 0, a plain header.
+ */
+size_t record_encode_header_exp(uint8_t *out, unsigned kind, size_t key_len,
+                                size_t val_len, uint64_t expire);
 
 /** Checksum of a complete encoded record of total bytes. */
 uint32_t record_checksum(const uint8_t *rec, uint64_t total);
@@ -94,6 +134,12 @@ void record_seal(uint8_t *rec, uint64_t total);
  */
 uint64_t record_encode(uint8_t *out, unsigned kind, const void *key,
                        size_t key_len, const void *val, size_t val_len);
+
+/** record_encode of a record expiring at expire (0: never; see
+ *  record_encode_header_exp); room for record_size_exp bytes. */
+uint64_t record_encode_exp(uint8_t *out, unsigned kind, const void *key,
+                           size_t key_len, const void *val, size_t val_len,
+                           uint64_t expire);
 
 /** What a batch header says about the body that follows it. */
 typedef struct record_batch {
@@ -121,7 +167,10 @@ int record_batch_body_ok(const record_batch *b, const uint8_t *p);
  * the whole record (total) fits in limit bytes.  Checks lengths and kind but
  * not the checksum.  Returns 0, CELLAR_ECORRUPT (impossible header, or the
  * record would run past limit) or CELLAR_EVERSION (a kind this version does
- * not know; only meaningful once the checksum has been verified).
+ * not know; only meaningful once the checksum has been verified).  An
+ * expiring put comes back as RECORD_PUT with h->expire set; its header
+ * must lie within avail (CELLAR_ECORRUPT if not, as when its extension
+ * is shorter than the expiry or the expiry is 0).
  */
 int record_decode_header(const uint8_t *p, size_t avail, uint64_t limit,
                          record_header *h);

@@ -9,7 +9,7 @@
 int recovery_apply(cellar_index *ix, segset *segs, uint64_t hash,
                    const record_view *v, segment *g, uint64_t off)
 {
-	seg_key k = { segs, record_key(v), v->h.key_len, 0 };
+	seg_key k = { segs, record_key(v), v->h.key_len, 0, 0 };
 	index_ref ref;
 	int rc;
 
@@ -28,6 +28,7 @@ int recovery_apply(cellar_index *ix, segset *segs, uint64_t hash,
 		index_set(ix, &ref, hash, g->id, (uint32_t)off);
 		index_grow(ix);
 		g->live += v->h.total;
+		segment_note_expire(g, v->h.expire);
 	}
 	if (ref.found)
 		segset_mark_dead(segs, ref.old_seg, k.found_total);
@@ -295,6 +296,9 @@ int recovery_run(cellar_index **out, segset *segs, cellar_fs *fs,
 			g->live = ck.segs[i].live;
 			g->dead = ck.segs[i].dead;
 			g->kept = ck.segs[i].kept;
+			/* Expiring puts of unknown expiry: compaction looks. */
+			g->exp_min = ck.segs[i].flags & INDEX_SEG_EXPIRING
+			                 ? SEG_EXPIRE_UNKNOWN : 0;
 		}
 		res->ckpt_seq = ck.seq;
 		res->ckpt_off = ck.off;
@@ -321,8 +325,10 @@ int recovery_run(cellar_index **out, segset *segs, cellar_fs *fs,
 	index_free(ix);
 	ix = NULL;
 	res->rebuilt = 1;
-	for (size_t i = 0; i < segs->n; i++)
+	for (size_t i = 0; i < segs->n; i++) {
 		segs->list[i]->live = segs->list[i]->dead = segs->list[i]->kept = 0;
+		segs->list[i]->exp_min = 0;
+	}
 	if ((rc = index_new(&ix, kh->seed)) < 0)
 		return rc;
 	if ((rc = replay_from(ix, segs, 0, 0, kh, readonly, res)) < 0)
@@ -390,7 +396,7 @@ int recovery_follow(cellar_index *ix, segset *segs, segment *g, uint64_t end,
 static int shadow_apply(cellar_index *ix, const segset *segs, uint64_t hash,
                         const record_view *v, uint16_t id, uint64_t off)
 {
-	seg_key k = { segs, record_key(v), v->h.key_len, 0 };
+	seg_key k = { segs, record_key(v), v->h.key_len, 0, 0 };
 	index_ref ref;
 	int rc;
 

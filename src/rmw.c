@@ -25,7 +25,7 @@ static int update_locked(cellar_db *db, const void *key, size_t key_len,
 	read_req r = { key, key_len, READ_ALLOC, NULL, 0, &cur, 0, NULL, NULL };
 	const void *nv = NULL;
 	size_t nl = 0;
-	writer_op op = { RECORD_PUT, key, NULL, key_len, 0 };
+	writer_op op = { RECORD_PUT, key, NULL, key_len, 0, 0 };
 	int rc = read_lookup(db, &r), found = rc == CELLAR_OK, act;
 
 	if (rc < 0 && rc != CELLAR_ENOTFOUND)

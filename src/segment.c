@@ -393,8 +393,10 @@ int segset_match_key(void *ctx, uint16_t seg, uint32_t off, int *hit)
 		return rc;
 	*hit = v.h.key_len == k->key_len &&
 	       memcmp(record_key(&v), k->key, k->key_len) == 0;
-	if (*hit)
+	if (*hit) {
 		k->found_total = v.h.total;
+		k->found_expire = v.h.expire;
+	}
 	record_release(&v);
 	return CELLAR_OK;
 }
@@ -901,22 +903,31 @@ static int needs_roll(const segset *s, const segment *g, uint64_t t)
 
 /* Encode and seal a record at the end of the buffer. */
 static void encode_at_end(segset *s, unsigned kind, const void *key,
-                          size_t key_len, const void *val, size_t val_len)
+                          size_t key_len, const void *val, size_t val_len,
+                          uint64_t expire)
 {
-	record_encode(s->buf + s->buf_len, kind, key, key_len, val, val_len);
+	record_encode_exp(s->buf + s->buf_len, kind, key, key_len, val, val_len,
+	                  expire);
 }
 
 void segset_stage(segset *s, unsigned kind, const void *key, size_t key_len,
                   const void *val, size_t val_len)
 {
-	uint64_t t = record_size(key_len, val_len);
+	segset_stage_exp(s, kind, key, key_len, val, val_len, 0);
+}
+
+void segset_stage_exp(segset *s, unsigned kind, const void *key,
+                      size_t key_len, const void *val, size_t val_len,
+                      uint64_t expire)
+{
+	uint64_t t = record_size_exp(key_len, val_len, expire);
 	segment *g = segset_last(s);
 
 	s->staged = 0;
 	if (needs_roll(s, g, t) || s->buf_len + t > SEG_BUFFER_SIZE ||
 	    (g->map && g->map_len < seg_end(s, g) + t))
 		return;
-	encode_at_end(s, kind, key, key_len, val, val_len);
+	encode_at_end(s, kind, key, key_len, val, val_len, expire);
 	s->staged = (size_t)t;
 }
 
@@ -998,9 +1009,18 @@ int segset_append(segset *s, unsigned kind, const void *key, size_t key_len,
                   const void *val, size_t val_len, segment **seg,
                   uint64_t *off, uint64_t *total)
 {
-	uint64_t t = record_size(key_len, val_len);
+	return segset_append_exp(s, kind, key, key_len, val, val_len, 0, seg, off,
+	                         total);
+}
+
+int segset_append_exp(segset *s, unsigned kind, const void *key,
+                      size_t key_len, const void *val, size_t val_len,
+                      uint64_t expire, segment **seg, uint64_t *off,
+                      uint64_t *total)
+{
+	uint64_t t = record_size_exp(key_len, val_len, expire);
 	segment *g;
-	uint8_t hdr[RECORD_MAX_HEADER];
+	uint8_t hdr[RECORD_MAX_HEADER_EXP];
 	int rc;
 
 	if ((rc = make_room(s, t, &g)) < 0)
@@ -1008,13 +1028,13 @@ int segset_append(segset *s, unsigned kind, const void *key, size_t key_len,
 	*seg = g;
 	*total = t;
 	if (t <= SEG_BUFFER_SIZE) {
-		encode_at_end(s, kind, key, key_len, val, val_len);
+		encode_at_end(s, kind, key, key_len, val, val_len, expire);
 		*off = seg_end(s, g);
 		note_buffered(s, *off, t);
 		return CELLAR_OK;
 	}
 	/* Larger than the buffer: checksum as a stream, write in place. */
-	size_t h = record_encode_header(hdr, kind, key_len, val_len);
+	size_t h = record_encode_header_exp(hdr, kind, key_len, val_len, expire);
 	le32_store(hdr, record_checksum_parts(hdr, h, key, key_len, val, val_len));
 	if ((rc = write_in_place(s, g->file, g->wend, hdr, h, g->wend)) < 0 ||
 	    (rc = write_in_place(s, g->file, g->wend + h, key, key_len, g->wend)) < 0 ||

@@ -71,7 +71,21 @@ typedef struct segment {
 	                      * file is now shorter (cut by someone else): the
 	                      * records in [size, covered) are lost, and reads
 	                      * of them fail; 0 when the file is whole */
+	uint64_t exp_min;    /* writer: the earliest expiry of an expiring put
+	                      * written or replayed into it (ms since the
+	                      * epoch); 0: none; SEG_EXPIRE_UNKNOWN: some, of
+	                      * expiry unknown (a checkpoint said so) */
 } segment;
+
+/** segment.exp_min: expiring puts whose expiry is unknown (already due). */
+#define SEG_EXPIRE_UNKNOWN 1
+
+/** A put expiring at expire (0: never) went into g. */
+static inline void segment_note_expire(segment *g, uint64_t expire)
+{
+	if (expire && (!g->exp_min || expire < g->exp_min))
+		g->exp_min = expire;
+}
 
 typedef struct segset {
 	cellar_fs *fs;
@@ -198,6 +212,11 @@ int segment_record(const segset *s, const segment *g, uint64_t off,
 void segset_stage(segset *s, unsigned kind, const void *key, size_t key_len,
                   const void *val, size_t val_len);
 
+/** segset_stage of a put expiring at expire (0: a plain record). */
+void segset_stage_exp(segset *s, unsigned kind, const void *key,
+                      size_t key_len, const void *val, size_t val_len,
+                      uint64_t expire);
+
 /** Writer: append the staged record; the outputs are segset_append's. */
 void segset_commit_staged(segset *s, segment **seg, uint64_t *off,
                           uint64_t *total);
@@ -209,6 +228,12 @@ void segset_commit_staged(segset *s, segment **seg, uint64_t *off,
 int segset_append(segset *s, unsigned kind, const void *key, size_t key_len,
                   const void *val, size_t val_len, segment **seg,
                   uint64_t *off, uint64_t *total);
+
+/** segset_append of a put expiring at expire (0: a plain record). */
+int segset_append_exp(segset *s, unsigned kind, const void *key,
+                      size_t key_len, const void *val, size_t val_len,
+                      uint64_t expire, segment **seg, uint64_t *off,
+                      uint64_t *total);
 
 /**
  * Writer: append t bytes of encoded records (a write batch) in one piece,
@@ -330,6 +355,7 @@ typedef struct seg_key {
 	const void *key;
 	size_t key_len;
 	uint64_t found_total; /* size of the matching record */
+	uint64_t found_expire; /* its expiry (0: none) */
 } seg_key;
 
 /** index_match_fn comparing a record's key with ctx (a seg_key). */

@@ -28,6 +28,7 @@ struct cellar_snapshot {
 	writer_version *v;
 	segment **by_id; /* v->segs sorted by id, for lookups */
 	size_t n;
+	uint64_t now;    /* the clock when it was taken: expiry is judged by it */
 };
 
 struct cellar_snapshot_iter {
@@ -79,6 +80,7 @@ int cellar_snapshot_new(cellar_db *db, cellar_snapshot **out)
 	s->db = db;
 	if ((rc = writer_version_take(&db->w, 0, &s->v)) < 0)
 		goto fail;
+	s->now = db_now(db);
 	s->n = s->v->nsegs;
 	if (s->n && !(s->by_id = malloc(s->n * sizeof *s->by_id))) {
 		rc = cellar__error(CELLAR_ENOMEM, "out of memory");
@@ -206,6 +208,8 @@ static int snap_read(cellar_snapshot *s, const void *key, size_t key_len,
 	                  NULL);
 	if (rc == CELLAR_OK) {
 		rc = record_verify(&k.v, seg_of(s, k.seg)->seq, k.off);
+		if (rc == CELLAR_OK && record_expired(k.v.h.expire, s->now))
+			rc = CELLAR_ENOTFOUND; /* expired when the snapshot was taken */
 		if (rc == CELLAR_OK)
 			rc = deliver(&k.v, o);
 		record_release(&k.v);
@@ -360,25 +364,32 @@ int cellar_snapshot_iter_next(cellar_snapshot_iter *it, const void **key,
 {
 	uint16_t seg;
 	uint32_t off;
-	int done, rc;
+	int done, rc, expired;
 
 	cellar__error_clear();
 	if (!it)
 		return cellar__error(CELLAR_EINVAL, "iterator is NULL");
-	if ((rc = iter_slot(it, &seg, &off, &done)) < 0)
-		return rc;
-	if (done)
-		return CELLAR_EDONE;
-	cellar_snapshot *s = it->snap;
-	record_view v;
-	unsigned slot = db_read_lock(s->db);
-	if ((rc = snap_record(s, seg, off, &v)) == CELLAR_OK &&
-	    (rc = record_verify(&v, seg_of(s, seg)->seq, off)) == CELLAR_OK)
-		rc = item_keep(&it->item, &v);
-	record_release(&v);
-	db_read_unlock(s->db, slot);
-	if (rc < 0)
-		return rc;
+	do {
+		if ((rc = iter_slot(it, &seg, &off, &done)) < 0)
+			return rc;
+		if (done)
+			return CELLAR_EDONE;
+		cellar_snapshot *s = it->snap;
+		record_view v;
+		unsigned slot = db_read_lock(s->db);
+		expired = 0;
+		if ((rc = snap_record(s, seg, off, &v)) == CELLAR_OK &&
+		    (rc = record_verify(&v, seg_of(s, seg)->seq, off)) == CELLAR_OK) {
+			/* Expired when the snapshot was taken: skipped. */
+			expired = record_expired(v.h.expire, s->now);
+			if (!expired)
+				rc = item_keep(&it->item, &v);
+		}
+		record_release(&v);
+		db_read_unlock(s->db, slot);
+		if (rc < 0)
+			return rc;
+	} while (expired);
 	item_give(&it->item, key, key_len, val, val_len);
 	return CELLAR_OK;
 }

@@ -88,7 +88,9 @@ static watch_event *event_of(const writer_op *op, uint64_t commit)
 
 	if (!e)
 		return NULL;
-	e->kind = op->kind == RECORD_PUT ? CELLAR_CHANGE_PUT : CELLAR_CHANGE_DELETE;
+	e->kind = op->kind == RECORD_PUT         ? CELLAR_CHANGE_PUT
+	          : op->kind == WRITER_OP_EXPIRE ? CELLAR_CHANGE_EXPIRE
+	                                         : CELLAR_CHANGE_DELETE;
 	e->commit = commit;
 	e->lost = 0;
 	e->last = 0;
@@ -324,6 +326,13 @@ void watch_stop(cellar_db *db)
 	pthread_cond_signal(&h->work);
 	pthread_mutex_unlock(&h->mutex);
 	pthread_join(h->thread, NULL);
+	/* A background compaction may still note expiries (watch_expired,
+	 * under the writer mutex) until bg_stop: detach the hub under it. */
+	if (!db->readonly)
+		writer_lock(&db->w);
+	db->watch = NULL;
+	if (!db->readonly)
+		writer_unlock(&db->w);
 	while (h->list) {
 		cellar_sub *w = h->list;
 		h->list = w->next;
@@ -333,5 +342,12 @@ void watch_stop(cellar_db *db)
 	pthread_cond_destroy(&h->work);
 	pthread_mutex_destroy(&h->mutex);
 	free(h);
-	db->watch = NULL;
+}
+
+void watch_expired(const void *key, size_t key_len, void *ctx)
+{
+	cellar_db *db = ctx;
+	writer_op op = { WRITER_OP_EXPIRE, key, NULL, key_len, 0, 0 };
+
+	watch_note(db, &op, NULL, 1);
 }

@@ -31,6 +31,13 @@ void watch_note(cellar_db *db, const writer_op *ops, const unsigned char *skip,
                 size_t n);
 
 /**
+ * writer_config.on_expire (ctx: the handle; writer mutex held):
+ * compaction dropped key's expired record; one CELLAR_CHANGE_EXPIRE
+ * commit.
+ */
+void watch_expired(const void *key, size_t key_len, void *ctx);
+
+/**
  * At close, before the writer goes: deliver what is queued, stop the
  * delivery thread and free every subscription left.
  */

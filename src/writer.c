@@ -219,6 +219,7 @@ static int ckpt_take(writer *w, ckpt_version *v)
 		v->ck.segs[i].dead = g->dead;
 		v->ck.segs[i].kept = g->kept > UINT32_MAX ? UINT32_MAX
 		                                          : (uint32_t)g->kept;
+		v->ck.segs[i].flags = g->exp_min ? INDEX_SEG_EXPIRING : 0;
 	}
 	v->ck.seq = last ? last->seq : 0;
 	v->ck.off = last ? last->wend : 0;
@@ -628,6 +629,7 @@ typedef struct pending {
 	int touch_index;  /* 0: a carried tombstone, the index stays as it is */
 	segment *g;       /* where the record went */
 	uint64_t off, total;
+	uint64_t expire;  /* a put's expiry (ms since the epoch), 0: never */
 } pending;
 
 static void pending_init(writer *w, pending *p, unsigned kind, const void *key,
@@ -639,8 +641,21 @@ static void pending_init(writer *w, pending *p, unsigned kind, const void *key,
 	p->val = val;
 	p->val_len = val_len;
 	p->hash = keyhash_of(w->c.kh, key, key_len);
-	p->match = (seg_key){ w->c.segs, key, key_len, 0 };
+	p->match = (seg_key){ w->c.segs, key, key_len, 0, 0 };
 	p->touch_index = 1;
+	p->expire = 0;
+}
+
+uint64_t writer_now(const writer *w)
+{
+	return w->c.clock ? w->c.clock(w->c.clock_ctx) : clock_wall_ms();
+}
+
+/* Is the key's located entry a put that has expired by now? */
+static int found_expired(const writer *w, const pending *p)
+{
+	return p->ref.found && p->match.found_expire &&
+	       record_expired(p->match.found_expire, writer_now(w));
 }
 
 /*
@@ -651,7 +666,8 @@ static void pending_init(writer *w, pending *p, unsigned kind, const void *key,
 static int locate(writer *w, pending *p)
 {
 	index_prefetch(w->c.ix, p->hash);
-	segset_stage(w->c.segs, p->kind, p->key, p->key_len, p->val, p->val_len);
+	segset_stage_exp(w->c.segs, p->kind, p->key, p->key_len, p->val,
+	                 p->val_len, p->expire);
 	return index_find(w->c.ix, p->hash, segset_match_key, &p->match, &p->ref);
 }
 
@@ -686,9 +702,9 @@ static int append(writer *w, pending *p)
 
 	if (s->staged) {
 		segset_commit_staged(s, &p->g, &p->off, &p->total);
-	} else if ((rc = segset_append(s, p->kind, p->key, p->key_len, p->val,
-	                               p->val_len, &p->g, &p->off,
-	                               &p->total)) < 0) {
+	} else if ((rc = segset_append_exp(s, p->kind, p->key, p->key_len,
+	                                   p->val, p->val_len, p->expire, &p->g,
+	                                   &p->off, &p->total)) < 0) {
 		if (s->sync_failed)
 			w->failed = s->sync_failed; /* fsync in a roll-over */
 		return rc;
@@ -714,6 +730,7 @@ static void apply_pending(writer *w, pending *p)
 		index_set(w->c.ix, &p->ref, p->hash, g->id, (uint32_t)p->off);
 		index_grow(w->c.ix);
 		g->live += p->total;
+		segment_note_expire(g, p->expire);
 	} else {
 		index_remove(w->c.ix, &p->ref);
 		g->dead += p->total;
@@ -750,12 +767,19 @@ static int commit(writer *w, pending *p)
 int writer_put(writer *w, const void *key, size_t key_len, const void *val,
                size_t val_len)
 {
+	return writer_put_exp(w, key, key_len, val, val_len, 0);
+}
+
+int writer_put_exp(writer *w, const void *key, size_t key_len,
+                   const void *val, size_t val_len, uint64_t expire)
+{
 	pending p;
 	int rc;
 
 	if ((rc = room_for_puts(w)) < 0)
 		return rc;
 	pending_init(w, &p, RECORD_PUT, key, key_len, val, val_len);
+	p.expire = expire;
 	if ((rc = locate(w, &p)) < 0)
 		return rc;
 	if ((rc = commit(w, &p)) < 0) {
@@ -775,7 +799,7 @@ int writer_delete(writer *w, const void *key, size_t key_len)
 		pending_init(w, &p, RECORD_DELETE, key, key_len, NULL, 0);
 		if ((rc = locate(w, &p)) < 0)
 			return rc;
-		if (!p.ref.found)
+		if (!p.ref.found || found_expired(w, &p))
 			return CELLAR_ENOTFOUND;
 	} while ((rc = commit(w, &p)) == CELLAR_ENOSPC && spend_reserve(w, rc));
 	if (rc < 0)
@@ -802,8 +826,8 @@ void writer_batch_end(writer *w)
 }
 
 int writer_copy_if_at(writer *w, const void *key, size_t key_len,
-                      const void *val, size_t val_len, uint16_t seg,
-                      uint32_t off, int *copied)
+                      const void *val, size_t val_len, uint64_t expire,
+                      uint16_t seg, uint32_t off, int *copied)
 {
 	pending p;
 	int rc;
@@ -811,6 +835,7 @@ int writer_copy_if_at(writer *w, const void *key, size_t key_len,
 	*copied = 0;
 	do { /* once more in the reserve's space when the disk is full */
 		pending_init(w, &p, RECORD_PUT, key, key_len, val, val_len);
+		p.expire = expire;
 		if ((rc = locate(w, &p)) < 0)
 			return rc;
 		if (!p.ref.found || p.ref.old_seg != seg || p.ref.old_off != off)
@@ -819,6 +844,44 @@ int writer_copy_if_at(writer *w, const void *key, size_t key_len,
 	if (rc < 0)
 		return rc;
 	*copied = 1;
+	return CELLAR_OK;
+}
+
+/* Exclusive latch taken here: remove a located key, writing nothing. */
+static int remove_located(writer *w, pending *p)
+{
+	int rc = CELLAR_OK;
+
+	latch_write_lock(w->c.latch);
+	if (!index_reserve_is_noop(w->c.ix, &p->ref))
+		rc = index_reserve(w->c.ix, &p->ref);
+	if (rc == CELLAR_OK) {
+		index_remove(w->c.ix, &p->ref);
+		segset_mark_dead(w->c.segs, p->ref.old_seg, p->match.found_total);
+	}
+	latch_write_unlock(w->c.latch);
+	return rc;
+}
+
+int writer_expire_if_at(writer *w, const void *key, size_t key_len,
+                        uint16_t seg, uint32_t off, int oldest, int *dropped)
+{
+	pending p;
+	int rc;
+
+	*dropped = 0;
+	pending_init(w, &p, RECORD_DELETE, key, key_len, NULL, 0);
+	if ((rc = locate(w, &p)) < 0)
+		return rc;
+	if (!p.ref.found || p.ref.old_seg != seg || p.ref.old_off != off)
+		return CELLAR_OK;
+	/* Nothing older survives: no tombstone is needed to hide it. */
+	if ((rc = oldest ? remove_located(w, &p) : commit(w, &p)) < 0)
+		return rc;
+	*dropped = 1;
+	count_one(&w->expired);
+	if (w->c.on_expire)
+		w->c.on_expire(key, key_len, w->c.expire_ctx);
 	return CELLAR_OK;
 }
 
@@ -1114,6 +1177,7 @@ static int drop_superseded(batch_plan *bp)
 static int locate_all(writer *w, batch_plan *bp)
 {
 	int rc;
+	uint64_t now = 0;
 
 	for (size_t i = 0; i < bp->n && i < BATCH_PREFETCH; i++)
 		index_prefetch(w->c.ix, bp->v[i].hash);
@@ -1127,11 +1191,15 @@ static int locate_all(writer *w, batch_plan *bp)
 		if ((rc = index_find(w->c.ix, p->hash, segset_match_key, &p->match,
 		                     &p->ref)) < 0)
 			return rc;
-		if (p->kind == RECORD_DELETE && !p->ref.found) {
+		if (p->kind == RECORD_DELETE && p->ref.found &&
+		    p->match.found_expire && !now)
+			now = writer_now(w); /* once, and only when it matters */
+		if (p->kind == RECORD_DELETE &&
+		    (!p->ref.found || record_expired(p->match.found_expire, now))) {
 			bp->skip[i] = 1;
 			continue;
 		}
-		p->total = record_size(p->key_len, p->val_len);
+		p->total = record_size_exp(p->key_len, p->val_len, p->expire);
 		bp->total += p->total;
 		bp->count++;
 		*(p->kind == RECORD_PUT ? &bp->nputs : &bp->ndeletes) += 1;
@@ -1169,8 +1237,9 @@ static void encode_batch(uint8_t *buf, void *ctx)
 		if (bp->skip[i])
 			continue;
 		p->off = off;
-		off += record_encode(buf + off, p->kind | RECORD_FLAG_BATCH, p->key,
-		                     p->key_len, p->val, p->val_len);
+		off += record_encode_exp(buf + off, p->kind | RECORD_FLAG_BATCH,
+		                         p->key, p->key_len, p->val, p->val_len,
+		                         p->expire);
 	}
 	record_encode_batch(buf, buf + RECORD_BATCH_SIZE, off - RECORD_BATCH_SIZE,
 	                    bp->count);
@@ -1312,9 +1381,11 @@ int writer_commit_ops(writer *w, const writer_op *ops, size_t n,
 		rc = cellar__error(CELLAR_ENOMEM, "batch: out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		pending_init(w, &bp.v[i], ops[i].kind, ops[i].key, ops[i].key_len,
 		             ops[i].val, ops[i].val_len);
+		bp.v[i].expire = ops[i].kind == RECORD_PUT ? ops[i].expire : 0;
+	}
 	if ((rc = drop_superseded(&bp)) < 0)
 		goto out;
 	grow_ahead(w, &bp);

@@ -58,6 +58,14 @@ typedef struct writer_config {
 	const keyhash *kh;
 	int sync_always; /* fsync every record before it is visible */
 	uint64_t reserve_bytes; /* disk space held back (ballast.h); 0: none */
+	/* The time expiring keys are judged by (ms since the epoch); NULL:
+	 * the wall clock (clock_wall_ms). */
+	uint64_t (*clock)(void *ctx);
+	void *clock_ctx;
+	/* Called (mutex held) for each expired key compaction drops (the
+	 * front turns it into a change event); NULL: nobody is told. */
+	void (*on_expire)(const void *key, size_t key_len, void *ctx);
+	void *expire_ctx;
 } writer_config;
 
 typedef struct writer {
@@ -70,6 +78,7 @@ typedef struct writer {
 	int have_ckpt;            /* an index file matches the log start */
 	atomic_uint_fast64_t puts, deletes, syncs; /* successful calls */
 	atomic_uint_fast64_t batches; /* write batches committed */
+	atomic_uint_fast64_t expired; /* expired keys compaction dropped */
 	/* Checkpoints (writer_sync_offpath).  ckpt_mutex: one at a time. */
 	pthread_mutex_t ckpt_mutex;
 	int ckpt_busy;            /* a frozen version is being written */
@@ -118,20 +127,36 @@ int writer_refused(const writer *w);
 int writer_put(writer *w, const void *key, size_t key_len, const void *val,
                size_t val_len);
 
-/** Delete a key: CELLAR_OK, CELLAR_ENOTFOUND, or an error. */
+/** Put a value that expires at expire (ms since the epoch; 0: never). */
+int writer_put_exp(writer *w, const void *key, size_t key_len,
+                   const void *val, size_t val_len, uint64_t expire);
+
+/**
+ * Delete a key: CELLAR_OK, CELLAR_ENOTFOUND (also for a key that has
+ * expired: nothing is written, compaction drops it), or an error.
+ */
 int writer_delete(writer *w, const void *key, size_t key_len);
 
-/** One put (RECORD_PUT) or delete (RECORD_DELETE) of a write batch. */
+/** The time expiring keys are judged by now (ms since the epoch). */
+uint64_t writer_now(const writer *w);
+
+/**
+ * One put (RECORD_PUT) or delete (RECORD_DELETE) of a write batch; a put
+ * may expire (expire: ms since the epoch, 0 never).  WRITER_OP_EXPIRE is
+ * no record: it tells change events (watch.c) an expired key was dropped.
+ */
+#define WRITER_OP_EXPIRE 0x100
 typedef struct writer_op {
 	unsigned kind;
 	const void *key, *val;
 	size_t key_len, val_len;
+	uint64_t expire;
 } writer_op;
 
 /**
  * Commit ops (n < 2^32) as one write batch: all or nothing, after a crash
  * and to readers.  A later op on a key supersedes an earlier one; a delete
- * of an absent key writes nothing; a batch that changes nothing writes
+ * of an absent (or expired) key writes nothing; a batch that changes nothing writes
  * nothing.  The records go into one segment, the index changes under one
  * hold of the exclusive latch.  CELLAR_OK, CELLAR_ELIMIT (more than a
  * segment can hold), or an error: before the append nothing is changed;
@@ -212,12 +237,23 @@ void writer_batch_begin(writer *w);
 void writer_batch_end(writer *w);
 
 /**
- * Append a copy of a put if the index still points at (seg, off): *copied
- * is 1 if it did, 0 if the key moved on (nothing written).
+ * Append a copy of a put (expiring at expire, 0 never) if the index still
+ * points at (seg, off): *copied is 1 if it did, 0 if the key moved on
+ * (nothing written).
  */
 int writer_copy_if_at(writer *w, const void *key, size_t key_len,
-                      const void *val, size_t val_len, uint16_t seg,
-                      uint32_t off, int *copied);
+                      const void *val, size_t val_len, uint64_t expire,
+                      uint16_t seg, uint32_t off, int *copied);
+
+/**
+ * An expired put at (seg, off): if the index still points at it, remove
+ * the key.  Unless oldest (no older segment survives the pass, so no older
+ * record of the key can come back), a tombstone is appended so that a
+ * rebuild from the segments does not bring an older put back.  *dropped is
+ * 1 if the key went (cfg.on_expire is then told), 0 if it moved on.
+ */
+int writer_expire_if_at(writer *w, const void *key, size_t key_len,
+                        uint16_t seg, uint32_t off, int oldest, int *dropped);
 
 /**
  * Append a copy of a delete if its key is absent, so that it goes on

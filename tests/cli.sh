@@ -260,6 +260,22 @@ expect_status 0 "$cellar" get "$db" apple
 expect_stdout "green"
 ok
 
+begin "put --ttl: the key is there until it expires, then absent"
+expect_status 0 "$cellar" put "$db" longlived v --ttl 3600000
+expect_status 0 "$cellar" get "$db" longlived
+expect_stdout "v"
+expect_status 0 "$cellar" put --ttl=1 "$db" shortlived v
+sleep 0.05
+expect_status 1 "$cellar" get "$db" shortlived
+expect_stderr_prefix "cellar: $db: key 'shortlived': key not found"
+ok
+
+begin "put --ttl takes milliseconds, at least 1; other commands refuse it"
+expect_status 2 "$cellar" put "$db" k v --ttl 0
+expect_status 2 "$cellar" put "$db" k v --ttl soon
+expect_status 2 "$cellar" get "$db" k --ttl 5
+ok
+
 begin "get of an absent key exits 1 and names the key"
 expect_status 1 "$cellar" get "$db" absent
 expect_stdout ""

@@ -3,8 +3,9 @@
  * never gives wrong bytes.
  *
  * A store of a few thousand keys (puts, overwrites, deletes; segments of
- * 64 KiB, so several of them) is built and closed cleanly, and its files are
- * kept.  Then, for many positions of every file - meta, index (header
+ * 64 KiB, so several of them; a third of the puts expiring, in 2100, so
+ * that expiring records and their expiry bytes are damaged too) is built
+ * and closed cleanly, and its files are kept.  Then, for many positions of every file - meta, index (header
  * fields, buckets, chunk checksums, segment table, last bytes), each segment
  * (header, record headers, keys, values, last bytes) - one byte is flipped,
  * or 16 bytes zeroed, or the file truncated there; the store is restored
@@ -244,6 +245,17 @@ static void parse_segments(pristine *p)
 	}
 }
 
+/* A put; expiring (in 2100, on the wall clock) when expiring is set. */
+static int put_maybe_expiring(cellar_db *db, const char *key, size_t kn,
+                              const unsigned char *val, size_t vn,
+                              bool expiring)
+{
+	cellar_put_options po = CELLAR_PUT_OPTIONS_INIT;
+
+	po.expire_at = expiring ? 4102444800000ull : 0;
+	return cellar_put_ex(db, key, kn, val, vn, &po);
+}
+
 static void build(pristine *p)
 {
 	static unsigned char val[VMAX + 1];
@@ -263,15 +275,17 @@ static void build(pristine *p)
 	cr_assert_eq(cellar_open(&db, p->dir, &o), CELLAR_OK);
 	for (unsigned i = 0; i < NKEYS; i++) {
 		p->final[i] = p->nver[i] = 1;
-		cr_assert_eq(cellar_put(db, key, key_of(i, key), val,
-		                        val_of(i, 1, val)), CELLAR_OK);
+		cr_assert_eq(put_maybe_expiring(db, key, key_of(i, key), val,
+		                                val_of(i, 1, val), i % 3 == 0),
+		             CELLAR_OK);
 	}
 	for (int j = 0; j < 500; j++) { /* overwrites */
 		unsigned i = (unsigned)(tc_rand(&rng) % NKEYS);
 		unsigned v = ++p->nver[i];
 		p->final[i] = v;
-		cr_assert_eq(cellar_put(db, key, key_of(i, key), val,
-		                        val_of(i, v, val)), CELLAR_OK);
+		cr_assert_eq(put_maybe_expiring(db, key, key_of(i, key), val,
+		                                val_of(i, v, val), j % 3 == 1),
+		             CELLAR_OK);
 	}
 	for (int j = 0; j < 300; j++) { /* deletes, some put again */
 		unsigned i = (unsigned)(tc_rand(&rng) % NKEYS);

@@ -226,6 +226,32 @@ static void wl_reopen(workload *w)
 	wl_mix(w, &rng, 40, 70, 0);
 }
 
+/*
+ * Expiring puts (record type 4): a third of the versions expire soon and
+ * a third far off; compaction copies the far ones with their expiry, the
+ * clock moves past the soon ones and compaction drops them (tombstones,
+ * or removal from the oldest segment), all of it crashed at every write.
+ */
+static void wl_expiring(workload *w)
+{
+	uint64_t rng = 555;
+
+	wl_init(w, "expiring_puts", CELLAR_SYNC_NONE, 64 << 10, 120, 300, 1500);
+	w->expire_every = 3;
+	w->compact_dead_pct = 10;
+	for (unsigned i = 0; i < w->nkeys; i++)
+		wl_add(w, OP_PUT, i);
+	wl_mix(w, &rng, 150, 80, 40);
+	wl_add(w, OP_COMPACT, 0); /* copies expiring puts forward */
+	wl_add(w, OP_SYNC, 0);
+	wl_add(w, OP_ADVANCE, 0);
+	wl_add(w, OP_COMPACT, 0); /* drops the expired ones */
+	wl_mix(w, &rng, 60, 60, 30);
+	wl_add(w, OP_REOPEN, 0);
+	wl_add(w, OP_COMPACT, 0); /* after a reopen: flagged segments */
+	wl_mix(w, &rng, 30, 70, 0);
+}
+
 /* ---- running a workload ------------------------------------------------- */
 
 /* An error a call may return once the machine is off. */
@@ -261,8 +287,9 @@ static cellar_db *wl_open(const workload *w, cellar_fs *fs, model *m,
 	return db;
 }
 
-/* Compaction passes run and segments they rewrote, for the dry run. */
-static uint64_t compactions, compacted;
+/* Compaction passes run, segments they rewrote and expired keys they
+ * dropped, for the dry run. */
+static uint64_t compactions, compacted, expired_dropped;
 
 /* One acknowledged-or-not put of step j, into the model. */
 static void do_put(const workload *w, cellar_fs *fs, model *m, cellar_db *db,
@@ -274,12 +301,42 @@ static void do_put(const workload *w, cellar_fs *fs, model *m, cellar_db *db,
 	char key[32];
 	size_t kn = key_of(o->key, key);
 	size_t vn = val_of(o->key, o->ver, w->vmin, w->vmax, w->big, val);
-	int rc = cellar_put(db, key, kn, val, vn);
+	cellar_put_options po = CELLAR_PUT_OPTIONS_INIT;
+
+	po.expire_at = wl_expiry(w, o->ver);
+	int rc = cellar_put_ex(db, key, kn, val, vn, &po);
 
 	check_call(fs, rc, "put", j);
 	pend_add(s, o->ver);
 	if (rc == CELLAR_OK) {
 		s->acked = o->ver;
+		if (w->sync_mode == CELLAR_SYNC_ALWAYS)
+			make_durable(s);
+	}
+}
+
+/* One acknowledged-or-not delete of step j, into the model. */
+static void do_del(const workload *w, cellar_fs *fs, model *m, cellar_db *db,
+                   size_t j)
+{
+	const op *o = &w->ops[j];
+	kstate *s = &m->k[o->key];
+	char key[32];
+	size_t kn = key_of(o->key, key);
+	int rc = cellar_delete(db, key, kn);
+
+	if (rc == CELLAR_ENOTFOUND) {
+		/* An expired key is absent too: nothing was written. */
+		CHECK(wl_absent(w, s->acked, wl_now), "step %zu: delete of key %u "
+		      "(v%u) gave ENOTFOUND", j, o->key, s->acked);
+		return;
+	}
+	check_call(fs, rc, "delete", j);
+	pend_add(s, ABSENT);
+	if (rc == CELLAR_OK) {
+		CHECK(!wl_absent(w, s->acked, wl_now), "step %zu: delete of absent "
+		      "key %u succeeded", j, o->key);
+		s->acked = ABSENT;
 		if (w->sync_mode == CELLAR_SYNC_ALWAYS)
 			make_durable(s);
 	}
@@ -315,10 +372,12 @@ static void overlap_hook(void *ctx)
 /* Run w on fs (the fault wrapper), recording what was acknowledged. */
 static void wl_run(const workload *w, cellar_fs *fs, model *m)
 {
-	char key[32];
-	cellar_db *db = wl_open(w, fs, m, 0);
+	cellar_db *db;
 	int rc;
 	size_t j;
+
+	wl_now = WL_T_RUN;
+	db = wl_open(w, fs, m, 0);
 
 	ov.w = w;
 	ov.fs = fs;
@@ -329,9 +388,11 @@ static void wl_run(const workload *w, cellar_fs *fs, model *m)
 	ov.db = db;
 	for (j = 0; j < w->nops; j++) {
 		const op *o = &w->ops[j];
-		kstate *s = &m->k[o->key];
-		size_t kn = key_of(o->key, key);
 
+		if (o->kind == OP_ADVANCE) {
+			wl_now = WL_T_LATE;
+			continue;
+		}
 		if (o->kind == OP_REOPEN) {
 			if (db) {
 				rc = cellar_close(db);
@@ -350,21 +411,7 @@ static void wl_run(const workload *w, cellar_fs *fs, model *m)
 			do_put(w, fs, m, db, j);
 			break;
 		case OP_DEL:
-			rc = cellar_delete(db, key, kn);
-			if (rc == CELLAR_ENOTFOUND) {
-				CHECK(s->acked == ABSENT, "step %zu: delete of key %u "
-				      "(v%u) gave ENOTFOUND", j, o->key, s->acked);
-				break;
-			}
-			check_call(fs, rc, "delete", j);
-			pend_add(s, ABSENT);
-			if (rc == CELLAR_OK) {
-				CHECK(s->acked != ABSENT, "step %zu: delete of absent "
-				      "key %u succeeded", j, o->key);
-				s->acked = ABSENT;
-				if (w->sync_mode == CELLAR_SYNC_ALWAYS)
-					make_durable(s);
-			}
+			do_del(w, fs, m, db, j);
 			break;
 		case OP_SYNC:
 			rc = cellar_sync(db);
@@ -378,8 +425,11 @@ static void wl_run(const workload *w, cellar_fs *fs, model *m)
 			rc = cellar_compact(db, &res);
 			check_call(fs, rc, "compact", j);
 			if (rc == CELLAR_OK) {
+				cellar_db_stats st;
 				compactions++;
 				compacted += res.segments_compacted;
+				if (cellar_stats_sized(db, &st, sizeof st) == CELLAR_OK)
+					expired_dropped += st.expired_dropped;
 			}
 			break;
 		}
@@ -463,13 +513,15 @@ static void crash_all(workload *w)
 	snprintf(wl_where, sizeof wl_where, "workload %s, dry run", w->name);
 	new_fs(&base, &ff);
 	model_init(&m, w->nkeys);
-	compactions = compacted = 0;
+	compactions = compacted = expired_dropped = 0;
 	ov.puts = 0;
 	wl_run(w, ff, &m);
 	n = fault_fs_mutations(ff);
 	CHECK(!ov.on || ov.puts > 0, "no put ran inside a checkpoint");
 	CHECK(compactions == 0 || compacted > 0, "%llu compaction passes "
 	      "rewrote no segment", (unsigned long long)compactions);
+	CHECK(!w->expire_every || expired_dropped > 0, "compaction dropped no "
+	      "expired key");
 	CHECK(!fault_fs_crashed(ff), "crashed without a crash point");
 	for (unsigned i = 0; i < w->nkeys; i++)
 		CHECK(m.k[i].npend == 0 && m.k[i].durable == m.k[i].acked,
@@ -598,5 +650,12 @@ Test(crash, reopen_midway)
 {
 	workload w;
 	wl_reopen(&w);
+	crash_all(&w);
+}
+
+Test(crash, expiring_puts_and_their_compaction)
+{
+	workload w;
+	wl_expiring(&w);
 	crash_all(&w);
 }

@@ -97,9 +97,30 @@ static void wl_compact(workload *w)
 	wl_mix(w, &rng, 20, 50, 10);
 }
 
+/* Expiring puts, the clock past some of them, and compactions that drop
+ * them (writer_expire_if_at's tombstones) with the fault inside. */
+static void wl_expiring(workload *w)
+{
+	uint64_t rng = 505;
+
+	wl_init(w, "expiring", CELLAR_SYNC_NONE, 64 << 10, 80, 200, 900);
+	w->expire_every = 3;
+	w->compact_dead_pct = 10;
+	for (unsigned i = 0; i < w->nkeys; i++)
+		wl_add(w, OP_PUT, i);
+	wl_mix(w, &rng, 100, 70, 40);
+	wl_add(w, OP_COMPACT, 0);
+	wl_add(w, OP_ADVANCE, 0);
+	wl_add(w, OP_COMPACT, 0);
+	wl_mix(w, &rng, 40, 60, 20);
+	wl_add(w, OP_REOPEN, 0);
+	wl_add(w, OP_COMPACT, 0);
+}
+
 typedef void (*wl_builder)(workload *w);
 static const wl_builder builders[] = { wl_buffered, wl_always,
-                                       wl_reopen_idle, wl_compact };
+                                       wl_reopen_idle, wl_compact,
+                                       wl_expiring };
 
 /* ---- running a workload with a fault ------------------------------------ */
 
@@ -153,7 +174,7 @@ static void check_reads(runner *r, size_t step)
 		const kstate *s = &r->m->k[i];
 		size_t kn = key_of(i, key), n = 0;
 		int rc = cellar_get(r->db, key, kn, buf, sizeof buf, &n);
-		if (s->acked == ABSENT) {
+		if (wl_absent(r->w, s->acked, wl_now)) {
 			CHECK(rc == CELLAR_ENOTFOUND, "step %zu: after the error key "
 			      "%u reads %s, want ENOTFOUND", step, i,
 			      cellar_strerror(rc));
@@ -269,6 +290,7 @@ static void wl_run(runner *r)
 	char key[32];
 	int rc;
 
+	wl_now = WL_T_RUN;
 	run_open(r, 0);
 	for (size_t j = 0; j < w->nops; j++) {
 		const op *o = &w->ops[j];
@@ -276,6 +298,10 @@ static void wl_run(runner *r)
 		size_t kn = key_of(o->key, key);
 		bool ok = true;
 
+		if (o->kind == OP_ADVANCE) {
+			wl_now = WL_T_LATE;
+			continue;
+		}
 		if (o->kind == OP_REOPEN) {
 			if (r->db)
 				run_close(r, j);
@@ -288,7 +314,9 @@ static void wl_run(runner *r)
 		case OP_PUT: {
 			size_t vn = val_of(o->key, o->ver, w->vmin, w->vmax, false,
 			                   val);
-			rc = cellar_put(r->db, key, kn, val, vn);
+			cellar_put_options po = CELLAR_PUT_OPTIONS_INIT;
+			po.expire_at = wl_expiry(w, o->ver);
+			rc = cellar_put_ex(r->db, key, kn, val, vn, &po);
 			ok = check_call(r, rc, "put", j, true);
 			if (rc != CELLAR_EFAILED)
 				pend_add(s, o->ver);
@@ -302,16 +330,17 @@ static void wl_run(runner *r)
 		case OP_DEL:
 			rc = cellar_delete(r->db, key, kn);
 			if (rc == CELLAR_ENOTFOUND && !r->refusing) {
-				CHECK(s->acked == ABSENT, "step %zu: delete of key %u "
-				      "(v%u) gives ENOTFOUND", j, o->key, s->acked);
+				CHECK(wl_absent(w, s->acked, wl_now), "step %zu: delete "
+				      "of key %u (v%u) gives ENOTFOUND", j, o->key,
+				      s->acked);
 				break;
 			}
 			ok = check_call(r, rc, "delete", j, true);
 			if (rc != CELLAR_EFAILED)
 				pend_add(s, ABSENT);
 			if (ok) {
-				CHECK(s->acked != ABSENT, "step %zu: delete of absent "
-				      "key %u succeeds", j, o->key);
+				CHECK(!wl_absent(w, s->acked, wl_now), "step %zu: "
+				      "delete of absent key %u succeeds", j, o->key);
 				s->acked = ABSENT;
 				if (w->sync_mode == CELLAR_SYNC_ALWAYS)
 					make_durable(s);

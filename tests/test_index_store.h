@@ -259,8 +259,8 @@ static inline void set_header_u64(const char *path, uint64_t off,
 }
 
 static index_seg sample_segs[2] = {
-	{ 3, 10, 65536, 40000, 25504, 0 },
-	{ 0, 11, 1234, 1000, 202, 0 },
+	{ 3, 10, 65536, 40000, 25504, 0, 0 },
+	{ 0, 11, 1234, 1000, 202, 0, 0 },
 };
 static const index_ckpt sample_ck = { 11, 1234, sample_segs, 2 };
 

@@ -2,7 +2,11 @@
  * test_model.c - a seeded random walk of puts, deletes, gets, counts,
  * iterations and reopens, checked after every step against a plain array
  * that holds what the store should contain.  A failure names the seed and
- * the step, so it replays exactly.
+ * the step, so it replays exactly.  With expiring keys on, some puts (and
+ * batch puts) expire, some are no-overwrite, an injected clock advances
+ * and compaction passes drop what expired: the model keeps each key's
+ * expiry and tells what is visible (not expired) from what the index
+ * still holds (what cellar_count counts).
  */
 #include <criterion/criterion.h>
 #include <stdarg.h>
@@ -21,12 +25,28 @@
 #define SMALL_VAL 300
 #define LARGE_VAL 70000 /* larger than a 64 KiB segment */
 
-/* What the store should hold for key i. */
+/* What the store should hold for key i: live means the index holds it
+ * (counted), visible (entry_visible) that it has not expired either. */
 typedef struct entry {
 	bool live;
 	unsigned char *val;
 	size_t len;
+	uint64_t expire; /* ms since the epoch on model_clock; 0: never */
 } entry;
+
+/* The stores' injected clock (expiring keys). */
+static uint64_t model_now = 1700000000000ull;
+
+static uint64_t model_clock(void *ctx)
+{
+	(void)ctx;
+	return model_now;
+}
+
+static bool entry_visible(const entry *e)
+{
+	return e->live && !(e->expire && model_now >= e->expire);
+}
 
 typedef struct model {
 	unsigned nkeys;
@@ -54,6 +74,8 @@ typedef struct config {
 	                         * follower refreshes and is checked whole */
 	bool flush_overlap;     /* ...and its writes of full append buffers
 	                         * (without the writer mutex) run them too */
+	bool expiring;          /* expiring and no-overwrite puts, clock
+	                         * advances and compaction passes */
 } config;
 
 /* Where we are, for every failure message: "seed 3 step 1234 (put k17)". */
@@ -107,7 +129,8 @@ static void model_free(model *m)
 	free(m->e);
 }
 
-static void model_put(model *m, unsigned i, const unsigned char *v, size_t n)
+static void model_put_exp(model *m, unsigned i, const unsigned char *v,
+                          size_t n, uint64_t expire)
 {
 	entry *e = &m->e[i];
 
@@ -119,6 +142,12 @@ static void model_put(model *m, unsigned i, const unsigned char *v, size_t n)
 	if (!e->live)
 		m->live++;
 	e->live = true;
+	e->expire = expire;
+}
+
+static void model_put(model *m, unsigned i, const unsigned char *v, size_t n)
+{
+	model_put_exp(m, i, v, n, 0);
 }
 
 static void model_delete(model *m, unsigned i)
@@ -131,6 +160,34 @@ static void model_delete(model *m, unsigned i)
 	if (e->live)
 		m->live--;
 	e->live = false;
+	e->expire = 0;
+}
+
+/* A delete as the store does it: an expired key is absent, and nothing is
+ * written (its entry stays until compaction drops it). */
+static int model_delete_visible(model *m, unsigned i)
+{
+	if (!entry_visible(&m->e[i]))
+		return CELLAR_ENOTFOUND;
+	model_delete(m, i);
+	return CELLAR_OK;
+}
+
+/* A compaction pass ran: every expired key is dropped. */
+static void model_compacted(model *m)
+{
+	for (unsigned i = 0; i < m->nkeys; i++)
+		if (m->e[i].live && !entry_visible(&m->e[i]))
+			model_delete(m, i);
+}
+
+static uint64_t model_visible(const model *m)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < m->nkeys; i++)
+		n += entry_visible(&m->e[i]);
+	return n;
 }
 
 static void check_count(const model *m, cellar_db *db)
@@ -150,7 +207,7 @@ static void check_key(const model *m, cellar_db *db, unsigned i)
 	const entry *e = &m->e[i];
 	int rc = cellar_get(db, k, kn, buf, sizeof buf, &n);
 
-	if (!e->live) {
+	if (!entry_visible(e)) {
 		CHECK_RC(rc, CELLAR_ENOTFOUND);
 		CHECK_RC(cellar_has(db, k, kn), CELLAR_ENOTFOUND);
 		return;
@@ -189,7 +246,7 @@ static void check_all(const model *m, cellar_db *db)
 		CHECK(i < m->nkeys, "iteration gave foreign key '%s'", num);
 		CHECK(key_of(i, want) == kn && memcmp(want, k, kn) == 0,
 		      "iteration gave foreign key '%s'", num);
-		CHECK(m->e[i].live, "iteration gave deleted key %u", i);
+		CHECK(entry_visible(&m->e[i]), "iteration gave deleted key %u", i);
 		CHECK(!seen[i], "iteration gave key %u twice", i);
 		seen[i] = true;
 		CHECK(vn == m->e[i].len && memcmp(v, m->e[i].val, vn) == 0,
@@ -199,8 +256,9 @@ static void check_all(const model *m, cellar_db *db)
 	}
 	CHECK_RC(rc, CELLAR_EDONE);
 	cellar_iter_free(it);
-	CHECK(items == m->live, "iteration gave %llu items, model has %llu",
-	      (unsigned long long)items, (unsigned long long)m->live);
+	CHECK(items == model_visible(m), "iteration gave %llu items, model has "
+	      "%llu", (unsigned long long)items,
+	      (unsigned long long)model_visible(m));
 	free(seen);
 }
 
@@ -226,8 +284,7 @@ static void overlap_hook(void *ctx)
 		size_t kn = key_of(i, k), vn = (size_t)(r >> 40) % sizeof v;
 		if (r % 4 == 0) {
 			int rc = cellar_delete(ov.db, k, kn);
-			CHECK_RC(rc, ov.m->e[i].live ? CELLAR_OK : CELLAR_ENOTFOUND);
-			model_delete(ov.m, i);
+			CHECK_RC(rc, model_delete_visible(ov.m, i));
 			continue;
 		}
 		for (size_t j = 0; j < vn; j++)
@@ -239,15 +296,23 @@ static void overlap_hook(void *ctx)
 
 /*
  * A write batch of 1..16 puts and deletes of random keys (a key may recur:
- * the last wins), committed, then applied to the model in order.
+ * the last wins), committed, then each key's last op applied to the model
+ * (a delete of an expired key changes nothing, as in the store).  With
+ * expiring, a put in five has a ttl, counted from the commit.
  */
 static void model_batch(model *m, cellar_db *db, uint64_t *rng,
-                        unsigned nkeys)
+                        unsigned nkeys, bool expiring)
 {
 	unsigned char k[MAX_KEY], v[SMALL_VAL + 1];
 	unsigned n = 1 + (unsigned)(tc_rand(rng) % 16), ids[16];
-	struct { unsigned char v[SMALL_VAL + 1]; size_t len; int del; } ops[16];
+	struct {
+		unsigned char v[SMALL_VAL + 1];
+		size_t len;
+		int del;
+		uint64_t ttl;
+	} ops[16];
 	cellar_batch *b = NULL;
+	cellar_put_options po = CELLAR_PUT_OPTIONS_INIT;
 
 	CHECK_RC(cellar_batch_new(&b), CELLAR_OK);
 	for (unsigned j = 0; j < n; j++) {
@@ -259,17 +324,26 @@ static void model_batch(model *m, cellar_db *db, uint64_t *rng,
 		for (size_t x = 0; x < ops[j].len; x++)
 			v[x] = (unsigned char)(r >> (x % 8) ^ x);
 		memcpy(ops[j].v, v, ops[j].len);
+		ops[j].ttl = expiring && (r >> 20) % 5 == 1 ? 1 + (r >> 24) % 300 : 0;
+		po.ttl_ms = ops[j].ttl;
 		CHECK_RC(ops[j].del ? cellar_batch_delete(b, k, kn)
-		                    : cellar_batch_put(b, k, kn, v, ops[j].len),
+		                    : cellar_batch_put_ex(b, k, kn, v, ops[j].len,
+		                                          &po),
 		         CELLAR_OK);
 	}
 	CHECK_RC(cellar_batch_commit(db, b), CELLAR_OK);
 	cellar_batch_free(b);
 	for (unsigned j = 0; j < n; j++) {
+		bool last = true;
+		for (unsigned x = j + 1; x < n; x++)
+			last &= ids[x] != ids[j];
+		if (!last)
+			continue;
 		if (ops[j].del)
-			model_delete(m, ids[j]);
+			(void)model_delete_visible(m, ids[j]);
 		else
-			model_put(m, ids[j], ops[j].v, ops[j].len);
+			model_put_exp(m, ids[j], ops[j].v, ops[j].len,
+			              ops[j].ttl ? model_now + ops[j].ttl : 0);
 	}
 	for (unsigned j = 0; j < n; j++)
 		check_key(m, db, ids[j]);
@@ -279,6 +353,52 @@ static void flush_hook(void *ctx)
 {
 	ov.flushes++;
 	overlap_hook(ctx);
+}
+
+/*
+ * A put with options, chosen by r: a ttl (1..400 ms) or an absolute
+ * expiry, or no expiry; one in four no-overwrite (CELLAR_EEXIST while the
+ * key is visible).
+ */
+static void model_put_ex(model *m, cellar_db *db, unsigned i,
+                         const unsigned char *v, size_t n, uint64_t r)
+{
+	cellar_put_options po = CELLAR_PUT_OPTIONS_INIT;
+	unsigned char k[MAX_KEY];
+	size_t kn = key_of(i, k);
+	uint64_t expire = 0;
+
+	switch ((r >> 8) % 3) {
+	case 0:
+		po.ttl_ms = 1 + (r >> 12) % 400;
+		expire = model_now + po.ttl_ms;
+		break;
+	case 1:
+		expire = po.expire_at = model_now + 1 + (r >> 12) % 400;
+		break;
+	}
+	if ((r >> 24) % 4 == 0) {
+		po.flags = CELLAR_PUT_NOOVERWRITE;
+		int want = entry_visible(&m->e[i]) ? CELLAR_EEXIST : CELLAR_OK;
+		CHECK_RC(cellar_put_ex(db, k, kn, v, n, &po), want);
+		if (want == CELLAR_EEXIST)
+			return;
+	} else {
+		CHECK_RC(cellar_put_ex(db, k, kn, v, n, &po), CELLAR_OK);
+	}
+	model_put_exp(m, i, v, n, expire);
+}
+
+/* The clock moves (by r); now and then a pass drops what expired. */
+static void model_advance(model *m, cellar_db *db, unsigned i, uint64_t r)
+{
+	model_now += (r >> 32) % 120;
+	check_key(m, db, i);
+	if ((r >> 48) % 8 == 0) {
+		CHECK_RC(cellar_compact(db, NULL), CELLAR_OK);
+		model_compacted(m);
+		check_all(m, db);
+	}
 }
 
 static void open_db(cellar_db **db, const char *dir, const cellar_options *o)
@@ -311,6 +431,7 @@ static void run_model(const config *c)
 	o.flags = CELLAR_CREATE;
 	o.max_segment_size = c->max_segment_size;
 	o.hash_seed = c->seed * 0x9e3779b97f4a7c15ull | 1; /* replayable */
+	o.clock = model_clock;
 	model_init(&m, c->nkeys);
 	snprintf(where, sizeof where, "seed %llu open", (unsigned long long)c->seed);
 	open_db(&db, dir, &o);
@@ -353,6 +474,7 @@ static void run_model(const config *c)
 			CHECK_RC(cellar_compact(db, &res), CELLAR_OK);
 			cellar__test_set_ckpt_hook(NULL, NULL);
 			cellar__test_set_flush_hook(NULL, NULL);
+			model_compacted(&m);
 			check_all(&m, db);
 		}
 
@@ -366,15 +488,18 @@ static void run_model(const config *c)
 				uint64_t x = tc_rand(&rng);
 				memcpy(val + j, &x, n - j < 8 ? n - j : 8);
 			}
-			WHERE("put");
-			CHECK_RC(cellar_put(db, k, kn, val, n), CELLAR_OK);
-			model_put(&m, i, val, n);
+			if (c->expiring && r2 % 3 != 2) {
+				model_put_ex(&m, db, i, val, n, r2);
+			} else {
+				WHERE("put");
+				CHECK_RC(cellar_put(db, k, kn, val, n), CELLAR_OK);
+				model_put(&m, i, val, n);
+			}
 			check_key(&m, db, i);
 		} else if (op < 60) {
 			WHERE("delete");
 			rc = cellar_delete(db, k, kn);
-			CHECK_RC(rc, e->live ? CELLAR_OK : CELLAR_ENOTFOUND);
-			model_delete(&m, i);
+			CHECK_RC(rc, model_delete_visible(&m, i));
 			check_key(&m, db, i);
 		} else if (op < 72) {
 			WHERE("get");
@@ -382,23 +507,24 @@ static void run_model(const config *c)
 		} else if (op < 78) {
 			/* A buffer half the value's size. */
 			WHERE("get-small");
-			size_t cap = e->live ? e->len / 2 : 0;
+			bool vis = entry_visible(e);
+			size_t cap = vis ? e->len / 2 : 0;
 			n = SIZE_MAX;
 			rc = cellar_get(db, k, kn, cap ? buf : NULL, cap, &n);
-			if (!e->live)
+			if (!vis)
 				CHECK_RC(rc, CELLAR_ENOTFOUND);
 			else if (e->len == 0)
 				CHECK_RC(rc, CELLAR_OK);
 			else
 				CHECK_RC(rc, CELLAR_EBUFS);
-			if (e->live)
+			if (vis)
 				CHECK(n == e->len, "length %zu, model %zu", n, e->len);
 		} else if (op < 84) {
 			WHERE("get_alloc");
 			void *p = (void *)buf;
 			n = SIZE_MAX;
 			rc = cellar_get_alloc(db, k, kn, &p, &n);
-			if (!e->live) {
+			if (!entry_visible(e)) {
 				CHECK_RC(rc, CELLAR_ENOTFOUND);
 				CHECK(p == NULL, "*out not NULL on failure");
 			} else {
@@ -410,10 +536,14 @@ static void run_model(const config *c)
 			cellar_free(p);
 		} else if (op < 88) {
 			WHERE("batch");
-			model_batch(&m, db, &rng, c->nkeys);
+			model_batch(&m, db, &rng, c->nkeys, c->expiring);
 		} else if (op < 94) {
 			WHERE("has");
-			CHECK_RC(cellar_has(db, k, kn), e->live ? CELLAR_OK : CELLAR_ENOTFOUND);
+			CHECK_RC(cellar_has(db, k, kn),
+			         entry_visible(e) ? CELLAR_OK : CELLAR_ENOTFOUND);
+		} else if (c->expiring && op < 96) {
+			WHERE("advance the clock");
+			model_advance(&m, db, i, r);
 		} else if (op < 98) {
 			WHERE("count");
 			check_count(&m, db);
@@ -603,5 +733,26 @@ Test(model, random_walk_weak_hash)
 	 * the posix fs), so fewer steps cover the same ground. */
 	config c = { .seed = 6, .steps = 8000, .nkeys = 500,
 	             .max_segment_size = 64u << 10, .hash = hash_weak };
+	run_model(&c);
+}
+
+/*
+ * Expiring keys: ttl, absolute and no-overwrite puts, batch puts with a
+ * ttl, a clock that moves and compaction passes that drop what expired,
+ * with reopens (read-only too) and tiny segments.
+ */
+Test(model, random_walk_expiring_keys)
+{
+	config c = { .seed = 21, .steps = 20000, .nkeys = 300,
+	             .max_segment_size = 64 << 10, .expiring = true };
+	run_model(&c);
+}
+
+/* ...with compactions whose checkpoints run writes, and a follower. */
+Test(model, random_walk_expiring_keys_followed_and_compacted)
+{
+	config c = { .seed = 22, .steps = 12000, .nkeys = 200,
+	             .max_segment_size = 64 << 10, .ckpt_every = 700,
+	             .follow_every = 89, .expiring = true };
 	run_model(&c);
 }

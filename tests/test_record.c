@@ -364,7 +364,8 @@ Test(record, batch_header_round_trips_and_is_checked)
 
 Test(record, decode_reports_unknown_kinds_as_version)
 {
-	for (unsigned kind = 4; kind <= 15; kind++) {
+	/* 4 is an expiring put (test_record's expiring_put_* tests). */
+	for (unsigned kind = 5; kind <= 15; kind++) {
 		uint8_t p[16] = { 0, 0, 0, 0, (uint8_t)kind, 0x01, 0x01, 'k', 'v' };
 		record_header h;
 
@@ -447,4 +448,99 @@ Test(record, size_matches_encoded_header)
 		cr_assert_eq(record_size(kl, vl), n + (uint64_t)kl + vl, "v=%zu", vl);
 		cr_assert_eq(n, 5 + leb_len(kl) + leb_len(vl));
 	}
+}
+
+/* ---- expiring puts (type 4) -------------------------------------------- */
+
+Test(record, expiring_put_round_trips_with_its_expiry)
+{
+	static const size_t keys[] = { 1, 127, 128, 65535 };
+	static const size_t vals[] = { 0, 127, 128, 70000 };
+	const uint64_t at = 0x0123456789abcdefull;
+
+	for (size_t ki = 0; ki < 4; ki++)
+		for (size_t vi = 0; vi < 4; vi++) {
+			size_t kl = keys[ki], vl = vals[vi];
+			uint64_t t = record_size_exp(kl, vl, at);
+			uint8_t *p = calloc(1, (size_t)t);
+			uint8_t *k = malloc(kl), *v = malloc(vl ? vl : 1);
+			record_header h;
+
+			memset(k, 'k', kl);
+			memset(v, 'v', vl ? vl : 1);
+			cr_assert_eq(t, record_size(kl, vl) + 9);
+			cr_assert_eq(record_encode_exp(p, RECORD_PUT, k, kl, v, vl, at), t);
+			cr_assert_eq(p[4], RECORD_PUT_EXP | RECORD_FLAG_EXT);
+			cr_assert_eq(record_decode_header(p, (size_t)t, t, &h), CELLAR_OK);
+			cr_assert_eq(h.kind, RECORD_PUT, "decoded as a put");
+			cr_assert_eq(h.expire, at);
+			cr_assert_eq(h.key_len, kl);
+			cr_assert_eq(h.val_len, vl);
+			cr_assert_eq(h.total, t);
+			cr_assert_eq(record_checksum(p, t), h.checksum);
+			cr_assert(!record_is_short_put(p, t), "never the inline shape");
+			free(p);
+			free(k);
+			free(v);
+		}
+}
+
+Test(record, expiry_zero_encodes_a_plain_record)
+{
+	uint8_t a[64], b[64];
+	record_header h;
+
+	cr_assert_eq(record_size_exp(3, 2, 0), record_size(3, 2));
+	uint64_t t = record_encode_exp(a, RECORD_PUT, "key", 3, "vv", 2, 0);
+	cr_assert_eq(t, record_encode(b, RECORD_PUT, "key", 3, "vv", 2));
+	cr_assert_eq(memcmp(a, b, (size_t)t), 0);
+	cr_assert_eq(record_decode_header(a, (size_t)t, t, &h), CELLAR_OK);
+	cr_assert_eq(h.expire, 0);
+	cr_assert_eq(record_encode_header_exp(a, RECORD_DELETE, 3, 0, 0), 7);
+}
+
+Test(record, expiring_put_with_a_longer_extension_is_read)
+{
+	/* Later fields may follow the expiry: this version skips them. */
+	uint8_t p[32] = { 0, 0, 0, 0, RECORD_PUT_EXP | RECORD_FLAG_EXT, 1, 1, 10,
+		          1, 2, 3, 4, 5, 6, 7, 8, 0xaa, 0xbb, 'k', 'v' };
+	record_header h;
+
+	cr_assert_eq(decode_sealed(p, 20, &h), CELLAR_OK);
+	cr_assert_eq(h.kind, RECORD_PUT);
+	cr_assert_eq(h.expire, 0x0807060504030201ull);
+	cr_assert_eq(h.header_len, 18);
+	cr_assert_eq(h.total, 20);
+}
+
+Test(record, malformed_expiring_put_is_damage)
+{
+	record_header h;
+	/* No extension area. */
+	uint8_t a[16] = { 0, 0, 0, 0, RECORD_PUT_EXP, 1, 1, 'k', 'v' };
+	cr_assert_eq(decode_sealed(a, 9, &h), CELLAR_ECORRUPT);
+	/* An extension shorter than the expiry. */
+	uint8_t b[24] = { 0, 0, 0, 0, RECORD_PUT_EXP | RECORD_FLAG_EXT, 1, 1, 7,
+		          1, 2, 3, 4, 5, 6, 7, 'k', 'v' };
+	cr_assert_eq(decode_sealed(b, 17, &h), CELLAR_ECORRUPT);
+	/* An expiry of 0. */
+	uint8_t c[24] = { 0, 0, 0, 0, RECORD_PUT_EXP | RECORD_FLAG_EXT, 1, 1, 8,
+		          0, 0, 0, 0, 0, 0, 0, 0, 'k', 'v' };
+	cr_assert_eq(decode_sealed(c, 18, &h), CELLAR_ECORRUPT);
+	/* The header cut before the end of the expiry. */
+	c[8] = 1;
+	cr_assert_eq(record_decode_header(c, 12, 18, &h), CELLAR_ECORRUPT);
+	cr_assert_eq(decode_sealed(c, 18, &h), CELLAR_OK);
+	/* A flipped byte of the expiry: the checksum tells. */
+	c[10] ^= 0x10;
+	cr_assert_eq(record_decode_header(c, 18, 18, &h), CELLAR_OK);
+	cr_assert_neq(record_checksum(c, 18), h.checksum);
+}
+
+Test(record, expiry_is_judged_from_the_moment_it_is_reached)
+{
+	cr_assert(!record_expired(0, UINT64_MAX), "0 never expires");
+	cr_assert(!record_expired(100, 99));
+	cr_assert(record_expired(100, 100));
+	cr_assert(record_expired(100, 101));
 }

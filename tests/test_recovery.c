@@ -1039,7 +1039,8 @@ static void append_unknown_kind(int damaged)
 	seglist l = segments();
 	const char *newest = l.name[l.n - 1];
 	uint64_t size = size_of(newest);
-	size_t h = record_encode_header(rec, 4, 4, 2); /* 3 is a batch header */
+	/* 3 is a batch header, 4 an expiring put */
+	size_t h = record_encode_header(rec, 5, 4, 2);
 	memcpy(rec + h, "newk", 4);
 	memcpy(rec + h + 4, "vv", 2);
 	record_seal(rec, h + 6);

@@ -484,7 +484,7 @@ Test(segment, match_key_compares_record_keys, .init = setup_mem,
 {
 	OK(segset_open(&S, fs, dir, 1 << 20, 0, &L));
 	loc a = append(0, 5), b = append(1, 9);
-	seg_key k = { &S, "key-000001", 10, 0 };
+	seg_key k = { &S, "key-000001", 10, 0, 0 };
 
 	int hit = 0;
 
@@ -496,7 +496,7 @@ Test(segment, match_key_compares_record_keys, .init = setup_mem,
 	OK(segset_match_key(&k, a.id, (uint32_t)a.off, &hit));
 	cr_assert_eq(hit, 0);
 	cr_assert_eq(k.found_total, 0);
-	seg_key shorter = { &S, "key-00000", 9, 0 };
+	seg_key shorter = { &S, "key-00000", 9, 0, 0 };
 	hit = 1;
 	OK(segset_match_key(&shorter, a.id, (uint32_t)a.off, &hit));
 	cr_assert_eq(hit, 0);
@@ -909,7 +909,8 @@ Test(segment, unknown_record_kind_is_eversion_only_when_sealed,
      .init = setup_mem, .fini = teardown)
 {
 	uint8_t body[64];
-	size_t n = make_record(body, 4, "kkk", "vv"); /* 3 is a batch header */
+	/* 3 is a batch header, 4 an expiring put */
+	size_t n = make_record(body, 5, "kkk", "vv");
 	record_view v;
 
 	write_segment(1, 0, body, n);

@@ -41,7 +41,7 @@ static void where(const char *key_, uint16_t *seg, uint32_t *off)
 	 * it specialises the hash for a constant one-byte key. */
 	const char *volatile keyv = key_;
 	const char *key = keyv;
-	seg_key k = { &S.db->segs, key, strlen(key), 0 };
+	seg_key k = { &S.db->segs, key, strlen(key), 0, 0 };
 	index_ref ref;
 
 	OK(index_find(S.db->ix, db_hash(S.db, key, strlen(key)), segset_match_key,
@@ -85,7 +85,7 @@ Test(writer, copy_if_at_copies_only_the_current_record, .init = setup,
 	OK(cellar_put(S.db, "k", 1, "old", 3));
 	where("k", &seg, &off);
 	writer_lock(W());
-	OK(writer_copy_if_at(W(), "k", 1, "old", 3, seg, off, &copied));
+	OK(writer_copy_if_at(W(), "k", 1, "old", 3, 0, seg, off, &copied));
 	writer_unlock(W());
 	cr_assert_eq(copied, 1);
 	where("k", &seg2, &off2);
@@ -94,14 +94,14 @@ Test(writer, copy_if_at_copies_only_the_current_record, .init = setup,
 	/* The original is no longer current: nothing is written. */
 	uint64_t before = S.db->segs.list[S.db->segs.n - 1]->size;
 	writer_lock(W());
-	OK(writer_copy_if_at(W(), "k", 1, "old", 3, seg, off, &copied));
+	OK(writer_copy_if_at(W(), "k", 1, "old", 3, 0, seg, off, &copied));
 	writer_unlock(W());
 	cr_assert_eq(copied, 0);
 	cr_assert_eq(S.db->segs.list[S.db->segs.n - 1]->size, before);
 	/* Neither is a key that is gone. */
 	OK(cellar_delete(S.db, "k", 1));
 	writer_lock(W());
-	OK(writer_copy_if_at(W(), "k", 1, "old", 3, seg2, off2, &copied));
+	OK(writer_copy_if_at(W(), "k", 1, "old", 3, 0, seg2, off2, &copied));
 	writer_unlock(W());
 	cr_assert_eq(copied, 0);
 	cr_assert_eq(atomic_load(&W()->puts), 1, "copies are not puts");

@@ -51,7 +51,8 @@ unsigned val_version(unsigned i, const void *v, size_t vn);
 
 /* ---- workloads ---------------------------------------------------------- */
 
-enum { OP_PUT, OP_DEL, OP_SYNC, OP_REOPEN, OP_COMPACT };
+/* OP_ADVANCE: the clock moves from WL_T_RUN to WL_T_LATE (once). */
+enum { OP_PUT, OP_DEL, OP_SYNC, OP_REOPEN, OP_COMPACT, OP_ADVANCE };
 
 typedef struct op {
 	int kind;
@@ -68,7 +69,27 @@ typedef struct workload {
 	op *ops;
 	size_t nops, cap;
 	unsigned *next_ver; /* per key, while building */
+	/* Expiring puts: with expire_every > 0, version v of a key is put
+	 * expiring at WL_EXPIRE_SOON when v % expire_every == 0 (only before
+	 * OP_ADVANCE: later puts skip those versions) and at WL_EXPIRE_FAR
+	 * when v % expire_every == 1; the others never expire. */
+	unsigned expire_every;
+	bool advanced; /* while building: OP_ADVANCE was added */
 } workload;
+
+/* The injected clock of every store the harness opens (options_for):
+ * WL_T_RUN while a workload runs, WL_T_LATE after OP_ADVANCE and while a
+ * store is checked, when the "soon" versions have expired. */
+#define WL_T_RUN 1800000000000ull
+#define WL_EXPIRE_SOON (WL_T_RUN + 1000)
+#define WL_T_LATE WL_EXPIRE_SOON
+#define WL_EXPIRE_FAR (WL_T_RUN + 1000000000ull)
+extern uint64_t wl_now;
+
+/* The expiry version ver of a put is written with (0: none). */
+uint64_t wl_expiry(const workload *w, unsigned ver);
+/* Is a key in state (a version, or ABSENT) absent at time now? */
+bool wl_absent(const workload *w, unsigned state, uint64_t now);
 
 void wl_init(workload *w, const char *name, int sync_mode,
              uint64_t seg, unsigned nkeys, unsigned vmin, unsigned vmax);
@@ -105,6 +126,8 @@ void make_durable(kstate *s);
 void model_synced(model *m);
 /* May the key hold state?  And the states it may hold, for messages. */
 bool allowed(const kstate *s, unsigned state);
+/* May the key read as absent at wl_now (ABSENT, or an expired version)? */
+bool allowed_absent(const workload *w, const kstate *s);
 const char *allowed_str(const kstate *s);
 
 /* ---- running and checking ----------------------------------------------- */

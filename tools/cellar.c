@@ -55,13 +55,14 @@ static struct {
 	int dups;         /* load --dups */
 	unsigned dead_pct; /* compact --dead-pct */
 	int rewrite;      /* repair --rewrite */
+	uint64_t ttl_ms;  /* put --ttl: the value expires after this long */
 } opt;
 
 /* Option bits: which command takes which option. */
 enum {
 	O_X = 1 << 0, O_JSON = 1 << 1, O_QUIET = 1 << 2, O_FMT = 1 << 3,
 	O_FILE = 1 << 4, O_MANY = 1 << 5, O_LOAD = 1 << 6, O_PCT = 1 << 7,
-	O_REWRITE = 1 << 8
+	O_REWRITE = 1 << 8, O_TTL = 1 << 9
 };
 
 static const char *cmd_name = "cellar"; /* the command running */
@@ -446,7 +447,9 @@ static int cmd_put(char **argv, int argc)
 		free(val);
 		return status_of(rc);
 	}
-	rc = cellar_put(db, argv[1], kn, val ? val : argv[2], vn);
+	cellar_put_options po = CELLAR_PUT_OPTIONS_INIT;
+	po.ttl_ms = opt.ttl_ms;
+	rc = cellar_put_ex(db, argv[1], kn, val ? val : argv[2], vn, &po);
 	status = rc == CELLAR_OK ? 0 : fail_key(rc, "put", argv[1], kn);
 	free(val);
 	return close_store(db, status);
@@ -1967,11 +1970,14 @@ static const command commands[] = {
 	  "If DIR already holds a store, create changes nothing and fails\n"
 	  "(exit 4); it never opens an existing store for writing, so it\n"
 	  "never rebuilds a damaged index: that is what repair does.\n" },
-	{ "put", 2, 3, cmd_put, O_X | O_FILE, "put DIR KEY VALUE|-|--file F",
+	{ "put", 2, 3, cmd_put, O_X | O_FILE | O_TTL,
+	  "put DIR KEY VALUE|-|--file F [--ttl MS]",
 	  "Store a value under KEY, replacing any old value.  The value is the\n"
 	  "VALUE argument, standard input when VALUE is '-', or the contents\n"
 	  "of file F with -f/--file F (any size up to 1 GiB).  A VALUE that\n"
-	  "starts with '-' goes after '--'; the value '-' itself is -x '\\x2d'.\n" },
+	  "starts with '-' goes after '--'; the value '-' itself is -x '\\x2d'.\n"
+	  "With --ttl MS the key expires MS milliseconds from now (wall clock):\n"
+	  "from then on get, dump and list treat it as absent.\n" },
 	{ "get", 1, 2, cmd_get, O_X | O_MANY, "get DIR KEY | get --many DIR",
 	  "Write the value of KEY to stdout, raw, with no newline added; exit 1\n"
 	  "if KEY is absent.\n"
@@ -2111,6 +2117,7 @@ static const struct {
 	{ O_MANY, "      --many          get: keys from stdin\n" },
 	{ O_PCT, "      --dead-pct N    compact: threshold in percent (1..100)\n" },
 	{ O_REWRITE, "      --rewrite       repair: copy the store without its damaged records\n" },
+	{ O_TTL, "      --ttl MS        put: the key expires MS milliseconds from now\n" },
 	{ O_JSON, "      --json          verify, compact, stats, info: JSON output\n" },
 	{ 0, "  -q, --quiet         no progress bar (load, dump, list, verify, compact,\n"
 	     "                      warm draw one on stderr when it is a terminal)\n" },
@@ -2254,6 +2261,14 @@ static int dispatch(int argc, char **argv, char **pos)
 			else
 				bad = bad ? bad : "--dups takes last, first or error";
 			used |= O_LOAD;
+		} else if (long_opt(a, "--ttl", &val)) {
+			char *end;
+			if (!val)
+				val = i + 1 < argc ? argv[++i] : "";
+			unsigned long long t = strtoull(val, &end, 10);
+			if (*val < '0' || *val > '9' || *end != '\0' || t == 0)
+				bad = bad ? bad : "--ttl takes milliseconds, at least 1";
+			opt.ttl_ms = (uint64_t)t, used |= O_TTL;
 		} else if (long_opt(a, "--dead-pct", &val)) {
 			char *end;
 			if (!val)
@@ -2304,8 +2319,8 @@ static int dispatch(int argc, char **argv, char **pos)
 		static const char *names[] = { "-x", "--json", "--quiet", "--tsv/--cdb",
 		                               "-f/--file", "--many",
 		                               "--no-overwrite/--dups", "--dead-pct",
-		                               "--rewrite" };
-		for (int b = 0; b < 9; b++)
+		                               "--rewrite", "--ttl" };
+		for (int b = 0; b < 10; b++)
 			if (used & ~c->options & (1u << b))
 				return usage_error(c, "%s does not apply to %s", names[b],
 				                   c->name);

@@ -18,11 +18,20 @@
  *
  * Operations: put (small, or up to 4 KiB so that segments roll, and at most
  * once per input a value larger than the append buffer), a write batch of
- * up to 8 puts and deletes, delete, get (with a
- * buffer that may be too small), get_alloc, has, sync, reopen, reopen
- * read-only and back, a full iteration, an iterator kept open across
- * writes (and compactions), compaction, and statistics.  Every result, and the count after every operation, must match
- * the model; any mismatch is an abort().
+ * up to 8 puts (some expiring) and deletes, delete, get (with a buffer that
+ * may be too small), get_alloc, has, sync, reopen, reopen read-only and
+ * back, a full iteration, an iterator kept open across writes (and
+ * compactions), compaction, statistics, expiring and no-overwrite puts
+ * (cellar_put_ex), moving the injected clock on, and a snapshot kept open
+ * across writes, compactions and clock moves (checked whole: gets, has,
+ * count and iteration, as of the moment it was taken).  Every result, and
+ * the count after every operation, must match the model; any mismatch is
+ * an abort().
+ *
+ * Expiry in the model: a slot is present while the index holds the key
+ * (what cellar_count counts) and visible while, moreover, it has not
+ * expired by the clock; compaction drops every present slot that is not
+ * visible.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +51,7 @@ struct slot {
 	int present;
 	uint8_t *val;
 	size_t len;
+	uint64_t expire; /* ms on the injected clock; 0: never */
 };
 
 struct live_iter {
@@ -51,6 +61,13 @@ struct live_iter {
 	int seen[NKEYS];
 };
 
+/* A snapshot kept open: the model as it stood, and its count then. */
+struct live_snap {
+	cellar_snapshot *s;
+	struct slot snap[NKEYS]; /* visible values when it was taken */
+	uint64_t count;          /* present keys then */
+};
+
 struct state {
 	cellar_fs *fs, nomap;
 	cellar_db *db;
@@ -58,9 +75,24 @@ struct state {
 	struct slot model[NKEYS];
 	uint64_t count;
 	struct live_iter li;
+	struct live_snap ls;
 	uint64_t vseed;
 	int big_done;
+	uint64_t now; /* the injected clock */
 };
+
+#define CLOCK_START 1700000000000ull
+
+static uint64_t fz_clock(void *ctx)
+{
+	return *(const uint64_t *)ctx;
+}
+
+/* Is the slot there for readers at time now (present, not expired)? */
+static int visible(const struct slot *s, uint64_t now)
+{
+	return s->present && !(s->expire && now >= s->expire);
+}
 
 static const uint8_t *in_p;
 static size_t in_len, in_pos;
@@ -129,6 +161,7 @@ static void slot_set(struct slot *s, const uint8_t *val, size_t len)
 		memcpy(s->val, val, len);
 	s->len = len;
 	s->present = 1;
+	s->expire = 0;
 }
 
 static void slot_clear(struct slot *s)
@@ -137,6 +170,7 @@ static void slot_clear(struct slot *s)
 	s->val = NULL;
 	s->len = 0;
 	s->present = 0;
+	s->expire = 0;
 }
 
 static void iter_drop(struct state *st)
@@ -163,7 +197,7 @@ static void check_get(struct state *st, unsigned id, size_t cap)
 
 	FZ_CHECK(buf != NULL, "out of memory", CELLAR_ENOMEM);
 	rc = cellar_get(st->db, key, klen, buf, cap, &n);
-	if (!s->present) {
+	if (!visible(s, st->now)) {
 		FZ_CHECK(rc == CELLAR_ENOTFOUND, "get: a deleted key is found", rc);
 	} else if (s->len > cap) {
 		FZ_CHECK(rc == CELLAR_EBUFS && n == s->len,
@@ -184,7 +218,7 @@ static void check_get_alloc(struct state *st, unsigned id)
 	void *p = NULL;
 	int rc = cellar_get_alloc(st->db, key, klen, &p, &n);
 
-	if (!s->present) {
+	if (!visible(s, st->now)) {
 		FZ_CHECK(rc == CELLAR_ENOTFOUND && p == NULL,
 		         "get_alloc: a deleted key is found", rc);
 	} else {
@@ -202,7 +236,8 @@ static void check_has(struct state *st, unsigned id)
 	size_t klen = key_of(id, key);
 	int rc = cellar_has(st->db, key, klen);
 
-	FZ_CHECK(rc == (st->model[id].present ? CELLAR_OK : CELLAR_ENOTFOUND),
+	FZ_CHECK(rc == (visible(&st->model[id], st->now) ? CELLAR_OK
+	                                                 : CELLAR_ENOTFOUND),
 	         "has: wrong answer", rc);
 }
 
@@ -226,9 +261,11 @@ static void check_iteration(struct state *st)
 {
 	int seen[NKEYS] = { 0 };
 	cellar_iter *it = NULL;
-	uint64_t items = 0;
+	uint64_t items = 0, want = 0;
 	int rc = cellar_iter_new(st->db, &it);
 
+	for (unsigned id = 0; id < NKEYS; id++)
+		want += (uint64_t)visible(&st->model[id], st->now);
 	FZ_CHECK(rc == CELLAR_OK, "iter_new", rc);
 	for (;;) {
 		const void *k, *v;
@@ -243,12 +280,13 @@ static void check_iteration(struct state *st)
 		seen[id] = 1;
 		items++;
 		const struct slot *s = &st->model[id];
-		FZ_CHECK(s->present, "iter_next: a deleted key", rc);
+		FZ_CHECK(visible(s, st->now), "iter_next: a deleted or expired key",
+		         rc);
 		FZ_CHECK(vl == s->len && (vl == 0 || memcmp(v, s->val, vl) == 0),
 		         "iter_next: wrong value", rc);
 	}
 	cellar_iter_free(it);
-	FZ_CHECK(items == st->count, "iteration misses keys", 0);
+	FZ_CHECK(items == want, "iteration misses keys", 0);
 }
 
 /* The iterator kept open across writes. */
@@ -258,7 +296,7 @@ static void live_iter_begin(struct state *st)
 	int rc = cellar_iter_new(st->db, &st->li.it);
 	FZ_CHECK(rc == CELLAR_OK, "iter_new", rc);
 	for (int i = 0; i < NKEYS; i++) {
-		if (st->model[i].present)
+		if (visible(&st->model[i], st->now)) /* its time is now */
 			slot_set(&st->li.snap[i], st->model[i].val, st->model[i].len);
 		st->li.touched[i] = 0;
 		st->li.seen[i] = 0;
@@ -324,7 +362,8 @@ static void do_delete(struct state *st, unsigned id)
 	size_t klen = key_of(id, key);
 	int rc = cellar_delete(st->db, key, klen);
 
-	if (st->model[id].present) {
+	/* An expired key is absent: nothing written, its entry stays. */
+	if (visible(&st->model[id], st->now)) {
 		FZ_CHECK(rc == CELLAR_OK, "delete of a present key failed", rc);
 		slot_clear(&st->model[id]);
 		st->count--;
@@ -335,13 +374,20 @@ static void do_delete(struct state *st, unsigned id)
 }
 
 /* A write batch of 1..8 puts and deletes (the same key may recur: the
- * last wins), applied to the model in order once committed. */
+ * last wins; bit 6 of a put's key byte: it expires, a ttl byte follows),
+ * each key's last op applied to the model once committed. */
 static void do_batch(struct state *st)
 {
 	unsigned n = 1 + next_byte() % 8;
 	uint8_t key[300], val[256];
-	struct { unsigned id, del; size_t len; uint8_t val[256]; } op[8];
+	struct {
+		unsigned id, del;
+		size_t len;
+		uint64_t ttl;
+		uint8_t val[256];
+	} op[8];
 	cellar_batch *b = NULL;
+	cellar_put_options po = CELLAR_PUT_OPTIONS_INIT;
 	int rc = cellar_batch_new(&b);
 
 	FZ_CHECK(rc == CELLAR_OK, "batch_new failed", rc);
@@ -352,11 +398,13 @@ static void do_batch(struct state *st)
 		op[i].id = x % NKEYS;
 		op[i].del = x & 0x80;
 		op[i].len = op[i].del ? 0 : next_byte();
+		op[i].ttl = !op[i].del && (x & 0x40) ? 1 + next_byte() : 0;
 		for (size_t j = 0; j < op[i].len; j++)
 			val[j] = (uint8_t)fz_rand(&r);
 		memcpy(op[i].val, val, op[i].len);
+		po.ttl_ms = op[i].ttl;
 		rc = op[i].del ? cellar_batch_delete(b, key, klen)
-		               : cellar_batch_put(b, key, klen, val, op[i].len);
+		               : cellar_batch_put_ex(b, key, klen, val, op[i].len, &po);
 		FZ_CHECK(rc == CELLAR_OK, "batch put/delete failed", rc);
 	}
 	rc = cellar_batch_commit(st->db, b);
@@ -364,16 +412,131 @@ static void do_batch(struct state *st)
 	cellar_batch_free(b);
 	for (unsigned i = 0; i < n; i++) {
 		struct slot *s = &st->model[op[i].id];
-		if (op[i].del && s->present) {
+		int last = 1;
+		for (unsigned j = i + 1; j < n; j++)
+			last &= op[j].id != op[i].id;
+		if (!last)
+			continue; /* the writer keeps each key's last op */
+		if (op[i].del && visible(s, st->now)) {
 			slot_clear(s);
 			st->count--;
 		} else if (!op[i].del) {
 			if (!s->present)
 				st->count++;
 			slot_set(s, op[i].val, op[i].len);
+			s->expire = op[i].ttl ? st->now + op[i].ttl : 0;
 		}
 		touch(st, op[i].id);
 	}
+}
+
+/*
+ * cellar_put_ex: mode bit 0 no-overwrite, bit 1 an absolute expiry instead
+ * of a ttl, bit 2 no expiry at all; t: the expiry is 1 + t ms from now.
+ */
+static void do_put_ex(struct state *st, unsigned id, size_t len,
+                      unsigned mode, unsigned t)
+{
+	cellar_put_options po = CELLAR_PUT_OPTIONS_INIT;
+	uint8_t key[300], val[256];
+	size_t klen = key_of(id, key);
+	uint64_t r = ++st->vseed * 0x9e3779b97f4a7c15ull;
+	struct slot *s = &st->model[id];
+
+	for (size_t i = 0; i < len; i++)
+		val[i] = (uint8_t)fz_rand(&r);
+	po.flags = mode & 1 ? CELLAR_PUT_NOOVERWRITE : 0;
+	if (!(mode & 4) && (mode & 2))
+		po.expire_at = st->now + 1 + t;
+	else if (!(mode & 4))
+		po.ttl_ms = 1 + t;
+	int rc = cellar_put_ex(st->db, key, klen, val, len, &po);
+	if ((mode & 1) && visible(s, st->now)) {
+		FZ_CHECK(rc == CELLAR_EEXIST, "no-overwrite put over a present key",
+		         rc);
+		return;
+	}
+	FZ_CHECK(rc == CELLAR_OK, "put_ex failed", rc);
+	if (!s->present)
+		st->count++;
+	slot_set(s, val, len);
+	s->expire = mode & 4 ? 0 : st->now + 1 + t;
+	touch(st, id);
+}
+
+/* ---- snapshots ------------------------------------------------------------- */
+
+static void snap_drop(struct state *st)
+{
+	cellar_snapshot_release(st->ls.s);
+	st->ls.s = NULL;
+	for (int i = 0; i < NKEYS; i++)
+		slot_clear(&st->ls.snap[i]);
+}
+
+static void snap_begin(struct state *st)
+{
+	snap_drop(st);
+	int rc = cellar_snapshot_new(st->db, &st->ls.s);
+	FZ_CHECK(rc == CELLAR_OK, "snapshot_new", rc);
+	for (int i = 0; i < NKEYS; i++)
+		if (visible(&st->model[i], st->now)) /* its time is now */
+			slot_set(&st->ls.snap[i], st->model[i].val, st->model[i].len);
+	st->ls.count = st->count;
+}
+
+/* The snapshot reads as the store did when it was taken, whatever came
+ * since (writes, compactions, the clock moving on). */
+static void snap_check(struct state *st)
+{
+	int seen[NKEYS] = { 0 };
+	uint8_t key[300], buf[256];
+	cellar_snapshot_iter *it = NULL;
+	uint64_t n = 0;
+	int rc;
+
+	if (!st->ls.s)
+		return;
+	for (unsigned id = 0; id < NKEYS; id++) {
+		const struct slot *s = &st->ls.snap[id];
+		size_t klen = key_of(id, key), vl = 0;
+		rc = cellar_snapshot_get(st->ls.s, key, klen, buf, sizeof buf, &vl);
+		if (!s->present) {
+			FZ_CHECK(rc == CELLAR_ENOTFOUND, "snapshot: a key it lacks", rc);
+		} else if (s->len > sizeof buf) {
+			FZ_CHECK(rc == CELLAR_EBUFS && vl == s->len, "snapshot: EBUFS", rc);
+		} else {
+			FZ_CHECK(rc == CELLAR_OK && vl == s->len &&
+			             (vl == 0 || memcmp(buf, s->val, vl) == 0),
+			         "snapshot: wrong value", rc);
+		}
+		rc = cellar_snapshot_has(st->ls.s, key, klen);
+		FZ_CHECK(rc == (s->present ? CELLAR_OK : CELLAR_ENOTFOUND),
+		         "snapshot: has", rc);
+	}
+	rc = cellar_snapshot_count(st->ls.s, &n);
+	FZ_CHECK(rc == CELLAR_OK && n == st->ls.count, "snapshot: count", rc);
+	rc = cellar_snapshot_iter_new(st->ls.s, &it);
+	FZ_CHECK(rc == CELLAR_OK, "snapshot_iter_new", rc);
+	for (;;) {
+		const void *k, *v;
+		size_t kl, vl;
+		rc = cellar_snapshot_iter_next(it, &k, &kl, &v, &vl);
+		if (rc == CELLAR_EDONE)
+			break;
+		FZ_CHECK(rc == CELLAR_OK, "snapshot iteration: error", rc);
+		int id = id_of(k, kl);
+		FZ_CHECK(id >= 0 && !seen[id] && st->ls.snap[id].present,
+		         "snapshot iteration: a key it lacks, or twice", rc);
+		seen[id] = 1;
+		FZ_CHECK(vl == st->ls.snap[id].len &&
+		             (vl == 0 || memcmp(v, st->ls.snap[id].val, vl) == 0),
+		         "snapshot iteration: wrong value", rc);
+	}
+	cellar_snapshot_iter_free(it);
+	for (unsigned id = 0; id < NKEYS; id++)
+		FZ_CHECK(seen[id] == st->ls.snap[id].present,
+		         "snapshot iteration misses a key", 0);
 }
 
 static void do_compact(struct state *st)
@@ -392,6 +555,12 @@ static void do_compact(struct state *st)
 	}
 	FZ_CHECK(rc == CELLAR_OK, "compact failed", rc);
 	FZ_CHECK(res.complete, "compact pass incomplete without a close", 0);
+	/* Every expired key is dropped: cellar_count no longer counts it. */
+	for (unsigned id = 0; id < NKEYS; id++)
+		if (st->model[id].present && !visible(&st->model[id], st->now)) {
+			slot_clear(&st->model[id]);
+			st->count--;
+		}
 }
 
 static void check_stats(struct state *st)
@@ -438,9 +607,104 @@ static void do_open(struct state *st, unsigned flags)
 static void do_close(struct state *st)
 {
 	iter_drop(st);
+	snap_drop(st);
 	int rc = cellar_close(st->db);
 	st->db = NULL;
 	FZ_CHECK(rc == CELLAR_OK, "close failed", rc);
+}
+
+/* Reopen read-only, check everything, then read-write again. */
+static void look_read_only(struct state *st)
+{
+	do_close(st);
+	do_open(st, CELLAR_READONLY);
+	check_all(st);
+	check_iteration(st);
+	FZ_CHECK(cellar_put(st->db, "a", 1, "", 0) == CELLAR_EREADONLY,
+	         "put on a read-only handle", 0);
+	do_close(st);
+	do_open(st, 0);
+}
+
+/* One operation of the input (its opcode and key id already read). */
+static void run_op(struct state *st, unsigned op, unsigned id)
+{
+	int rc;
+
+	switch (op) {
+	case 0: case 1: case 2:
+		do_put(st, id, next_byte());
+		break;
+	case 3:
+		in_pos--; /* the id byte starts the batch */
+		do_batch(st);
+		break;
+	case 4:
+		do_put(st, id, (size_t)next_byte() << 4 | next_byte());
+		break;
+	case 5: case 6:
+		do_delete(st, id);
+		break;
+	case 7:
+		check_get(st, id, next_byte() & 1 ? next_byte() : 1u << 16);
+		break;
+	case 8:
+		check_get_alloc(st, id);
+		check_has(st, id);
+		break;
+	case 9:
+		rc = cellar_sync(st->db);
+		FZ_CHECK(rc == CELLAR_OK, "sync failed", rc);
+		break;
+	case 10:
+		do_close(st);
+		do_open(st, 0);
+		check_all(st);
+		break;
+	case 11:
+		look_read_only(st);
+		break;
+	case 12:
+		check_iteration(st);
+		break;
+	case 13:
+		live_iter_begin(st);
+		break;
+	case 14:
+		live_iter_step(st, id + 1);
+		break;
+	case 15:
+		/* Rare: hashing 1 MiB is slow under the sanitizers. */
+		if (!st->big_done && next_byte() == 0xb1) {
+			st->big_done = 1;
+			do_put(st, id, BIG_VALUE);
+		} else {
+			do_put(st, id, 0);
+		}
+		break;
+	case 16:
+		do_compact(st);
+		break;
+	case 17:
+		check_stats(st);
+		break;
+	case 18: case 19: {
+		size_t len = next_byte();
+		unsigned mode = next_byte();
+		do_put_ex(st, id, len, mode, next_byte());
+		break;
+	}
+	case 20:
+		st->now += (uint64_t)next_byte() * 2; /* the clock moves on */
+		check_get(st, id, 1u << 16);
+		break;
+	case 21:
+		snap_begin(st);
+		break;
+	case 22:
+		snap_check(st);
+		break;
+	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -468,76 +732,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	st.opts.hash_seed = 0x1234;
 	st.opts.sync_mode = config & 8 ? CELLAR_SYNC_ALWAYS : CELLAR_SYNC_NONE;
 	st.opts.compact_dead_pct = config & 32 ? 1 : 0;
+	st.now = CLOCK_START;
+	st.opts.clock = fz_clock;
+	st.opts.clock_ctx = &st.now;
 	do_open(&st, CELLAR_CREATE);
 
 	while (in_pos < in_len) {
-		unsigned op = next_byte() % 18, id = next_byte() % NKEYS;
-		int rc;
-		switch (op) {
-		case 0: case 1: case 2:
-			do_put(&st, id, next_byte());
-			break;
-		case 3:
-			in_pos--; /* the id byte starts the batch */
-			do_batch(&st);
-			break;
-		case 4:
-			do_put(&st, id, (size_t)next_byte() << 4 | next_byte());
-			break;
-		case 5: case 6:
-			do_delete(&st, id);
-			break;
-		case 7:
-			check_get(&st, id, next_byte() & 1 ? next_byte() : 1u << 16);
-			break;
-		case 8:
-			check_get_alloc(&st, id);
-			check_has(&st, id);
-			break;
-		case 9:
-			rc = cellar_sync(st.db);
-			FZ_CHECK(rc == CELLAR_OK, "sync failed", rc);
-			break;
-		case 10:
-			do_close(&st);
-			do_open(&st, 0);
-			check_all(&st);
-			break;
-		case 11:
-			do_close(&st);
-			do_open(&st, CELLAR_READONLY);
-			check_all(&st);
-			check_iteration(&st);
-			FZ_CHECK(cellar_put(st.db, "a", 1, "", 0) == CELLAR_EREADONLY,
-			         "put on a read-only handle", 0);
-			do_close(&st);
-			do_open(&st, 0);
-			break;
-		case 12:
-			check_iteration(&st);
-			break;
-		case 13:
-			live_iter_begin(&st);
-			break;
-		case 14:
-			live_iter_step(&st, id + 1);
-			break;
-		case 15:
-			/* Rare: hashing 1 MiB is slow under the sanitizers. */
-			if (!st.big_done && next_byte() == 0xb1) {
-				st.big_done = 1;
-				do_put(&st, id, BIG_VALUE);
-			} else {
-				do_put(&st, id, 0);
-			}
-			break;
-		case 16:
-			do_compact(&st);
-			break;
-		case 17:
-			check_stats(&st);
-			break;
-		}
+		unsigned op = next_byte() % 23, id = next_byte() % NKEYS;
+		run_op(&st, op, id);
 		check_count(&st);
 	}
 	check_all(&st);

@@ -34,6 +34,8 @@ static void check_header(const record_header *h, int rc, uint64_t limit)
 		         "accepted a delete with a value", rc);
 		FZ_CHECK(h->kind != RECORD_BATCH || h->key_len == RECORD_BATCH_INFO,
 		         "accepted a batch header of the wrong size", rc);
+		FZ_CHECK(h->kind == RECORD_PUT || h->expire == 0,
+		         "an expiry on a record that is not a put", rc);
 	} else {
 		FZ_CHECK(h->kind != RECORD_PUT && h->kind != RECORD_DELETE &&
 		             h->kind != RECORD_BATCH,
@@ -41,19 +43,22 @@ static void check_header(const record_header *h, int rc, uint64_t limit)
 	}
 }
 
-static void roundtrip(unsigned kind, size_t key_len, size_t val_len)
+static void roundtrip(unsigned kind, size_t key_len, size_t val_len,
+                      uint64_t expire)
 {
-	uint8_t buf[RECORD_MAX_HEADER + 7];
+	uint8_t buf[RECORD_MAX_HEADER_EXP + 7];
 	record_header h;
-	size_t n = record_encode_header(buf, kind, key_len, val_len);
+	size_t n = record_encode_header_exp(buf, kind, key_len, val_len, expire);
 
-	FZ_CHECK(n <= RECORD_MAX_HEADER, "encoded header too long", 0);
-	FZ_CHECK(record_size(key_len, val_len) == n + key_len + val_len,
+	FZ_CHECK(n <= (expire ? RECORD_MAX_HEADER_EXP : RECORD_MAX_HEADER),
+	         "encoded header too long", 0);
+	FZ_CHECK(record_size_exp(key_len, val_len, expire) ==
+	             n + key_len + val_len,
 	         "record_size disagrees with the encoder", 0);
 	int rc = record_decode_header(buf, n, UINT64_MAX, &h);
 	FZ_CHECK(rc == CELLAR_OK, "cannot decode an encoded header", rc);
 	FZ_CHECK(h.kind == kind && h.header_len == n && h.key_len == key_len &&
-	             h.val_len == val_len,
+	             h.val_len == val_len && h.expire == expire,
 	         "encoded header decodes differently", rc);
 }
 
@@ -120,8 +125,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			val_len = CELLAR_MAX_VALUE_LEN;
 		if (key_len == 0)
 			key_len = 1;
-		roundtrip(RECORD_PUT, key_len, val_len);
-		roundtrip(RECORD_DELETE, key_len, 0);
+		uint64_t expire = 0;
+		for (int i = 0; i < 8 && (size_t)i + 6 < size; i++)
+			expire |= (uint64_t)data[6 + i] << (8 * i);
+		roundtrip(RECORD_PUT, key_len, val_len, 0);
+		roundtrip(RECORD_DELETE, key_len, 0, 0);
+		if (expire)
+			roundtrip(RECORD_PUT, key_len, val_len, expire);
 	}
 	return 0;
 }

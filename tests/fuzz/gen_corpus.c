@@ -347,8 +347,14 @@ static void gen_records(void)
 	record_encode_batch(r, r, 0, 0);
 	emit("record", "batch-header", r, RECORD_BATCH_SIZE);
 
-	/* kind 4 (unknown to this version): EVERSION once sealed. */
-	n = record_encode_header(r, 4, 1, 1);
+	/* An expiring put (kind 4): the expiry leads its extension area. */
+	n = record_encode_header_exp(r, RECORD_PUT, 3, 2, 1700000000000ull);
+	memcpy(r + n, "keyvv", 5);
+	record_seal(r, n + 5);
+	emit("record", "expiring-put", r, n + 5);
+
+	/* kind 5 (unknown to this version): EVERSION once sealed. */
+	n = record_encode_header(r, 5, 1, 1);
 	memcpy(r + n, "kv", 2);
 	record_seal(r, n + 2);
 	emit("record", "unknown-kind", r, n + 2);
@@ -406,8 +412,22 @@ static void gen_ops(void)
 		3, 1, 5, 5,  14, 30,  11, 0,  3, 4, 0x80, 0x85, 6, 1, 7, 1,  12, 0
 	};
 
+	/* Expiring keys: put_ex (op 18/19: key, length, mode, time), the
+	 * clock (op 20: key, ms / 2), snapshots (21 take, 22 check), batch
+	 * puts with a ttl (key byte bit 6, then the ttl byte). */
+	static const uint8_t expiry[] = {
+		0x00,
+		18, 1, 10, 0, 50,  18, 2, 5, 2, 100,  19, 3, 4, 4, 0,
+		19, 1, 7, 1, 0,  21, 0,  20, 0, 30,  22, 0,  8, 1,  5, 1,
+		18, 1, 3, 1, 9,  3, 2, 0x45, 8, 20, 0x86, 0x07, 4,  12, 0,
+		13, 0,  14, 3,  16, 0,  14, 20,  16, 0,  20, 0, 100,  22, 0,
+		16, 0,  17, 0,  10, 0,  12, 0,  21, 0,  18, 4, 9, 0, 200,
+		20, 0, 255,  22, 0,  16, 0,  22, 0,  11, 0,  8, 4
+	};
+
 	emit("ops", "tour", tour, sizeof tour);
 	emit("ops", "batches", batches, sizeof batches);
+	emit("ops", "expiry", expiry, sizeof expiry);
 	for (unsigned cfg = 0; cfg < 48; cfg += 5) {
 		char name[32];
 		size_t len = 200 + 25 * cfg;
@@ -427,6 +447,31 @@ static void gen_ops(void)
 		len = i;
 		snprintf(name, sizeof name, "random-%u", cfg);
 		emit("ops", name, prog, len);
+	}
+	/* Random programs with every operation, the expiring ones too. */
+	for (unsigned cfg = 1; cfg < 48; cfg += 7) {
+		char name[32];
+		size_t len = 300 + 20 * cfg, i = 0;
+		prog[i++] = (uint8_t)cfg;
+		while (i + 6 <= len) {
+			uint64_t x = fz_rand(&r);
+			unsigned op = (unsigned)(x % 23);
+			if ((op == 4 || op == 10 || op == 11 || op == 15) && x >> 61)
+				op = 18 + (unsigned)(x >> 8) % 5;
+			prog[i++] = (uint8_t)op;
+			prog[i++] = (uint8_t)(x >> 16);
+			if (op < 4 || op == 7)
+				prog[i++] = (uint8_t)(x >> 24) & 0x3f;
+			if (op == 18 || op == 19) {
+				prog[i++] = (uint8_t)(x >> 24) & 0x3f;
+				prog[i++] = (uint8_t)(x >> 32);
+				prog[i++] = (uint8_t)(x >> 40);
+			}
+			if (op == 20)
+				prog[i++] = (uint8_t)(x >> 24);
+		}
+		snprintf(name, sizeof name, "random-exp-%u", cfg);
+		emit("ops", name, prog, i);
 	}
 }
 

@@ -544,3 +544,22 @@ Test(record, expiry_is_judged_from_the_moment_it_is_reached)
 	cr_assert(record_expired(100, 100));
 	cr_assert(record_expired(100, 101));
 }
+
+/* A batch body's expiring put keeps both marks: type 4 with its expiry, and
+ * bit 5 (docs/format.md). */
+Test(record, an_expiring_put_in_a_batch_body_keeps_both_marks)
+{
+	static uint8_t buf[256];
+	record_header h;
+	uint64_t t = record_encode_exp(buf, RECORD_PUT | RECORD_FLAG_BATCH, "key",
+	                               3, "vals", 4, 123456789);
+
+	cr_assert_eq(t, record_size_exp(3, 4, 123456789));
+	cr_assert_eq(buf[4], RECORD_PUT_EXP | RECORD_FLAG_EXT | RECORD_FLAG_BATCH);
+	cr_assert_eq(record_decode_header(buf, (size_t)t, t, &h), CELLAR_OK);
+	cr_assert_eq(h.kind, RECORD_PUT);
+	cr_assert_eq(h.in_batch, 1);
+	cr_assert_eq(h.expire, 123456789);
+	cr_assert(record_checksum_ok(buf, t));
+	cr_assert_not(record_is_short_put(buf, t), "not the inline shape");
+}

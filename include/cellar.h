@@ -1255,8 +1255,14 @@ CELLAR_API const char *cellar_version(void);
  * and iterate on it see exactly that state, whatever writers, compaction
  * and checkpoints do meanwhile.  Taking one holds writers for a pass over
  * the index's chunk descriptors (about 2,000 at 10M keys: microseconds) and
- * allocates 24 bytes per chunk; it never waits for I/O.  Holding one does
- * not block writers or compaction; what it costs them:
+ * allocates 24 bytes per chunk; it never waits for I/O.  Before that, and
+ * holding no lock, it makes and faults in the memory writers would need to
+ * copy every chunk once (huge-page slabs, up to about the index's size,
+ * less what earlier versions left free), so that writers never fault fresh
+ * memory in under their locks; the first snapshot or checkpoint of a large
+ * store pays for that once (milliseconds per 2 MiB on some virtual
+ * machines).  Holding one does not block writers or compaction; what it
+ * costs them:
  *   - memory: the first change a writer makes to a 64 KiB index chunk after
  *     the snapshot was taken copies that chunk, and the original is kept
  *     for the snapshot; so a snapshot pins at most the table's private

@@ -46,8 +46,8 @@ int recovery_apply(cellar_index *ix, segset *segs, uint64_t hash,
  *   SCAN_DAMAGE: [off, next) is damaged: next is the next valid record,
  *                or end.
  * A record of a batch body met outside the body of an intact batch header
- * (body_end: the end of the last one) is damage too: its header was lost,
- * and a batch applies whole or not at all.  An error that ends the scan is
+ * (body_end: the end of the last one) is damage too, [off, its end): its
+ * header was lost, and a batch applies whole or not at all.  An error that ends the scan is
  * returned: CELLAR_ENOMEM, CELLAR_EIO, and CELLAR_EVERSION unless
  * newer_is_damage.
  */
@@ -87,8 +87,14 @@ static int scan_next(const segset *segs, const segment *g, uint64_t off,
 
 	if (rc == CELLAR_OK)
 		rc = record_verify(v, g->seq, off);
-	if (rc == CELLAR_OK && v->h.in_batch && off >= *body_end)
-		rc = CELLAR_ECORRUPT;
+	if (rc == CELLAR_OK && v->h.in_batch && off >= *body_end) {
+		/* Intact, so its length holds: the damage is the record, skipped
+		 * whole as an iteration steps over it, never resynced inside. */
+		st->what = SCAN_DAMAGE;
+		st->next = off + v->h.total;
+		record_release(v);
+		return CELLAR_OK;
+	}
 	if (rc == CELLAR_ENOMEM || rc == CELLAR_EIO ||
 	    (rc == CELLAR_EVERSION && !newer_is_damage)) {
 		record_release(v);

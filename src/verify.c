@@ -269,8 +269,16 @@ static int scan_segment(verifier *v, segment *g)
 		rc = segment_record(&v->segs, g, off, end, &rv);
 		if (rc == CELLAR_OK)
 			rc = record_verify(&rv, g->seq, off);
-		if (rc == CELLAR_OK && rv.h.in_batch && off >= body_end)
-			rc = CELLAR_ECORRUPT; /* its batch header was lost */
+		if (rc == CELLAR_OK && rv.h.in_batch && off >= body_end) {
+			/* Its batch header was lost: damage, the record whole
+			 * (intact, so its length holds), as recovery skips it. */
+			uint64_t next = off + rv.h.total;
+			record_release(&rv);
+			report_damage(v, g, off, next, end);
+			off = next;
+			progress(v, start + off);
+			continue;
+		}
 		if (rc == CELLAR_ENOMEM || rc == CELLAR_EIO) {
 			record_release(&rv);
 			return rc;

@@ -363,7 +363,8 @@ int compact_run(writer *w, gate *gt, unsigned dead_pct, const atomic_int *stop,
 	}
 	/* Writers wait for parts of the final sync and checkpoint too:
 	 * finish counts them. */
-	int rc2 = finish(w, seqs + finished, walked - finished, res);
+	int rc2 = finish(w, seqs ? seqs + finished : NULL, walked - finished,
+	                 res); /* seqs is NULL when nothing was picked */
 	if (rc == CELLAR_OK)
 		rc = rc2;
 out:

@@ -212,10 +212,16 @@ static void *reader_main(void *arg)
 			/* The bytes were checked and may turn to zeros after (the
 			 * documented rule for pins): compare at once, and if they
 			 * changed, the guard must have rescued this mapping. */
+			unsigned char got[VLEN];
 			if (rc == CELLAR_OK) {
 				unsigned char want[VLEN];
 				val_of(i % NKEYS, want);
-				if (n == VLEN && memcmp(v, want, VLEN) != 0) {
+				/* Judge one copy, taken now: the pinned bytes may turn
+				 * to zeros at any moment after, also between two
+				 * reads of them. */
+				memcpy(got, v, n < VLEN ? n : VLEN);
+				v = got;
+				if (n == VLEN && memcmp(got, want, VLEN) != 0) {
 					/* The handler maps the zeros, then counts: the
 					 * thread that faulted may still be between the
 					 * two (on a loaded machine, for a while). */

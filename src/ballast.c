@@ -37,16 +37,25 @@ static int fill(cellar_fs *fs, cellar_file *f, uint64_t want)
 	return rc < 0 ? rc : fs->sync(fs, f);
 }
 
-int ballast_make(ballast *b)
+/* The reserve file, opened for writing (created if absent); b->held is 0
+ * from here until the caller knows better. */
+static int open_reserve(ballast *b, cellar_file **f)
 {
 	char path[FILE_PATH_MAX];
-	cellar_file *f;
 	int rc;
 
 	b->held = 0;
-	if ((rc = files_path(path, sizeof path, b->dir, FILE_RESERVE)) < 0 ||
-	    (rc = b->fs->open(b->fs, path, CELLAR_FS_WRITE | CELLAR_FS_CREATE,
-	                      &f)) < 0)
+	if ((rc = files_path(path, sizeof path, b->dir, FILE_RESERVE)) < 0)
+		return rc;
+	return b->fs->open(b->fs, path, CELLAR_FS_WRITE | CELLAR_FS_CREATE, f);
+}
+
+int ballast_make(ballast *b)
+{
+	cellar_file *f;
+	int rc;
+
+	if ((rc = open_reserve(b, &f)) < 0)
 		return rc;
 	rc = fill(b->fs, f, b->size);
 	if (rc == CELLAR_ENOSPC) {
@@ -63,14 +72,10 @@ int ballast_make(ballast *b)
 
 int ballast_release(ballast *b)
 {
-	char path[FILE_PATH_MAX];
 	cellar_file *f;
 	int rc;
 
-	b->held = 0;
-	if ((rc = files_path(path, sizeof path, b->dir, FILE_RESERVE)) < 0 ||
-	    (rc = b->fs->open(b->fs, path, CELLAR_FS_WRITE | CELLAR_FS_CREATE,
-	                      &f)) < 0)
+	if ((rc = open_reserve(b, &f)) < 0)
 		return rc;
 	rc = b->fs->truncate(b->fs, f, 0);
 	b->fs->close(b->fs, f);

@@ -316,6 +316,24 @@ int cellar_has(cellar_db *db, const void *key, size_t key_len)
 	return read_lookup(db, &r);
 }
 
+/*
+ * The key count of the table reads are answered from; the caller holds the
+ * shared latch.  A read-only handle checks its table's structure first, and
+ * one at odds with itself is answered from the shadow (shadow.h).
+ */
+static int keys_held(cellar_db *db, uint64_t *out)
+{
+	int rc;
+
+	if (!db->readonly) {
+		*out = index_count(db->ix);
+		return CELLAR_OK;
+	}
+	if ((rc = shadow_check(&db->shadow, db->ix)) < 0)
+		return rc;
+	return shadow_count(&db->shadow, db->ix, &db->segs, &db->kh, out);
+}
+
 int cellar_count(cellar_db *db, uint64_t *out)
 {
 	int rc;
@@ -325,20 +343,20 @@ int cellar_count(cellar_db *db, uint64_t *out)
 	if (!out)
 		return cellar__error(CELLAR_EINVAL, "out is NULL");
 	unsigned slot = db_read_lock(db);
-	*out = index_count(db->ix);
+	rc = keys_held(db, out);
 	db_read_unlock(db, slot);
-	return CELLAR_OK;
+	return rc;
 }
 
 /* ---- statistics -------------------------------------------------------- */
 
 /* What the table and the segments hold (shared latch). */
-static void stats_of_store(cellar_db *db, cellar_db_stats *out)
+static int stats_of_store(cellar_db *db, cellar_db_stats *out)
 {
 	unsigned slot = db_read_lock(db);
 	cellar_index *ix = db->ix;
+	int rc = keys_held(db, &out->keys);
 
-	out->keys = index_count(ix);
 	for (size_t i = 0; i < db->segs.n; i++) {
 		const segment *g = db->segs.list[i];
 		out->live_bytes += g->live;
@@ -354,6 +372,7 @@ static void stats_of_store(cellar_db *db, cellar_db_stats *out)
 		(double)out->keys / ((double)out->buckets * BUCKET_SLOTS);
 	db_read_unlock(db, slot);
 	out->bytes_on_disk = out->segment_bytes + out->index_bytes + META_SIZE;
+	return rc;
 }
 
 static uint64_t load_relaxed(const atomic_uint_fast64_t *c)
@@ -414,7 +433,8 @@ int cellar_stats_sized(cellar_db *db, cellar_db_stats *out, size_t size)
 	if (size < CELLAR_DB_STATS_V1_SIZE)
 		return cellar__error(CELLAR_EINVAL, "size %zu is too small", size);
 	memset(&st, 0, sizeof st);
-	stats_of_store(db, &st);
+	if ((rc = stats_of_store(db, &st)) < 0)
+		return rc;
 	stats_of_calls(db, &st);
 	stats_of_checkpoints(db, &st);
 	if (size > offsetof(cellar_db_stats, snapshots)) /* takes the mutex */

@@ -225,6 +225,12 @@ int index_has_bad_chunk(const cellar_index *ix)
 	return 0;
 }
 
+void index_distrust(cellar_index *ix)
+{
+	index_array_distrust(&ix->prim);
+	index_array_distrust(&ix->ovf);
+}
+
 int index_has_loc(cellar_index *ix, uint64_t hash, uint16_t seg, uint32_t off,
                   int *found)
 {

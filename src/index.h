@@ -249,13 +249,21 @@ static inline int index_lookup_inline(cellar_index *ix, uint64_t hash,
 int index_lookup(cellar_index *ix, uint64_t hash, index_match_fn match,
                  void *ctx, unsigned *probes);
 
+/** Has a chunk of ix failed its checksum (a lookup then gave ECORRUPT)? */
+int index_has_bad_chunk(const cellar_index *ix);
+
+/**
+ * Mark every chunk of ix failed, as if each had failed its checksum: for a
+ * table whose chunks pass but whose chains or counters contradict each
+ * other (index_verify_all).  Every later checked access gives
+ * CELLAR_ECORRUPT.
+ */
+void index_distrust(cellar_index *ix);
+
 /**
  * Is (seg, off) the location stored for hash?  *found receives 1 or 0;
  * returns CELLAR_OK or an error (a damaged chunk or chain).
  */
-/** Has a chunk of ix failed its checksum (a lookup then gave ECORRUPT)? */
-int index_has_bad_chunk(const cellar_index *ix);
-
 int index_has_loc(cellar_index *ix, uint64_t hash, uint16_t seg, uint32_t off,
                   int *found);
 

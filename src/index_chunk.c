@@ -37,6 +37,13 @@ int index_array_check(index_array *a)
 	return CELLAR_OK;
 }
 
+void index_array_distrust(index_array *a)
+{
+	for (size_t c = 0; c < a->nchunks; c++)
+		atomic_store_explicit(&a->chunks[c].state, CHUNK_BAD,
+		                      memory_order_release);
+}
+
 /*
  * A large table's private chunks are cut from 2 MiB slabs that ask for
  * transparent huge pages: a write touches a random bucket, and with 4 KiB

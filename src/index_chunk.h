@@ -130,6 +130,12 @@ int index_chunk_check(index_chunk *c);
 int index_array_check(index_array *a);
 
 /**
+ * Mark every chunk of a failed (CHUNK_BAD): the table's structure was found
+ * to contradict itself, so no chunk of it can be trusted.
+ */
+void index_array_distrust(index_array *a);
+
+/**
  * The address of bucket i of a (its chunk must exist), after checking the
  * chunk on first touch: CELLAR_ECORRUPT (and NULL) if the chunk is damaged.
  */

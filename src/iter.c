@@ -38,6 +38,13 @@ int cellar_iter_new(cellar_db *db, cellar_iter **out)
 	*out = NULL;
 	if (!db)
 		return cellar__error(CELLAR_EINVAL, "db is NULL");
+	if (db->readonly) { /* a table at odds with itself: use the shadow */
+		unsigned slot = db_read_lock(db);
+		int rc = shadow_check(&db->shadow, db->ix);
+		db_read_unlock(db, slot);
+		if (rc < 0)
+			return rc;
+	}
 	if (!(it = calloc(1, sizeof *it)))
 		return cellar__error(CELLAR_ENOMEM, "out of memory");
 	gate_iter_enter(&db->gate);

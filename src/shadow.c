@@ -9,6 +9,7 @@ void shadow_init(shadow *sh)
 	atomic_init(&sh->ix, NULL);
 	sh->lossy = sh->failed = 0;
 	sh->rc = CELLAR_OK;
+	atomic_init(&sh->checked, 0);
 }
 
 void shadow_free(shadow *sh)
@@ -46,12 +47,52 @@ int shadow_get(shadow *sh, const segset *segs, const keyhash *kh,
 	return CELLAR_OK;
 }
 
+int shadow_check(shadow *sh, cellar_index *ix)
+{
+	int rc = CELLAR_OK;
+
+	if (atomic_load_explicit(&sh->checked, memory_order_acquire))
+		return CELLAR_OK;
+	pthread_mutex_lock(&sh->mu);
+	if (!atomic_load_explicit(&sh->checked, memory_order_relaxed)) {
+		rc = index_verify_all(ix);
+		if (rc == CELLAR_ECORRUPT) { /* a damaged chunk, or a table at odds
+		                              * with itself: serve from the shadow */
+			cellar__error_clear();
+			if (!index_has_bad_chunk(ix))
+				index_distrust(ix);
+			rc = CELLAR_OK;
+		}
+		if (rc == CELLAR_OK)
+			atomic_store_explicit(&sh->checked, 1, memory_order_release);
+	}
+	pthread_mutex_unlock(&sh->mu);
+	return rc;
+}
+
+int shadow_count(shadow *sh, cellar_index *ix, const segset *segs,
+                 const keyhash *kh, uint64_t *out)
+{
+	cellar_index *sx;
+	int lossy, rc;
+
+	if (!index_has_bad_chunk(ix)) {
+		*out = index_count(ix);
+		return CELLAR_OK;
+	}
+	if ((rc = shadow_get(sh, segs, kh, &sx, &lossy)) < 0)
+		return rc;
+	*out = index_count(sx);
+	return CELLAR_OK;
+}
+
 cellar_index *shadow_take(shadow *sh)
 {
 	cellar_index *ix = atomic_exchange(&sh->ix, NULL);
 
 	sh->lossy = sh->failed = 0;
 	sh->rc = CELLAR_OK;
+	atomic_store(&sh->checked, 0);
 	return ix;
 }
 
@@ -59,6 +100,7 @@ void shadow_swap(shadow *a, shadow *b)
 {
 	cellar_index *ix = atomic_load(&a->ix);
 	int lossy = a->lossy, failed = a->failed, rc = a->rc;
+	int checked = atomic_load(&a->checked);
 
 	atomic_store(&a->ix, atomic_load(&b->ix));
 	a->lossy = b->lossy;
@@ -68,4 +110,6 @@ void shadow_swap(shadow *a, shadow *b)
 	b->lossy = lossy;
 	b->failed = failed;
 	b->rc = rc;
+	atomic_store(&a->checked, atomic_load(&b->checked));
+	atomic_store(&b->checked, checked);
 }

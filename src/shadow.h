@@ -13,9 +13,20 @@
  * met damaged records the shadow may lack a key, so its "not found" stays
  * CELLAR_ECORRUPT.
  *
+ * A table can also pass every checksum and still contradict itself (a
+ * hostile or miswritten file: a key counter the chains do not hold, a
+ * chain that loops into another).  Lookups cannot see that; the calls that
+ * cover the whole store (cellar_count, cellar_stats, cellar_iter_new) check
+ * the table's structure once first (shadow_check: one pass over the index,
+ * the cost of reading it into memory), and a table that fails is treated
+ * as if every chunk were damaged, so that every read, and the count, come
+ * from the shadow.
+ *
  * Owns: building the shadow once, under its mutex, and keeping it until
- * the handle closes or a refresh changes the table it stands in for.  Must not: change the segments or their counters, or
- * be used by a read-write handle (its writer rebuilds instead).
+ * the handle closes or a refresh changes the table it stands in for; the
+ * once-per-table check of the table's structure.  Must not: change the
+ * segments or their counters, or be used by a read-write handle (its
+ * writer rebuilds instead).
  */
 #ifndef CELLAR_SHADOW_H
 #define CELLAR_SHADOW_H
@@ -33,6 +44,7 @@ typedef struct shadow {
 	int lossy;                  /* the pass skipped damaged records */
 	int failed;                 /* the pass failed: no shadow (rc kept) */
 	int rc;
+	atomic_int checked;         /* shadow_check has passed this table */
 } shadow;
 
 void shadow_init(shadow *sh);
@@ -46,6 +58,21 @@ void shadow_free(shadow *sh);
  */
 int shadow_get(shadow *sh, const segset *segs, const keyhash *kh,
                cellar_index **out, int *lossy);
+
+/**
+ * Check ix's structure (index_verify_all), once per table; the caller holds
+ * the shared latch.  A table that contradicts itself is marked as damaged
+ * throughout (index_distrust), so that reads go to the shadow, and the call
+ * still returns CELLAR_OK.  CELLAR_ENOMEM if the check cannot run.
+ */
+int shadow_check(shadow *sh, cellar_index *ix);
+
+/**
+ * The key count of the table reads are served from: the shadow's if ix has
+ * a damaged chunk (building it if need be), else ix's.  Shared latch held.
+ */
+int shadow_count(shadow *sh, cellar_index *ix, const segset *segs,
+                 const keyhash *kh, uint64_t *out);
 
 /**
  * cellar_refresh changed the table the shadow stands in for (exclusive

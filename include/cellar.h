@@ -645,9 +645,15 @@ CELLAR_API int cellar_delete(cellar_db *db, const void *key, size_t key_len);
  * cellar_compact, or by a write of the key).  So with expiring keys it is
  * an upper bound of what get and iteration find, exact once a compaction
  * pass has dropped the expired ones; without them it is exact.  It costs
- * no scan.  (Count exactly by iterating.)
+ * no scan, except once on a read-only handle: its first cellar_count,
+ * cellar_stats or cellar_iter_new checks the index's structure (one pass
+ * over the index file), and an index whose counters contradict its chains
+ * is then served, count included, from a table rebuilt in memory from the
+ * segments (one pass over the log).  (Count exactly by iterating.)
  * @param[out] out  the count.
- * @return CELLAR_OK or CELLAR_EINVAL.
+ * @return CELLAR_OK, CELLAR_EINVAL, or on a read-only handle CELLAR_ENOMEM
+ *   (the check or the rebuild could not get memory) or CELLAR_EIO (the
+ *   rebuild could not read the log).
  */
 CELLAR_API int cellar_count(cellar_db *db, uint64_t *out);
 

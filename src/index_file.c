@@ -488,6 +488,7 @@ int index_load(cellar_index **out, cellar_fs *fs, const char *dir,
 	    (rc = map_or_read(ix, size, &data)) < 0 ||
 	    (rc = load_tail(ix, data, size, hdr, nsegs, ck)) < 0)
 		goto fail;
+	ix->map_nsegs = ix->map ? nsegs : 0;
 	*out = ix;
 	return CELLAR_OK;
 fail:
@@ -531,4 +532,21 @@ void index_file_encode_header(uint8_t hdr[INDEX_HEADER_SIZE],
 int index_map_faulted(const cellar_index *ix)
 {
 	return ix->map && fs_sigbus_faulted(ix->map);
+}
+
+int index_map_cut(const cellar_index *ix)
+{
+	if (!ix->map)
+		return 0;
+	if (ix->map_nsegs) {
+		/* The last segment entry's sequence number, never 0 in a whole
+		 * file.  Past a cut it is zeros: the kernel zeroes the rest of
+		 * the page the file now ends in, or, on a later page, the
+		 * SIGBUS guard maps zeros there as this load faults. */
+		const volatile uint64_t *seq = (const volatile uint64_t *)(
+		    (const uint8_t *)ix->map + ix->map_len - SEG_ENTRY_SIZE + 8);
+		if (*seq == 0)
+			return 1;
+	}
+	return fs_sigbus_faulted(ix->map);
 }

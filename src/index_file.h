@@ -158,4 +158,14 @@ void index_file_release(cellar_index *ix);
  */
 int index_map_faulted(const cellar_index *ix);
 
+/**
+ * Has the index file been cut short under its mapping, lost pages or not?
+ * A cut inside a page leaves the rest of that page mapped and reading as
+ * zeros, with no fault, so index_map_faulted alone misses buckets there.
+ * This also reads the mapping's last segment entry, which a cut anywhere
+ * before it turns to zeros (faulting, and so rescued, if its page is gone).
+ * A load of one cache line, for lookups that found nothing.
+ */
+int index_map_cut(const cellar_index *ix);
+
 #endif

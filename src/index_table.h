@@ -32,6 +32,7 @@ struct cellar_index {
 	cellar_file *file;
 	const void *map;
 	uint64_t map_len;
+	uint64_t map_nsegs;  /* entries in the mapped file's segment table */
 	uint8_t *loaded;     /* whole file read into memory (no map) */
 };
 

@@ -100,7 +100,7 @@ static int has_loc(cellar_db *db, uint64_t h, uint16_t id, uint32_t off,
  */
 static int at_end(cellar_iter *it)
 {
-	if (it->told || !index_map_faulted(it->db->ix))
+	if (it->told || !index_map_cut(it->db->ix))
 		return CELLAR_EDONE;
 	it->told = 1;
 	return cellar__error(CELLAR_ECORRUPT,

@@ -195,14 +195,14 @@ static int damaged_key(const get_ctx *c)
 }
 
 /*
- * No slot names the key.  If the index file lost pages under its mapping
- * (another program cut it; the SIGBUS guard put zeros there), the bucket
- * that would have named it may be one of them: never call it absent.
+ * No slot names the key.  If the index file was cut short under its
+ * mapping (another program cut it; past the cut the mapping reads as
+ * zeros), the bucket that would have named it may be lost: never call it
+ * absent.
  */
 static int miss(const cellar_db *db)
 {
-	if (__builtin_expect(fs_sigbus_rescues() != 0, 0) &&
-	    index_map_faulted(db->ix))
+	if (__builtin_expect(index_map_cut(db->ix), 0))
 		return cellar__error(CELLAR_ECORRUPT,
 		                     "the index file was cut short under its "
 		                     "mapping: the key may be in a lost bucket");

@@ -150,6 +150,18 @@ static uint64_t hash_by_tens(const void *key, size_t len, uint64_t seed)
 	return h * 0x9e3779b97f4a7c15ull;
 }
 
+/* About 6 keys a bucket over 160 buckets: most chains are two buckets,
+ * which get_many settles in its overflow pass (pass 2b, src/read.c). */
+Test(read, get_many_settles_keys_in_the_first_overflow_bucket,
+     .fini = teardown)
+{
+	cellar__test_set_max_buckets(160);
+	setup();
+	load(NKEYS / 3);
+	compare_batch(0, NKEYS, 5000);
+	compare_batch(7, 333, 5000); /* groups that start mid-way */
+}
+
 Test(read, get_many_tells_colliding_keys_apart, .fini = teardown)
 {
 	cellar__test_set_hash(hash_by_tens);

@@ -632,10 +632,11 @@ CELLAR_API int cellar_has(cellar_db *db, const void *key, size_t key_len);
  * tried again at once.  A delete frees no space itself: cellar_compact()
  * does.
  * @return CELLAR_OK, CELLAR_ENOTFOUND if the key was absent or has expired
- *   (nothing is written; compaction drops an expired key), or an error as
- *   for cellar_put() (CELLAR_ENOSPC: not even the reserve's space was
- *   enough, or there is no reserve; free space outside the store, then
- *   call again).
+ *   (nothing is written; compaction drops an expired key), an error of
+ *   reading the key's record as for cellar_get() (CELLAR_ECORRUPT,
+ *   CELLAR_EVERSION, CELLAR_EIO: nothing is written), or an error as for
+ *   cellar_put() (CELLAR_ENOSPC: not even the reserve's space was enough,
+ *   or there is no reserve; free space outside the store, then call again).
  */
 CELLAR_API int cellar_delete(cellar_db *db, const void *key, size_t key_len);
 

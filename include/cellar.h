@@ -1178,7 +1178,12 @@ typedef struct cellar_build_options {
  * removes the ones whose builder is dead (each holds a lock file while its
  * builder lives).
  *
- * The builder belongs to one thread at a time.
+ * The builder belongs to one thread at a time.  It starts one thread of
+ * its own, which writes the segments' full 2 MiB buffers to their files
+ * while add fills the next buffer (if the thread cannot be started, add
+ * writes them itself); finish and abort end it.  A write that thread could
+ * not make is made again by the next add (or by finish), which returns
+ * the error if it fails again.
  *
  * @param[out] out  the new builder; NULL on failure.
  * @param dir       where the store is to be published.

@@ -5,7 +5,8 @@
  * Owns: the builder's life, its build directory "<dir>.build-<16 hex>"
  * beside the target (its lock file, meta, segments, scratch files), the
  * records' append through the segment set (no index, no fsync per record),
- * the (hash, location) pairs and their spill file, resolving duplicate keys
+ * its writer thread (which writes each full append buffer while the adds
+ * fill the next), the (hash, location) pairs and their spill file, resolving duplicate keys
  * for build_index.c (it reads records, build_index does not), and the
  * publication: rename onto an absent target, or an exchange with an
  * existing store under the store's write lock, then the old store's

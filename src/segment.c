@@ -679,6 +679,7 @@ int segset_flush_begin(segset *s, int all, segset_flush_job *job,
 	job->off = g->wend;
 	job->p = s->wbuf + (g->wend - g->flushed);
 	job->len = (size_t)(s->wbuf_cut - g->wend);
+	job->nosync = 0;
 	atomic_store_explicit(&s->wbuf_busy, 1, memory_order_relaxed);
 	*claimed = 1;
 	return CELLAR_OK;
@@ -686,7 +687,8 @@ int segset_flush_begin(segset *s, int all, segset_flush_job *job,
 
 int segset_flush_run(segset *s, const segset_flush_job *job)
 {
-	int rc = job->seal ? s->fs->sync(s->fs, job->seal) : CELLAR_OK;
+	int rc = job->seal && !job->nosync ? s->fs->sync(s->fs, job->seal)
+	                                   : CELLAR_OK;
 
 	if (rc < 0)
 		s->sync_failed = rc;
@@ -695,11 +697,13 @@ int segset_flush_run(segset *s, const segset_flush_job *job)
 
 	/* Durable before anything later reaches the file (a crash then loses
 	 * a tail, never a piece in the middle).  A failed fsync is kept as
-	 * a failed one under the mutex is. */
+	 * a failed one under the mutex is.  (nosync: the seal stays for the
+	 * writer's next flush to fsync, as it would without this call.) */
 	s->wbuf_synced = 0;
-	if (rc == CELLAR_OK && (rc = s->fs->sync(s->fs, job->file)) < 0)
+	if (rc == CELLAR_OK && !job->nosync &&
+	    (rc = s->fs->sync(s->fs, job->file)) < 0)
 		s->sync_failed = rc;
-	s->wbuf_synced = rc == CELLAR_OK;
+	s->wbuf_synced = rc == CELLAR_OK && !job->nosync;
 	s->wbuf_done = rc == CELLAR_OK; /* else written again under the mutex */
 	atomic_store_explicit(&s->wbuf_busy, 0, memory_order_release);
 	return rc;

@@ -272,11 +272,25 @@ typedef struct segset_flush_job {
 	uint64_t off;
 	const uint8_t *p;
 	size_t len;
+	int nosync;        /* write only, fsync nothing (a bulk build, whose
+	                    * files are fsynced at its end); 0 from begin */
 } segset_flush_job;
 int segset_flush_begin(segset *s, int all, segset_flush_job *job,
                        int *claimed);
 int segset_flush_run(segset *s, const segset_flush_job *job);
 int segset_flush_end(segset *s, int rc);
+
+/**
+ * Writer: is a buffer set aside that no one has claimed or written?  (The
+ * thread writing it sets wbuf_done before it clears wbuf_busy: read in
+ * this order.)
+ */
+static inline int segset_flush_waiting(const segset *s)
+{
+	return s->wbuf &&
+	       !atomic_load_explicit(&s->wbuf_busy, memory_order_acquire) &&
+	       !s->wbuf_done;
+}
 
 /**
  * Writer: would appending bytes more wait for the buffer set aside (being

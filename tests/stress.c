@@ -37,6 +37,8 @@
  * that once one key shows batch n every key shows n or later; threads
  * increment shared counters through cellar_update and cellar_cas (no
  * increment may be lost); a subscription counts the batches' changes.
+ * A third builds a store beside it with cellar_builder, whose writer
+ * thread writes segments while the adds go on, and reads every key back.
  *
  * CELLAR_TEST_FS picks the file system (mem or mmap; default mem).  Prints
  * "stress: N reads, M writes, K iterations" and "1 passed, 0 failed", or
@@ -794,6 +796,62 @@ static void phase2(cellar_db *db)
 		     (unsigned long long)atomic_load(&changes_seen), GROUP * BATCHES);
 }
 
+/*
+ * Phase 3: a bulk build beside the store.  The builder's writer thread
+ * writes the segments while the adds go on (src/builder.c); small segments
+ * roll over, and a small budget spills.  Every key must then read back.
+ */
+#define BUILD_KEYS 200000
+static void phase3(cellar_fs *fs, const char *dir)
+{
+	cellar_build_options bo = CELLAR_BUILD_OPTIONS_INIT;
+	cellar_options o = CELLAR_OPTIONS_INIT;
+	char path[4300], key[32], val[64], got[64];
+	cellar_builder *b;
+	cellar_db *db;
+	size_t len;
+	int rc;
+
+	snprintf(path, sizeof path, "%s.built", dir);
+	bo.fs = fs;
+	bo.memory_budget = 1u << 20;
+	bo.max_segment_size = 1u << 20;
+	if ((rc = cellar_builder_open(&b, path, &bo)) != CELLAR_OK) {
+		fail("builder_open: %s", cellar_strerror(rc));
+		return;
+	}
+	for (unsigned i = 0; i < BUILD_KEYS && rc == CELLAR_OK; i++) {
+		int kl = snprintf(key, sizeof key, "built%08u", i);
+		int vl = snprintf(val, sizeof val, "value of %u, %s", i,
+		                  i % 5 ? "short" : "somewhat longer than that");
+		rc = cellar_builder_add(b, key, (size_t)kl, val, (size_t)vl);
+	}
+	if (rc == CELLAR_OK)
+		rc = cellar_builder_finish(b);
+	cellar_builder_abort(b);
+	if (rc != CELLAR_OK) {
+		fail("build: %s (%s)", cellar_strerror(rc), cellar_errmsg());
+		return;
+	}
+	o.fs = fs;
+	o.flags = CELLAR_READONLY;
+	if ((rc = cellar_open(&db, path, &o)) != CELLAR_OK) {
+		fail("open the built store: %s", cellar_strerror(rc));
+		return;
+	}
+	for (unsigned i = 0; i < BUILD_KEYS; i++) {
+		int kl = snprintf(key, sizeof key, "built%08u", i);
+		int vl = snprintf(val, sizeof val, "value of %u, %s", i,
+		                  i % 5 ? "short" : "somewhat longer than that");
+		rc = cellar_get(db, key, (size_t)kl, got, sizeof got, &len);
+		if (rc != CELLAR_OK || len != (size_t)vl || memcmp(got, val, len)) {
+			fail("built key %u: %s", i, cellar_strerror(rc));
+			break;
+		}
+	}
+	cellar_close(db);
+}
+
 int main(void)
 {
 	const char *fsname = getenv("CELLAR_TEST_FS");
@@ -902,6 +960,7 @@ int main(void)
 			fail("reopen for phase 2: %s", cellar_strerror(rc));
 		else
 			phase2(db);
+		phase3(fs, dir);
 	}
 	cellar_fs_free(fs);
 	if (tmp_root[0])

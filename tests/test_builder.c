@@ -477,6 +477,61 @@ Test(builder, a_writer_on_the_store_makes_finish_fail)
 	cellar_fs_free(fs);
 }
 
+/*
+ * The segments are written by the builder's writer thread while adds go
+ * on (src/builder.c).  Fail each write of a build in turn, once or from
+ * then on: a build either succeeds whole, or fails with the error and
+ * leaves no store and no build directory; it never hangs.  Writes the
+ * thread made and failed are made again by the adds, so a write failed
+ * once may still give a whole store.
+ */
+Test(builder, failed_writes_fail_the_build_or_are_made_again)
+{
+	const char *dir = "/s/store";
+	const uint64_t n = 200000; /* about 9 MB: several append buffers */
+	cellar_fs *base, *fs;
+	uint64_t writes;
+
+	OK(cellar_fs_mem_new(&base));
+	OK(base->mkdir(base, "/s"));
+	OK(fault_fs_new(&fs, base));
+	OK(build(fs, dir, n, 1, 0));
+	writes = fault_fs_count(fs, FAULT_WRITE);
+	cr_assert_gt(writes, 4, "writes %llu", (unsigned long long)writes);
+	cellar_fs_free(fs);
+	cellar_fs_free(base);
+	for (int persistent = 0; persistent < 2; persistent++) {
+		unsigned ok = 0;
+		for (uint64_t k = 1; k <= writes; k++) {
+			OK(cellar_fs_mem_new(&base));
+			OK(base->mkdir(base, "/s"));
+			OK(fault_fs_new(&fs, base));
+			fault_fs_fail(fs, FAULT_WRITE, k, CELLAR_EIO, persistent);
+			int rc = build(fs, dir, n, 1, 0);
+			cellar_fs_free(fs);
+			if (rc == CELLAR_OK) {
+				cr_assert(!persistent, "k=%llu", (unsigned long long)k);
+				ok++;
+				check_dir(base, dir, n, 1);
+			} else {
+				cr_assert_eq(rc, CELLAR_EIO, "k=%llu: %s",
+				             (unsigned long long)k, cellar_strerror(rc));
+				cellar_options o = CELLAR_OPTIONS_INIT;
+				cellar_db *db;
+				o.fs = base;
+				o.flags = CELLAR_READONLY;
+				ERR(CELLAR_ENOENT, cellar_open(&db, dir, &o));
+			}
+			cr_assert_eq(builds_beside(base, dir), 0, "k=%llu: debris",
+			             (unsigned long long)k);
+			cellar_fs_free(base);
+		}
+		fprintf(stderr, "%s failures of %llu writes: %u builds whole\n",
+		        persistent ? "persistent" : "single",
+		        (unsigned long long)writes, ok);
+	}
+}
+
 /* ---- crashes --------------------------------------------------------------- */
 
 /*

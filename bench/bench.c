@@ -6,7 +6,8 @@
  *
  *   load    create, put n records in random key order, one sync at the end
  *           (the load and build phases begin with an untimed sync(), so
- *           that neither pays for the writeback of earlier phases' files)
+ *           that neither pays for the writeback of earlier phases' files,
+ *           and with --prefault, with an untimed touch of fresh memory)
  *   reopen  open a read-only handle on the cleanly closed store (ops = 1);
  *           closing the loading handle before it is not timed
  *   get     n gets of present keys in a shuffled order, values verified
@@ -68,6 +69,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -175,6 +177,7 @@ static struct config {
 	const char *dir;
 	int keep;
 	unsigned runs; /* rounds of every engine; the table shows medians */
+	double prefault; /* GiB touched and freed before each writing phase */
 	const char *svg;
 	const struct engine *engines[N_ENGINES];
 	size_t n_engines;
@@ -1340,6 +1343,41 @@ static long vm_hwm_kb(void)
 	return kb;
 }
 
+/*
+ * --prefault: touch cfg.prefault GiB of anonymous memory and give it back,
+ * untimed, before a writing phase.  On a VM whose host backs guest memory
+ * lazily (and takes freed memory back), the first touch of a page costs
+ * microseconds, and a phase that fills the page cache with memory the guest
+ * has not used lately pays that, more or less depending on what ran
+ * before it.  Freed just now, the touched pages are what the kernel hands
+ * the page cache next, so every engine's writing phase starts alike.
+ */
+static void prefault(void)
+{
+	size_t len = (size_t)(cfg.prefault * (double)(1ull << 30));
+	int status;
+	pid_t pid;
+
+	if (len == 0)
+		return;
+	fflush(NULL);
+	/* In a child, so that the phase's peak RSS does not count it. */
+	if ((pid = fork()) < 0)
+		die("--prefault: fork: %s", strerror(errno));
+	if (pid == 0) {
+		unsigned char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			_exit(1);
+		for (size_t i = 0; i < len; i += 4096)
+			p[i] = 1;
+		_exit(0);
+	}
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 0)
+		die("--prefault: could not touch %zu bytes", len);
+}
+
 /* The batch phase: the load in batches of BATCH_PUTS (see the top). */
 #define BATCH_PUTS 1000
 
@@ -1361,6 +1399,7 @@ static void run_batch(const char *dir)
 	if (mkdir(bdir, 0755) != 0)
 		die("mkdir %s: %s", bdir, strerror(errno));
 	sync();
+	prefault();
 	t0 = now();
 	if (eng->load_open(&h, bdir, cfg.n, cfg.key_size, cfg.val_max) != 0)
 		die("%s", err_buf);
@@ -1415,6 +1454,7 @@ static void run_build(const char *dir)
 		free(perm);
 		free(zipf);
 		perm = zipf = NULL;
+		prefault();
 		f = fopen("/proc/self/clear_refs", "w");
 		reset = f != NULL && fputs("5", f) >= 0;
 		if (f != NULL && fclose(f) != 0)
@@ -1757,6 +1797,7 @@ static void run_engine(const char *dir)
 		die("out of memory");
 
 	phase_now = "load";
+	prefault();
 	t0 = now();
 	if (eng->load_open(&h, dir, cfg.n, cfg.key_size, cfg.val_max) != 0)
 		die("%s", err_buf);
@@ -2392,6 +2433,11 @@ static void usage(FILE *f)
 "  --dir DIR           where stores go (default: a new /tmp/cellar-bench-*,\n"
 "                      removed at the end); DIR/<engine> must not exist\n"
 "  --keep              keep the stores\n"
+"  --prefault G        before each writing phase (load, build, batch),\n"
+"                      untimed: touch G GiB of fresh memory and free it,\n"
+"                      so that the page cache the phase fills comes from\n"
+"                      memory the machine has backed already (on VMs\n"
+"                      whose host backs guest memory on first touch)\n"
 "  --runs R            run every engine R times (1-25, default 1), in a\n"
 "                      rotated order each round; the table and chart show\n"
 "                      each engine's median run per phase (the slower\n"
@@ -2616,7 +2662,8 @@ static void parse_phases(const char *arg)
 static void parse_args(int argc, char **argv)
 {
 	enum { O_ENGINES = 256, O_KEY, O_VALUE, O_THREADS, O_BATCH, O_PHASES, O_SEED,
-	       O_DIR, O_KEEP, O_RUNS, O_SVG, O_LIST, O_PROCS, O_ACCESS };
+	       O_DIR, O_KEEP, O_RUNS, O_SVG, O_LIST, O_PROCS, O_ACCESS,
+	       O_PREFAULT };
 	static const char *const access_names[] = { "default", "random",
 		"sequential", "normal", "willneed" };
 	static const struct option opts[] = {
@@ -2631,6 +2678,7 @@ static void parse_args(int argc, char **argv)
 		{ "seed", required_argument, NULL, O_SEED },
 		{ "dir", required_argument, NULL, O_DIR },
 		{ "keep", no_argument, NULL, O_KEEP },
+		{ "prefault", required_argument, NULL, O_PREFAULT },
 		{ "runs", required_argument, NULL, O_RUNS },
 		{ "svg", required_argument, NULL, O_SVG },
 		{ "list", no_argument, NULL, O_LIST },
@@ -2720,6 +2768,13 @@ static void parse_args(int argc, char **argv)
 		case O_KEEP:
 			cfg.keep = 1;
 			break;
+		case O_PREFAULT: {
+			char *end;
+			cfg.prefault = strtod(optarg, &end);
+			if (*end || !(cfg.prefault >= 0 && cfg.prefault <= 64))
+				usage_error("--prefault: 0 to 64 GiB");
+			break;
+		}
 		case O_RUNS:
 			v = parse_count(optarg, "--runs");
 			if (v < 1 || v > MAX_RUNS)

@@ -22,7 +22,8 @@
  * may be too small), get_alloc, has, sync, reopen, reopen read-only and
  * back, a full iteration, an iterator kept open across writes (and
  * compactions), compaction, statistics, expiring and no-overwrite puts
- * (cellar_put_ex), moving the injected clock on, and a snapshot kept open
+ * (cellar_put_ex), moving the injected clock on, cellar_get_many over a
+ * run of keys (buffers big or too small), and a snapshot kept open
  * across writes, compactions and clock moves (checked whole: gets, has,
  * count and iteration, as of the moment it was taken).  Every result, and
  * the count after every operation, must match the model; any mismatch is
@@ -208,6 +209,41 @@ static void check_get(struct state *st, unsigned id, size_t cap)
 		         "get: wrong value", rc);
 	}
 	free(buf);
+}
+
+/* cellar_get_many over n keys from id on (wrapping), buffers of cap. */
+static void check_get_many(struct state *st, unsigned id, unsigned n,
+                           size_t cap)
+{
+	cellar_get_item items[NKEYS * 2];
+	uint8_t keys[NKEYS * 2][300], *bufs = malloc((size_t)n * cap + 1);
+
+	FZ_CHECK(bufs != NULL, "out of memory", CELLAR_ENOMEM);
+	for (unsigned i = 0; i < n; i++) {
+		items[i].key = keys[i];
+		items[i].key_len = key_of((id + i) % NKEYS, keys[i]);
+		items[i].buf = bufs + (size_t)i * cap;
+		items[i].cap = cap;
+	}
+	int rc = cellar_get_many(st->db, items, n);
+	FZ_CHECK(rc == CELLAR_OK, "get_many failed", rc);
+	for (unsigned i = 0; i < n; i++) {
+		const struct slot *s = &st->model[(id + i) % NKEYS];
+		rc = items[i].status;
+		if (!visible(s, st->now)) {
+			FZ_CHECK(rc == CELLAR_ENOTFOUND,
+			         "get_many: a deleted key is found", rc);
+		} else if (s->len > cap) {
+			FZ_CHECK(rc == CELLAR_EBUFS && items[i].val_len == s->len,
+			         "get_many: expected EBUFS and the length", rc);
+		} else {
+			FZ_CHECK(rc == CELLAR_OK && items[i].val_len == s->len &&
+			             (s->len == 0 ||
+			              memcmp(items[i].buf, s->val, s->len) == 0),
+			         "get_many: wrong value", rc);
+		}
+	}
+	free(bufs);
 }
 
 static void check_get_alloc(struct state *st, unsigned id)
@@ -704,6 +740,11 @@ static void run_op(struct state *st, unsigned op, unsigned id)
 	case 22:
 		snap_check(st);
 		break;
+	case 23: {
+		unsigned n = 1 + next_byte() % (NKEYS * 2);
+		check_get_many(st, id, n, next_byte() & 1 ? 1u << 16 : 16);
+		break;
+	}
 	}
 }
 
@@ -738,7 +779,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	do_open(&st, CELLAR_CREATE);
 
 	while (in_pos < in_len) {
-		unsigned op = next_byte() % 23, id = next_byte() % NKEYS;
+		unsigned op = next_byte() % 24, id = next_byte() % NKEYS;
 		run_op(&st, op, id);
 		check_count(&st);
 	}

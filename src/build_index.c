@@ -1,10 +1,8 @@
 /*
  * build_index.c - the builder's index writer (see build_index.h): sorting
  * and partitioning the pairs by bucket address, resolving duplicates, and
- * streaming the index file in bucket order.  With partitions, a thread of
- * its own reads and sorts the next one while this one is written.
+ * streaming the index file in bucket order.
  */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -313,12 +311,14 @@ static void sort_by_addr(const geom *g, build_pair *e, build_pair *aux,
  * whose addresses lie there, sorting them by address first (aux: room for
  * n more), then each chain in turn.
  */
-static int emit_sorted(pass *p, build_pair *sorted, size_t n, uint64_t lo,
-                       uint64_t hi)
+static int emit_range(pass *p, build_pair *e, build_pair *aux, size_t n,
+                      uint64_t lo, uint64_t hi)
 {
+	build_pair *sorted;
 	size_t i = 0;
 	int rc;
 
+	sort_by_addr(&p->g, e, aux, n, lo, hi - lo, *p->cnt, &sorted);
 	for (uint64_t a = lo; a < hi; a++) {
 		size_t j = i, k = 0;
 		while (j < n && addr_of(&p->g, sorted[j].hash) == a)
@@ -330,15 +330,6 @@ static int emit_sorted(pass *p, build_pair *sorted, size_t n, uint64_t lo,
 		i = j;
 	}
 	return CELLAR_OK;
-}
-
-static int emit_range(pass *p, build_pair *e, build_pair *aux, size_t n,
-                      uint64_t lo, uint64_t hi)
-{
-	build_pair *sorted;
-
-	sort_by_addr(&p->g, e, aux, n, lo, hi - lo, *p->cnt, &sorted);
-	return emit_sorted(p, sorted, n, lo, hi);
 }
 
 /* ---- partitions ---------------------------------------------------------- */
@@ -436,165 +427,16 @@ done:
 	return rc;
 }
 
-/* Partition k's address range [*lo, *hi). */
-static void part_range(const pass *p, const parts *pt, size_t k, uint64_t *lo,
-                       uint64_t *hi)
-{
-	*lo = (k * p->g.n + pt->np - 1) / pt->np;
-	*hi = ((k + 1) * p->g.n + pt->np - 1) / pt->np;
-}
-
-/* Read partition k (n pairs) into e. */
-static int read_part(build_source *s, parts *pt, size_t k, build_pair *e,
-                     size_t n)
-{
-	size_t got;
-	int rc;
-
-	if (n && (rc = s->fs->read_at(s->fs, pt->f[k], 0, e, n * sizeof *e,
-	                              &got)) < 0)
-		return rc;
-	if (n && got != n * sizeof *e)
-		return cellar__error(CELLAR_EIO, "build: partition cut short");
-	return CELLAR_OK;
-}
-
-/*
- * Two slots of a quarter of the budget each take turns: the thread reads
- * and sorts partition k + 1 into one while the chains of partition k are
- * written from the other.
- */
-typedef struct part_slot {
-	build_pair *data, *aux, *sorted;
-	radix_counts *cnt;
-	int full;  /* sorted, for the writer to take */
-	int rc;    /* the read's result */
-} part_slot;
-
-typedef struct sorter {
-	pass *p;
-	parts *pt;
-	part_slot sl[2];
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int quit;  /* the writer failed: stop */
-} sorter;
-
-static void *sorter_main(void *arg)
-{
-	sorter *t = arg;
-	build_source *s = t->p->src;
-
-	for (size_t k = 0; k < t->pt->np; k++) {
-		part_slot *sl = &t->sl[k & 1];
-		uint64_t lo, hi;
-		pthread_mutex_lock(&t->mu);
-		while (sl->full && !t->quit)
-			pthread_cond_wait(&t->cv, &t->mu);
-		int quit = t->quit;
-		pthread_mutex_unlock(&t->mu);
-		if (quit)
-			break;
-		size_t n = (size_t)t->pt->count[k];
-		int rc = read_part(s, t->pt, k, sl->data, n);
-		if (rc == CELLAR_OK) {
-			part_range(t->p, t->pt, k, &lo, &hi);
-			sort_by_addr(&t->p->g, sl->data, sl->aux, n, lo, hi - lo,
-			             *sl->cnt, &sl->sorted);
-		}
-		pthread_mutex_lock(&t->mu);
-		sl->rc = rc;
-		sl->full = 1;
-		pthread_cond_broadcast(&t->cv);
-		pthread_mutex_unlock(&t->mu);
-		if (rc < 0)
-			break;
-	}
-	return NULL;
-}
-
-/* emit_parts_overlapped did nothing: do it the sequential way. */
-#define NOT_OVERLAPPED 1
-
-/*
- * emit_parts with the sorter thread; NOT_OVERLAPPED (nothing done) if a
- * partition does not fit in a slot or the thread cannot be had.
- */
-static int emit_parts_overlapped(pass *p, parts *pt)
-{
-	build_source *s = p->src;
-	size_t q = s->cap / 4;
-	sorter t;
-	pthread_t tid;
-	int rc = CELLAR_OK;
-
-	for (size_t k = 0; k < pt->np; k++)
-		if (pt->count[k] > q)
-			return NOT_OVERLAPPED;
-	memset(&t, 0, sizeof t);
-	t.p = p;
-	t.pt = pt;
-	for (int i = 0; i < 2; i++) {
-		t.sl[i].data = s->mem + (size_t)i * 2 * q;
-		t.sl[i].aux = t.sl[i].data + q;
-	}
-	t.sl[0].cnt = p->cnt;
-	if (!(t.sl[1].cnt = malloc(sizeof *t.sl[1].cnt)))
-		return NOT_OVERLAPPED;
-	if (pthread_mutex_init(&t.mu, NULL) != 0) {
-		free(t.sl[1].cnt);
-		return NOT_OVERLAPPED;
-	}
-	if (pthread_cond_init(&t.cv, NULL) != 0) {
-		pthread_mutex_destroy(&t.mu);
-		free(t.sl[1].cnt);
-		return NOT_OVERLAPPED;
-	}
-	if (pthread_create(&tid, NULL, sorter_main, &t) != 0) {
-		pthread_cond_destroy(&t.cv);
-		pthread_mutex_destroy(&t.mu);
-		free(t.sl[1].cnt);
-		return NOT_OVERLAPPED;
-	}
-	for (size_t k = 0; k < pt->np && rc == CELLAR_OK; k++) {
-		part_slot *sl = &t.sl[k & 1];
-		uint64_t lo, hi;
-		pthread_mutex_lock(&t.mu);
-		while (!sl->full)
-			pthread_cond_wait(&t.cv, &t.mu);
-		pthread_mutex_unlock(&t.mu);
-		if ((rc = sl->rc) < 0)
-			break;
-		part_range(p, pt, k, &lo, &hi);
-		rc = emit_sorted(p, sl->sorted, (size_t)pt->count[k], lo, hi);
-		pthread_mutex_lock(&t.mu);
-		sl->full = 0;
-		pthread_cond_broadcast(&t.cv);
-		pthread_mutex_unlock(&t.mu);
-	}
-	pthread_mutex_lock(&t.mu);
-	t.quit = 1;
-	pthread_cond_broadcast(&t.cv);
-	pthread_mutex_unlock(&t.mu);
-	pthread_join(tid, NULL);
-	pthread_cond_destroy(&t.cv);
-	pthread_mutex_destroy(&t.mu);
-	free(t.sl[1].cnt);
-	return rc;
-}
-
 /* Write every chain from the partition files, in address order. */
 static int emit_parts(pass *p, parts *pt)
 {
 	build_source *s = p->src;
 	int rc;
 
-	if (pt->np > 1 && (rc = emit_parts_overlapped(p, pt)) != NOT_OVERLAPPED)
-		return rc;
 	for (size_t k = 0; k < pt->np; k++) {
-		uint64_t lo, hi;
-		size_t n = (size_t)pt->count[k];
-		part_range(p, pt, k, &lo, &hi);
+		uint64_t lo = (k * p->g.n + pt->np - 1) / pt->np;
+		uint64_t hi = ((k + 1) * p->g.n + pt->np - 1) / pt->np;
+		size_t n = (size_t)pt->count[k], got;
 		if (n > s->cap / 2) {
 			/* A skewed partition (many duplicates): over the budget. */
 			build_pair *nm = realloc(s->mem, 2 * n * sizeof *nm);
@@ -603,8 +445,11 @@ static int emit_parts(pass *p, parts *pt)
 			s->mem = nm;
 			s->cap = 2 * n;
 		}
-		if ((rc = read_part(s, pt, k, s->mem, n)) < 0)
+		if (n && (rc = s->fs->read_at(s->fs, pt->f[k], 0, s->mem,
+		                              n * sizeof *s->mem, &got)) < 0)
 			return rc;
+		if (n && got != n * sizeof *s->mem)
+			return cellar__error(CELLAR_EIO, "build: partition cut short");
 		if ((rc = emit_range(p, s->mem, s->mem + s->cap / 2, n, lo, hi)) < 0)
 			return rc;
 	}
@@ -723,14 +568,9 @@ static int run_pass(build_source *s, uint64_t keys, cellar_file *out,
 	if (!s->nspill) {
 		rc = emit_range(&p, s->mem, s->mem + s->cap / 2, s->nmem, 0, p.g.n);
 	} else {
-		/* A quarter of the budget per partition (a partition, the sort's
-		 * second buffer, and the two again for the next one, which a
-		 * thread reads and sorts meanwhile).  Partitions are ranges of
-		 * addresses of equal width, and a bucket not split yet holds
-		 * twice the keys of a split one: aim at half of that quarter,
-		 * less 1/8 of it for chance.  A partition that still does not
-		 * fit is done alone (over the budget). */
-		uint64_t per = s->cap / 8 - s->cap / 64;
+		/* Half the budget per partition (the sort's other half is its
+		 * second buffer), less 1/8 of it: room for skew. */
+		uint64_t per = s->cap / 2 - s->cap / 16;
 		pt.np = (size_t)((s->nspill + per - 1) / per);
 		if (pt.np < 1)
 			pt.np = 1;

@@ -333,6 +333,55 @@ Test(builder, duplicates_last_wins)
 	cellar_fs_free(fs);
 }
 
+/*
+ * One key added 70,000 times beside 60,000 distinct ones, with a 1 MiB
+ * budget: its pairs all have one address, so their partition is far
+ * bigger than the half budget a partition gets (src/build_index.c); it is
+ * sorted over the budget, and every key still comes out right.
+ */
+Test(builder, a_skewed_partition_is_sorted_over_the_budget)
+{
+	cellar_fs *fs = tc_fs_new();
+	char *dir = tc_dir_new();
+	cellar_build_options o = bopts(fs);
+	cellar_builder *b;
+	char k[17], v[64], got[64];
+	size_t len;
+	uint64_t count;
+
+	o.memory_budget = 1ull << 20;
+	OK(cellar_builder_open(&b, dir, &o));
+	for (uint64_t i = 0; i < 130000; i++) {
+		if (i % 13 < 7) { /* 70,000 times the hot key */
+			int n = snprintf(v, sizeof v, "hot %llu", (unsigned long long)i);
+			OK(cellar_builder_add(b, "hot-key", 7, v, (size_t)n));
+		} else {
+			key_of(k, i);
+			OK(cellar_builder_add(b, k, 16, v, val_of(v, i, 3)));
+		}
+	}
+	OK(cellar_builder_finish(b));
+	cellar_builder_abort(b);
+	cellar_db *db = open_db(fs, dir, CELLAR_READONLY);
+	OK(cellar_count(db, &count));
+	cr_assert_eq(count, 60001);
+	OK(cellar_get(db, "hot-key", 7, got, sizeof got, &len));
+	int n = snprintf(v, sizeof v, "hot %llu", 129999ull - 129999ull % 13 + 6);
+	cr_assert(len == (size_t)n && memcmp(got, v, len) == 0, "%.*s",
+	          (int)len, got);
+	for (uint64_t i = 0; i < 130000; i++) {
+		if (i % 13 < 7)
+			continue;
+		key_of(k, i);
+		size_t want = val_of(v, i, 3);
+		OK(cellar_get(db, k, 16, got, sizeof got, &len));
+		cr_assert(len == want && memcmp(got, v, len) == 0);
+	}
+	OK(cellar_close(db));
+	tc_dir_free(dir);
+	cellar_fs_free(fs);
+}
+
 Test(builder, duplicates_refused_with_unique)
 {
 	cellar_fs *fs = tc_fs_new();
